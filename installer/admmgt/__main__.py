@@ -1,0 +1,3 @@
+from admmgt.cli import main
+
+main()

@@ -1,0 +1,333 @@
+"""install, upgrade, verify, status and uninstall of the control plane.
+
+Each operation runs in one transaction of the admin database behind one
+advisory lock, so two installers never interleave and a failure leaves the
+database as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import Cursor, sql
+
+from admmgt._catalog import replaceable_objects
+from admmgt._resources import Package
+
+MIN_SERVER_VERSION = 130000
+# Advisory lock (classid, objid) that serializes installers in one database.
+# classid 1634560109 is "admm" as an int; the procedures use other objids.
+INSTALL_LOCK = (1634560109, 0)
+
+
+class InstallError(Exception):
+    """A precondition or consistency failure; the message says what to do."""
+
+
+@dataclass
+class Report:
+    action: str  # installed | upgraded | unchanged | uninstalled
+    version: str
+    previous: str | None = None
+    applied: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if self.action == "unchanged":
+            return f"admmgt is already at version {self.version}; nothing to do"
+        if self.action == "uninstalled":
+            return f"admmgt {self.version} uninstalled"
+        head = f"admmgt {self.version} {self.action}"
+        if self.previous:
+            head += f" (was {self.previous})"
+        if self.applied:
+            head += "; ran " + ", ".join(self.applied)
+        return head
+
+
+def installed_version(cur: Cursor[Any]) -> tuple[str, str] | None:
+    """(version, code_checksum) of the install in this database, or None."""
+    cur.execute("SELECT to_regclass('admmgt._version') IS NOT NULL")
+    row = cur.fetchone()
+    if not row or not row[0]:
+        return None
+    cur.execute("SELECT version, code_checksum FROM admmgt._version")
+    found = cur.fetchone()
+    return (found[0], found[1]) if found else None
+
+
+def install(conn: psycopg.Connection[Any], package: Package | None = None) -> Report:
+    """Install into this database; a no-op when the same version is installed."""
+    package = package or Package.current()
+    with conn.transaction(), conn.cursor() as cur:
+        _lock_and_check(cur)
+        current = installed_version(cur)
+        if current is not None:
+            if current[0] == package.version:
+                return Report("unchanged", package.version)
+            raise InstallError(
+                f"admmgt {current[0]} is installed in this database; "
+                f"run `admmgt upgrade` to go to {package.version}"
+            )
+        applied = _deploy(cur, package)
+    return Report("installed", package.version, applied=applied)
+
+
+def upgrade(conn: psycopg.Connection[Any], package: Package | None = None) -> Report:
+    """Run the incremental SQL not yet applied, then all idempotent SQL and the code."""
+    package = package or Package.current()
+    with conn.transaction(), conn.cursor() as cur:
+        _lock_and_check(cur)
+        current = installed_version(cur)
+        if current is None:
+            raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+        applied = _deploy(cur, package)
+    action = "upgraded" if current[0] != package.version else "reinstalled"
+    return Report(action, package.version, previous=current[0], applied=applied)
+
+
+def verify(conn: psycopg.Connection[Any], package: Package | None = None) -> list[str]:
+    """Every difference between the installed control plane and the package."""
+    package = package or Package.current()
+    problems: list[str] = []
+    with conn.transaction(), conn.cursor() as cur:
+        _lock_and_check(cur)
+        current = installed_version(cur)
+        if current is None:
+            return ["admmgt is not installed in this database"]
+        if current[0] != package.version:
+            problems.append(f"installed version {current[0]}, package version {package.version}")
+        if current[1] != package.code_checksum:
+            problems.append("code checksum in admmgt._version differs from the package's")
+        problems += _verify_incremental(cur, package)
+        problems += _verify_code(cur, package)
+        problems += _verify_routines(conn, cur, package)
+    return problems
+
+
+def status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Version, databases by status and pending scripts, for `admmgt status`."""
+    with conn.cursor() as cur:
+        current = installed_version(cur)
+        if current is None:
+            raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+        cur.execute(
+            """SELECT status, count(*) FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND NOT istemplate GROUP BY status ORDER BY status"""
+        )
+        names = {0: "designing", 1: "pending creation", 2: "created", 3: "failed"}
+        tenants = {names.get(s, str(s)): n for s, n in cur.fetchall()}
+        cur.execute(
+            "SELECT dbname, status FROM admmgt.vendor_db_settings WHERE istemplate AND NOT deleted"
+        )
+        templates = [{"dbname": d, "status": s} for d, s in cur.fetchall()]
+        cur.execute("SELECT id, description FROM admmgt.scripts WHERE status = 1 ORDER BY id")
+        pending = [{"id": i, "description": d} for i, d in cur.fetchall()]
+    return {
+        "version": current[0],
+        "database": conn.info.dbname,
+        "tenants": tenants,
+        "templates": templates,
+        "pending_scripts": pending,
+    }
+
+
+def uninstall(conn: psycopg.Connection[Any], *, force: bool = False) -> Report:
+    """Drop schema admmgt; refuses while tenants are registered unless forced."""
+    with conn.transaction(), conn.cursor() as cur:
+        _lock_and_check(cur)
+        current = installed_version(cur)
+        if current is None:
+            raise InstallError("admmgt is not installed in this database; nothing to uninstall")
+        cur.execute(
+            "SELECT count(*) FROM admmgt.vendor_db_settings WHERE NOT deleted AND NOT istemplate"
+        )
+        row = cur.fetchone()
+        tenants = row[0] if row else 0
+        if tenants and not force:
+            raise InstallError(
+                f"{tenants} tenant(s) are registered in admmgt.vendor_db_settings; "
+                "uninstalling forgets them (their databases stay). Use --force to proceed."
+            )
+        cur.execute("DROP SCHEMA admmgt CASCADE")
+    return Report("uninstalled", current[0])
+
+
+def _lock_and_check(cur: Cursor[Any]) -> None:
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", INSTALL_LOCK)
+    cur.execute(
+        "SELECT current_setting('server_version_num')::int, rolsuper, current_user"
+        " FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    )
+    row = cur.fetchone()
+    assert row is not None
+    version_num, is_superuser, user = row
+    if version_num < MIN_SERVER_VERSION:
+        raise InstallError(
+            f"admmgt needs PostgreSQL 13 or newer; this server is {version_num // 10000}"
+        )
+    if not is_superuser:
+        raise InstallError(
+            f'role "{user}" is not a superuser; admmgt install, upgrade, verify and '
+            "uninstall create untrusted-language code and must run as a superuser "
+            "(e.g. --dsn 'user=postgres ...')"
+        )
+
+
+def _deploy(cur: Cursor[Any], package: Package) -> list[str]:
+    """Bring the schema to the package: new incremental files, all idempotent SQL, code."""
+    cur.execute("CREATE SCHEMA IF NOT EXISTS admmgt")
+    _create_extensions(cur)
+    cur.execute(
+        """CREATE TABLE IF NOT EXISTS admmgt._migration (
+               name text PRIMARY KEY,
+               sha256 text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now(),
+               version text NOT NULL)"""
+    )
+    cur.execute(
+        "COMMENT ON TABLE admmgt._migration IS "
+        "'Incremental SQL files already applied, by name and sha256 (run exactly once).'"
+    )
+    applied = _run_incremental(cur, package)
+    _replace_routines(cur, package)
+    cur.execute("DELETE FROM admmgt._code")
+    cur.executemany(
+        "INSERT INTO admmgt._code (module, is_package, source, sha256) VALUES (%s, %s, %s, %s)",
+        [(m.name, m.is_package, m.source, m.sha256) for m in package.modules],
+    )
+    cur.execute(
+        """INSERT INTO admmgt._version (version, code_checksum) VALUES (%s, %s)
+           ON CONFLICT (singleton) DO UPDATE
+           SET version = excluded.version, code_checksum = excluded.code_checksum,
+               upgraded_at = now()""",
+        (package.version, package.code_checksum),
+    )
+    return applied
+
+
+def _create_extensions(cur: Cursor[Any]) -> None:
+    cur.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
+    # dblink goes into schema admmgt (closed to PUBLIC) unless the database
+    # already has it elsewhere; the Python finds it wherever it is.
+    cur.execute("CREATE EXTENSION IF NOT EXISTS dblink SCHEMA admmgt")
+
+
+def _run_incremental(cur: Cursor[Any], package: Package) -> list[str]:
+    cur.execute("SELECT name, sha256 FROM admmgt._migration")
+    recorded = dict(cur.fetchall())
+    known = {f.name for f in package.incremental}
+    unknown = sorted(set(recorded) - known)
+    if unknown:
+        raise InstallError(
+            f"this database has incremental SQL the package lacks ({', '.join(unknown)}): "
+            "it was installed by a newer admmgt; install that version's package instead"
+        )
+    applied = []
+    for f in package.incremental:
+        if f.name in recorded:
+            if recorded[f.name] != f.sha256:
+                raise InstallError(
+                    f"incremental SQL {f.name} differs from the copy applied to this database; "
+                    "released incremental files never change, so this package is damaged or "
+                    "edited: reinstall the released package"
+                )
+            continue
+        cur.execute(f.text.encode("utf-8"))
+        cur.execute(
+            "INSERT INTO admmgt._migration (name, sha256, version) VALUES (%s, %s, %s)",
+            (f.name, f.sha256, package.version),
+        )
+        applied.append(f.name)
+    return applied
+
+
+def _replace_routines(cur: Cursor[Any], package: Package) -> None:
+    """Drop every admmgt routine and view, then run the idempotent SQL.
+
+    Dropping first makes an upgraded catalog equal a fresh install's: a
+    signature that changed or a routine that was removed leaves nothing behind.
+    """
+    cur.execute(
+        """SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
+           WHERE c.relnamespace = 'admmgt'::regnamespace AND c.relkind IN ('v', 'm')"""
+    )
+    for (view,) in cur.fetchall():
+        cur.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.SQL(view)))
+    cur.execute(
+        """SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc AS p
+           WHERE p.pronamespace = 'admmgt'::regnamespace
+             AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                             WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                               AND d.objid = p.oid AND d.deptype = 'e')"""
+    )
+    for (routine,) in cur.fetchall():
+        cur.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(routine)))
+    for f in package.idempotent:
+        cur.execute(f.text.encode("utf-8"))
+
+
+def _verify_incremental(cur: Cursor[Any], package: Package) -> list[str]:
+    cur.execute("SELECT name, sha256 FROM admmgt._migration")
+    recorded = dict(cur.fetchall())
+    problems = []
+    for f in package.incremental:
+        if f.name not in recorded:
+            problems.append(f"incremental SQL {f.name} is not applied (run `admmgt upgrade`)")
+        elif recorded[f.name] != f.sha256:
+            problems.append(f"incremental SQL {f.name} was applied with a different checksum")
+    problems += [
+        f"incremental SQL {name} is applied but not in the package"
+        for name in sorted(set(recorded) - {f.name for f in package.incremental})
+    ]
+    return problems
+
+
+def _verify_code(cur: Cursor[Any], package: Package) -> list[str]:
+    cur.execute(
+        "SELECT module, sha256, encode(sha256(convert_to(source, 'UTF8')), 'hex') FROM admmgt._code"
+    )
+    installed = {m: (recorded, actual) for m, recorded, actual in cur.fetchall()}
+    problems = []
+    for m in package.modules:
+        if m.name not in installed:
+            problems.append(f"Python module {m.name} is missing from admmgt._code")
+            continue
+        recorded, actual = installed[m.name]
+        if actual != m.sha256:
+            problems.append(f"Python module {m.name} differs from the package")
+        elif recorded != actual:
+            problems.append(f"Python module {m.name} has a wrong recorded checksum")
+    problems += [
+        f"Python module {name} is in admmgt._code but not in the package"
+        for name in sorted(set(installed) - {m.name for m in package.modules})
+    ]
+    return problems
+
+
+def _verify_routines(
+    conn: psycopg.Connection[Any], cur: Cursor[Any], package: Package
+) -> list[str]:
+    """Compare routines and views with what the package's idempotent SQL makes.
+
+    The package's definitions are obtained by running its idempotent SQL in a
+    savepoint that is rolled back: exact, and no second copy of the SQL.
+    """
+    installed = replaceable_objects(cur)
+    with conn.transaction(force_rollback=True):
+        _replace_routines(cur, package)
+        expected = replaceable_objects(cur)
+    problems = []
+    for name in sorted(set(installed) | set(expected)):
+        if name not in installed:
+            problems.append(f"{name} is missing (run `admmgt upgrade`)")
+        elif name not in expected:
+            problems.append(f"{name} is not part of the package")
+        elif installed[name] != expected[name]:
+            what = ("definition", "privileges", "comment")
+            diff = [
+                w for w, a, b in zip(what, installed[name], expected[name], strict=True) if a != b
+            ]
+            problems.append(f"{name} differs from the package ({', '.join(diff)})")
+    return problems

@@ -1,0 +1,204 @@
+"""The `admmgt` command: install and manage the control plane, run a sandbox."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from admmgt import _install
+from admmgt._sandbox import DEFAULT_PORT, Sandbox, SandboxError
+from admmgt._version import __version__
+
+console = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _connect(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """Connect with --dsn, or the PG* environment variables when it is empty."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, application_name="admmgt")
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+    with conn:
+        conn.add_notice_handler(lambda diag: err.print(f"[dim]{diag.message_primary}[/dim]"))
+        try:
+            yield conn
+        except _install.InstallError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(__version__, prog_name="admmgt")
+@click.option(
+    "--dsn",
+    envvar="ADMMGT_DSN",
+    default="",
+    show_envvar=True,
+    help="libpq connection string of the admin database; empty = PG* environment variables.",
+)
+@click.pass_context
+def main(ctx: click.Context, dsn: str) -> None:
+    """admmgt: a control plane for database-per-tenant PostgreSQL fleets."""
+    ctx.obj = dsn
+
+
+@main.command()
+@click.pass_obj
+def install(dsn: str) -> None:
+    """Install admmgt into the admin database (a no-op if already installed)."""
+    with _connect(dsn) as conn:
+        console.print(str(_install.install(conn)))
+
+
+@main.command()
+@click.pass_obj
+def upgrade(dsn: str) -> None:
+    """Apply new incremental SQL, then re-create routines and code."""
+    with _connect(dsn) as conn:
+        console.print(str(_install.upgrade(conn)))
+
+
+@main.command()
+@click.pass_obj
+def verify(dsn: str) -> None:
+    """Compare the installed SQL and Python with this package; exit 1 on any difference."""
+    with _connect(dsn) as conn:
+        problems = _install.verify(conn)
+    if problems:
+        for problem in problems:
+            err.print(f"[red]✗[/red] {problem}")
+        sys.exit(1)
+    console.print(f"admmgt {__version__}: installed SQL and Python match the package")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts and CI.")
+@click.pass_obj
+def status(dsn: str, as_json: bool) -> None:
+    """Version, tenants by status and pending scripts."""
+    with _connect(dsn) as conn:
+        info = _install.status(conn)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    console.print(f"admmgt [bold]{info['version']}[/bold] in database {info['database']}")
+    templates = ", ".join(t["dbname"] for t in info["templates"]) or "none registered"
+    console.print(f"template: {templates}")
+    table = Table("tenants", "count")
+    for name, count in info["tenants"].items():
+        table.add_row(name, str(count))
+    if not info["tenants"]:
+        table.add_row("none registered", "0")
+    console.print(table)
+    pending = info["pending_scripts"]
+    console.print(
+        f"pending scripts: {', '.join(str(s['id']) for s in pending)}"
+        if pending
+        else "pending scripts: none"
+    )
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Uninstall even while tenants are registered.")
+@click.pass_obj
+def uninstall(dsn: str, force: bool) -> None:
+    """Drop schema admmgt (tenant databases are left alone)."""
+    with _connect(dsn) as conn:
+        console.print(str(_install.uninstall(conn, force=force)))
+
+
+@main.group()
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(path_type=Path),
+    default=Path(".sandbox/demo"),
+    show_default=True,
+    help="Folder of the sandbox cluster.",
+)
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+@click.pass_context
+def sandbox(ctx: click.Context, root: Path, port: int) -> None:
+    """A throwaway local PostgreSQL 15 cluster (Unix socket only)."""
+    ctx.obj = Sandbox(root.resolve(), port)
+
+
+def _sandbox_call(action: str, box: Sandbox) -> None:
+    try:
+        if action == "start":
+            box.start()
+        elif action == "stop":
+            box.stop()
+        elif action == "destroy":
+            box.destroy()
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@sandbox.command("start")
+@click.pass_obj
+def sandbox_start(box: Sandbox) -> None:
+    """Create (first time) and start the cluster; print its DSN."""
+    _sandbox_call("start", box)
+    click.echo(box.dsn())
+
+
+@sandbox.command("stop")
+@click.pass_obj
+def sandbox_stop(box: Sandbox) -> None:
+    """Stop the cluster, keeping its data."""
+    _sandbox_call("stop", box)
+    click.echo(f"sandbox {box.root} stopped")
+
+
+@sandbox.command("status")
+@click.pass_obj
+def sandbox_status(box: Sandbox) -> None:
+    """Say whether the cluster runs, and its DSN."""
+    if box.is_running():
+        click.echo(f"running: {box.dsn()}")
+    else:
+        click.echo(f"not running ({box.root})")
+        sys.exit(3)
+
+
+@sandbox.command("destroy")
+@click.pass_obj
+def sandbox_destroy(box: Sandbox) -> None:
+    """Stop the cluster and delete its folder."""
+    _sandbox_call("destroy", box)
+    click.echo(f"sandbox {box.root} removed")
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(path_type=Path),
+    default=Path(".sandbox/demo"),
+    show_default=True,
+    help="Folder of the throwaway cluster.",
+)
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+def demo(root: Path, port: int) -> None:
+    """Start a sandbox cluster and walk through admmgt on it."""
+    from admmgt._demo import run_demo
+
+    try:
+        run_demo(root.resolve(), port, console)
+    except (SandboxError, _install.InstallError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

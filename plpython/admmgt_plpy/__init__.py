@@ -1,0 +1,57 @@
+"""admmgt's Python, run inside PostgreSQL by the admmgt.* procedures.
+
+Standard library only: this runs on the server's own Python. Every entry point
+takes ``plpy`` first; the SQL declarations in sql/idempotent/ are thin shims
+that load this package (admmgt._load_code) and call one function here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from admmgt_plpy._entry import entry, not_implemented
+
+__all__ = [
+    "applymaintenance",
+    "applyscripts",
+    "create_database",
+    "lifecyclemgt",
+    "refresh_stored_procedures",
+    "refresh_views",
+    "replayscripts",
+]
+
+
+@entry
+def create_database(plpy: Any) -> None:
+    raise not_implemented("create_database", "issue 3: tenant provisioning")
+
+
+@entry
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
+    raise not_implemented("applyScripts", "issue 4: migration engine")
+
+
+@entry
+def applymaintenance(plpy: Any, *, separatedb: int, numdays: int) -> None:
+    raise not_implemented("applyMaintenance", "issue 5: partition lifecycle")
+
+
+@entry
+def lifecyclemgt(plpy: Any) -> None:
+    raise not_implemented("lifecycleMgt", "issue 5: partition lifecycle")
+
+
+@entry
+def refresh_stored_procedures(plpy: Any, *, separatedb: int, scriptid: int | None) -> None:
+    raise not_implemented("refresh_stored_procedures", "issue 6: template object sync")
+
+
+@entry
+def refresh_views(plpy: Any, *, separatedb: int, scriptid: int | None) -> None:
+    raise not_implemented("refresh_views", "issue 6: template object sync")
+
+
+@entry
+def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
+    raise not_implemented("replayScripts", "issue 6: replay of held-back tenants")

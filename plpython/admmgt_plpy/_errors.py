@@ -1,0 +1,36 @@
+"""Errors admmgt raises on purpose: each says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class AdmmgtError(Exception):
+    """An expected failure, reported to the DBA as a plain ERROR with a HINT.
+
+    ``sqlstate`` lets callers (and tests) tell kinds of failure apart without
+    parsing messages.
+    """
+
+    sqlstate = "P0001"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class MetadataError(AdmmgtError):
+    """Metadata rows that cannot be compiled into safe SQL."""
+
+    sqlstate = "22023"  # invalid_parameter_value
+
+
+class BusyError(AdmmgtError):
+    """Another run of the same operation holds its lock."""
+
+    sqlstate = "55P03"  # lock_not_available
+
+
+class NotImplementedYet(AdmmgtError):
+    """A procedure declared for compatibility whose body is a later release's."""
+
+    sqlstate = "0A000"  # feature_not_supported

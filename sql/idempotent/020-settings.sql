@@ -1,0 +1,41 @@
+-- Default settings. A value the DBA changed is kept; names and descriptions
+-- follow the package, so an upgrade adds new settings and nothing else.
+INSERT INTO admmgt.settings AS s (name, value, description)
+VALUES
+(
+    'max_parallel', 'auto',
+    'Databases worked on at once by a fan-out; auto = the server''s CPU count (at least 2).'
+),
+(
+    'lock_timeout_ms', '500',
+    'lock_timeout for remote DDL, in milliseconds.'
+),
+(
+    'lock_retries', '5',
+    'Retries of a remote transaction that hit lock_timeout, with exponential backoff and jitter.'
+),
+(
+    'retry_backoff_ms', '200',
+    'First backoff between lock retries, in milliseconds; doubles each retry.'
+),
+(
+    'failure_limit', '0',
+    'Stop a run after this many failed databases; 0 = never stop early.'
+),
+(
+    'template_busy_timeout_s', '30',
+    'How long create_database retries while other sessions use the template, in seconds.'
+),
+(
+    'create_strategy', 'wal_log',
+    'CREATE DATABASE STRATEGY for new tenants: wal_log or file_copy.'
+),
+(
+    'tenant_owner', '',
+    'Role that owns new tenant databases; empty = the installing superuser.'
+),
+(
+    'tenant_login_role', 'false',
+    'true = create_database makes a login role per tenant (named as the database) that may connect to its own database only.'
+)
+ON CONFLICT (name) DO UPDATE SET description = excluded.description;

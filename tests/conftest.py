@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.fix_cluster", "tests.fix_db"]

@@ -1,0 +1,269 @@
+"""Foundation: install, upgrade, verify, status, uninstall, privileges, the code loader."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+import admmgt
+from admmgt._catalog import schema_snapshot
+from admmgt._resources import Package
+from tests.fix_db import connect
+
+PREVIOUS = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1.0"
+
+
+def _snapshot(dsn: str) -> dict[str, Any]:
+    with connect(dsn) as conn, conn.cursor() as cur:
+        return schema_snapshot(cur)
+
+
+def test_fresh_install_then_second_install_is_a_noop(empty_dsn: str) -> None:
+    with connect(empty_dsn) as conn:
+        first = admmgt.install(conn)
+        second = admmgt.install(conn)
+        info = admmgt.status(conn)
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'admmgt'")
+        }
+    assert first.action == "installed"
+    assert "001-core-tables.sql" in first.applied
+    assert second.action == "unchanged"
+    assert str(second) == f"admmgt is already at version {admmgt.__version__}; nothing to do"
+    assert info["version"] == admmgt.__version__
+    poc_tables = {
+        "vendor_db_settings",
+        "scripts",
+        "script_tables",
+        "script_table_columns",
+        "script_table_fkeys",
+        "script_table_partitions",
+        "script_procs",
+        "script_log",
+        "script_proc_log",
+        "script_view_log",
+    }
+    assert poc_tables <= tables
+
+
+def test_poc_registry_columns_and_defaults(admin: psycopg.Connection[Any]) -> None:
+    admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status)"
+        " VALUES ('unitemplate', true, 2)"
+    )
+    admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES ('BigClient', 1)")
+    row = admin.execute(
+        "SELECT updateflag, istemplate, deleted, status, scriptversion, cluster_name"
+        " FROM admmgt.vendor_db_settings WHERE dbname = 'BigClient'"
+    ).fetchone()
+    assert row == (True, False, False, 1, None, "local")
+    with pytest.raises(errors.UniqueViolation):
+        admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname) VALUES ('BIGCLIENT')")
+
+
+def test_install_over_an_older_version_points_to_upgrade(empty_dsn: str) -> None:
+    with connect(empty_dsn) as conn:
+        admmgt.install(conn, Package.current().with_version("0.0.1"))
+        with pytest.raises(admmgt.InstallError, match="run `admmgt upgrade` to go to"):
+            admmgt.install(conn)
+
+
+def test_upgrade_from_previous_release_keeps_data_and_equals_fresh_install(
+    cluster_dsn: str, empty_dsn: str, admin_dsn: str
+) -> None:
+    previous = Package.from_dir(PREVIOUS, "0.1.0")
+    with connect(empty_dsn) as conn:
+        admmgt.install(conn, previous)
+        conn.execute(
+            "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES ('BigClient', 2)"
+        )
+        conn.execute("INSERT INTO admmgt.scripts (id, description, status) VALUES (1, 'x', 1)")
+        conn.execute("UPDATE admmgt.settings SET value = '7' WHERE name = 'failure_limit'")
+        report = admmgt.upgrade(conn)
+        kept = conn.execute(
+            "SELECT (SELECT dbname FROM admmgt.vendor_db_settings),"
+            " (SELECT description FROM admmgt.scripts WHERE id = 1),"
+            " (SELECT value FROM admmgt.settings WHERE name = 'failure_limit')"
+        ).fetchone()
+        assert admmgt.verify(conn) == []
+    assert report.previous == "0.1.0"
+    assert kept == ("BigClient", "x", "7")
+    upgraded, fresh = _snapshot(empty_dsn), _snapshot(admin_dsn)
+    assert upgraded.keys() == fresh.keys()
+    assert {k: v for k, v in upgraded.items() if v != fresh[k]} == {}
+
+
+def test_verify_is_clean_after_install(admin: psycopg.Connection[Any]) -> None:
+    assert admmgt.verify(admin) == []
+
+
+def test_verify_catches_a_changed_routine_body(admin: psycopg.Connection[Any]) -> None:
+    admin.execute(
+        "CREATE OR REPLACE PROCEDURE admmgt.lifecyclemgt() LANGUAGE plpython3u"
+        " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ pass $$"
+    )
+    problems = admmgt.verify(admin)
+    assert problems == ["routine admmgt.lifecyclemgt() differs from the package (definition)"]
+
+
+def test_verify_catches_a_changed_python_module(admin: psycopg.Connection[Any]) -> None:
+    admin.execute(
+        "UPDATE admmgt._code SET source = source || E'\\nEVIL = 1\\n'"
+        " WHERE module = 'admmgt_plpy._entry'"
+    )
+    assert "Python module admmgt_plpy._entry differs from the package" in admmgt.verify(admin)
+
+
+def test_verify_catches_extra_and_missing_routines(admin: psycopg.Connection[Any]) -> None:
+    admin.execute("CREATE FUNCTION admmgt.backdoor() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    admin.execute("DROP PROCEDURE admmgt.refesh_views(integer, integer)")
+    problems = admmgt.verify(admin)
+    assert "routine admmgt.backdoor() is not part of the package" in problems
+    assert any(
+        p.startswith("routine admmgt.refesh_views(integer,integer) is missing") for p in problems
+    )
+
+
+def test_status_counts_tenants_and_pending_scripts(admin: psycopg.Connection[Any]) -> None:
+    admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status) VALUES"
+        " ('unitemplate', true, 2), ('a', false, 1), ('b', false, 1), ('c', false, 2)"
+    )
+    admin.execute("INSERT INTO admmgt.scripts (id, status) VALUES (1, 2), (2, 1), (3, 0)")
+    info = admmgt.status(admin)
+    assert info["tenants"] == {"pending creation": 2, "created": 1}
+    assert info["templates"] == [{"dbname": "unitemplate", "status": 2}]
+    assert [s["id"] for s in info["pending_scripts"]] == [2]
+
+
+def test_uninstall_refuses_while_tenants_are_registered(admin: psycopg.Connection[Any]) -> None:
+    admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES ('x', 2)")
+    with pytest.raises(admmgt.InstallError, match="1 tenant"):
+        admmgt.uninstall(admin)
+    admmgt.uninstall(admin, force=True)
+    assert admin.execute("SELECT to_regnamespace('admmgt')").fetchone() == (None,)
+
+
+def test_non_superuser_cannot_install(empty_dsn: str) -> None:
+    with connect(empty_dsn) as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE admmgt_test_plain; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        conn.execute("SET ROLE admmgt_test_plain")
+        with pytest.raises(admmgt.InstallError, match="is not a superuser"):
+            admmgt.install(conn)
+
+
+def test_concurrent_installs_are_serialized(empty_dsn: str) -> None:
+    results: list[str] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            with connect(empty_dsn) as conn:
+                barrier.wait()
+                results.append(admmgt.install(conn).action)
+        except BaseException as exc:  # collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert sorted(results) == ["installed", "unchanged"]
+
+
+def _role(conn: psycopg.Connection[Any], name: str, *member_of: str) -> None:
+    conn.execute(
+        f"DO $$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    for role in member_of:
+        conn.execute(f"GRANT {role} TO {name}")
+
+
+def test_public_can_neither_read_tables_nor_call_procedures(
+    admin: psycopg.Connection[Any],
+) -> None:
+    _role(admin, "admmgt_test_nobody")
+    admin.execute("SET ROLE admmgt_test_nobody")
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute("SELECT * FROM admmgt.vendor_db_settings")
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute("CALL admmgt.create_database()")
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute("SELECT admmgt.dblink_connect('x')")
+
+
+def test_no_admmgt_routine_is_executable_by_public(admin: psycopg.Connection[Any]) -> None:
+    rows = admin.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p"
+        " WHERE p.pronamespace = 'admmgt'::regnamespace"
+        "   AND has_function_privilege('public', p.oid, 'EXECUTE')"
+    ).fetchall()
+    # PUBLIC's privilege on a routine is moot without USAGE on the schema, but
+    # revoking it too keeps a future GRANT USAGE from exposing everything.
+    assert rows == []
+
+
+def test_operator_runs_procedures_and_edits_metadata_but_not_code(
+    admin: psycopg.Connection[Any],
+) -> None:
+    _role(admin, "admmgt_test_op", "admmgt_operator")
+    admin.execute("SET ROLE admmgt_test_op")
+    admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES ('opclient', 1)")
+    admin.execute("INSERT INTO admmgt.scripts (id, description) VALUES (1, 'by operator')")
+    admin.execute("UPDATE admmgt.settings SET value = '3' WHERE name = 'failure_limit'")
+    with pytest.raises(errors.FeatureNotSupported, match="not implemented yet"):
+        admin.execute("CALL admmgt.lifecyclemgt()")  # reached the Python: it ran
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute("SELECT source FROM admmgt._code")
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute("UPDATE admmgt._code SET source = ''")
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute("UPDATE admmgt.settings SET description = 'x'")
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute(
+            "CREATE OR REPLACE FUNCTION admmgt._load_code() RETURNS text"
+            " LANGUAGE sql AS $$ SELECT '' $$"
+        )
+
+
+def test_a_session_that_loaded_old_code_stops_after_an_upgrade(admin_dsn: str) -> None:
+    current = Package.current()
+    changed = tuple(
+        replace(m, source=m.source + "\nUPGRADE_MARKER = '9.9.9'\n")
+        if m.name == "admmgt_plpy._entry"
+        else m
+        for m in current.modules
+    )
+    newer = replace(current, version="9.9.9", modules=changed)
+    with connect(admin_dsn) as old_session:
+        assert old_session.execute("SELECT admmgt._load_code()").fetchone() == (current.version,)
+        with connect(admin_dsn) as installer:
+            admmgt.upgrade(installer, newer)
+        with pytest.raises(psycopg.Error) as failure:
+            old_session.execute("CALL admmgt.lifecyclemgt()")
+        assert f"upgraded to 9.9.9 after this session loaded {current.version}" in str(
+            failure.value
+        )
+        assert failure.value.diag.message_hint == (
+            "Start a new session (reconnect); this one keeps the old code loaded."
+        )
+    with connect(admin_dsn) as new_session:
+        assert new_session.execute("SELECT admmgt._load_code()").fetchone() == ("9.9.9",)
+        # The assert runs in the server: it raises there if the old code were loaded.
+        new_session.execute(
+            "DO $$ import admmgt_plpy._entry as e; assert e.UPGRADE_MARKER == '9.9.9' $$"
+            " LANGUAGE plpython3u"
+        )
