@@ -18,7 +18,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check installer plpython tests bench
 	$(BIN)/ruff format --check installer plpython tests bench
-	$(BIN)/mypy installer/admmgt plpython/admmgt_plpy tests bench
+	$(BIN)/mypy installer/admmgt plpython/admmgt_plpy tests
 	$(BIN)/sqlfluff lint sql
 
 fmt: setup

@@ -177,6 +177,7 @@ def _lock_and_check(cur: Cursor[Any]) -> None:
 
 def _deploy(cur: Cursor[Any], package: Package) -> list[str]:
     """Bring the schema to the package: new incremental files, all idempotent SQL, code."""
+    cur.execute("SET LOCAL client_min_messages = warning")  # no "already exists, skipping"
     cur.execute("CREATE SCHEMA IF NOT EXISTS admmgt")
     _create_extensions(cur)
     cur.execute(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from admmgt_plpy import _provision
 from admmgt_plpy._entry import entry, not_implemented
 
 __all__ = [
     "applymaintenance",
     "applyscripts",
     "create_database",
+    "drop_database",
     "lifecyclemgt",
     "refresh_stored_procedures",
     "refresh_views",
@@ -24,7 +26,16 @@ __all__ = [
 
 @entry
 def create_database(plpy: Any) -> None:
-    raise not_implemented("create_database", "issue 3: tenant provisioning")
+    _provision.create_database(plpy)
+
+
+@entry
+def drop_database(
+    plpy: Any, *, dbname: str, mode: str, terminate: bool, archive_name: str | None
+) -> None:
+    _provision.drop_database(
+        plpy, dbname=dbname, mode=mode, terminate=terminate, archive_name=archive_name
+    )
 
 
 @entry

@@ -8,4 +8,4 @@ import admmgt_plpy
 admmgt_plpy.create_database(plpy)
 $$;
 COMMENT ON PROCEDURE admmgt.create_database () IS
-'Creates every registered tenant with status 1 from the template (CREATE DATABASE ... TEMPLATE). Not implemented yet in this release.';
+'Creates every registered tenant with status 1 (pending) or 3 (failed earlier) from the template with CREATE DATABASE ... TEMPLATE, in parallel; one NOTICE per tenant and a summary. PUBLIC gets no CONNECT on the new databases.';

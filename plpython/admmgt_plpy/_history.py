@@ -1,0 +1,44 @@
+"""The history table each managed database keeps of itself: the truth of its version.
+
+``admmgt.script_history`` lives in the template and every tenant. It is written
+in the same remote transaction as the script it records, travels into new
+tenants with CREATE DATABASE ... TEMPLATE, and is what the admin registry
+(vendor_db_settings.scriptversion) is reconciled from.
+
+Each row is an event. A script counts as applied when its latest event is
+``apply`` or ``baseline``; ``partial`` means its transactional part committed
+but its declared non-transactional steps have not all finished; ``rollback``
+undoes it.
+"""
+
+from __future__ import annotations
+
+ENSURE_TABLE = """\
+CREATE SCHEMA IF NOT EXISTS admmgt;
+REVOKE ALL ON SCHEMA admmgt FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS admmgt.script_history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    script_id integer NOT NULL,
+    action text NOT NULL CHECK (action IN ('apply', 'partial', 'baseline', 'rollback')),
+    checksum text,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    duration_ms numeric,
+    applied_by text NOT NULL DEFAULT session_user,
+    admin_run_id bigint
+);
+COMMENT ON TABLE admmgt.script_history IS
+'admmgt: scripts applied to this database, written in the same transaction as '
+'each script. The truth of this database''s version.'"""
+
+HAS_TABLE = "SELECT to_regclass('admmgt.script_history') IS NOT NULL AS has"
+
+# Latest event per script; the applied ones, highest first.
+STATE = """\
+SELECT script_id, action, checksum FROM (
+    SELECT DISTINCT ON (script_id) script_id, action, checksum
+    FROM admmgt.script_history ORDER BY script_id, id DESC) AS latest
+WHERE action <> 'rollback' ORDER BY script_id"""
+STATE_COLUMNS = "script_id integer, action text, checksum text"
+
+VERSION = f"SELECT max(script_id) AS version FROM ({STATE}) AS s WHERE action <> 'partial'"
+VERSION_COLUMNS = "version integer"

@@ -1,0 +1,98 @@
+"""Durable records of a run: admmgt.runs, admmgt.run_log and the registry.
+
+The procedures are SECURITY DEFINER and so cannot COMMIT; their own
+transaction ends only with the CALL. Records are therefore written through a
+dblink connection back to the admin database, each committed at once: other
+sessions see progress as it happens, and a run that dies half-way keeps what
+it had recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from admmgt_plpy._remote import Clusters, Dblink, Outcome
+
+
+class RunRecorder:
+    def __init__(
+        self,
+        plpy: Any,
+        dblink: Dblink,
+        clusters: Clusters,
+        operation: str,
+        arguments: dict[str, Any],
+    ) -> None:
+        self.plpy = plpy
+        self.dblink = dblink
+        self.operation = operation
+        self.started = time.monotonic()
+        self.counts: dict[str, int] = {}
+        who = plpy.execute("SELECT session_user AS u")[0]["u"]
+        self.conn = dblink.connect(clusters.admin_conninfo())
+        self.run_id = int(
+            dblink.query(
+                self.conn,
+                "INSERT INTO admmgt.runs (operation, run_by, arguments) VALUES ("
+                f"{self._q(operation)}, {self._q(who)}, {self._q(json.dumps(arguments))}::jsonb)"
+                " RETURNING id",
+                "id bigint",
+            )[0]["id"]
+        )
+
+    def _q(self, value: Any) -> str:
+        return str(self.plpy.quote_nullable(None if value is None else str(value)))
+
+    def target(
+        self,
+        dbname: str,
+        cluster: str,
+        outcome: Outcome,
+        elapsed_ms: float,
+        *,
+        scriptid: int | None = None,
+        registry: str | None = None,
+    ) -> None:
+        """Log one target's outcome; ``registry`` is an UPDATE of its row, run alongside."""
+        self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
+        q = self._q
+        details = json.dumps(outcome.details) if outcome.details else None
+        sql = (
+            "INSERT INTO admmgt.run_log (run_id, dbname, cluster_name, scriptid, outcome, sqlstate,"
+            " message, statement, started_at, duration_ms, details) VALUES ("
+            f"{self.run_id}, {q(dbname)}, {q(cluster)}, {q(scriptid)}, {q(outcome.outcome)},"
+            f" {q(outcome.sqlstate)}, {q(outcome.message)}, {q(outcome.statement)},"
+            f" clock_timestamp() - make_interval(secs => {elapsed_ms / 1000.0:.3f}),"
+            f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
+        )
+        self.dblink.query(self.conn, sql + (";" + registry if registry else ""))
+
+    def finish(self, words: dict[str, str] | None = None) -> str:
+        """Close the run and return its one-line summary for the final NOTICE.
+
+        ``words`` names outcomes for the reader, e.g. {"ok": "created"}.
+        """
+        if self.counts.get("failed"):
+            outcome = "failed"
+        elif self.counts.get("skipped") and not self.counts.get("ok"):
+            outcome = "aborted"
+        elif self.counts.get("ok"):
+            outcome = "ok"
+        else:
+            outcome = "noop"
+        summary = dict(self.counts)
+        self.dblink.query(
+            self.conn,
+            f"UPDATE admmgt.runs SET finished_at = clock_timestamp(), outcome = {self._q(outcome)},"
+            f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}",
+        )
+        self.dblink.disconnect(self.conn)
+        elapsed = time.monotonic() - self.started
+        words = words or {}
+        parts = (
+            ", ".join(f"{n} {words.get(k, k)}" for k, n in sorted(self.counts.items()))
+            or "nothing done"
+        )
+        return f"{self.operation}: {parts} in {elapsed:.1f} s (run {self.run_id})"

@@ -1,0 +1,67 @@
+"""admmgt.settings, read once per run into typed values with clear errors."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from admmgt_plpy._errors import AdmmgtError
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_parallel: int
+    lock_timeout_ms: int
+    lock_retries: int
+    retry_backoff_ms: int
+    failure_limit: int
+    template_busy_timeout_s: int
+    create_strategy: str
+    tenant_owner: str
+    tenant_login_role: bool
+
+
+def load_settings(plpy: Any) -> Settings:
+    values = {
+        r["name"]: r["value"] for r in plpy.execute("SELECT name, value FROM admmgt.settings")
+    }
+
+    def number(name: str, minimum: int = 0) -> int:
+        raw = values.get(name, "")
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise AdmmgtError(
+                f"setting {name} = {raw!r} is not a whole number of at least {minimum}",
+                hint=f"UPDATE admmgt.settings SET value = '...' WHERE name = '{name}';",
+            )
+        return value
+
+    raw_parallel = values.get("max_parallel", "auto")
+    parallel = max(2, os.cpu_count() or 2) if raw_parallel == "auto" else number("max_parallel", 1)
+    strategy = values.get("create_strategy", "wal_log").lower()
+    if strategy not in ("wal_log", "file_copy"):
+        raise AdmmgtError(
+            f"setting create_strategy = {strategy!r} is not wal_log or file_copy",
+            hint="UPDATE admmgt.settings SET value = 'wal_log' WHERE name = 'create_strategy';",
+        )
+    login = values.get("tenant_login_role", "false").lower()
+    if login not in ("true", "false"):
+        raise AdmmgtError(
+            f"setting tenant_login_role = {login!r} is not true or false",
+            hint="UPDATE admmgt.settings SET value = 'false' WHERE name = 'tenant_login_role';",
+        )
+    return Settings(
+        max_parallel=parallel,
+        lock_timeout_ms=number("lock_timeout_ms", 1),
+        lock_retries=number("lock_retries"),
+        retry_backoff_ms=number("retry_backoff_ms"),
+        failure_limit=number("failure_limit"),
+        template_busy_timeout_s=number("template_busy_timeout_s"),
+        create_strategy=strategy,
+        tenant_owner=values.get("tenant_owner", ""),
+        tenant_login_role=login == "true",
+    )

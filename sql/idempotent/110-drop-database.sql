@@ -1,0 +1,17 @@
+CREATE OR REPLACE PROCEDURE admmgt.drop_database(
+    t_dbname text,
+    t_mode text,
+    t_terminate boolean DEFAULT false,
+    t_archive_name text DEFAULT null
+)
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+plpy.execute("SELECT admmgt._load_code()")
+import admmgt_plpy
+admmgt_plpy.drop_database(
+    plpy, dbname=t_dbname, mode=t_mode, terminate=t_terminate, archive_name=t_archive_name)
+$$;
+COMMENT ON PROCEDURE admmgt.drop_database (text, text, boolean, text) IS
+'Removes a tenant: marks its registry row deleted, then drops its database (t_mode => ''drop'') or renames it to t_archive_name or <name>_archived_<timestamp> (t_mode => ''archive''). Refuses the template. Ends other sessions only with t_terminate => true.';
