@@ -1,0 +1,1477 @@
+"""Compile the metadata rows of one script into ordered DDL steps.
+
+Pure: rows in (plain dicts, as ``plpy.execute`` returns them), ``CompiledScript``
+out. No server is needed, so the whole compiler is unit-tested; the engine
+validates ``CompiledScript.validations`` on the template, then runs the steps.
+
+Rows with status 0 (designing) are skipped; every other status is compiled, so
+that a script already applied (2) or failed (3) compiles to the same SQL when it
+is replayed. Whether a script is ready to apply is the engine's decision.
+
+Step order within a script (docs/metadata.md, "Step order"):
+
+1. tables, in script_tables id order: ``CREATE SCHEMA IF NOT EXISTS`` before the
+   first table of each schema, ``CREATE TABLE``, then its partition children
+2. ADD COLUMN, in script_table_columns id order
+3. ALTER COLUMN, in script_column_changes id order
+4. DROP COLUMN, in script_column_changes id order
+5. foreign keys, by (schema, child table, constraint name)
+6. indexes, in script_indexes id order
+7. procedure calls and raw SQL steps, merged by ``steporder`` (NULL last), then
+   script_procs before script_steps, then id
+
+``anchor`` is the date the first range partitions are made for. The engine
+passes the script's ``created_date`` so that the compiled SQL, and its checksum,
+are the same for the template and every tenant whenever they are compiled;
+partitions beyond the anchor period are maintenance's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+
+from ._calendar import (
+    check_interval,
+    child_name,
+    child_suffix,
+    next_start,
+    period_start,
+    range_bound_literal,
+)
+from ._names import (
+    MetadataError,
+    check_datatype,
+    check_expression,
+    check_identifier,
+    check_statement,
+    fold,
+    qualified,
+    quote_ident,
+    quote_literal,
+)
+
+__all__ = [
+    "ColumnChangeRow",
+    "ColumnRow",
+    "CompiledScript",
+    "FkeyRow",
+    "IndexRow",
+    "PartitionRow",
+    "ProcRow",
+    "ScriptMetadata",
+    "ScriptRow",
+    "Step",
+    "StepRow",
+    "TableRow",
+    "Validation",
+    "compile_script",
+]
+
+STATUS_DESIGNING = 0
+DELETE_RULES = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
+INDEX_METHODS = ("btree", "hash", "gin", "gist", "brin", "spgist")
+_CHECKSUM_VERSION = "admmgt-compile/1"
+
+
+# --- reading rows -------------------------------------------------------------
+
+
+def _row_error(table: str, row: Mapping[str, object], key: str, expected: str) -> MetadataError:
+    return MetadataError(
+        f"{table} row {row.get('id')!r}, {key}: {row.get(key)!r} is not {expected}; fix the row"
+    )
+
+
+def _int(row: Mapping[str, object], key: str, table: str) -> int | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise _row_error(table, row, key, "an integer")
+
+
+def _required_int(row: Mapping[str, object], key: str, table: str) -> int:
+    value = _int(row, key, table)
+    if value is None:
+        raise _row_error(table, row, key, "an integer")
+    return value
+
+
+def _text(row: Mapping[str, object], key: str, table: str) -> str | None:
+    value = row.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise _row_error(table, row, key, "text")
+
+
+def _bool(row: Mapping[str, object], key: str, table: str) -> bool | None:
+    value = row.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("t", "true", "f", "false"):
+        return value.lower() in ("t", "true")
+    raise _row_error(table, row, key, "a boolean")
+
+
+def _text_array(row: Mapping[str, object], key: str, table: str) -> tuple[str, ...]:
+    """A text[] value: a list from plpy, or its text form ``{a,b}`` from elsewhere."""
+    value = row.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        inner = value[1:-1]
+        return tuple(part.strip().strip('"') for part in inner.split(",")) if inner else ()
+    raise _row_error(table, row, key, "an array of names")
+
+
+def _date(row: Mapping[str, object], key: str, table: str) -> date | None:
+    """A date from a date, a datetime, or the ISO text PL/Python gives for timestamptz."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            pass
+    raise _row_error(table, row, key, "a date")
+
+
+# --- input rows ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptRow:
+    """An ``admmgt.scripts`` row: ``id`` is the version number."""
+
+    id: int
+    description: str | None
+    status: int
+    created_date: date | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> ScriptRow:
+        t = "scripts"
+        return cls(
+            id=_required_int(row, "id", t),
+            description=_text(row, "description", t),
+            status=_int(row, "status", t) or 0,
+            created_date=_date(row, "created_date", t),
+        )
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """An ``admmgt.script_tables`` row (``lifecycle`` is maintenance's, not read here)."""
+
+    id: int
+    scriptid: int
+    schemaname: str | None
+    tablename: str | None
+    status: int
+    haspart: int
+    tblspace: str | None
+    hasdefault: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> TableRow:
+        t = "script_tables"
+        return cls(
+            id=_required_int(row, "id", t),
+            scriptid=_required_int(row, "scriptid", t),
+            schemaname=_text(row, "schemaname", t),
+            tablename=_text(row, "tablename", t),
+            status=_int(row, "status", t) or 0,
+            haspart=_int(row, "haspart", t) or 0,
+            tblspace=_text(row, "tblspace", t),
+            hasdefault=_int(row, "hasdefault", t) or 0,
+        )
+
+
+@dataclass(frozen=True)
+class ColumnRow:
+    """An ``admmgt.script_table_columns`` row; NULL nullable means nullable (1)."""
+
+    id: int
+    tableid: int
+    scriptid: int
+    columnname: str | None
+    datatype: str | None
+    nullable: int
+    defaultval: str | None
+    isprimarykey: int
+    isidentity: int
+    status: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> ColumnRow:
+        t = "script_table_columns"
+        nullable = _int(row, "nullable", t)
+        return cls(
+            id=_required_int(row, "id", t),
+            tableid=_required_int(row, "tableid", t),
+            scriptid=_required_int(row, "scriptid", t),
+            columnname=_text(row, "columnname", t),
+            datatype=_text(row, "datatype", t),
+            nullable=1 if nullable is None else nullable,
+            defaultval=_text(row, "defaultval", t),
+            isprimarykey=_int(row, "isprimarykey", t) or 0,
+            isidentity=_int(row, "isidentity", t) or 0,
+            status=_int(row, "status", t) or 0,
+        )
+
+
+@dataclass(frozen=True)
+class FkeyRow:
+    """An ``admmgt.script_table_fkeys`` row: one column pair of a foreign key."""
+
+    id: int
+    scriptid: int
+    schemaname: str | None
+    childtablename: str | None
+    childcolumnname: str | None
+    parenttablename: str | None
+    parentcolumnname: str | None
+    keyorder: int | None
+    delrule: str | None
+    novalidate: int
+    status: int
+    constraintname: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> FkeyRow:
+        t = "script_table_fkeys"
+        return cls(
+            id=_required_int(row, "id", t),
+            scriptid=_required_int(row, "scriptid", t),
+            schemaname=_text(row, "schemaname", t),
+            childtablename=_text(row, "childtablename", t),
+            childcolumnname=_text(row, "childcolumnname", t),
+            parenttablename=_text(row, "parenttablename", t),
+            parentcolumnname=_text(row, "parentcolumnname", t),
+            keyorder=_int(row, "keyorder", t),
+            delrule=_text(row, "delrule", t),
+            novalidate=_int(row, "novalidate", t) or 0,
+            status=_int(row, "status", t) or 0,
+            constraintname=_text(row, "constraintname", t),
+        )
+
+
+@dataclass(frozen=True)
+class PartitionRow:
+    """An ``admmgt.script_table_partitions`` row (it has no status of its own)."""
+
+    id: int
+    tableid: int
+    partcolumnname: str | None
+    parttype: str | None
+    partvalue: str | None
+    parttbs: str | None
+    subpartcolumnname: str | None
+    subparttype: str | None
+    subpartvalue: str | None
+    subparttbs: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> PartitionRow:
+        t = "script_table_partitions"
+        return cls(
+            id=_required_int(row, "id", t),
+            tableid=_required_int(row, "tableid", t),
+            partcolumnname=_text(row, "partcolumnname", t),
+            parttype=_text(row, "parttype", t),
+            partvalue=_text(row, "partvalue", t),
+            parttbs=_text(row, "parttbs", t),
+            subpartcolumnname=_text(row, "subpartcolumnname", t),
+            subparttype=_text(row, "subparttype", t),
+            subpartvalue=_text(row, "subpartvalue", t),
+            subparttbs=_text(row, "subparttbs", t),
+        )
+
+
+@dataclass(frozen=True)
+class ProcRow:
+    """An ``admmgt.script_procs`` row; ``steporder`` is admmgt's addition."""
+
+    id: int
+    scriptid: int
+    proccallstmt: str | None
+    status: int
+    steporder: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> ProcRow:
+        t = "script_procs"
+        return cls(
+            id=_required_int(row, "id", t),
+            scriptid=_required_int(row, "scriptid", t),
+            proccallstmt=_text(row, "proccallstmt", t),
+            status=_int(row, "status", t) or 0,
+            steporder=_int(row, "steporder", t),
+        )
+
+
+@dataclass(frozen=True)
+class ColumnChangeRow:
+    """An ``admmgt.script_column_changes`` row: ALTER COLUMN or DROP COLUMN."""
+
+    id: int
+    scriptid: int
+    tableid: int
+    columnname: str | None
+    newdatatype: str | None
+    usingexpr: str | None
+    setnullable: int | None
+    setdefault: str | None
+    dropdefault: int
+    dropcolumn: int
+    dropintended: bool
+    status: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> ColumnChangeRow:
+        t = "script_column_changes"
+        return cls(
+            id=_required_int(row, "id", t),
+            scriptid=_required_int(row, "scriptid", t),
+            tableid=_required_int(row, "tableid", t),
+            columnname=_text(row, "columnname", t),
+            newdatatype=_text(row, "newdatatype", t),
+            usingexpr=_text(row, "usingexpr", t),
+            setnullable=_int(row, "setnullable", t),
+            setdefault=_text(row, "setdefault", t),
+            dropdefault=_int(row, "dropdefault", t) or 0,
+            dropcolumn=_int(row, "dropcolumn", t) or 0,
+            dropintended=bool(_bool(row, "dropintended", t)),
+            status=_int(row, "status", t) or 0,
+        )
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """An ``admmgt.script_indexes`` row."""
+
+    id: int
+    scriptid: int
+    tableid: int
+    indexname: str | None
+    columnnames: tuple[str, ...]
+    isunique: int
+    wherepredicate: str | None
+    method: str | None
+    concurrently: int
+    status: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> IndexRow:
+        t = "script_indexes"
+        return cls(
+            id=_required_int(row, "id", t),
+            scriptid=_required_int(row, "scriptid", t),
+            tableid=_required_int(row, "tableid", t),
+            indexname=_text(row, "indexname", t),
+            columnnames=_text_array(row, "columnnames", t),
+            isunique=_int(row, "isunique", t) or 0,
+            wherepredicate=_text(row, "wherepredicate", t),
+            method=_text(row, "method", t),
+            concurrently=_int(row, "concurrently", t) or 0,
+            status=_int(row, "status", t) or 0,
+        )
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """An ``admmgt.script_steps`` row: one DBA-written statement."""
+
+    id: int
+    scriptid: int
+    steporder: int | None
+    sqltext: str | None
+    transactional: bool
+    description: str | None
+    status: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> StepRow:
+        t = "script_steps"
+        transactional = _bool(row, "transactional", t)
+        return cls(
+            id=_required_int(row, "id", t),
+            scriptid=_required_int(row, "scriptid", t),
+            steporder=_int(row, "steporder", t),
+            sqltext=_text(row, "sqltext", t),
+            transactional=True if transactional is None else transactional,
+            description=_text(row, "description", t),
+            status=_int(row, "status", t) or 0,
+        )
+
+
+_Row = TypeVar("_Row")
+
+
+def _rows(
+    make: Callable[[Mapping[str, object]], _Row], rows: Iterable[Mapping[str, object]]
+) -> tuple[_Row, ...]:
+    return tuple(make(r) for r in rows)
+
+
+@dataclass(frozen=True)
+class ScriptMetadata:
+    """Everything the compiler reads for one script.
+
+    ``referenced_tables`` are the script_tables rows of earlier scripts that
+    this script's column, column-change or index rows refer to by ``tableid``.
+    ``partitions`` are the script_table_partitions rows of this script's tables.
+    """
+
+    script: ScriptRow
+    tables: tuple[TableRow, ...] = ()
+    columns: tuple[ColumnRow, ...] = ()
+    referenced_tables: tuple[TableRow, ...] = ()
+    fkeys: tuple[FkeyRow, ...] = ()
+    partitions: tuple[PartitionRow, ...] = ()
+    procs: tuple[ProcRow, ...] = ()
+    column_changes: tuple[ColumnChangeRow, ...] = ()
+    indexes: tuple[IndexRow, ...] = ()
+    steps: tuple[StepRow, ...] = ()
+
+    @classmethod
+    def from_rows(
+        cls,
+        script: Mapping[str, object],
+        *,
+        tables: Iterable[Mapping[str, object]] = (),
+        columns: Iterable[Mapping[str, object]] = (),
+        referenced_tables: Iterable[Mapping[str, object]] = (),
+        fkeys: Iterable[Mapping[str, object]] = (),
+        partitions: Iterable[Mapping[str, object]] = (),
+        procs: Iterable[Mapping[str, object]] = (),
+        column_changes: Iterable[Mapping[str, object]] = (),
+        indexes: Iterable[Mapping[str, object]] = (),
+        steps: Iterable[Mapping[str, object]] = (),
+    ) -> ScriptMetadata:
+        return cls(
+            script=ScriptRow.from_row(script),
+            tables=_rows(TableRow.from_row, tables),
+            columns=_rows(ColumnRow.from_row, columns),
+            referenced_tables=_rows(TableRow.from_row, referenced_tables),
+            fkeys=_rows(FkeyRow.from_row, fkeys),
+            partitions=_rows(PartitionRow.from_row, partitions),
+            procs=_rows(ProcRow.from_row, procs),
+            column_changes=_rows(ColumnChangeRow.from_row, column_changes),
+            indexes=_rows(IndexRow.from_row, indexes),
+            steps=_rows(StepRow.from_row, steps),
+        )
+
+
+# --- output -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of a compiled script.
+
+    ``kind``: create_schema, create_table, create_partition, add_column,
+    alter_column, drop_column, foreign_key, create_index, proc_call or sql.
+    ``target``: the object affected (``schema.table``) or the metadata row of a
+    DBA-written statement. ``note``: what the run log should record with it.
+    """
+
+    sql: str
+    transactional: bool
+    kind: str
+    target: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Something the server must accept before the template is touched.
+
+    ``kind``: ``datatype`` (``SELECT %L::regtype``), ``tablespace`` (must exist),
+    or the SQL expressions ``default``, ``using`` and ``predicate`` (validated by
+    applying to the template; ``datatype`` then holds the column's type if known).
+    """
+
+    kind: str
+    text: str
+    what: str
+    target: str
+    datatype: str | None = None
+
+
+@dataclass(frozen=True)
+class CompiledScript:
+    script_id: int
+    steps: tuple[Step, ...]
+    checksum: str
+    validations: tuple[Validation, ...]
+
+
+def _checksum(steps: Sequence[Step]) -> str:
+    digest = hashlib.sha256(_CHECKSUM_VERSION.encode())
+    for step in steps:
+        digest.update(b"\n" + (b"T" if step.transactional else b"N") + b"\t")
+        digest.update(step.sql.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+# --- the compiler -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A script_tables row with checked names."""
+
+    row: TableRow
+    schema: str
+    name: str
+    this_script: bool
+
+    @property
+    def sql_name(self) -> str:
+        return qualified(self.schema, self.name)
+
+    @property
+    def target(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class _ListChild:
+    row_id: int
+    value: str
+    tablespace: str | None
+    sub_interval: str | None
+    sub_tablespace: str | None
+
+
+@dataclass(frozen=True)
+class _PartitionPlan:
+    kind: str  # "range" or "list"
+    column: str
+    interval: str | None
+    tablespace: str | None
+    children: tuple[_ListChild, ...]
+    subcolumn: str | None
+
+
+def compile_script(meta: ScriptMetadata, *, anchor: date) -> CompiledScript:
+    """Compile one script; raise one MetadataError listing every problem found."""
+    return _Compiler(meta, anchor).run()
+
+
+class _Compiler:
+    def __init__(self, meta: ScriptMetadata, anchor: date) -> None:
+        self.meta = meta
+        self.anchor = anchor
+        self.script_id = meta.script.id
+        self.problems: list[str] = []
+        self.steps: list[Step] = []
+        self.validations: list[Validation] = []
+        self.relation_names: dict[tuple[str, str], str] = {}
+        self.schemas_seen: set[str] = set()
+        self.tables: dict[int, _Table] = {}
+        self.tables_by_name: dict[tuple[str, str], _Table] = {}
+        self.invalid_count = 0
+
+    # problems and checks -------------------------------------------------
+
+    def what(self, table: str, row_id: int, field: str) -> str:
+        return f"script {self.script_id}, {table} row {row_id}, {field}"
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def _placeholder(self) -> str:
+        # Stands in for a refused value so checking can go on; never emitted,
+        # because run() raises whenever a problem was recorded.
+        self.invalid_count += 1
+        return f"invalid_{self.invalid_count}"
+
+    def ident(self, value: object, what: str) -> str:
+        try:
+            return check_identifier(value, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
+            return self._placeholder()
+
+    def datatype(self, value: object, what: str, target: str) -> str:
+        try:
+            text = check_datatype(value, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
+            return "invalid"
+        self.validations.append(Validation("datatype", text, what, target))
+        return text
+
+    def expression(
+        self, value: object, what: str, kind: str, target: str, datatype: str | None = None
+    ) -> str:
+        try:
+            text = check_expression(value, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
+            return "NULL"
+        self.validations.append(Validation(kind, text, what, target, datatype))
+        return text
+
+    def tablespace(self, value: str | None, what: str, target: str) -> str | None:
+        if value is None or not value.strip():
+            return None
+        name = self.ident(value.strip(), what)
+        self.validations.append(Validation("tablespace", name, what, target))
+        return name
+
+    def flag(self, value: int | None, what: str) -> bool:
+        if value in (None, 0, 1):
+            return bool(value)
+        self.problem(f"{what}: {value!r} is not a flag; use 0 or 1")
+        return False
+
+    def claim_relation(self, schema: str, name: str, owner: str) -> None:
+        """Refuse two objects of this script that would get the same relation name."""
+        other = self.relation_names.setdefault((schema, name), owner)
+        if other != owner:
+            self.problem(
+                f"script {self.script_id}, {owner}: the name {schema}.{name} is also the "
+                f"name of {other}; give one of them another name"
+            )
+
+    def emit(
+        self,
+        sql: str,
+        kind: str,
+        target: str,
+        *,
+        transactional: bool = True,
+        note: str | None = None,
+    ) -> None:
+        self.steps.append(Step(sql, transactional, kind, target, note))
+
+    # driver --------------------------------------------------------------
+
+    def run(self) -> CompiledScript:
+        self.load_tables()
+        columns_by_table: dict[int, list[ColumnRow]] = {}
+        added: list[tuple[ColumnRow, _Table]] = []
+        for column in sorted(self.meta.columns, key=lambda c: c.id):
+            table = self.column_table(column)
+            if table is None:
+                continue
+            if table.this_script:
+                columns_by_table.setdefault(table.row.id, []).append(column)
+            else:
+                added.append((column, table))
+        partitions_by_table = self.partition_rows()
+        for table in self.tables.values():
+            if table.this_script:
+                self.create_table(
+                    table,
+                    columns_by_table.get(table.row.id, []),
+                    partitions_by_table.get(table.row.id, []),
+                )
+        for column, table in added:
+            self.add_column(column, table)
+        changes = [
+            c
+            for c in sorted(self.meta.column_changes, key=lambda c: c.id)
+            if c.status != STATUS_DESIGNING
+        ]
+        drops = {
+            c.id: self.flag(c.dropcolumn, self.what("script_column_changes", c.id, "dropcolumn"))
+            for c in changes
+        }
+        for change in changes:
+            if not drops[change.id] and change.dropcolumn == 0:
+                self.alter_column(change)
+        for change in changes:
+            if drops[change.id]:
+                self.drop_column(change)
+        self.foreign_keys()
+        for index in sorted(self.meta.indexes, key=lambda i: i.id):
+            if index.status != STATUS_DESIGNING:
+                self.create_index(index)
+        self.statements()
+        if self.problems:
+            count = len(self.problems)
+            raise MetadataError(
+                f"script {self.script_id} cannot be compiled, {count} "
+                f"problem{'s' if count > 1 else ''} in its metadata:\n" + "\n".join(self.problems),
+                hint="fix the rows listed, then apply the script again",
+                problems=tuple(self.problems),
+            )
+        steps = tuple(self.steps)
+        return CompiledScript(self.script_id, steps, _checksum(steps), tuple(self.validations))
+
+    # tables --------------------------------------------------------------
+
+    def load_tables(self) -> None:
+        """Check the names of this script's tables and of the earlier ones referred to."""
+        this_ids = {t.id for t in self.meta.tables}
+        rows = [(t, True) for t in self.meta.tables] + [
+            (t, False) for t in self.meta.referenced_tables if t.id not in this_ids
+        ]
+        for row, this_script in sorted(rows, key=lambda r: r[0].id):
+            what = "script_tables"
+            if this_script and row.scriptid != self.script_id:
+                self.problem(
+                    f"{self.what(what, row.id, 'scriptid')}: the row belongs to script "
+                    f"{row.scriptid}, not {self.script_id}; pass it as a referenced table"
+                )
+                continue
+            if not this_script and row.scriptid >= self.script_id:
+                self.problem(
+                    f"{self.what(what, row.id, 'scriptid')}: the table belongs to script "
+                    f"{row.scriptid}, which is not earlier than script {self.script_id}; "
+                    "refer only to tables of earlier scripts"
+                )
+                continue
+            if row.status == STATUS_DESIGNING and this_script:
+                continue
+            schema = self.ident(row.schemaname, self.what(what, row.id, "schemaname"))
+            name = self.ident(row.tablename, self.what(what, row.id, "tablename"))
+            table = _Table(row, schema, name, this_script)
+            self.tables[row.id] = table
+            self.tables_by_name.setdefault((schema, name), table)
+
+    def table_for(self, tableid: int, what: str) -> _Table | None:
+        table = self.tables.get(tableid)
+        if table is not None and table.row.status != STATUS_DESIGNING:
+            return table
+        if table is not None or any(t.id == tableid for t in self.meta.tables):
+            self.problem(
+                f"{what}: {tableid!r} is a table still being designed (status 0); "
+                "set the table row to status 1 or set this row to status 0"
+            )
+        else:
+            self.problem(
+                f"{what}: {tableid!r} is not a script_tables row of this script or an "
+                "earlier one; fix tableid"
+            )
+        return None
+
+    def column_table(self, column: ColumnRow) -> _Table | None:
+        if column.status == STATUS_DESIGNING:
+            return None
+        what = "script_table_columns"
+        if column.scriptid != self.script_id:
+            self.problem(
+                f"{self.what(what, column.id, 'scriptid')}: the row belongs to script "
+                f"{column.scriptid}, not {self.script_id}; leave it out"
+            )
+            return None
+        return self.table_for(column.tableid, self.what(what, column.id, "tableid"))
+
+    def column_sql(
+        self, column: ColumnRow, name: str, table: _Table, *, in_primary_key: bool
+    ) -> str:
+        """The column definition, for CREATE TABLE or ADD COLUMN."""
+        w = "script_table_columns"
+        datatype = self.datatype(column.datatype, self.what(w, column.id, "datatype"), table.target)
+        identity = self.flag(column.isidentity, self.what(w, column.id, "isidentity"))
+        nullable = self.flag(column.nullable, self.what(w, column.id, "nullable"))
+        parts = [quote_ident(name), datatype]
+        if identity:
+            # BY DEFAULT, not ALWAYS: migrations and data loads may insert explicit ids.
+            parts.append("GENERATED BY DEFAULT AS IDENTITY")
+            if column.defaultval is not None and column.defaultval.strip():
+                self.problem(
+                    f"{self.what(w, column.id, 'defaultval')}: {column.defaultval!r} is set "
+                    "on an identity column; clear defaultval or isidentity"
+                )
+        elif column.defaultval is not None and column.defaultval.strip():
+            expression = self.expression(
+                column.defaultval,
+                self.what(w, column.id, "defaultval"),
+                "default",
+                table.target,
+                datatype,
+            )
+            parts.append(f"DEFAULT {expression}")
+        if not nullable or identity or in_primary_key:
+            parts.append("NOT NULL")
+        return " ".join(parts)
+
+    def create_table(
+        self, table: _Table, columns: list[ColumnRow], partitions: list[PartitionRow]
+    ) -> None:
+        w = "script_tables"
+        row = table.row
+        if table.schema not in self.schemas_seen:
+            self.schemas_seen.add(table.schema)
+            self.emit(
+                f"CREATE SCHEMA IF NOT EXISTS {quote_ident(table.schema)}",
+                "create_schema",
+                table.schema,
+            )
+        self.claim_relation(table.schema, table.name, f"script_tables row {row.id}")
+        haspart = self.flag(row.haspart, self.what(w, row.id, "haspart"))
+        hasdefault = self.flag(row.hasdefault, self.what(w, row.id, "hasdefault"))
+        tablespace = self.tablespace(row.tblspace, self.what(w, row.id, "tblspace"), table.target)
+        if not columns:
+            self.problem(
+                f"{self.what(w, row.id, 'tablename')}: table {table.target} has no columns "
+                "with status 1; add script_table_columns rows for it"
+            )
+            return
+        w_columns = "script_table_columns"
+        checked = [
+            (c, self.ident(c.columnname, self.what(w_columns, c.id, "columnname"))) for c in columns
+        ]
+        plan = self.partition_plan(table, partitions, {name for _, name in checked}, haspart)
+        primary_key = [
+            name
+            for c, name in checked
+            if self.flag(c.isprimarykey, self.what(w_columns, c.id, "isprimarykey"))
+        ]
+        if primary_key and plan is not None:
+            # PostgreSQL requires the partition keys in a partitioned table's primary key.
+            for extra in (plan.column, plan.subcolumn):
+                if extra is not None and extra not in primary_key:
+                    primary_key.append(extra)
+        definitions: list[str] = []
+        seen: dict[str, int] = {}
+        for column, name in checked:
+            if name in seen:
+                self.problem(
+                    f"{self.what(w_columns, column.id, 'columnname')}: column {name!r} is "
+                    f"also defined by row {seen[name]}; remove one of them"
+                )
+            seen[name] = column.id
+            definitions.append(
+                self.column_sql(column, name, table, in_primary_key=name in primary_key)
+            )
+        if primary_key:
+            key_name = child_name(table.name, "pkey")
+            self.claim_relation(
+                table.schema, key_name, f"the primary key of script_tables row {row.id}"
+            )
+            definitions.append(
+                f"CONSTRAINT {quote_ident(key_name)} PRIMARY KEY "
+                f"({', '.join(quote_ident(c) for c in primary_key)})"
+            )
+        sql = f"CREATE TABLE {table.sql_name} (\n    " + ",\n    ".join(definitions) + "\n)"
+        if plan is not None:
+            sql += f" PARTITION BY {plan.kind.upper()} ({quote_ident(plan.column)})"
+        if tablespace is not None:
+            sql += f" TABLESPACE {quote_ident(tablespace)}"
+        self.emit(sql, "create_table", table.target)
+        if plan is not None:
+            self.create_partitions(table, plan, hasdefault)
+        elif hasdefault:
+            self.problem(
+                f"{self.what(w, row.id, 'hasdefault')}: table {table.target} is not "
+                "partitioned, so it cannot have a default partition; set hasdefault to 0"
+            )
+
+    # partitions ----------------------------------------------------------
+
+    def partition_rows(self) -> dict[int, list[PartitionRow]]:
+        by_table: dict[int, list[PartitionRow]] = {}
+        for row in sorted(self.meta.partitions, key=lambda p: p.id):
+            table = self.tables.get(row.tableid)
+            if table is not None and table.this_script:
+                by_table.setdefault(row.tableid, []).append(row)
+            elif not any(t.id == row.tableid for t in self.meta.tables):
+                self.problem(
+                    f"{self.what('script_table_partitions', row.id, 'tableid')}: "
+                    f"{row.tableid!r} is not a table created by this script; an existing "
+                    "table cannot be partitioned by a later script"
+                )
+        return by_table
+
+    def partition_plan(
+        self, table: _Table, rows: list[PartitionRow], columns: set[str], haspart: bool
+    ) -> _PartitionPlan | None:
+        w = "script_table_partitions"
+        if not haspart:
+            if rows:
+                self.problem(
+                    f"{self.what('script_tables', table.row.id, 'haspart')}: table "
+                    f"{table.target} has script_table_partitions rows but haspart is 0; "
+                    "set haspart to 1 or delete the rows"
+                )
+            return None
+        if not rows:
+            self.problem(
+                f"{self.what('script_tables', table.row.id, 'haspart')}: table "
+                f"{table.target} has haspart = 1 but no script_table_partitions rows; "
+                "add them or set haspart to 0"
+            )
+            return None
+        kinds = {fold(r.parttype.strip()) if r.parttype else None for r in rows}
+        first = rows[0]
+        if len(kinds) > 1:
+            self.problem(
+                f"{self.what(w, first.id, 'parttype')}: table {table.target} mixes "
+                f"partition types {sorted(str(k) for k in kinds)} in rows "
+                f"{', '.join(str(r.id) for r in rows)}; use either one range row or list rows"
+            )
+            return None
+        kind = kinds.pop()
+        if kind not in ("range", "list"):
+            self.problem(
+                f"{self.what(w, first.id, 'parttype')}: {first.parttype!r} is not a "
+                "partition type; use range or list"
+            )
+            return None
+        column = self.partition_column(table, rows, columns)
+        if kind == "range":
+            if len(rows) > 1:
+                self.problem(
+                    f"{self.what(w, rows[1].id, 'parttype')}: range-partitioned table "
+                    f"{table.target} has {len(rows)} script_table_partitions rows "
+                    f"({', '.join(str(r.id) for r in rows)}); keep exactly one"
+                )
+            if any(
+                v is not None
+                for v in (first.subparttype, first.subpartcolumnname, first.subpartvalue)
+            ):
+                self.problem(
+                    f"{self.what(w, first.id, 'subparttype')}: a range partition cannot be "
+                    "sub-partitioned; clear the subpart columns or partition by list"
+                )
+            interval = self.interval(first.partvalue, self.what(w, first.id, "partvalue"))
+            tablespace = self.tablespace(
+                first.parttbs, self.what(w, first.id, "parttbs"), table.target
+            )
+            return _PartitionPlan("range", column, interval, tablespace, (), None)
+        children: list[_ListChild] = []
+        values: dict[str, int] = {}
+        subcolumns: dict[str, int] = {}
+        for row in rows:
+            if row.partvalue is None:
+                self.problem(
+                    f"{self.what(w, row.id, 'partvalue')}: a list partition needs a value; "
+                    "set partvalue"
+                )
+                continue
+            if row.partvalue in values:
+                self.problem(
+                    f"{self.what(w, row.id, 'partvalue')}: {row.partvalue!r} is also the value "
+                    f"of row {values[row.partvalue]}; each list value belongs to one row"
+                )
+            values[row.partvalue] = row.id
+            sub_interval: str | None = None
+            sub_tablespace: str | None = None
+            if any(
+                v is not None for v in (row.subparttype, row.subpartcolumnname, row.subpartvalue)
+            ):
+                subtype = fold(row.subparttype.strip()) if row.subparttype else None
+                if subtype != "range":
+                    self.problem(
+                        f"{self.what(w, row.id, 'subparttype')}: {row.subparttype!r} is not "
+                        "supported; sub-partitions are range partitions (subparttype range)"
+                    )
+                subcolumn = self.ident(
+                    row.subpartcolumnname, self.what(w, row.id, "subpartcolumnname")
+                )
+                subcolumns.setdefault(subcolumn, row.id)
+                if _is_identifier(row.subpartcolumnname) and subcolumn not in columns:
+                    self.problem(
+                        f"{self.what(w, row.id, 'subpartcolumnname')}: "
+                        f"{row.subpartcolumnname!r} is not a column of {table.target}; "
+                        "name one of its columns"
+                    )
+                sub_interval = self.interval(row.subpartvalue, self.what(w, row.id, "subpartvalue"))
+                sub_tablespace = self.tablespace(
+                    row.subparttbs, self.what(w, row.id, "subparttbs"), table.target
+                )
+            tablespace = self.tablespace(row.parttbs, self.what(w, row.id, "parttbs"), table.target)
+            children.append(
+                _ListChild(row.id, row.partvalue, tablespace, sub_interval, sub_tablespace)
+            )
+        if len(subcolumns) > 1:
+            self.problem(
+                f"{self.what(w, rows[0].id, 'subpartcolumnname')}: table {table.target} is "
+                f"sub-partitioned by different columns {sorted(subcolumns)} (rows "
+                f"{', '.join(str(i) for i in subcolumns.values())}); use one column"
+            )
+        subcolumn_name = next(iter(subcolumns), None)
+        return _PartitionPlan("list", column, None, None, tuple(children), subcolumn_name)
+
+    def partition_column(self, table: _Table, rows: list[PartitionRow], columns: set[str]) -> str:
+        w = "script_table_partitions"
+        names = [self.ident(r.partcolumnname, self.what(w, r.id, "partcolumnname")) for r in rows]
+        if len(set(names)) > 1:
+            self.problem(
+                f"{self.what(w, rows[0].id, 'partcolumnname')}: table {table.target} is "
+                f"partitioned by different columns {sorted(set(names))} in rows "
+                f"{', '.join(str(r.id) for r in rows)}; use one column"
+            )
+        first = rows[0]
+        if _is_identifier(first.partcolumnname) and names[0] not in columns:
+            self.problem(
+                f"{self.what(w, first.id, 'partcolumnname')}: {first.partcolumnname!r} is "
+                f"not a column of {table.target}; name one of its columns"
+            )
+        return names[0]
+
+    def interval(self, value: str | None, what: str) -> str:
+        try:
+            return check_interval(value, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
+            return "month"
+
+    def create_partition(
+        self,
+        table: _Table,
+        parent: str,
+        name: str,
+        bound: str,
+        owner: str,
+        *,
+        partition_by: str | None = None,
+        tablespace: str | None = None,
+    ) -> None:
+        self.claim_relation(table.schema, name, owner)
+        sql = (
+            f"CREATE TABLE {qualified(table.schema, name)} PARTITION OF "
+            f"{qualified(table.schema, parent)} {bound}"
+        )
+        if partition_by is not None:
+            sql += f" PARTITION BY RANGE ({quote_ident(partition_by)})"
+        if tablespace is not None:
+            sql += f" TABLESPACE {quote_ident(tablespace)}"
+        self.emit(sql, "create_partition", f"{table.schema}.{name}")
+
+    def range_bound(self, interval: str) -> tuple[str, str]:
+        lo = period_start(interval, self.anchor)
+        hi = next_start(interval, lo)
+        bound = f"FOR VALUES FROM ({range_bound_literal(lo)}) TO ({range_bound_literal(hi)})"
+        return child_suffix(interval, lo), bound
+
+    def create_partitions(self, table: _Table, plan: _PartitionPlan, hasdefault: bool) -> None:
+        owner_table = f"script_tables row {table.row.id}"
+        if plan.kind == "range" and plan.interval is not None:
+            suffix, bound = self.range_bound(plan.interval)
+            self.create_partition(
+                table,
+                table.name,
+                child_name(table.name, suffix),
+                bound,
+                f"the first partition of {owner_table}",
+                tablespace=plan.tablespace,
+            )
+        for child in plan.children:
+            owner = f"script_table_partitions row {child.row_id}"
+            list_name = child_name(table.name, plan.column, child.value)
+            subcolumn = plan.subcolumn if child.sub_interval is not None else None
+            self.create_partition(
+                table,
+                table.name,
+                list_name,
+                f"FOR VALUES IN ({quote_literal(child.value)})",
+                owner,
+                partition_by=subcolumn,
+                tablespace=child.tablespace,
+            )
+            if child.sub_interval is None:
+                continue
+            suffix, bound = self.range_bound(child.sub_interval)
+            self.create_partition(
+                table,
+                list_name,
+                child_name(table.name, plan.column, child.value, suffix),
+                bound,
+                f"the first sub-partition of {owner}",
+                tablespace=child.sub_tablespace,
+            )
+            if hasdefault:
+                self.create_partition(
+                    table,
+                    list_name,
+                    child_name(table.name, plan.column, child.value, "default"),
+                    "DEFAULT",
+                    f"the default sub-partition of {owner}",
+                    tablespace=child.sub_tablespace,
+                )
+        if hasdefault:
+            self.create_partition(
+                table,
+                table.name,
+                child_name(table.name, "default"),
+                "DEFAULT",
+                f"the default partition of {owner_table}",
+            )
+
+    # columns -------------------------------------------------------------
+
+    def add_column(self, column: ColumnRow, table: _Table) -> None:
+        w = "script_table_columns"
+        if column.isprimarykey == 1:
+            self.problem(
+                f"{self.what(w, column.id, 'isprimarykey')}: column {column.columnname!r} is "
+                f"added to existing table {table.target}, and a primary key cannot be "
+                "extended by adding a column; set isprimarykey to 0"
+            )
+        else:
+            self.flag(column.isprimarykey, self.what(w, column.id, "isprimarykey"))
+        name = self.ident(column.columnname, self.what(w, column.id, "columnname"))
+        definition = self.column_sql(column, name, table, in_primary_key=False)
+        note = None
+        if column.nullable == 0 and column.isidentity != 1 and not (column.defaultval or ""):
+            note = (
+                f"NOT NULL without a default: fails on every database where {table.target} has rows"
+            )
+        self.emit(
+            f"ALTER TABLE {table.sql_name} ADD COLUMN {definition}",
+            "add_column",
+            table.target,
+            note=note,
+        )
+
+    def alter_column(self, change: ColumnChangeRow) -> None:
+        w = "script_column_changes"
+        if change.scriptid != self.script_id:
+            self.problem(
+                f"{self.what(w, change.id, 'scriptid')}: the row belongs to script "
+                f"{change.scriptid}, not {self.script_id}; leave it out"
+            )
+            return
+        table = self.table_for(change.tableid, self.what(w, change.id, "tableid"))
+        name = self.ident(change.columnname, self.what(w, change.id, "columnname"))
+        if table is None:
+            return
+        column = f"ALTER COLUMN {quote_ident(name)}"
+        actions: list[str] = []
+        note: str | None = None
+        datatype: str | None = None
+        if change.newdatatype is not None and change.newdatatype.strip():
+            datatype = self.datatype(
+                change.newdatatype, self.what(w, change.id, "newdatatype"), table.target
+            )
+            action = f"{column} TYPE {datatype}"
+            if change.usingexpr is not None and change.usingexpr.strip():
+                using = self.expression(
+                    change.usingexpr,
+                    self.what(w, change.id, "usingexpr"),
+                    "using",
+                    table.target,
+                    datatype,
+                )
+                action += f" USING {using}"
+            actions.append(action)
+            note = f"changes the type of {table.target}.{name}; this may rewrite the table"
+        elif change.usingexpr is not None and change.usingexpr.strip():
+            self.problem(
+                f"{self.what(w, change.id, 'usingexpr')}: {change.usingexpr!r} is given "
+                "without newdatatype; set newdatatype or clear usingexpr"
+            )
+        has_default = change.setdefault is not None and change.setdefault.strip() != ""
+        if self.flag(change.dropdefault, self.what(w, change.id, "dropdefault")):
+            if has_default:
+                self.problem(
+                    f"{self.what(w, change.id, 'dropdefault')}: the row both sets and drops "
+                    "the default; clear setdefault or set dropdefault to 0"
+                )
+            actions.append(f"{column} DROP DEFAULT")
+        elif has_default:
+            expression = self.expression(
+                change.setdefault,
+                self.what(w, change.id, "setdefault"),
+                "default",
+                table.target,
+                datatype,
+            )
+            actions.append(f"{column} SET DEFAULT {expression}")
+        if change.setnullable is not None:
+            if self.flag(change.setnullable, self.what(w, change.id, "setnullable")):
+                actions.append(f"{column} DROP NOT NULL")
+            else:
+                actions.append(f"{column} SET NOT NULL")
+        if not actions:
+            self.problem(
+                f"{self.what(w, change.id, 'columnname')}: the row changes nothing about "
+                f"{table.target}.{name}; set newdatatype, setnullable, setdefault, "
+                "dropdefault or dropcolumn"
+            )
+            return
+        self.emit(
+            f"ALTER TABLE {table.sql_name} " + ", ".join(actions),
+            "alter_column",
+            table.target,
+            note=note,
+        )
+
+    def drop_column(self, change: ColumnChangeRow) -> None:
+        w = "script_column_changes"
+        if change.scriptid != self.script_id:
+            self.problem(
+                f"{self.what(w, change.id, 'scriptid')}: the row belongs to script "
+                f"{change.scriptid}, not {self.script_id}; leave it out"
+            )
+            return
+        table = self.table_for(change.tableid, self.what(w, change.id, "tableid"))
+        name = self.ident(change.columnname, self.what(w, change.id, "columnname"))
+        if table is None:
+            return
+        if (
+            (change.newdatatype or "").strip()
+            or (change.usingexpr or "").strip()
+            or (change.setdefault or "").strip()
+            or change.setnullable is not None
+            or change.dropdefault
+        ):
+            self.problem(
+                f"{self.what(w, change.id, 'dropcolumn')}: a row that drops column "
+                f"{table.target}.{name} cannot also change it; clear the other fields"
+            )
+        if not change.dropintended:
+            self.problem(
+                f"{self.what(w, change.id, 'dropintended')}: script {self.script_id} drops "
+                f"column {table.name}.{name} but dropintended is not set; set it to true "
+                "to confirm"
+            )
+        self.emit(
+            f"ALTER TABLE {table.sql_name} DROP COLUMN {quote_ident(name)}",
+            "drop_column",
+            table.target,
+            note=f"drops column {table.target}.{name} and its data "
+            f"(script_column_changes row {change.id})",
+        )
+
+    # foreign keys --------------------------------------------------------
+
+    def foreign_keys(self) -> None:
+        w = "script_table_fkeys"
+        groups: dict[tuple[str, str, str, str | None], list[FkeyRow]] = {}
+        for row in sorted(self.meta.fkeys, key=lambda r: r.id):
+            if row.status == STATUS_DESIGNING:
+                continue
+            if row.scriptid != self.script_id:
+                self.problem(
+                    f"{self.what(w, row.id, 'scriptid')}: the row belongs to script "
+                    f"{row.scriptid}, not {self.script_id}; leave it out"
+                )
+                continue
+            schema = self.ident(row.schemaname, self.what(w, row.id, "schemaname"))
+            child = self.ident(row.childtablename, self.what(w, row.id, "childtablename"))
+            parent = self.ident(row.parenttablename, self.what(w, row.id, "parenttablename"))
+            constraint = None
+            if row.constraintname is not None and row.constraintname.strip():
+                constraint = self.ident(
+                    row.constraintname.strip(), self.what(w, row.id, "constraintname")
+                )
+            groups.setdefault((schema, child, parent, constraint), []).append(row)
+        compiled: list[tuple[tuple[str, str, str], str]] = []
+        constraint_owners: dict[tuple[str, str, str], int] = {}
+        for (schema, child, parent, constraint), rows in groups.items():
+            sql_name, sql = self.foreign_key(schema, child, parent, constraint, rows)
+            key = (schema, child, sql_name)
+            if key in constraint_owners:
+                self.problem(
+                    f"{self.what(w, rows[0].id, 'constraintname')}: constraint {sql_name} on "
+                    f"{schema}.{child} is also made from row {constraint_owners[key]}; set "
+                    "constraintname on the rows of each key"
+                )
+            constraint_owners[key] = rows[0].id
+            compiled.append((key, sql))
+        for (schema, child, _), sql in sorted(compiled):
+            self.emit(sql, "foreign_key", f"{schema}.{child}")
+
+    def foreign_key(
+        self, schema: str, child: str, parent: str, constraint: str | None, rows: list[FkeyRow]
+    ) -> tuple[str, str]:
+        w = "script_table_fkeys"
+        orders = [r.keyorder for r in rows]
+        if len(rows) > 1 and (None in orders or len(set(orders)) != len(orders)):
+            self.problem(
+                f"{self.what(w, rows[0].id, 'keyorder')}: the key {schema}.{child} -> "
+                f"{parent} has rows {', '.join(str(r.id) for r in rows)} with keyorder "
+                f"{orders}; give each column of a multi-column key its own keyorder"
+            )
+        rows = sorted(rows, key=lambda r: (r.keyorder or 0, r.id))
+        child_columns = [
+            self.ident(r.childcolumnname, self.what(w, r.id, "childcolumnname")) for r in rows
+        ]
+        parent_columns = [
+            self.ident(r.parentcolumnname, self.what(w, r.id, "parentcolumnname")) for r in rows
+        ]
+        rules = {_delete_rule(r.delrule) for r in rows}
+        if len(rules) > 1:
+            self.problem(
+                f"{self.what(w, rows[0].id, 'delrule')}: the rows of one key disagree on "
+                f"delrule ({sorted(str(r.delrule) for r in rows)}); give them the same one"
+            )
+        rule = rules.pop()
+        if rule is not None and rule not in DELETE_RULES:
+            bad = next(r for r in rows if _delete_rule(r.delrule) == rule)
+            self.problem(
+                f"{self.what(w, bad.id, 'delrule')}: {bad.delrule!r} is not a delete rule; "
+                f"use one of {', '.join(DELETE_RULES)} or leave it empty"
+            )
+            rule = None
+        novalidate = {self.flag(r.novalidate, self.what(w, r.id, "novalidate")) for r in rows}
+        if len(novalidate) > 1:
+            self.problem(
+                f"{self.what(w, rows[0].id, 'novalidate')}: the rows of one key disagree on "
+                "novalidate; give them the same value"
+            )
+        not_valid = True in novalidate
+        child_table = self.tables_by_name.get((schema, child))
+        if not_valid and child_table is not None and child_table.row.haspart == 1:
+            self.problem(
+                f"{self.what(w, rows[0].id, 'novalidate')}: {schema}.{child} is partitioned, "
+                "and PostgreSQL 15 cannot add a NOT VALID foreign key to a partitioned "
+                "table; set novalidate to 0"
+            )
+        name = constraint if constraint is not None else child_name(child, child_columns[0], "fkey")
+        sql = (
+            f"ALTER TABLE {qualified(schema, child)} ADD CONSTRAINT {quote_ident(name)} "
+            f"FOREIGN KEY ({', '.join(quote_ident(c) for c in child_columns)}) "
+            f"REFERENCES {qualified(schema, parent)} "
+            f"({', '.join(quote_ident(c) for c in parent_columns)})"
+        )
+        if rule is not None:
+            sql += f" ON DELETE {rule}"
+        if not_valid:
+            sql += " NOT VALID"
+        return name, sql
+
+    # indexes -------------------------------------------------------------
+
+    def create_index(self, index: IndexRow) -> None:
+        w = "script_indexes"
+        if index.scriptid != self.script_id:
+            self.problem(
+                f"{self.what(w, index.id, 'scriptid')}: the row belongs to script "
+                f"{index.scriptid}, not {self.script_id}; leave it out"
+            )
+            return
+        table = self.table_for(index.tableid, self.what(w, index.id, "tableid"))
+        if not index.columnnames:
+            self.problem(
+                f"{self.what(w, index.id, 'columnnames')}: the index has no columns; "
+                "list the column names to index"
+            )
+        columns = [
+            self.ident(c, self.what(w, index.id, f"columnnames[{i}]"))
+            for i, c in enumerate(index.columnnames, start=1)
+        ]
+        method = fold((index.method or "btree").strip())
+        if method not in INDEX_METHODS:
+            self.problem(
+                f"{self.what(w, index.id, 'method')}: {index.method!r} is not an index "
+                f"method; use one of {', '.join(INDEX_METHODS)}"
+            )
+        unique = self.flag(index.isunique, self.what(w, index.id, "isunique"))
+        concurrently = self.flag(index.concurrently, self.what(w, index.id, "concurrently"))
+        if table is None or not columns:
+            return
+        if concurrently and table.row.haspart == 1:
+            self.problem(
+                f"{self.what(w, index.id, 'concurrently')}: {table.target} is partitioned, "
+                "and PostgreSQL cannot build an index CONCURRENTLY on a partitioned table; "
+                "set concurrently to 0, or build it per partition with script_steps"
+            )
+        if index.indexname is not None and index.indexname.strip():
+            name = self.ident(index.indexname.strip(), self.what(w, index.id, "indexname"))
+        else:
+            name = child_name(table.name, *columns, "idx")
+        self.claim_relation(table.schema, name, f"script_indexes row {index.id}")
+        sql = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
+        if concurrently:
+            sql += " CONCURRENTLY"
+        sql += (
+            f" IF NOT EXISTS {quote_ident(name)} ON {table.sql_name} USING {method} "
+            f"({', '.join(quote_ident(c) for c in columns)})"
+        )
+        if index.wherepredicate is not None and index.wherepredicate.strip():
+            predicate = self.expression(
+                index.wherepredicate,
+                self.what(w, index.id, "wherepredicate"),
+                "predicate",
+                table.target,
+            )
+            sql += f" WHERE ({predicate})"
+        note = None
+        if concurrently:
+            note = (
+                f"runs outside the script's transaction; a failed build leaves an INVALID "
+                f"index {table.schema}.{name} that IF NOT EXISTS would skip, so drop it "
+                "before a retry"
+            )
+        self.emit(sql, "create_index", table.target, transactional=not concurrently, note=note)
+
+    # DBA-written statements ----------------------------------------------
+
+    def statements(self) -> None:
+        """script_procs and script_steps, merged on one steporder (NULL last)."""
+        entries: list[tuple[tuple[bool, int, int, int], Step]] = []
+        for proc in self.meta.procs:
+            if proc.status == STATUS_DESIGNING:
+                continue
+            what = self.what("script_procs", proc.id, "proccallstmt")
+            if proc.scriptid != self.script_id:
+                self.problem(
+                    f"{self.what('script_procs', proc.id, 'scriptid')}: the row "
+                    f"belongs to script {proc.scriptid}, not {self.script_id}; "
+                    "leave it out"
+                )
+                continue
+            sql = self.statement(proc.proccallstmt, what)
+            key = (proc.steporder is None, proc.steporder or 0, 0, proc.id)
+            entries.append((key, Step(sql, True, "proc_call", f"script_procs row {proc.id}")))
+        for row in self.meta.steps:
+            if row.status == STATUS_DESIGNING:
+                continue
+            what = self.what("script_steps", row.id, "sqltext")
+            if row.scriptid != self.script_id:
+                self.problem(
+                    f"{self.what('script_steps', row.id, 'scriptid')}: the row "
+                    f"belongs to script {row.scriptid}, not {self.script_id}; "
+                    "leave it out"
+                )
+                continue
+            sql = self.statement(row.sqltext, what)
+            note = row.description
+            if not row.transactional:
+                outside = "runs outside the script's transaction; declared idempotent by the DBA"
+                note = f"{note}; {outside}" if note else outside
+            key = (row.steporder is None, row.steporder or 0, 1, row.id)
+            entries.append(
+                (key, Step(sql, row.transactional, "sql", f"script_steps row {row.id}", note))
+            )
+        for _, step in sorted(entries, key=lambda e: e[0]):
+            self.steps.append(step)
+
+    def statement(self, text: str | None, what: str) -> str:
+        try:
+            return check_statement(text, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
+            return ""
+
+
+def _is_identifier(value: object) -> bool:
+    try:
+        check_identifier(value, what="")
+    except MetadataError:
+        return False
+    return True
+
+
+def _delete_rule(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    return " ".join(value.split()).upper()
