@@ -1,3 +1,3 @@
 """The one source of truth for admmgt's version (read by the build and the installer)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from admmgt_plpy import _provision
+from admmgt_plpy import _apply, _provision
 from admmgt_plpy._entry import entry, not_implemented
 
 __all__ = [
     "applymaintenance",
     "applyscripts",
+    "baseline",
     "create_database",
     "drop_database",
     "lifecyclemgt",
+    "plan_script",
     "refresh_stored_procedures",
     "refresh_views",
     "replayscripts",
@@ -40,7 +42,17 @@ def drop_database(
 
 @entry
 def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
-    raise not_implemented("applyScripts", "issue 4: migration engine")
+    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run)
+
+
+@entry
+def plan_script(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
+    return _apply.plan_script(plpy, script_id)
+
+
+@entry
+def baseline(plpy: Any, *, dbname: str, version: int) -> None:
+    _apply.baseline(plpy, dbname=dbname, version=version)
 
 
 @entry

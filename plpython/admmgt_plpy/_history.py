@@ -13,22 +13,25 @@ undoes it.
 
 from __future__ import annotations
 
+# One statement, because async dblink sends take one statement each.
 ENSURE_TABLE = """\
-CREATE SCHEMA IF NOT EXISTS admmgt;
-REVOKE ALL ON SCHEMA admmgt FROM PUBLIC;
-CREATE TABLE IF NOT EXISTS admmgt.script_history (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    script_id integer NOT NULL,
-    action text NOT NULL CHECK (action IN ('apply', 'partial', 'baseline', 'rollback')),
-    checksum text,
-    applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    duration_ms numeric,
-    applied_by text NOT NULL DEFAULT session_user,
-    admin_run_id bigint
-);
-COMMENT ON TABLE admmgt.script_history IS
-'admmgt: scripts applied to this database, written in the same transaction as '
-'each script. The truth of this database''s version.'"""
+DO $admmgt$ BEGIN
+    CREATE SCHEMA IF NOT EXISTS admmgt;
+    REVOKE ALL ON SCHEMA admmgt FROM PUBLIC;
+    CREATE TABLE IF NOT EXISTS admmgt.script_history (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        script_id integer NOT NULL,
+        action text NOT NULL CHECK (action IN ('apply', 'partial', 'baseline', 'rollback')),
+        checksum text,
+        applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        duration_ms numeric,
+        applied_by text NOT NULL DEFAULT session_user,
+        admin_run_id bigint
+    );
+    COMMENT ON TABLE admmgt.script_history IS
+    'admmgt: scripts applied to this database, written in the same transaction as '
+    'each script. The truth of this database''s version.';
+END $admmgt$"""
 
 HAS_TABLE = "SELECT to_regclass('admmgt.script_history') IS NOT NULL AS has"
 

@@ -69,6 +69,18 @@ class RunRecorder:
         )
         self.dblink.query(self.conn, sql + (";" + registry if registry else ""))
 
+    def execute(self, sql: str) -> None:
+        """Run and commit one statement in the admin database at once."""
+        self.dblink.query(self.conn, sql)
+
+    def script_log(self, dbname: str, executed: list[tuple[int, str]]) -> None:
+        """The proof of concept's admmgt.script_log: every statement run, per database."""
+        if not executed:
+            return
+        q = self._q
+        values = ", ".join(f"({sid}, {q(dbname)}, {q(sql)})" for sid, sql in executed)
+        self.execute(f"INSERT INTO admmgt.script_log (scriptid, dbname, commstat) VALUES {values}")
+
     def finish(self, words: dict[str, str] | None = None) -> str:
         """Close the run and return its one-line summary for the final NOTICE.
 

@@ -8,4 +8,4 @@ import admmgt_plpy
 admmgt_plpy.applyscripts(plpy, separatedb=t_separatedb, dry_run=dry_run)
 $$;
 COMMENT ON PROCEDURE admmgt.applyscripts (integer, boolean) IS
-'Applies every ready script, template first, then every tenant behind it; dry_run prints the plan. Not implemented yet in this release.';
+'Applies every ready script in id order: validated, then the template, then every created tenant with updateflag that is behind, each script atomically per database, N tenants at a time. t_separatedb 1 = database per tenant (0 is not available yet). dry_run => true prints the plan and changes nothing.';

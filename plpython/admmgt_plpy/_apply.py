@@ -1,0 +1,670 @@
+"""applyScripts, baseline and plan_script: the migration engine.
+
+Order of a run (docs/migrations.md):
+1. the chain: scripts with status 1 (ready) or 2 (applied), in id order;
+2. every ready script is loaded, compiled and validated on the template's
+   server before anything changes, and refused if its id is below the
+   template's version (scripts apply in id order);
+3. the template gets each script it lacks, one transaction per script;
+   a script that fails there is marked 3 and neither it nor later scripts go on;
+4. every created tenant with updateflag that the registry shows behind the
+   template gets the scripts it lacks, N tenants at a time. Each tenant's
+   own admmgt.script_history decides what it lacks, so a registry that missed
+   an update never causes a double apply; the registry is reconciled from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from admmgt_plpy import _history
+from admmgt_plpy._compile import Step
+from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._provision import Tenant, template_of
+from admmgt_plpy._remote import (
+    Clusters,
+    Connect,
+    Dblink,
+    Fanout,
+    Job,
+    Outcome,
+    RemoteError,
+    Run,
+    Sleep,
+)
+from admmgt_plpy._runlog import RunRecorder
+from admmgt_plpy._scripts import Script, changed_applied_scripts, load_script, validation_queries
+from admmgt_plpy._settings import Settings, load_settings
+
+RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
+
+
+def check_mode(separatedb: int) -> None:
+    if separatedb == 0:
+        raise AdmmgtError(
+            "schema per tenant (t_separatedb => 0) is not available yet",
+            hint="Use database per tenant: CALL admmgt.applyScripts();",
+        )
+    if separatedb != 1:
+        raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
+
+
+@dataclass
+class Plan:
+    template: Tenant
+    chain: list[Script]  # every script the template should have, in id order
+    tenants: list[Tenant] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
+    check_mode(separatedb)
+    settings = load_settings(plpy)
+    take_operation_lock(plpy, "migrations", "applyScripts")
+    template = template_of(plpy)
+    if not dry_run and _nothing_pending(plpy, template):
+        return
+    changed = changed_applied_scripts(plpy)
+    if changed:
+        raise AdmmgtError(
+            "applyScripts refused: applied scripts were changed:\n  " + "\n  ".join(changed),
+            hint="Put the rows back as they were and make the change a new script; applied "
+            "scripts are history. (admmgt.scripts.metadata_checksum holds the original.)",
+        )
+    ready = [
+        r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 1 ORDER BY id")
+    ]
+    applied = [
+        r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 2 ORDER BY id")
+    ]
+    scripts = {i: _load_or_fail(plpy, i, dry_run) for i in ready}
+    if dry_run:
+        _print_plan(plpy, template, [x for x in scripts.values() if x is not None])
+        return
+
+    dblink = Dblink(plpy)
+    clusters = Clusters(plpy)
+    recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
+    try:
+        chain = [load_script(plpy, i) for i in applied] + [s for s in scripts.values() if s]
+        chain.sort(key=lambda s: s.id)
+        chain = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
+        chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
+        if chain:
+            _apply_to_tenants(plpy, dblink, clusters, settings, template, chain, recorder)
+            _mark_applied(plpy, recorder, chain)
+    finally:
+        summary = recorder.finish({"ok": "updated", "noop": "already up to date"})
+    plpy.notice(summary)
+
+
+def _nothing_pending(plpy: Any, template: Tenant) -> bool:
+    """True (after saying so) when the registry alone shows there is no work."""
+    row = plpy.execute(
+        """SELECT (SELECT count(*) FROM admmgt.scripts WHERE status = 1) AS ready,
+                  (SELECT max(id) FROM admmgt.scripts WHERE status = 2) AS top,
+                  (SELECT count(*) FROM admmgt.vendor_db_settings
+                   WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag) AS tenants,
+                  (SELECT count(*) FROM admmgt.vendor_db_settings
+                   WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
+                     AND coalesce(scriptversion, 0) < (
+                         SELECT coalesce(max(id), 0) FROM admmgt.scripts WHERE status = 2)
+                  ) AS behind"""
+    )[0]
+    if row["ready"] or row["behind"]:
+        return False
+    version = row["top"] if row["top"] is not None else "none"
+    plpy.notice(
+        f"applyScripts: nothing to apply; template and all {row['tenants']} updating "
+        f"tenants are at script {version}"
+    )
+    return True
+
+
+def _load_or_fail(plpy: Any, script_id: int, dry_run: bool) -> Script | None:
+    try:
+        return load_script(plpy, script_id)
+    except MetadataError as exc:
+        if dry_run:
+            plpy.notice(f"script {script_id} would be refused:\n{exc.message}")
+            return None
+        raise AdmmgtError(
+            f"script {script_id} cannot be compiled; nothing was applied:\n{exc.message}",
+            hint=exc.hint or "Fix the metadata rows named above, then call applyScripts again.",
+        ) from None
+
+
+# --------------------------------------------------------------------- template
+
+
+def _validate_on_template(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    template: Tenant,
+    chain: list[Script],
+    recorder: RunRecorder,
+) -> list[Script]:
+    """Refuse out-of-order scripts, then check types and tablespaces on the template.
+
+    Read-only: the template is not changed before every ready script passed.
+    """
+    if not any(s.status == 1 for s in chain):
+        return chain
+    conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
+    try:
+        has = dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]
+        have = (
+            {r["script_id"] for r in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)}
+            if has
+            else set()
+        )
+        top = max(have, default=0)
+        for script in [s for s in chain if s.id not in have and s.id < top]:
+            _fail_script(
+                plpy,
+                recorder,
+                script,
+                (
+                    f"the template already has script {top}; scripts apply in id order, so give "
+                    "this one a higher id (a new scripts row)"
+                ),
+            )
+            chain = [s for s in chain if s.id != script.id]
+        checks = [(s, d, q) for s in chain if s.status == 1 for d, q in validation_queries(s)]
+        dblink.query(conn, "BEGIN READ ONLY")
+        for script, what, query in checks:
+            try:
+                ok = dblink.query(conn, query, "ok boolean")[0]["ok"]
+                problem = None if ok else what
+            except RemoteError as exc:
+                problem = f"{what}: {exc.message}"
+                dblink.query(conn, "ROLLBACK")
+                dblink.query(conn, "BEGIN READ ONLY")
+            if problem:
+                _fail_script(
+                    plpy, recorder, script, f"validation on the template failed: {problem}"
+                )
+                return [s for s in chain if s.id < script.id]
+    finally:
+        dblink.disconnect(conn)
+    return chain
+
+
+def _apply_to_template(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    settings: Settings,
+    template: Tenant,
+    chain: list[Script],
+    recorder: RunRecorder,
+) -> list[Script]:
+    """Bring the template to the end of the chain; return the scripts it now has."""
+    result: dict[str, Any] = {}
+
+    def on_done(target: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        result["outcome"] = outcome
+        recorder.target(
+            target.database,
+            target.cluster,
+            outcome,
+            elapsed_ms,
+            scriptid=outcome.details.get("script"),
+            registry=_registry_update(plpy, target, outcome),
+        )
+        plpy.notice(f"template {target.database}: {_describe(outcome, elapsed_ms)}")
+        recorder.script_log(target.database, outcome.details.get("executed", []))
+
+    Fanout(dblink, 1, 0, on_done).run(
+        [
+            (
+                template,
+                lambda: _migrate(
+                    template, chain, settings, clusters, recorder.run_id, is_template=True
+                ),
+            )
+        ]
+    )
+    outcome: Outcome = result["outcome"]
+    have = set(outcome.details.get("have", []))
+    for script in chain:
+        if script.id in outcome.details.get("applied", []):
+            recorder.execute(
+                "UPDATE admmgt.scripts SET checksum = "
+                f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
+                f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
+                f" last_error = NULL WHERE id = {script.id}"
+            )
+    if outcome.outcome == "failed":
+        failed_id = outcome.details.get("script")
+        failed = next((s for s in chain if s.id == failed_id), None)
+        if failed is not None:
+            _fail_script(
+                plpy, recorder, failed, f"failed on the template: {outcome.message}", notice=False
+            )
+    return [s for s in chain if s.id in have]
+
+
+def _fail_script(
+    plpy: Any, recorder: RunRecorder, script: Script, why: str, notice: bool = True
+) -> None:
+    recorder.execute(
+        f"UPDATE admmgt.scripts SET status = 3, last_error = {_q(plpy, why)} WHERE id = {script.id}"
+    )
+    if notice:
+        plpy.notice(f"script {script.id}: {why}; it touches no tenant (status 3)")
+
+
+# ---------------------------------------------------------------------- tenants
+
+
+def _apply_to_tenants(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    settings: Settings,
+    template: Tenant,
+    chain: list[Script],
+    recorder: RunRecorder,
+) -> None:
+    top = chain[-1].id
+    tenants = [
+        Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
+        for r in plpy.execute(
+            plpy.prepare(
+                """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
+                 AND coalesce(scriptversion, 0) < $1 ORDER BY id""",
+                ["int4"],
+            ),
+            [top],
+        )
+    ]
+    if not tenants:
+        plpy.notice("applyScripts: every updating tenant already has the template's scripts")
+        return
+    total, done = len(tenants), [0]
+
+    def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        done[0] += 1
+        recorder.target(
+            tenant.database,
+            tenant.cluster,
+            outcome,
+            elapsed_ms,
+            scriptid=outcome.details.get("script"),
+            registry=_registry_update(plpy, tenant, outcome),
+        )
+        recorder.script_log(tenant.database, outcome.details.get("executed", []))
+        plpy.notice(f"[{done[0]}/{total}] {tenant.database}: {_describe(outcome, elapsed_ms)}")
+
+    fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
+    fanout.run(
+        (t, (lambda t=t: _migrate(t, chain, settings, clusters, recorder.run_id)))  # type: ignore[misc]
+        for t in tenants
+    )
+
+
+def _mark_applied(plpy: Any, recorder: RunRecorder, chain: list[Script]) -> None:
+    """Scripts every updating tenant now has become status 2, with their rows."""
+    ids = [s.id for s in chain if s.status == 1]
+    if not ids:
+        return
+    idlist = ", ".join(str(i) for i in ids)
+    recorder.execute(f"""
+        WITH done AS (
+            SELECT s.id FROM admmgt.scripts AS s
+            WHERE s.id IN ({idlist}) AND s.status = 1 AND NOT EXISTS (
+                SELECT FROM admmgt.vendor_db_settings AS v
+                WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2 AND v.updateflag
+                  AND coalesce(v.scriptversion, 0) < s.id)),
+        t AS (UPDATE admmgt.script_tables SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1),
+        c AS (UPDATE admmgt.script_table_columns SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1),
+        f AS (UPDATE admmgt.script_table_fkeys SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1),
+        p AS (UPDATE admmgt.script_procs SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1),
+        x AS (UPDATE admmgt.script_column_changes SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1),
+        i AS (UPDATE admmgt.script_indexes SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1),
+        q AS (UPDATE admmgt.script_steps SET status = 2
+              WHERE scriptid IN (SELECT id FROM done) AND status = 1)
+        UPDATE admmgt.scripts SET status = 2, last_error = NULL
+        WHERE id IN (SELECT id FROM done)""")
+
+
+# ------------------------------------------------------------- one database's job
+
+
+def _migrate(
+    target: Tenant,
+    chain: list[Script],
+    settings: Settings,
+    clusters: Clusters,
+    run_id: int,
+    is_template: bool = False,
+) -> Job:
+    """Apply to one database every chain script its own history lacks."""
+    conn = yield Connect(clusters.conninfo(target.cluster, target.database))
+    state = yield from _read_history(conn)
+    applied: list[int] = []
+    executed: list[tuple[int, str]] = []
+    dropped: list[str] = []
+    who = "template" if is_template else "tenant"
+    for script in chain:
+        action = state.get(script.id)
+        if action in ("apply", "baseline"):
+            continue
+        steps = script.compiled.steps
+        if action != "partial":
+            try:
+                yield from _transactional_part(conn, script, settings, run_id)
+            except _StepFailed as failure:
+                return _failure(target, who, script, failure, state)
+            executed += [(script.id, s.sql) for s in steps if s.transactional]
+            dropped += [s.note for s in steps if s.kind == "drop_column" and s.note]
+        later = [s for s in steps if not s.transactional]
+        if later or action == "partial":
+            try:
+                for number, step in enumerate(steps, 1):
+                    if not step.transactional:
+                        yield from _run_outside_transaction(conn, step, number)
+                yield Run(conn, _history_insert(script, "apply", run_id))
+            except _StepFailed as failure:
+                state[script.id] = "partial"
+                return _failure(target, who, script, failure, state)
+            executed += [(script.id, s.sql) for s in later]
+        state[script.id] = "apply"
+        applied.append(script.id)
+    details: dict[str, Any] = {
+        "applied": applied,
+        "have": _have(state),
+        "version": _version(state),
+        "executed": executed,
+    }
+    if applied:
+        details["script"] = applied[-1]
+    if dropped:
+        details["dropped_columns"] = dropped
+    return Outcome("ok" if applied else "noop", details=details)
+
+
+class _StepFailed(Exception):
+    def __init__(
+        self, number: int, step: Step | None, error: RemoteError, attempts: int = 1
+    ) -> None:
+        super().__init__(error.message)
+        self.number = number  # 0: the history row or the transaction itself
+        self.step = step
+        self.error = error
+        self.attempts = attempts
+
+
+def _read_history(conn: str) -> Any:
+    has = yield Run(conn, _history.HAS_TABLE, "has boolean")
+    if not has[0]["has"]:
+        return {}
+    rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
+    return {r["script_id"]: r["action"] for r in rows}
+
+
+def _transactional_part(conn: str, script: Script, settings: Settings, run_id: int) -> Any:
+    """One remote transaction: every transactional step and the history row, or nothing."""
+    delay = max(settings.retry_backoff_ms, 10) / 1000.0
+    attempt = 0
+    while True:
+        attempt += 1
+        number = 0
+        try:
+            yield Run(conn, "BEGIN")
+            yield Run(
+                conn,
+                (
+                    f"SELECT set_config('lock_timeout', '{settings.lock_timeout_ms}ms', true),"
+                    " set_config('TimeZone', 'UTC', true)"
+                ),
+                "a text, b text",
+            )
+            yield Run(conn, _history.ENSURE_TABLE)
+            for index, step in enumerate(script.compiled.steps, 1):
+                if step.transactional:
+                    number = index  # named in the error if this step fails
+                    yield Run(conn, step.sql)
+            number = 0
+            action = "apply" if all(s.transactional for s in script.compiled.steps) else "partial"
+            yield Run(conn, _history_insert(script, action, run_id))
+            yield Run(conn, "COMMIT")
+            return
+        except RemoteError as exc:
+            with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
+                yield Run(conn, "ROLLBACK")
+            if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
+                yield Sleep(delay * random.uniform(0.5, 1.5))
+                delay *= 2
+                continue
+            failed_step = script.compiled.steps[number - 1] if number else None
+            raise _StepFailed(number, failed_step, exc, attempt) from None
+
+
+def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:
+    """A declared non-transactional step (idempotent by declaration), in autocommit."""
+    try:
+        if step.kind == "create_index":
+            # A failed CREATE INDEX CONCURRENTLY leaves an INVALID index that
+            # IF NOT EXISTS would then skip: drop such a leftover first.
+            yield Run(
+                conn,
+                (
+                    "DO $admmgt$ DECLARE i regclass := to_regclass(" + _lit(step.target) + ");"
+                    " BEGIN IF i IS NOT NULL AND NOT (SELECT indisvalid FROM pg_catalog.pg_index"
+                    " WHERE indexrelid = i) THEN EXECUTE format('DROP INDEX %s', i); END IF;"
+                    " END $admmgt$"
+                ),
+            )
+        yield Run(conn, step.sql)
+    except RemoteError as exc:
+        raise _StepFailed(number, step, exc) from None
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _history_insert(script: Script, action: str, run_id: int) -> str:
+    return (
+        "INSERT INTO admmgt.script_history (script_id, action, checksum, duration_ms,"
+        f" admin_run_id) VALUES ({script.id}, {_lit(action)}, {_lit(script.compiled.checksum)},"
+        f" extract(epoch FROM clock_timestamp() - now()) * 1000, {run_id})"
+    )
+
+
+def _have(state: dict[int, str]) -> list[int]:
+    return sorted(i for i, a in state.items() if a in ("apply", "baseline"))
+
+
+def _version(state: dict[int, str]) -> int | None:
+    have = _have(state)
+    return have[-1] if have else None
+
+
+def _failure(
+    target: Tenant, who: str, script: Script, failure: _StepFailed, state: dict[int, str]
+) -> Outcome:
+    exc = failure.error
+    where = (
+        f"step {failure.number} ({failure.step.kind} {failure.step.target})"
+        if failure.step
+        else "its history row"
+    )
+    if exc.sqlstate in RETRYABLE:
+        what = (
+            f"could not get a lock within lock_timeout after {failure.attempts} tries "
+            f"({exc.sqlstate} {exc.message})"
+        )
+        todo = "find the session holding the lock (pg_locks) and re-run applyScripts"
+    else:
+        what = f"({exc.sqlstate} {exc.message})"
+        todo = (
+            "fix the template's script"
+            if who == "template"
+            else "fix the tenant or mark it held back with updateflag = false"
+        )
+    message = f'{who} "{target.database}": script {script.id} failed at {where} {what}; {todo}'
+    outcome = Outcome("failed", message, exc.sqlstate, exc.statement)
+    outcome.details = {
+        "script": script.id,
+        "step": failure.number,
+        "have": _have(state),
+        "version": _version(state),
+    }
+    return outcome
+
+
+def _registry_update(plpy: Any, target: Tenant, outcome: Outcome) -> str:
+    version = outcome.details.get("version")
+    v = "NULL" if version is None else str(int(version))
+    error = (
+        "NULL, last_error_at = NULL"
+        if outcome.outcome != "failed"
+        else (f"{_q(plpy, outcome.message)}, last_error_at = now()")
+    )
+    return (
+        f"UPDATE admmgt.vendor_db_settings SET scriptversion = {v}, modifiedon = now(),"
+        f" last_error = {error} WHERE id = {target.id}"
+    )
+
+
+def _describe(outcome: Outcome, elapsed_ms: float) -> str:
+    applied = outcome.details.get("applied", [])
+    if outcome.outcome == "ok":
+        noun = "script" if len(applied) == 1 else "scripts"
+        return f"{noun} {', '.join(map(str, applied))} applied in {elapsed_ms:.0f} ms"
+    if outcome.outcome == "noop":
+        return f"already at script {outcome.details.get('version')}; registry reconciled"
+    return f"{outcome.outcome.upper()}: {outcome.message}"
+
+
+def _q(plpy: Any, value: str | None) -> str:
+    return str(plpy.quote_nullable(value))
+
+
+# ---------------------------------------------------------------- plan / dry run
+
+
+def plan_script(plpy: Any, script_id: int) -> list[dict[str, Any]]:
+    script = load_script(plpy, script_id)
+    return [
+        {
+            "step": n,
+            "kind": s.kind,
+            "target": s.target,
+            "transactional": s.transactional,
+            "statement": s.sql,
+        }
+        for n, s in enumerate(script.compiled.steps, 1)
+    ]
+
+
+def _print_plan(plpy: Any, template: Tenant, scripts: list[Script]) -> None:
+    if not scripts:
+        plpy.notice("applyScripts (dry run): no ready script compiles; nothing would be applied")
+        return
+    for script in scripts:
+        lines = [
+            f"script {script.id} ({script.description or 'no description'}), "
+            f"{len(script.compiled.steps)} statements, checksum "
+            f"{script.compiled.checksum[:12]}:"
+        ]
+        for n, step in enumerate(script.compiled.steps, 1):
+            flag = "" if step.transactional else "  [outside the transaction]"
+            lines.append(f"  {n}. {step.sql}{flag}")
+        plpy.notice("\n".join(lines))
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings
+           WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
+           ORDER BY id""",
+            [],
+        )
+    )
+    behind = [r["dbname"].lower() for r in rows if r["v"] < scripts[-1].id]
+    plpy.notice(
+        f"applyScripts (dry run): would apply scripts {', '.join(str(s.id) for s in scripts)} "
+        f"to template {template.database} first, then to {len(behind)} tenant(s)"
+        + (f": {', '.join(behind[:20])}{' ...' if len(behind) > 20 else ''}" if behind else "")
+        + "; nothing was changed"
+    )
+
+
+# --------------------------------------------------------------------- baseline
+
+
+def baseline(plpy: Any, *, dbname: str, version: int) -> None:
+    """Record that a database already is at ``version`` without running anything."""
+    take_operation_lock(plpy, "migrations", "baseline")
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, dbname, cluster_name, scriptversion, status FROM admmgt.vendor_db_settings
+           WHERE upper(dbname) = upper($1) AND NOT deleted""",
+            ["text"],
+        ),
+        [dbname],
+    )
+    if not rows:
+        raise AdmmgtError(
+            f'no registered database is named "{dbname}"',
+            hint="Register it in admmgt.vendor_db_settings (status 2) first.",
+        )
+    r = rows[0]
+    target = Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
+    scripts = [
+        load_script(plpy, s["id"])
+        for s in plpy.execute(
+            plpy.prepare(
+                "SELECT id FROM admmgt.scripts WHERE id <= $1 AND status IN (1, 2) ORDER BY id",
+                ["int4"],
+            ),
+            [version],
+        )
+    ]
+    dblink = Dblink(plpy)
+    conn = dblink.connect(Clusters(plpy).conninfo(target.cluster, target.database))
+    try:
+        dblink.query(conn, "BEGIN")
+        dblink.query(conn, _history.ENSURE_TABLE)
+        have = {
+            x["script_id"]: x["action"]
+            for x in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)
+        }
+        new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
+        for script in new:
+            dblink.query(conn, _history_insert(script, "baseline", 0))
+        dblink.query(conn, "COMMIT")
+    except RemoteError as exc:
+        raise AdmmgtError(
+            f'baseline of "{target.database}" failed ({exc.describe()}); nothing was recorded'
+        ) from None
+    finally:
+        dblink.disconnect(conn)
+    plpy.execute(
+        plpy.prepare(
+            """UPDATE admmgt.vendor_db_settings SET scriptversion = $2, status = 2,
+                      modifiedon = now() WHERE id = $1""",
+            ["int8", "int4"],
+        ),
+        [target.id, version],
+    )
+    plpy.notice(
+        f'baseline: "{target.database}" recorded at script {version} '
+        f"({len(new)} script(s) marked as baseline, nothing run)"
+    )

@@ -1,0 +1,150 @@
+"""Scripts as the engine sees them: metadata rows loaded, compiled and checked.
+
+A script's metadata checksum is taken over its rows (without status columns,
+which admmgt itself changes) when it first reaches the template; a later run
+that finds the rows changed refuses to go on, as Flyway's validate does. The
+checksum of the compiled statements is what each database's history records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from admmgt_plpy._compile import CompiledScript, ScriptMetadata, compile_script
+from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._names import quote_literal
+
+# Each query takes the script id as $1. Rows come in id order, so the
+# metadata checksum does not depend on the plan.
+QUERIES = {
+    "tables": "SELECT * FROM admmgt.script_tables WHERE scriptid = $1 ORDER BY id",
+    "columns": "SELECT * FROM admmgt.script_table_columns WHERE scriptid = $1 ORDER BY id",
+    "referenced_tables": """
+        SELECT * FROM admmgt.script_tables AS t WHERE t.scriptid <> $1 AND (
+            t.id IN (SELECT tableid FROM admmgt.script_table_columns WHERE scriptid = $1
+                     UNION SELECT tableid FROM admmgt.script_column_changes WHERE scriptid = $1
+                     UNION SELECT tableid FROM admmgt.script_indexes WHERE scriptid = $1)
+            OR (lower(t.schemaname), lower(t.tablename)) IN (
+                SELECT lower(schemaname), lower(childtablename)
+                FROM admmgt.script_table_fkeys WHERE scriptid = $1))
+        ORDER BY id""",
+    "fkeys": "SELECT * FROM admmgt.script_table_fkeys WHERE scriptid = $1 ORDER BY id",
+    "partitions": """
+        SELECT p.* FROM admmgt.script_table_partitions AS p
+        JOIN admmgt.script_tables AS t ON t.id = p.tableid
+        WHERE t.scriptid = $1 ORDER BY p.id""",
+    "procs": "SELECT * FROM admmgt.script_procs WHERE scriptid = $1 ORDER BY id",
+    "column_changes": "SELECT * FROM admmgt.script_column_changes WHERE scriptid = $1 ORDER BY id",
+    "indexes": "SELECT * FROM admmgt.script_indexes WHERE scriptid = $1 ORDER BY id",
+    "steps": "SELECT * FROM admmgt.script_steps WHERE scriptid = $1 ORDER BY id",
+}
+# Columns admmgt writes itself, or that do not change what a script does.
+NOT_CHECKSUMMED = {"status", "created_date"}
+
+
+@dataclass(frozen=True)
+class Script:
+    id: int
+    description: str | None
+    status: int
+    compiled: CompiledScript
+    metadata_checksum: str
+    recorded_checksum: str | None  # metadata checksum when it reached the template
+
+    @property
+    def changed_since_applied(self) -> bool:
+        return (
+            self.recorded_checksum is not None and self.recorded_checksum != self.metadata_checksum
+        )
+
+
+def load_script(plpy: Any, script_id: int) -> Script:
+    """Load and compile one script; MetadataError lists every problem in its rows."""
+    head = plpy.execute(
+        plpy.prepare(
+            """SELECT id, description, status, created_date, metadata_checksum,
+                  (created_date AT TIME ZONE 'UTC')::date::text AS anchor
+           FROM admmgt.scripts WHERE id = $1""",
+            ["int4"],
+        ),
+        [script_id],
+    )
+    if not head:
+        raise AdmmgtError(
+            f"script {script_id} does not exist",
+            hint="SELECT id, status, description FROM admmgt.scripts ORDER BY id;",
+        )
+    row = dict(head[0])
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, query in QUERIES.items():
+        plan = plpy.prepare(query, ["int4"])
+        rows[name] = [dict(r) for r in plpy.execute(plan, [script_id])]
+    meta = ScriptMetadata.from_rows(
+        {k: row[k] for k in ("id", "description", "status", "created_date")}, **rows
+    )
+    compiled = compile_script(meta, anchor=date.fromisoformat(row["anchor"]))
+    return Script(
+        id=script_id,
+        description=row["description"],
+        status=row["status"],
+        compiled=compiled,
+        metadata_checksum=_metadata_checksum(row["anchor"], rows),
+        recorded_checksum=row["metadata_checksum"],
+    )
+
+
+def _metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
+    canonical = {
+        name: [{k: v for k, v in sorted(r.items()) if k not in NOT_CHECKSUMMED} for r in items]
+        for name, items in rows.items()
+    }
+    text = json.dumps({"anchor": anchor, "rows": canonical}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def changed_applied_scripts(plpy: Any) -> list[str]:
+    """Applied scripts whose metadata rows changed since they reached the template."""
+    problems = []
+    for r in plpy.execute(
+        "SELECT id FROM admmgt.scripts WHERE metadata_checksum IS NOT NULL ORDER BY id"
+    ):
+        try:
+            script = load_script(plpy, r["id"])
+        except MetadataError as exc:
+            problems.append(f"script {r['id']}: its rows no longer compile ({exc.message})")
+            continue
+        if script.changed_since_applied:
+            problems.append(f"script {r['id']}: its metadata rows changed after it was applied")
+    return problems
+
+
+def validation_queries(script: Script) -> list[tuple[str, str]]:
+    """(description, query) pairs: each query must succeed on the template and return ok.
+
+    Data types go through regtype input, which parses exactly one type name:
+    a string smuggling SQL is a syntax error there, never executed.
+    """
+    checks = []
+    for v in script.compiled.validations:
+        if v.kind == "datatype":
+            checks.append(
+                (
+                    f"{v.what}: data type {v.text!r}",
+                    f"SELECT {quote_literal(v.text)}::regtype IS NOT NULL AS ok",
+                )
+            )
+        elif v.kind == "tablespace":
+            checks.append(
+                (
+                    f"{v.what}: tablespace {v.text!r} does not exist",
+                    (
+                        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tablespace WHERE spcname = "
+                        f"{quote_literal(v.text)}) AS ok"
+                    ),
+                )
+            )
+    return checks
