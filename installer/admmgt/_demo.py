@@ -1,31 +1,179 @@
-"""`admmgt demo`: the main job on a throwaway PostgreSQL, told as a DBA would see it."""
+"""`admmgt demo`: the main job on a throwaway PostgreSQL, told as a DBA sees it.
+
+Every step shows the SQL a DBA would type in psql and the NOTICE lines admmgt
+answers with. The sandbox is rebuilt each time, so the demo always starts clean.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
 
 from admmgt import _install
 from admmgt._sandbox import Sandbox
 
+TENANTS = ["BigClient", "ClientB", *[f"Tenant_{i:03d}" for i in range(3, 21)]]
+
+SCRIPT_1 = """\
+INSERT INTO admmgt.scripts (id, description) VALUES (1, 'customers and orders');
+INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status, haspart)
+VALUES (1, 1, 'mgttest', 'customers', 1, 0), (2, 1, 'mgttest', 'orders', 1, 1);
+INSERT INTO admmgt.script_table_columns
+    (tableid, scriptid, columnname, datatype, nullable, isprimarykey, isidentity, status)
+VALUES (1, 1, 'id', 'bigint', 0, 1, 1, 1), (1, 1, 'name', 'varchar(100)', 0, 0, 0, 1),
+       (2, 1, 'id', 'bigint', 0, 1, 1, 1), (2, 1, 'customerid', 'bigint', 0, 0, 0, 1),
+       (2, 1, 'region', 'varchar(10)', 0, 0, 0, 1), (2, 1, 'orderdate', 'date', 0, 0, 0, 1);
+INSERT INTO admmgt.script_table_partitions
+    (tableid, partcolumnname, parttype, partvalue, subpartcolumnname, subparttype, subpartvalue)
+VALUES (2, 'region', 'list', 'EU', 'orderdate', 'range', 'month'),
+       (2, 'region', 'list', 'US', 'orderdate', 'range', 'month');
+INSERT INTO admmgt.script_table_fkeys (scriptid, schemaname, childtablename, childcolumnname,
+    parenttablename, parentcolumnname, keyorder, delrule, status)
+VALUES (1, 'mgttest', 'orders', 'customerid', 'customers', 'id', 1, 'CASCADE', 1);
+UPDATE admmgt.scripts SET status = 1 WHERE id = 1;"""
+
+SCRIPT_2 = """\
+INSERT INTO admmgt.scripts (id, description) VALUES (2, 'invoices; a note on orders');
+INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status)
+VALUES (3, 2, 'mgttest', 'invoices', 1);
+INSERT INTO admmgt.script_table_columns
+    (tableid, scriptid, columnname, datatype, nullable, defaultval, isprimarykey, isidentity,
+     status)
+VALUES (3, 2, 'id', 'bigint', 0, NULL, 1, 1, 1), (3, 2, 'total', 'numeric(12,2)', 0, '0', 0, 0, 1),
+       (2, 2, 'note', 'jsonb', 1, '''{}''::jsonb', 0, 0, 1);
+UPDATE admmgt.scripts SET status = 1 WHERE id = 2;"""
+
+
+class Story:
+    def __init__(self, console: Console, conn: psycopg.Connection[Any]) -> None:
+        self.console = console
+        self.conn = conn
+        conn.add_notice_handler(self._notice)
+
+    def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        self.console.print(f"[cyan]NOTICE:[/cyan]  {diag.message_primary}", highlight=False)
+
+    def chapter(self, title: str, text: str) -> None:
+        self.console.rule(f"[bold]{title}")
+        self.console.print(text)
+
+    def sql(self, statement: str, conn: psycopg.Connection[Any] | None = None) -> None:
+        self.console.print(
+            Syntax(statement, "sql", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
+        try:
+            (conn or self.conn).execute(statement)
+        except psycopg.Error as exc:
+            self.console.print(f"[red]ERROR:[/red]  {exc.diag.message_primary}")
+            if exc.diag.message_hint:
+                self.console.print(f"HINT:  {exc.diag.message_hint}")
+
+    def query(self, statement: str) -> None:
+        self.console.print(
+            Syntax(statement, "sql", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
+        cur = self.conn.execute(statement)
+        table = Table(*[c.name for c in cur.description or []])
+        for row in cur.fetchall():
+            table.add_row(*["" if v is None else str(v) for v in row])
+        self.console.print(table)
+
 
 def run_demo(root: Path, port: int, console: Console) -> None:
     box = Sandbox(root, port)
-    console.rule("[bold]1. A throwaway PostgreSQL 15")
+    box.destroy()  # throwaway: every demo starts from nothing
     dsn = box.start()
-    console.print(f"sandbox cluster in {root}\nDSN: {dsn}")
+    console.rule("[bold]admmgt demo")
+    console.print(f"A throwaway PostgreSQL 15 in {root}, reached at:\n  {dsn}\n")
     with psycopg.connect(dsn, autocommit=True, application_name="admmgt demo") as conn:
-        console.rule("[bold]2. Install admmgt into the admin database (postgres)")
+        story = Story(console, conn)
+        story.chapter("1. Install the control plane", "$ admmgt install   (twice)")
         console.print(str(_install.install(conn)))
-        console.print(str(_install.install(conn)) + "  [dim](a second install is a no-op)[/dim]")
-        problems = _install.verify(conn)
-        console.print("verify: " + ("; ".join(problems) if problems else "SQL and Python match"))
-        console.rule("[bold]3. Status")
+        console.print(str(_install.install(conn)))
+
+        story.chapter(
+            "2. A template and 20 tenants",
+            "The template holds the application schema; tenants are copies of it.",
+        )
+        story.sql("CREATE DATABASE unitemplate;")
+        with psycopg.connect(
+            dsn.replace("dbname=postgres", "dbname=unitemplate"), autocommit=True
+        ) as tpl:
+            story.sql("CREATE SCHEMA mgttest;  -- in unitemplate", tpl)
+        story.sql(
+            "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status)"
+            " VALUES ('unitemplate', true, 2);"
+        )
+        values = ", ".join(f"('{t}', 1)" for t in TENANTS)
+        conn.execute(f"INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES {values}")
+        console.print(
+            Syntax(
+                "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES "
+                "('BigClient', 1), ('ClientB', 1), ... 20 rows;",
+                "sql",
+                theme="ansi_dark",
+                background_color="default",
+                word_wrap=True,
+            )
+        )
+        story.sql("CALL admmgt.create_database();")
+
+        story.chapter(
+            "3. A migration as metadata: the proof of concept's script 1",
+            "Related tables, a list/range composite partitioned table, a foreign key.",
+        )
+        console.print(
+            Syntax(SCRIPT_1, "sql", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
+        conn.execute(SCRIPT_1)
+        story.query("SELECT step, kind, target FROM admmgt.plan_script(1);")
+        story.sql("CALL admmgt.applyScripts();")
+
+        story.chapter(
+            "4. A tenant that fails, and its recovery",
+            "Someone created mgttest.invoices by hand in clientb; script 2 collides "
+            "with it there. Each tenant is migrated atomically: clientb keeps script 1 "
+            "with nothing half-done, and the other 19 go on.",
+        )
+        with psycopg.connect(
+            dsn.replace("dbname=postgres", "dbname=clientb"), autocommit=True
+        ) as clientb:
+            story.sql("CREATE TABLE mgttest.invoices (x int);  -- in clientb", clientb)
+            console.print(
+                Syntax(
+                    SCRIPT_2, "sql", theme="ansi_dark", background_color="default", word_wrap=True
+                )
+            )
+            conn.execute(SCRIPT_2)
+            story.sql("CALL admmgt.applyScripts();")
+            story.query(
+                "SELECT dbname, scriptversion, last_error FROM admmgt.vendor_db_settings"
+                " WHERE last_error IS NOT NULL;"
+            )
+            story.sql("DROP TABLE mgttest.invoices;  -- in clientb: fixed", clientb)
+        story.sql("CALL admmgt.applyScripts();")
+        story.sql("CALL admmgt.applyScripts();  -- nothing left: answered without connecting")
+
+        story.chapter("5. Where it is recorded", "Per run, per database:")
+        story.query("SELECT id, operation, outcome, summary FROM admmgt.runs ORDER BY id;")
+        story.query(
+            "SELECT scriptversion, count(*) AS databases FROM admmgt.vendor_db_settings"
+            " WHERE NOT deleted GROUP BY 1;"
+        )
+
+        story.chapter("6. admmgt status", "$ admmgt status")
         info = _install.status(conn)
-        console.print(f"version {info['version']}; tenants: {info['tenants'] or 'none yet'}")
+        console.print(
+            f"admmgt {info['version']}; tenants: {info['tenants']}; pending scripts: "
+            f"{[s['id'] for s in info['pending_scripts']] or 'none'}"
+        )
+    console.rule()
     console.print(
-        f'\nTry it yourself:  psql "{dsn}"\n'
-        "Stop the sandbox: .venv/bin/admmgt sandbox --dir .sandbox/demo stop"
+        f'Explore it yourself:  psql "{dsn}"\n'
+        f"Stop it:              .venv/bin/admmgt sandbox --dir {root} stop"
     )

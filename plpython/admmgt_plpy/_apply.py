@@ -219,7 +219,7 @@ def _apply_to_template(
             scriptid=outcome.details.get("script"),
             registry=_registry_update(plpy, target, outcome),
         )
-        plpy.notice(f"template {target.database}: {_describe(outcome, elapsed_ms)}")
+        plpy.notice(f"template {target.database}: {_describe(target, outcome, elapsed_ms)}")
         recorder.script_log(target.database, outcome.details.get("executed", []))
 
     Fanout(dblink, 1, 0, on_done).run(
@@ -303,7 +303,9 @@ def _apply_to_tenants(
             registry=_registry_update(plpy, tenant, outcome),
         )
         recorder.script_log(tenant.database, outcome.details.get("executed", []))
-        plpy.notice(f"[{done[0]}/{total}] {tenant.database}: {_describe(outcome, elapsed_ms)}")
+        plpy.notice(
+            f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
+        )
 
     fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
     fanout.run(
@@ -544,14 +546,18 @@ def _registry_update(plpy: Any, target: Tenant, outcome: Outcome) -> str:
     )
 
 
-def _describe(outcome: Outcome, elapsed_ms: float) -> str:
+def _describe(target: Tenant, outcome: Outcome, elapsed_ms: float) -> str:
+    """The NOTICE text after "<database>: " (so the message's own name prefix goes)."""
     applied = outcome.details.get("applied", [])
     if outcome.outcome == "ok":
         noun = "script" if len(applied) == 1 else "scripts"
         return f"{noun} {', '.join(map(str, applied))} applied in {elapsed_ms:.0f} ms"
     if outcome.outcome == "noop":
         return f"already at script {outcome.details.get('version')}; registry reconciled"
-    return f"{outcome.outcome.upper()}: {outcome.message}"
+    message = outcome.message
+    for who in ("tenant", "template"):
+        message = message.removeprefix(f'{who} "{target.database}": ')
+    return f"{outcome.outcome.upper()}: {message}"
 
 
 def _q(plpy: Any, value: str | None) -> str:
