@@ -461,13 +461,13 @@ def _transactional_part(conn: str, script: Script, settings: Settings, run_id: i
 def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:
     """A declared non-transactional step (idempotent by declaration), in autocommit."""
     try:
-        if step.kind == "create_index":
+        if step.kind == "create_index" and step.name:
             # A failed CREATE INDEX CONCURRENTLY leaves an INVALID index that
             # IF NOT EXISTS would then skip: drop such a leftover first.
             yield Run(
                 conn,
                 (
-                    "DO $admmgt$ DECLARE i regclass := to_regclass(" + _lit(step.target) + ");"
+                    "DO $admmgt$ DECLARE i regclass := to_regclass(" + _lit(step.name) + ");"
                     " BEGIN IF i IS NOT NULL AND NOT (SELECT indisvalid FROM pg_catalog.pg_index"
                     " WHERE indexrelid = i) THEN EXECUTE format('DROP INDEX %s', i); END IF;"
                     " END $admmgt$"

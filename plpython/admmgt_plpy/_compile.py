@@ -492,6 +492,9 @@ class Step:
     alter_column, drop_column, foreign_key, create_index, proc_call or sql.
     ``target``: the object affected (``schema.table``) or the metadata row of a
     DBA-written statement. ``note``: what the run log should record with it.
+    ``name``: the object a step creates, quoted and ready for SQL: the column
+    or constraint within ``target``, or the schema-qualified index; so that it
+    can be found again, e.g. to invert the step.
     """
 
     sql: str
@@ -499,6 +502,7 @@ class Step:
     kind: str
     target: str
     note: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -663,8 +667,9 @@ class _Compiler:
         *,
         transactional: bool = True,
         note: str | None = None,
+        name: str | None = None,
     ) -> None:
-        self.steps.append(Step(sql, transactional, kind, target, note))
+        self.steps.append(Step(sql, transactional, kind, target, note, name))
 
     # driver --------------------------------------------------------------
 
@@ -1138,6 +1143,7 @@ class _Compiler:
             "add_column",
             table.target,
             note=note,
+            name=quote_ident(name),
         )
 
     def alter_column(self, change: ColumnChangeRow) -> None:
@@ -1286,8 +1292,8 @@ class _Compiler:
                 )
             constraint_owners[key] = rows[0].id
             compiled.append((key, sql))
-        for (schema, child, _), sql in sorted(compiled):
-            self.emit(sql, "foreign_key", f"{schema}.{child}")
+        for (schema, child, sql_name), sql in sorted(compiled):
+            self.emit(sql, "foreign_key", f"{schema}.{child}", name=sql_name)
 
     def foreign_key(
         self, schema: str, child: str, parent: str, constraint: str | None, rows: list[FkeyRow]
@@ -1411,7 +1417,14 @@ class _Compiler:
                 f"index {table.schema}.{name} that IF NOT EXISTS would skip, so drop it "
                 "before a retry"
             )
-        self.emit(sql, "create_index", table.target, transactional=not concurrently, note=note)
+        self.emit(
+            sql,
+            "create_index",
+            table.target,
+            transactional=not concurrently,
+            note=note,
+            name=qualified(table.schema, name),
+        )
 
     # DBA-written statements ----------------------------------------------
 

@@ -490,3 +490,29 @@ def test_a_200_tenant_rollout_ends_with_correct_versions_everywhere(
     for db in fleet.tenants[::20]:
         assert fleet.history(db) == [(1, "apply"), (2, "apply")]
     assert admin.execute("SELECT array_agg(status) FROM admmgt.scripts").fetchone() == ([2, 2],)
+
+
+def test_an_invalid_index_left_by_a_failed_concurrent_build_is_rebuilt(fleet: Fleet) -> None:
+    s.script(fleet.admin, 1)
+    tid = s.table(fleet.admin, 1, "orders", [s.ID, ("code", "int")])
+    fleet.apply()
+    victim = fleet.tenants[0]
+    with fleet.connect(victim) as conn:  # duplicates make the unique build fail there
+        conn.execute("INSERT INTO mgttest.orders (code) VALUES (7), (7)")
+    s.script(fleet.admin, 2)
+    fleet.admin.execute(
+        "INSERT INTO admmgt.script_indexes (scriptid, tableid, columnnames, isunique,"
+        " \"concurrently\", status) VALUES (2, %s, '{code}', 1, 1, 1)",
+        (tid,),
+    )
+    lines = fleet.apply()
+    assert any(f"{victim}: FAILED" in line and "23505" in line for line in lines)
+    assert fleet.history(victim) == [(1, "apply"), (2, "partial")]
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'mgttest.orders_code_idx'::regclass"
+    with fleet.connect(victim) as conn:
+        assert conn.execute(valid).fetchone() == (False,)  # the leftover
+        conn.execute("DELETE FROM mgttest.orders")
+    fleet.apply()  # resumes the non-transactional step; must not skip the invalid index
+    assert fleet.history(victim) == [(1, "apply"), (2, "partial"), (2, "apply")]
+    with fleet.connect(victim) as conn:
+        assert conn.execute(valid).fetchone() == (True,)
