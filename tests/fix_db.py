@@ -7,6 +7,7 @@ databases a test makes are named with its `tenant_prefix` and dropped after it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,9 @@ from psycopg.conninfo import make_conninfo
 
 import admmgt
 
-INSTALLED = "admmgt_test_installed"
+# Per test session, so that concurrent sessions on one server never drop each
+# other's template.
+INSTALLED = f"admmgt_test_installed_{os.getpid()}"
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -51,12 +54,13 @@ def create_database(cluster_dsn: str, name: str, template: str = "template0") ->
 
 
 @pytest.fixture(scope="session")
-def installed_template(cluster_dsn: str) -> str:
+def installed_template(cluster_dsn: str) -> Iterator[str]:
     drop_databases(cluster_dsn, INSTALLED)
     dsn = create_database(cluster_dsn, INSTALLED)
     with connect(dsn) as conn:
         admmgt.install(conn)
-    return INSTALLED
+    yield INSTALLED
+    drop_databases(cluster_dsn, INSTALLED)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from admmgt_plpy import _apply, _provision
+from admmgt_plpy import _apply, _provision, _sync
 from admmgt_plpy._entry import entry, not_implemented
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "refresh_stored_procedures",
     "refresh_views",
     "replayscripts",
+    "rollbackscript",
 ]
 
 
@@ -66,15 +67,28 @@ def lifecyclemgt(plpy: Any) -> None:
 
 
 @entry
-def refresh_stored_procedures(plpy: Any, *, separatedb: int, scriptid: int | None) -> None:
-    raise not_implemented("refresh_stored_procedures", "issue 6: template object sync")
+def refresh_stored_procedures(
+    plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
+) -> None:
+    _sync.refresh(
+        plpy, "routines", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
+    )
 
 
 @entry
-def refresh_views(plpy: Any, *, separatedb: int, scriptid: int | None) -> None:
-    raise not_implemented("refresh_views", "issue 6: template object sync")
+def refresh_views(
+    plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
+) -> None:
+    _sync.refresh(
+        plpy, "views", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
+    )
 
 
 @entry
 def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
-    raise not_implemented("replayScripts", "issue 6: replay of held-back tenants")
+    _apply.replayscripts(plpy, separatedb=separatedb, dbname=dbname, targetscriptid=targetscriptid)
+
+
+@entry
+def rollbackscript(plpy: Any, *, script_id: int) -> None:
+    _apply.rollbackscript(plpy, script_id=script_id)

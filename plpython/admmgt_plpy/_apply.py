@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from admmgt_plpy import _history
+from admmgt_plpy import _history, _sync
 from admmgt_plpy._compile import Step
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._provision import Tenant, template_of
+from admmgt_plpy._provision import Tenant, check_mode, template_of
 from admmgt_plpy._remote import (
     Clusters,
     Connect,
@@ -36,28 +38,13 @@ from admmgt_plpy._remote import (
     Run,
     Sleep,
 )
+from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import Script, changed_applied_scripts, load_script, validation_queries
 from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._sync import Definition
 
 RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
-
-
-def check_mode(separatedb: int) -> None:
-    if separatedb == 0:
-        raise AdmmgtError(
-            "schema per tenant (t_separatedb => 0) is not available yet",
-            hint="Use database per tenant: CALL admmgt.applyScripts();",
-        )
-    if separatedb != 1:
-        raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
-
-
-@dataclass
-class Plan:
-    template: Tenant
-    chain: list[Script]  # every script the template should have, in id order
-    tenants: list[Tenant] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ entry points
@@ -220,20 +207,30 @@ def _apply_to_template(
             registry=_registry_update(plpy, target, outcome),
         )
         plpy.notice(f"template {target.database}: {_describe(target, outcome, elapsed_ms)}")
-        recorder.script_log(target.database, outcome.details.get("executed", []))
+        recorder.script_log(target.database, outcome.private.get("executed", []))
+        for script_id, points in outcome.private.get("captured", {}).items():
+            for before, kinds in points.items():
+                for kind, definitions in kinds.items():
+                    _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
 
     Fanout(dblink, 1, 0, on_done).run(
         [
             (
                 template,
                 lambda: _migrate(
-                    template, chain, settings, clusters, recorder.run_id, is_template=True
+                    template,
+                    chain,
+                    settings,
+                    clusters,
+                    recorder.run_id,
+                    SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True),
+                    who="template",
                 ),
             )
         ]
     )
     outcome: Outcome = result["outcome"]
-    have = set(outcome.details.get("have", []))
+    have = set(outcome.private.get("have", []))
     for script in chain:
         if script.id in outcome.details.get("applied", []):
             recorder.execute(
@@ -302,14 +299,17 @@ def _apply_to_tenants(
             scriptid=outcome.details.get("script"),
             registry=_registry_update(plpy, tenant, outcome),
         )
-        recorder.script_log(tenant.database, outcome.details.get("executed", []))
+        recorder.script_log(tenant.database, outcome.private.get("executed", []))
         plpy.notice(
             f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
         )
 
+    sync = SyncPlan.for_tenants(
+        plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
+    )
     fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
     fanout.run(
-        (t, (lambda t=t: _migrate(t, chain, settings, clusters, recorder.run_id)))  # type: ignore[misc]
+        (t, (lambda t=t: _migrate(t, chain, settings, clusters, recorder.run_id, sync)))  # type: ignore[misc]
         for t in tenants
     )
 
@@ -354,7 +354,8 @@ def _migrate(
     settings: Settings,
     clusters: Clusters,
     run_id: int,
-    is_template: bool = False,
+    sync: SyncPlan,
+    who: str = "tenant",
 ) -> Job:
     """Apply to one database every chain script its own history lacks."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
@@ -362,7 +363,7 @@ def _migrate(
     applied: list[int] = []
     executed: list[tuple[int, str]] = []
     dropped: list[str] = []
-    who = "template" if is_template else "tenant"
+    captured: dict[int, Any] = {}
     for script in chain:
         action = state.get(script.id)
         if action in ("apply", "baseline"):
@@ -370,7 +371,9 @@ def _migrate(
         steps = script.compiled.steps
         if action != "partial":
             try:
-                yield from _transactional_part(conn, script, settings, run_id)
+                captured[script.id] = yield from _transactional_part(
+                    conn, script, settings, run_id, sync
+                )
             except _StepFailed as failure:
                 return _failure(target, who, script, failure, state)
             executed += [(script.id, s.sql) for s in steps if s.transactional]
@@ -388,17 +391,13 @@ def _migrate(
             executed += [(script.id, s.sql) for s in later]
         state[script.id] = "apply"
         applied.append(script.id)
-    details: dict[str, Any] = {
-        "applied": applied,
-        "have": _have(state),
-        "version": _version(state),
-        "executed": executed,
-    }
+    details: dict[str, Any] = {"applied": applied, "version": _version(state)}
     if applied:
         details["script"] = applied[-1]
     if dropped:
         details["dropped_columns"] = dropped
-    return Outcome("ok" if applied else "noop", details=details)
+    private = {"have": _have(state), "executed": executed, "captured": captured}
+    return Outcome("ok" if applied else "noop", details=details, private=private)
 
 
 class _StepFailed(Exception):
@@ -420,13 +419,59 @@ def _read_history(conn: str) -> Any:
     return {r["script_id"]: r["action"] for r in rows}
 
 
-def _transactional_part(conn: str, script: Script, settings: Settings, run_id: int) -> Any:
-    """One remote transaction: every transactional step and the history row, or nothing."""
+@dataclass(frozen=True)
+class SyncPlan:
+    """How routines and views follow the template around each script.
+
+    The template's are captured before and after each script inside its
+    transaction (``capture``); a tenant gets the captured definitions applied
+    before and after the same script inside its own transaction (``logged``,
+    keyed by (script id, before?) then kind), so the sync is atomic with the
+    script and a replay sees each step as the template had it.
+    """
+
+    schemas: str
+    capture: bool = False
+    logged: dict[tuple[int, bool], dict[str, list[Definition]]] = field(default_factory=dict)
+
+    @classmethod
+    def for_tenants(cls, plpy: Any, schemas: str, script_ids: list[int]) -> SyncPlan:
+        logged: dict[tuple[int, bool], dict[str, list[Definition]]] = {}
+        for kind in _sync.KINDS:
+            for key, defs in _sync.logged_definitions(plpy, kind, script_ids).items():
+                logged.setdefault(key, {})[kind] = defs
+        return cls(schemas, logged=logged)
+
+
+def _follow_template(conn: str, sync: SyncPlan, script_id: int, before: bool) -> Any:
+    """Job fragment: capture (template) or apply (tenant) the definitions at one point."""
+    found: dict[str, list[Definition]] = {}
+    for kind in _sync.KINDS:
+        if sync.capture:
+            found[kind] = yield from _sync.read_definitions(conn, kind, sync.schemas)
+            continue
+        wanted = sync.logged.get((script_id, before), {}).get(kind)
+        if wanted:
+            current = yield from _sync.read_fingerprints(conn, kind, sync.schemas)
+            yield from _sync.sync_into(conn, wanted, current)
+    return found
+
+
+def _in_transaction(
+    conn: str, settings: Settings, steps: tuple[Step, ...], body: Callable[[list[int]], Any]
+) -> Any:
+    """Job fragment: ``body`` in one remote transaction, all of it or nothing.
+
+    The transaction runs with lock_timeout; a lock timeout or deadlock rolls it
+    back and runs it again, up to lock_retries times, with exponential backoff
+    and jitter. ``body`` keeps the number of the step it is running in
+    ``position[0]`` (0: none of ``steps``), so that a failure names its step.
+    """
     delay = max(settings.retry_backoff_ms, 10) / 1000.0
     attempt = 0
     while True:
         attempt += 1
-        number = 0
+        position = [0]
         try:
             yield Run(conn, "BEGIN")
             yield Run(
@@ -437,16 +482,9 @@ def _transactional_part(conn: str, script: Script, settings: Settings, run_id: i
                 ),
                 "a text, b text",
             )
-            yield Run(conn, _history.ENSURE_TABLE)
-            for index, step in enumerate(script.compiled.steps, 1):
-                if step.transactional:
-                    number = index  # named in the error if this step fails
-                    yield Run(conn, step.sql)
-            number = 0
-            action = "apply" if all(s.transactional for s in script.compiled.steps) else "partial"
-            yield Run(conn, _history_insert(script, action, run_id))
+            result = yield from body(position)
             yield Run(conn, "COMMIT")
-            return
+            return result
         except RemoteError as exc:
             with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
                 yield Run(conn, "ROLLBACK")
@@ -454,8 +492,31 @@ def _transactional_part(conn: str, script: Script, settings: Settings, run_id: i
                 yield Sleep(delay * random.uniform(0.5, 1.5))
                 delay *= 2
                 continue
-            failed_step = script.compiled.steps[number - 1] if number else None
-            raise _StepFailed(number, failed_step, exc, attempt) from None
+            number = position[0]
+            raise _StepFailed(number, steps[number - 1] if number else None, exc, attempt) from None
+
+
+def _transactional_part(
+    conn: str, script: Script, settings: Settings, run_id: int, sync: SyncPlan
+) -> Any:
+    """Synced objects, every transactional step and the history row, in one transaction.
+    Returns what the template's definitions were before and after (when capturing)."""
+    steps = script.compiled.steps
+
+    def body(position: list[int]) -> Any:
+        yield Run(conn, _history.ENSURE_TABLE)
+        before = yield from _follow_template(conn, sync, script.id, True)
+        for index, step in enumerate(steps, 1):
+            if step.transactional:
+                position[0] = index
+                yield Run(conn, step.sql)
+        position[0] = 0
+        after = yield from _follow_template(conn, sync, script.id, False)
+        action = "apply" if all(s.transactional for s in steps) else "partial"
+        yield Run(conn, _history_insert(script, action, run_id))
+        return {True: before, False: after}
+
+    return (yield from _in_transaction(conn, settings, steps, body))
 
 
 def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:
@@ -500,7 +561,12 @@ def _version(state: dict[int, str]) -> int | None:
 
 
 def _failure(
-    target: Tenant, who: str, script: Script, failure: _StepFailed, state: dict[int, str]
+    target: Tenant,
+    who: str,
+    script: Script,
+    failure: _StepFailed,
+    state: dict[int, str],
+    doing: str = "",
 ) -> Outcome:
     exc = failure.error
     where = (
@@ -521,14 +587,11 @@ def _failure(
             if who == "template"
             else "fix the tenant or mark it held back with updateflag = false"
         )
-    message = f'{who} "{target.database}": script {script.id} failed at {where} {what}; {todo}'
+    subject = f"script {script.id}" + (f" {doing}" if doing else "")
+    message = f'{who} "{target.database}": {subject} failed at {where} {what}; {todo}'
     outcome = Outcome("failed", message, exc.sqlstate, exc.statement)
-    outcome.details = {
-        "script": script.id,
-        "step": failure.number,
-        "have": _have(state),
-        "version": _version(state),
-    }
+    outcome.details = {"script": script.id, "step": failure.number, "version": _version(state)}
+    outcome.private = {"have": _have(state)}
     return outcome
 
 
@@ -549,11 +612,15 @@ def _registry_update(plpy: Any, target: Tenant, outcome: Outcome) -> str:
 def _describe(target: Tenant, outcome: Outcome, elapsed_ms: float) -> str:
     """The NOTICE text after "<database>: " (so the message's own name prefix goes)."""
     applied = outcome.details.get("applied", [])
-    if outcome.outcome == "ok":
+    if outcome.outcome == "ok" and applied:
         noun = "script" if len(applied) == 1 else "scripts"
         return f"{noun} {', '.join(map(str, applied))} applied in {elapsed_ms:.0f} ms"
+    if outcome.outcome == "ok":
+        return f"{outcome.message} in {elapsed_ms:.0f} ms"
     if outcome.outcome == "noop":
-        return f"already at script {outcome.details.get('version')}; registry reconciled"
+        return outcome.message or (
+            f"already at script {outcome.details.get('version')}; registry reconciled"
+        )
     message = outcome.message
     for who in ("tenant", "template"):
         message = message.removeprefix(f'{who} "{target.database}": ')
@@ -673,4 +740,250 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     plpy.notice(
         f'baseline: "{target.database}" recorded at script {version} '
         f"({len(new)} script(s) marked as baseline, nothing run)"
+    )
+
+
+# ------------------------------------------------------------- replay, rollback
+
+
+def _registered(plpy: Any, dbname: str) -> tuple[Tenant, dict[str, Any]]:
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
+               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted""",
+            ["text"],
+        ),
+        [dbname],
+    )
+    if not rows or rows[0]["status"] != 2:
+        raise AdmmgtError(
+            f'no created tenant is registered as "{dbname}"',
+            hint="SELECT dbname, status FROM admmgt.vendor_db_settings WHERE NOT deleted;",
+        )
+    r = rows[0]
+    return Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"]), dict(r)
+
+
+def _on_template(plpy: Any, up_to: int | None = None) -> list[int]:
+    """Ids of the scripts applied to the template (and not rolled back), in order."""
+    return [
+        r["id"]
+        for r in plpy.execute(
+            plpy.prepare(
+                """SELECT id FROM admmgt.scripts WHERE applied_to_template_at IS NOT NULL
+                   AND status IN (1, 2) AND id <= coalesce($1, id) ORDER BY id""",
+                ["int4"],
+            ),
+            [up_to],
+        )
+    ]
+
+
+def _single(
+    plpy: Any, dblink: Dblink, target: Tenant, job: Job, recorder: RunRecorder, scriptid: int | None
+) -> Outcome:
+    """Run one job on one database, record it, and say what happened."""
+    result: dict[str, Outcome] = {}
+
+    def on_done(t: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        result["outcome"] = outcome
+        recorder.target(
+            t.database,
+            t.cluster,
+            outcome,
+            elapsed_ms,
+            scriptid=scriptid,
+            registry=_registry_update(plpy, t, outcome),
+        )
+        recorder.script_log(t.database, outcome.private.get("executed", []))
+        plpy.notice(f"{t.database}: {_describe(t, outcome, elapsed_ms)}")
+
+    Fanout(dblink, 1, 0, on_done).run([(target, lambda: job)])
+    return result["outcome"]
+
+
+def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
+    """Bring one tenant (typically held back) to a script the template has."""
+    check_mode(separatedb)
+    settings = load_settings(plpy)
+    take_operation_lock(plpy, "migrations", "replayScripts")
+    tenant, row = _registered(plpy, dbname)
+    if row["istemplate"]:
+        raise AdmmgtError(f'"{tenant.database}" is the template; replayScripts moves tenants')
+    ids = _on_template(plpy, targetscriptid)
+    if targetscriptid not in ids:
+        raise AdmmgtError(
+            f"script {targetscriptid} has not reached the template; a tenant can only be "
+            "replayed to a script the template has",
+            hint="CALL admmgt.applyScripts(); first, or pick one of: "
+            + (", ".join(map(str, ids)) or "none yet"),
+        )
+    changed = [f"script {i}" for i in ids if load_script(plpy, i).changed_since_applied]
+    if changed:
+        raise AdmmgtError(
+            f"replayScripts refused: {', '.join(changed)} changed after being "
+            "applied; put the rows back as they were"
+        )
+    if row["updateflag"]:
+        plpy.notice(
+            f"{tenant.database} has updateflag = true: applyScripts would also bring it "
+            "to the template's version"
+        )
+    chain = [load_script(plpy, i) for i in ids]
+    sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
+    dblink = Dblink(plpy)
+    clusters = Clusters(plpy)
+    recorder = RunRecorder(
+        plpy, dblink, clusters, "replayScripts", {"dbname": dbname, "target": targetscriptid}
+    )
+    try:
+        _single(
+            plpy,
+            dblink,
+            tenant,
+            _migrate(tenant, chain, settings, clusters, recorder.run_id, sync),
+            recorder,
+            targetscriptid,
+        )
+    finally:
+        summary = recorder.finish({"ok": "replayed", "noop": "already there"})
+    plpy.notice(summary)
+
+
+def rollbackscript(plpy: Any, *, script_id: int) -> None:
+    """Undo the latest script: template first, then every updating tenant at it."""
+    settings = load_settings(plpy)
+    take_operation_lock(plpy, "migrations", "rollbackScript")
+    template = template_of(plpy)
+    ids = _on_template(plpy)
+    if not ids or ids[-1] != script_id:
+        raise AdmmgtError(
+            f"script {script_id} is not the latest script applied to the template "
+            f"({ids[-1] if ids else 'none is'}); roll back the later ones first",
+            hint="Scripts are undone newest first.",
+        )
+    script = load_script(plpy, script_id)
+    if script.changed_since_applied:
+        raise AdmmgtError(
+            f"script {script_id} changed after being applied; its rollback would "
+            "not match what the databases have. Put the rows back first."
+        )
+    handwritten = [
+        dict(r)
+        for r in plpy.execute(
+            plpy.prepare(
+                """SELECT id, sqltext FROM admmgt.script_rollback_steps
+           WHERE scriptid = $1 AND status <> 0 ORDER BY steporder, id""",
+                ["int4"],
+            ),
+            [script_id],
+        )
+    ]
+    try:
+        undo = rollback_steps(script.compiled, handwritten)
+    except MetadataError as exc:
+        raise AdmmgtError(f"rollbackScript refused: {exc.message}", hint=exc.hint) from None
+    restore = SyncPlan.for_tenants(
+        plpy, _sync.schemas_expression(settings.sync_schemas), [script_id]
+    )
+    dblink = Dblink(plpy)
+    clusters = Clusters(plpy)
+    recorder = RunRecorder(plpy, dblink, clusters, "rollbackScript", {"script": script_id})
+    try:
+        first = _single(
+            plpy,
+            dblink,
+            template,
+            _undo(template, script, undo, restore, settings, clusters, recorder.run_id, "template"),
+            recorder,
+            script_id,
+        )
+        if first.outcome == "failed":
+            plpy.notice(
+                f"rollbackScript: the template failed; no tenant was touched and script "
+                f"{script_id} stays applied"
+            )
+            return
+        recorder.execute(
+            "UPDATE admmgt.scripts SET status = 0, checksum = NULL, metadata_checksum = NULL,"
+            f" applied_to_template_at = NULL, last_error = 'rolled back by run {recorder.run_id}"
+            f"' WHERE id = {script_id}"
+        )
+        tenants = [
+            Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
+            for r in plpy.execute(
+                plpy.prepare(
+                    """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+                   WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
+                     AND scriptversion = $1 ORDER BY id""",
+                    ["int4"],
+                ),
+                [script_id],
+            )
+        ]
+        total, done = len(tenants), [0]
+
+        def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+            done[0] += 1
+            recorder.target(
+                tenant.database,
+                tenant.cluster,
+                outcome,
+                elapsed_ms,
+                scriptid=script_id,
+                registry=_registry_update(plpy, tenant, outcome),
+            )
+            plpy.notice(
+                f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
+            )
+
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(
+            (t, partial(_undo, t, script, undo, restore, settings, clusters, recorder.run_id))
+            for t in tenants
+        )
+    finally:
+        summary = recorder.finish({"ok": "rolled back", "noop": "not at that script"})
+    plpy.notice(summary)
+
+
+def _undo(
+    target: Tenant,
+    script: Script,
+    undo: tuple[Step, ...],
+    restore: SyncPlan,
+    settings: Settings,
+    clusters: Clusters,
+    run_id: int,
+    who: str = "tenant",
+) -> Job:
+    """Undo the script on one database, with the routines and views it had before."""
+    conn = yield Connect(clusters.conninfo(target.cluster, target.database))
+    state = yield from _read_history(conn)
+    have = _have(state)
+    if not have or have[-1] != script.id:
+        latest = have[-1] if have else "none"
+        return Outcome(
+            "noop",
+            f"its latest script is {latest}, not {script.id}; nothing to undo",
+            details={"version": _version(state)},
+        )
+
+    def body(position: list[int]) -> Any:
+        for index, step in enumerate(undo, 1):
+            position[0] = index
+            yield Run(conn, step.sql)
+        position[0] = 0
+        yield from _follow_template(conn, restore, script.id, True)
+        yield Run(conn, _history_insert(script, "rollback", run_id))
+
+    try:
+        yield from _in_transaction(conn, settings, undo, body)
+    except _StepFailed as failure:
+        return _failure(target, who, script, failure, state, doing="its rollback")
+    state[script.id] = "rollback"
+    return Outcome(
+        "ok",
+        f"script {script.id} rolled back",
+        details={"rolled_back": script.id, "version": _version(state)},
+        private={"executed": [(script.id, s.sql) for s in undo]},
     )

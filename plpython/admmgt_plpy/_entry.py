@@ -26,7 +26,8 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except AdmmgtError as exc:
             plpy: Any = args[0]
-            plpy.error(exc.message, hint=exc.hint, sqlstate=exc.sqlstate)
+            extra = {"hint": exc.hint} if exc.hint else {}  # hint=None would print "None"
+            plpy.error(exc.message, sqlstate=exc.sqlstate, **extra)
             raise  # plpy.error raises; this line is for type checkers
 
     return wrapper

@@ -62,6 +62,17 @@ def database_name_problem(dbname: str) -> str | None:
     return None
 
 
+def check_mode(separatedb: int) -> None:
+    """The proof of concept's t_separatedb: 1 = database per tenant, 0 = schema per tenant."""
+    if separatedb == 0:
+        raise AdmmgtError(
+            "schema per tenant (t_separatedb => 0) is not available yet",
+            hint="Use database per tenant: CALL admmgt.applyScripts();",
+        )
+    if separatedb != 1:
+        raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
+
+
 def template_of(plpy: Any) -> Tenant:
     rows = plpy.execute(
         """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings

@@ -231,7 +231,8 @@ class Outcome:
     message: str = ""
     sqlstate: str | None = None
     statement: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # recorded in the run log
+    private: dict[str, Any] = field(default_factory=dict)  # for the caller only
 
     @classmethod
     def failed(cls, error: RemoteError, message: str) -> Outcome:

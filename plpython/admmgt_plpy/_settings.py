@@ -20,6 +20,7 @@ class Settings:
     create_strategy: str
     tenant_owner: str
     tenant_login_role: bool
+    sync_schemas: tuple[str, ...]  # empty: every non-system schema but admmgt
 
 
 def load_settings(plpy: Any) -> Settings:
@@ -64,4 +65,7 @@ def load_settings(plpy: Any) -> Settings:
         create_strategy=strategy,
         tenant_owner=values.get("tenant_owner", ""),
         tenant_login_role=login == "true",
+        sync_schemas=tuple(
+            x.strip() for x in values.get("sync_schemas", "").split(",") if x.strip()
+        ),
     )

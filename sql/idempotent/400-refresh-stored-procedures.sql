@@ -1,11 +1,16 @@
-CREATE OR REPLACE PROCEDURE admmgt.refresh_stored_procedures(t_separatedb integer DEFAULT 1, t_scriptid integer DEFAULT NULL)
+CREATE OR REPLACE PROCEDURE admmgt.refresh_stored_procedures(
+    t_separatedb integer DEFAULT 1,
+    t_scriptid integer DEFAULT null,
+    t_drop_orphans boolean DEFAULT false
+)
 LANGUAGE plpython3u
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
-admmgt_plpy.refresh_stored_procedures(plpy, separatedb=t_separatedb, scriptid=t_scriptid)
+admmgt_plpy.refresh_stored_procedures(
+    plpy, separatedb=t_separatedb, scriptid=t_scriptid, drop_orphans=t_drop_orphans)
 $$;
-COMMENT ON PROCEDURE admmgt.refresh_stored_procedures (integer, integer) IS
-'Copies the template''s functions and procedures to every tenant. Not implemented yet in this release.';
+COMMENT ON PROCEDURE admmgt.refresh_stored_procedures (integer, integer, boolean) IS
+'Copies the template''s functions and procedures (trigger functions and overloads included) in the synced schemas (setting sync_schemas) to every created tenant with updateflag, atomically per tenant and in parallel. Routines only in a tenant are reported as orphans and dropped only with t_drop_orphans => true. Definitions are kept in script_proc_log (scriptid = t_scriptid).';

@@ -1,11 +1,16 @@
-CREATE OR REPLACE PROCEDURE admmgt.refesh_stored_procedures(t_separatedb integer DEFAULT 1, t_scriptid integer DEFAULT NULL)
+CREATE OR REPLACE PROCEDURE admmgt.refesh_stored_procedures(
+    t_separatedb integer DEFAULT 1,
+    t_scriptid integer DEFAULT null,
+    t_drop_orphans boolean DEFAULT false
+)
 LANGUAGE plpython3u
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
-admmgt_plpy.refresh_stored_procedures(plpy, separatedb=t_separatedb, scriptid=t_scriptid)
+admmgt_plpy.refresh_stored_procedures(
+    plpy, separatedb=t_separatedb, scriptid=t_scriptid, drop_orphans=t_drop_orphans)
 $$;
-COMMENT ON PROCEDURE admmgt.refesh_stored_procedures (integer, integer) IS
+COMMENT ON PROCEDURE admmgt.refesh_stored_procedures (integer, integer, boolean) IS
 'The proof of concept''s name (sic) for refresh_stored_procedures.';

@@ -1,11 +1,16 @@
-CREATE OR REPLACE PROCEDURE admmgt.refresh_views(t_separatedb integer DEFAULT 1, t_scriptid integer DEFAULT NULL)
+CREATE OR REPLACE PROCEDURE admmgt.refresh_views(
+    t_separatedb integer DEFAULT 1,
+    t_scriptid integer DEFAULT null,
+    t_drop_orphans boolean DEFAULT false
+)
 LANGUAGE plpython3u
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
-admmgt_plpy.refresh_views(plpy, separatedb=t_separatedb, scriptid=t_scriptid)
+admmgt_plpy.refresh_views(
+    plpy, separatedb=t_separatedb, scriptid=t_scriptid, drop_orphans=t_drop_orphans)
 $$;
-COMMENT ON PROCEDURE admmgt.refresh_views (integer, integer) IS
-'Copies the template''s views to every tenant. Not implemented yet in this release.';
+COMMENT ON PROCEDURE admmgt.refresh_views (integer, integer, boolean) IS
+'Copies the template''s views in the synced schemas to every created tenant with updateflag, in dependency order, atomically per tenant and in parallel. Views only in a tenant are reported as orphans and dropped only with t_drop_orphans => true. Definitions are kept in script_view_log.';

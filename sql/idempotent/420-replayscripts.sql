@@ -8,7 +8,7 @@ import admmgt_plpy
 admmgt_plpy.replayscripts(plpy, separatedb=1, dbname=t_dbname, targetscriptid=t_targetscriptid)
 $$;
 COMMENT ON PROCEDURE admmgt.replayscripts (text, integer) IS
-'Brings a held-back tenant to a target script version. Not implemented yet in this release.';
+'Brings one tenant (typically held back with updateflag = false) to t_targetscriptid, a script the template has: every script up to it is applied in order, each atomically, with the routines and views the template had before and after each one.';
 
 CREATE OR REPLACE PROCEDURE admmgt.replayscripts(
     t_separatedb integer, t_dbname text, t_targetscriptid integer

@@ -123,11 +123,11 @@ def test_verify_catches_a_changed_python_module(admin: psycopg.Connection[Any]) 
 
 def test_verify_catches_extra_and_missing_routines(admin: psycopg.Connection[Any]) -> None:
     admin.execute("CREATE FUNCTION admmgt.backdoor() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-    admin.execute("DROP PROCEDURE admmgt.refesh_views(integer, integer)")
+    admin.execute("DROP PROCEDURE admmgt.refesh_views(integer, integer, boolean)")
     problems = admmgt.verify(admin)
     assert "routine admmgt.backdoor() is not part of the package" in problems
     assert any(
-        p.startswith("routine admmgt.refesh_views(integer,integer) is missing") for p in problems
+        p.startswith("routine admmgt.refesh_views(integer,integer,boolean) is missing") for p in problems
     )
 
 

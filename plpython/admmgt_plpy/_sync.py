@@ -1,0 +1,324 @@
+"""Template object sync: functions, procedures and views copied to tenants.
+
+Definitions are read from the template's catalog -- pg_get_functiondef for
+every function and procedure (trigger functions included, overloads told apart
+by their argument types), a CREATE OR REPLACE VIEW per view in dependency
+order -- and compared with each tenant's by md5. Only what differs is
+replaced, inside the caller's transaction, so a tenant's sync is atomic with
+whatever else that transaction does (a script, when applyScripts syncs before
+and after each one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._names import quote_literal
+from admmgt_plpy._provision import Tenant, check_mode, template_of
+from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._runlog import RunRecorder
+from admmgt_plpy._settings import Settings, load_settings
+
+KINDS = ("routines", "views")
+
+
+@dataclass(frozen=True)
+class Definition:
+    kind: str  # function | procedure | view
+    name: str  # schema-qualified and quoted; routines with their argument types
+    sql: str  # CREATE OR REPLACE ...
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.sql.encode("utf-8")).hexdigest()
+
+    @property
+    def drop(self) -> str:
+        return f"DROP {self.kind.upper()} {self.name}"
+
+
+def schemas_expression(schemas: tuple[str, ...]) -> str:
+    """SQL for the text[] of schemas whose objects are synced, in the connected database."""
+    if schemas:
+        return "ARRAY[" + ", ".join(quote_literal(s) for s in schemas) + "]::text[]"
+    return (
+        "ARRAY(SELECT nspname::text FROM pg_catalog.pg_namespace"
+        " WHERE nspname NOT IN ('admmgt', 'information_schema')"
+        " AND nspname NOT LIKE 'pg\\_%')"
+    )
+
+
+def _routines(schemas: str, text: bool) -> str:
+    definition = "d.def" if text else "md5(d.def)"
+    return f"""
+SELECT d.name, d.kind, {definition} AS definition FROM (
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+               || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS name,
+           CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind,
+           pg_catalog.pg_get_functiondef(p.oid) AS def
+    FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname::text = ANY ({schemas}) AND p.prokind IN ('f', 'p')
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS e
+                      WHERE e.classid = 'pg_catalog.pg_proc'::regclass AND e.objid = p.oid
+                        AND e.deptype = 'e')) AS d
+ORDER BY d.name"""
+
+
+def _views(schemas: str, text: bool) -> str:
+    definition = "v.def" if text else "md5(v.def)"
+    return f"""
+WITH RECURSIVE views AS (
+    SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
+           'CREATE OR REPLACE VIEW ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+               || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '')
+               || E' AS\\n' || pg_catalog.pg_get_viewdef(c.oid) AS def
+    FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'v' AND n.nspname::text = ANY ({schemas})),
+uses AS (
+    SELECT DISTINCT r.ev_class AS view, d.refobjid AS used
+    FROM pg_catalog.pg_rewrite AS r
+    JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+    WHERE r.ev_class IN (SELECT oid FROM views) AND d.refobjid IN (SELECT oid FROM views)
+      AND d.refobjid <> r.ev_class),
+depth AS (
+    SELECT oid, 0 AS level FROM views
+    UNION ALL
+    SELECT uses.view, depth.level + 1 FROM depth JOIN uses ON uses.used = depth.oid)
+SELECT v.name, 'view' AS kind, {definition} AS definition
+FROM views AS v JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) AS l USING (oid)
+ORDER BY l.level, v.name"""
+
+
+def catalog_query(kind: str, schemas: str, *, text: bool) -> str:
+    """Definitions (text) or their md5s, of one kind, in the order they can be created."""
+    return _routines(schemas, text) if kind == "routines" else _views(schemas, text)
+
+
+COLUMNS = "name text, kind text, definition text"
+
+
+def read_definitions(conn: str, kind: str, schemas: str) -> Any:
+    """Job fragment: the connected database's definitions of one kind, in order."""
+    rows = yield Run(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+    return [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
+
+
+def read_fingerprints(conn: str, kind: str, schemas: str) -> Any:
+    """Job fragment: {name: (kind, md5)} of the connected database."""
+    rows = yield Run(conn, catalog_query(kind, schemas, text=False), COLUMNS)
+    return {r["name"]: (r["kind"], r["definition"]) for r in rows}
+
+
+def sync_into(conn: str, wanted: list[Definition], current: dict[str, tuple[str, str]]) -> Any:
+    """Job fragment, inside an open transaction: make ``wanted`` true; return names changed.
+
+    CREATE OR REPLACE cannot change a function's result type or drop a view's
+    columns; then the object is dropped and created again (a dependent object
+    makes that fail, and the caller's transaction rolls it all back).
+    """
+    changed = []
+    for d in wanted:
+        if current.get(d.name, ("", ""))[1] == d.md5:
+            continue
+        yield Run(conn, "SAVEPOINT admmgt_sync")
+        try:
+            yield Run(conn, d.sql)
+        except RemoteError as exc:
+            if exc.sqlstate not in ("42P13", "42P16", "42809"):
+                raise
+            yield Run(conn, "ROLLBACK TO SAVEPOINT admmgt_sync")
+            yield Run(conn, d.drop)
+            yield Run(conn, d.sql)
+        yield Run(conn, "RELEASE SAVEPOINT admmgt_sync")
+        changed.append(d.name)
+    return changed
+
+
+# ------------------------------------------------------------ standalone refresh
+
+
+LOG_TABLES = {"routines": "admmgt.script_proc_log", "views": "admmgt.script_view_log"}
+NOUNS = {"routines": "routine", "views": "view"}
+
+
+def log_definitions(
+    plpy: Any,
+    recorder: RunRecorder,
+    kind: str,
+    definitions: list[Definition],
+    scriptid: int | None,
+    premigration: bool | None,
+) -> None:
+    """Keep what was synced (the proof of concept's script_proc_log / script_view_log)."""
+    if not definitions:
+        return
+    q = plpy.quote_nullable
+    sid = "NULL" if scriptid is None else str(int(scriptid))
+    pre = "NULL" if premigration is None else str(premigration).lower()
+    values = ", ".join(
+        f"({sid}, {pre}, {q(d.sql)}, {q(d.kind)}, {q(d.name)}, {recorder.run_id})"
+        for d in definitions
+    )
+    recorder.execute(
+        f"INSERT INTO {LOG_TABLES[kind]} (scriptid, ispremigration, commstat, object_kind,"
+        f" object_name, run_id) VALUES {values}"
+    )
+
+
+def logged_definitions(
+    plpy: Any, kind: str, script_ids: list[int]
+) -> dict[tuple[int, bool], list[Definition]]:
+    """Definitions captured around each script: {(script id, ispremigration): [...]}, in order."""
+    if not script_ids:
+        return {}
+    rows = plpy.execute(
+        plpy.prepare(
+            f"""SELECT scriptid, ispremigration, object_kind, object_name, commstat
+            FROM {LOG_TABLES[kind]}
+            WHERE scriptid = ANY ($1) AND ispremigration IS NOT NULL AND run_id = (
+                SELECT max(l.run_id) FROM {LOG_TABLES[kind]} AS l
+                WHERE l.scriptid = {LOG_TABLES[kind]}.scriptid AND l.ispremigration IS NOT NULL)
+            ORDER BY id""",
+            ["int4[]"],
+        ),
+        [script_ids],
+    )
+    found: dict[tuple[int, bool], list[Definition]] = {}
+    for r in rows:
+        found.setdefault((r["scriptid"], r["ispremigration"]), []).append(
+            Definition(r["object_kind"], r["object_name"], r["commstat"])
+        )
+    return found
+
+
+def refresh(
+    plpy: Any, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
+) -> None:
+    """Copy the template's routines (or views) to every created, updating tenant."""
+    check_mode(separatedb)
+    settings = load_settings(plpy)
+    operation = "refresh_stored_procedures" if kind == "routines" else "refresh_views"
+    take_operation_lock(plpy, "sync", operation)
+    template = template_of(plpy)
+    schemas = schemas_expression(settings.sync_schemas)
+    dblink = Dblink(plpy)
+    clusters = Clusters(plpy)
+    conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
+    try:
+        rows = dblink.query(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+    except RemoteError as exc:
+        raise AdmmgtError(
+            f'{operation}: reading the template "{template.database}" failed ({exc.describe()})'
+        ) from None
+    finally:
+        dblink.disconnect(conn)
+    wanted = [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
+    tenants = [
+        Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
+        for r in plpy.execute(
+            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag ORDER BY id"""
+        )
+    ]
+    recorder = RunRecorder(
+        plpy, dblink, clusters, operation, {"scriptid": scriptid, "drop_orphans": drop_orphans}
+    )
+    noun = NOUNS[kind]
+    total, done = len(tenants), [0]
+    try:
+        log_definitions(plpy, recorder, kind, wanted, scriptid, None)
+        plpy.notice(
+            f"{operation}: the template has {len(wanted)} {noun}(s) in the synced "
+            f"schemas; {total} tenant(s) to check"
+        )
+
+        def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+            done[0] += 1
+            error = (
+                "NULL, last_error_at = NULL"
+                if outcome.outcome != "failed"
+                else f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
+            )
+            recorder.target(
+                tenant.database,
+                tenant.cluster,
+                outcome,
+                elapsed_ms,
+                registry=f"UPDATE admmgt.vendor_db_settings SET last_error = {error}"
+                f" WHERE id = {tenant.id}",
+            )
+            plpy.notice(f"[{done[0]}/{total}] {tenant.database}: {outcome.message}")
+
+        job = partial(
+            _refresh_one,
+            kind=kind,
+            wanted=wanted,
+            schemas=schemas,
+            drop_orphans=drop_orphans,
+            clusters=clusters,
+            settings=settings,
+        )
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(
+            (t, partial(job, t)) for t in tenants
+        )
+    finally:
+        summary = recorder.finish({"ok": "updated", "noop": "already in sync"})
+    plpy.notice(summary)
+
+
+def _refresh_one(
+    tenant: Tenant,
+    kind: str,
+    wanted: list[Definition],
+    schemas: str,
+    drop_orphans: bool,
+    clusters: Clusters,
+    settings: Settings,
+) -> Job:
+    noun = NOUNS[kind]
+    conn = yield Connect(clusters.conninfo(tenant.cluster, tenant.database))
+    try:
+        yield Run(conn, "BEGIN")
+        yield Run(
+            conn,
+            (f"SELECT set_config('lock_timeout', '{settings.lock_timeout_ms}ms', true)"),
+            "a text",
+        )
+        current = yield from read_fingerprints(conn, kind, schemas)
+        changed = yield from sync_into(conn, wanted, current)
+        names = {d.name for d in wanted}
+        orphans = [Definition(k, n, "") for n, (k, _) in current.items() if n not in names]
+        if drop_orphans:
+            for orphan in orphans:
+                yield Run(conn, orphan.drop)
+        yield Run(conn, "COMMIT")
+    except RemoteError as exc:
+        return Outcome.failed(
+            exc,
+            (
+                f'tenant "{tenant.database}": {noun} sync failed ({exc.describe()}); nothing was '
+                "changed there; fix the tenant or hold it back with updateflag = false"
+            ),
+        )
+    parts = []
+    if changed:
+        parts.append(
+            f"{len(changed)} {noun}(s) updated: {', '.join(changed[:5])}"
+            + (" ..." if len(changed) > 5 else "")
+        )
+    if orphans:
+        listed = ", ".join(o.name for o in orphans[:5]) + (" ..." if len(orphans) > 5 else "")
+        parts.append(
+            f"{len(orphans)} orphan(s) {'dropped' if drop_orphans else 'kept'}: {listed}"
+            + ("" if drop_orphans else " (not in the template; t_drop_orphans => true drops them)")
+        )
+    details = {"changed": changed, "orphans": [o.name for o in orphans]}
+    if not parts:
+        return Outcome("noop", "already in sync", details=details)
+    return Outcome("ok", "; ".join(parts), details=details)

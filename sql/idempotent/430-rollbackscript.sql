@@ -1,0 +1,11 @@
+CREATE OR REPLACE PROCEDURE admmgt.rollbackscript(t_scriptid integer)
+LANGUAGE plpython3u
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+plpy.execute("SELECT admmgt._load_code()")
+import admmgt_plpy
+admmgt_plpy.rollbackscript(plpy, script_id=t_scriptid)
+$$;
+COMMENT ON PROCEDURE admmgt.rollbackscript (integer) IS
+'Undoes the latest script applied to the template: template first, then every updating tenant at that script, atomically per database, recorded in each database''s history. Uses admmgt.script_rollback_steps when the script has any, else the generated inverse; refuses a script with steps that cannot be inverted and no hand-written rollback. The script goes back to status 0.';
