@@ -80,6 +80,7 @@ class Sandbox:
         if not (self.data / "PG_VERSION").exists():
             self._init()
         if not self.is_running():
+            self._add_missing_settings()
             result = self._run(
                 "pg_ctl",
                 "start",
@@ -133,10 +134,24 @@ class Sandbox:
             "--locale=C",
             "--no-sync",
         )
-        settings = dict(SETTINGS, unix_socket_directories=f"'{self.socket_dir}'")
         with open(self.data / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
             conf.write("# admmgt sandbox\n")
-            conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
+            conf.writelines(f"{k} = {v}\n" for k, v in self._settings().items())
+
+    def _settings(self) -> dict[str, str]:
+        # pg_cron runs its jobs over libpq, and the sandbox listens only on its socket.
+        socket = f"'{self.socket_dir}'"
+        return {**SETTINGS, "unix_socket_directories": socket, "cron.host": socket}
+
+    def _add_missing_settings(self) -> None:
+        """Write settings added since this sandbox was made (it is about to start)."""
+        conf = self.data / "postgresql.auto.conf"
+        lines = conf.read_text(encoding="utf-8").splitlines()
+        present = {x.split("=", 1)[0].strip() for x in lines if "=" in x and x[:1] != "#"}
+        missing = {k: v for k, v in self._settings().items() if k not in present}
+        if missing:
+            with open(conf, "a", encoding="utf-8") as out:
+                out.writelines(f"{k} = {v}\n" for k, v in missing.items())
 
     def _owner(self) -> pwd.struct_passwd | None:
         """The OS user the server runs as: postgres when we are root, else us."""

@@ -200,5 +200,93 @@ def demo(root: Path, port: int) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@click.option(
+    "--maintenance",
+    "maintenance",
+    metavar="CRON",
+    help="Schedule applyMaintenance, e.g. '0 3 * * *' (03:00 every day, server time).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(0, 3660),
+    default=30,
+    show_default=True,
+    help="t_numdays of the scheduled applyMaintenance.",
+)
+@click.option(
+    "--move-default-rows",
+    is_flag=True,
+    help="Schedule applyMaintenance with t_move_default_rows => true.",
+)
+@click.option("--lifecycle", metavar="CRON", help="Schedule lifecycleMgt (not implemented yet).")
+@click.option("--list", "list_jobs", is_flag=True, help="List this admin database's jobs.")
+@click.option(
+    "--remove",
+    type=click.Choice(["maintenance", "lifecycle", "all"]),
+    help="Unschedule a job of this admin database.",
+)
+@click.pass_obj
+def schedule(
+    dsn: str,
+    maintenance: str | None,
+    days: int,
+    move_default_rows: bool,
+    lifecycle: str | None,
+    list_jobs: bool,
+    remove: str | None,
+) -> None:
+    """Run admmgt's periodic procedures with pg_cron (docs/maintenance.md).
+
+    Jobs are named admmgt-<kind>-<admin database> and run in the admin database
+    through cron.schedule_in_database, wherever cron.database_name points.
+    """
+    from admmgt._schedule import KINDS, Cron, ScheduleError, maintenance_command
+
+    if not (maintenance or lifecycle or list_jobs or remove):
+        raise click.UsageError("give --maintenance CRON, --list or --remove KIND")
+    if lifecycle:
+        raise click.ClickException(
+            "lifecycleMgt is not implemented yet in this release (docs/status.md); "
+            "nothing was scheduled"
+        )
+    try:
+        cron = Cron(dsn)
+        if remove:
+            kinds = KINDS if remove == "all" else (remove,)
+            removed = cron.remove(kinds)
+            click.echo(
+                "removed " + ", ".join(removed) if removed else "no such job; nothing removed"
+            )
+        if maintenance:
+            command = maintenance_command(days, move_default_rows)
+            jobid = cron.schedule("maintenance", maintenance, command)
+            if cron.created_extension:
+                click.echo(f'created extension pg_cron in database "{cron.cron_db}"')
+            click.echo(
+                f"scheduled job {jobid} admmgt-maintenance-{cron.admin_db}: '{maintenance}' "
+                f"{command} in database {cron.admin_db}"
+            )
+        if list_jobs:
+            jobs = cron.jobs()
+            if not jobs:
+                click.echo(f"no admmgt jobs for database {cron.admin_db}")
+            for job in jobs:
+                last = (
+                    f"last run {job.last_status} at {job.last_start}"
+                    if job.last_status
+                    else "not run yet"
+                )
+                state = "" if job.active else " (inactive)"
+                click.echo(
+                    f"{job.jobid}  {job.jobname}  '{job.schedule}'  {job.command}"
+                    f"  in {job.database}{state}; {last}"
+                )
+    except ScheduleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+
+
 if __name__ == "__main__":
     main()

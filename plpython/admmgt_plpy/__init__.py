@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from admmgt_plpy import _apply, _provision, _sync
+from admmgt_plpy import _apply, _maintenance, _provision, _sync
 from admmgt_plpy._entry import entry, not_implemented
 
 __all__ = [
@@ -57,8 +57,12 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
 
 
 @entry
-def applymaintenance(plpy: Any, *, separatedb: int, numdays: int) -> None:
-    raise not_implemented("applyMaintenance", "issue 5: partition lifecycle")
+def applymaintenance(
+    plpy: Any, *, separatedb: int, numdays: int, move_default_rows: bool = False
+) -> None:
+    _maintenance.applymaintenance(
+        plpy, separatedb=separatedb, numdays=numdays, move_default_rows=move_default_rows
+    )
 
 
 @entry

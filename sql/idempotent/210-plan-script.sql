@@ -8,5 +8,5 @@ plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
 return admmgt_plpy.plan_script(plpy, script_id=script_id)
 $$;
-COMMENT ON FUNCTION admmgt.plan_script (integer) IS
+COMMENT ON FUNCTION admmgt.plan_script(integer) IS
 'The statements a script compiles to, in the order applyScripts runs them. Changes nothing.';

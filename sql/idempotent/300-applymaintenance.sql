@@ -1,11 +1,17 @@
-CREATE OR REPLACE PROCEDURE admmgt.applymaintenance(t_separatedb integer DEFAULT 1, t_numdays integer DEFAULT 30)
+CREATE OR REPLACE PROCEDURE admmgt.applymaintenance(
+    t_separatedb integer DEFAULT 1,
+    t_numdays integer DEFAULT 30,
+    t_move_default_rows boolean DEFAULT false
+)
 LANGUAGE plpython3u
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
-admmgt_plpy.applymaintenance(plpy, separatedb=t_separatedb, numdays=t_numdays)
+admmgt_plpy.applymaintenance(
+    plpy, separatedb=t_separatedb, numdays=t_numdays, move_default_rows=t_move_default_rows
+)
 $$;
-COMMENT ON PROCEDURE admmgt.applymaintenance (integer, integer) IS
-'Creates every missing range partition through today + t_numdays in the template and every tenant. Not implemented yet in this release.';
+COMMENT ON PROCEDURE admmgt.applymaintenance (integer, integer, boolean) IS
+'Creates every missing range partition from the period containing today (UTC) through today + t_numdays, in the template and every created tenant with updateflag, one transaction per database (docs/maintenance.md). Periods that overlap an existing partition, or whose rows sit in a default partition, are reported, not created; t_move_default_rows => true moves such rows into the new partition. t_separatedb 1 = database per tenant (0 is not available yet).';

@@ -127,7 +127,8 @@ def test_verify_catches_extra_and_missing_routines(admin: psycopg.Connection[Any
     problems = admmgt.verify(admin)
     assert "routine admmgt.backdoor() is not part of the package" in problems
     assert any(
-        p.startswith("routine admmgt.refesh_views(integer,integer,boolean) is missing") for p in problems
+        p.startswith("routine admmgt.refesh_views(integer,integer,boolean) is missing")
+        for p in problems
     )
 
 

@@ -31,12 +31,15 @@ def in_template(fleet: Fleet, sql: str) -> None:
 
 
 def test_procedures_trigger_functions_and_overloads_reach_every_tenant(fleet: Fleet) -> None:
-    in_template(fleet, """
+    in_template(
+        fleet,
+        """
         CREATE PROCEDURE mgttest.testproc1() LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;
         CREATE FUNCTION mgttest.f(a int) RETURNS int LANGUAGE sql AS 'SELECT a';
         CREATE FUNCTION mgttest.f(a text) RETURNS text LANGUAGE sql AS 'SELECT a';
         CREATE FUNCTION mgttest.stamp() RETURNS trigger LANGUAGE plpgsql
-            AS $$ BEGIN RETURN NEW; END $$;""")
+            AS $$ BEGIN RETURN NEW; END $$;""",
+    )
     with fleet.connect(fleet.tenants[0]) as conn:
         conn.execute("CREATE FUNCTION mgttest.leftover() RETURNS int LANGUAGE sql AS 'SELECT 1'")
     notices = Notices(fleet.admin)
@@ -47,8 +50,7 @@ def test_procedures_trigger_functions_and_overloads_reach_every_tenant(fleet: Fl
     assert "routine mgttest.stamp()" in want and "routine mgttest.f(text)" in want
     for db in fleet.tenants[1:]:
         assert catalog(fleet, db) == want
-    orphan_line = next(line for line in lines if line.startswith("[") and
-                       fleet.tenants[0] in line)
+    orphan_line = next(line for line in lines if line.startswith("[") and fleet.tenants[0] in line)
     assert "1 orphan(s) kept: mgttest.leftover()" in orphan_line
     assert "routine mgttest.leftover()" in catalog(fleet, fleet.tenants[0])
 
@@ -66,8 +68,11 @@ def test_procedures_trigger_functions_and_overloads_reach_every_tenant(fleet: Fl
 def test_a_changed_function_signature_and_result_type_is_replaced(fleet: Fleet) -> None:
     in_template(fleet, "CREATE FUNCTION mgttest.g() RETURNS int LANGUAGE sql AS 'SELECT 1'")
     call(fleet.admin, "refresh_stored_procedures")
-    in_template(fleet, "DROP FUNCTION mgttest.g(); "
-                "CREATE FUNCTION mgttest.g() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$")
+    in_template(
+        fleet,
+        "DROP FUNCTION mgttest.g(); "
+        "CREATE FUNCTION mgttest.g() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$",
+    )
     call(fleet.admin, "refresh_stored_procedures")  # CREATE OR REPLACE alone would fail
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
@@ -75,10 +80,13 @@ def test_a_changed_function_signature_and_result_type_is_replaced(fleet: Fleet) 
 
 
 def test_a_changed_view_reaches_every_tenant_in_dependency_order(fleet: Fleet) -> None:
-    in_template(fleet, """
+    in_template(
+        fleet,
+        """
         CREATE TABLE mgttest.t (id int, name text);
         CREATE VIEW mgttest.base AS SELECT id FROM mgttest.t;
-        CREATE VIEW mgttest.a_on_base AS SELECT id FROM mgttest.base;""")
+        CREATE VIEW mgttest.a_on_base AS SELECT id FROM mgttest.base;""",
+    )
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
             conn.execute("CREATE TABLE mgttest.t (id int, name text)")
@@ -94,10 +102,13 @@ def test_a_changed_view_reaches_every_tenant_in_dependency_order(fleet: Fleet) -
 def test_poc_script_3_a_procedure_written_in_the_template_then_called_by_a_script(
     fleet: Fleet,
 ) -> None:
-    in_template(fleet, """
+    in_template(
+        fleet,
+        """
         CREATE TABLE mgttest.calls (db text);
         CREATE PROCEDURE mgttest.testproc1() LANGUAGE plpgsql
-            AS $$ BEGIN INSERT INTO mgttest.calls VALUES (current_database()); END $$;""")
+            AS $$ BEGIN INSERT INTO mgttest.calls VALUES (current_database()); END $$;""",
+    )
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
             conn.execute("CREATE TABLE mgttest.calls (db text)")
@@ -111,23 +122,35 @@ def test_poc_script_3_a_procedure_written_in_the_template_then_called_by_a_scrip
         assert "routine mgttest.testproc1()" in catalog(fleet, db)
     kept = fleet.admin.execute(
         "SELECT ispremigration, count(*) FROM admmgt.script_proc_log WHERE scriptid = 3"
-        " GROUP BY 1 ORDER BY 1").fetchall()
+        " GROUP BY 1 ORDER BY 1"
+    ).fetchall()
     assert kept == [(False, 1), (True, 1)]
 
 
 def test_triggers_declared_in_a_script_reach_tenants_with_their_tables(fleet: Fleet) -> None:
     s.script(fleet.admin, 1)
     s.table(fleet.admin, 1, "orders", [s.ID, ("changed", "timestamptz")])
-    s.step(fleet.admin, 1, 1, "CREATE FUNCTION mgttest.touch() RETURNS trigger LANGUAGE plpgsql"
-           " AS $$ BEGIN NEW.changed := now(); RETURN NEW; END; $$")
-    s.step(fleet.admin, 1, 2, "CREATE TRIGGER orders_touch BEFORE INSERT ON mgttest.orders"
-           " FOR EACH ROW EXECUTE FUNCTION mgttest.touch()")
+    s.step(
+        fleet.admin,
+        1,
+        1,
+        "CREATE FUNCTION mgttest.touch() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN NEW.changed := now(); RETURN NEW; END; $$",
+    )
+    s.step(
+        fleet.admin,
+        1,
+        2,
+        "CREATE TRIGGER orders_touch BEFORE INSERT ON mgttest.orders"
+        " FOR EACH ROW EXECUTE FUNCTION mgttest.touch()",
+    )
     fleet.apply()
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
             conn.execute("INSERT INTO mgttest.orders DEFAULT VALUES")
-            assert conn.execute("SELECT changed IS NOT NULL FROM mgttest.orders"
-                                ).fetchone() == (True,)
+            assert conn.execute("SELECT changed IS NOT NULL FROM mgttest.orders").fetchone() == (
+                True,
+            )
 
 
 def five_scripts(fleet: Fleet, *, snapshot_at: int) -> dict[str, Any]:
@@ -135,8 +158,11 @@ def five_scripts(fleet: Fleet, *, snapshot_at: int) -> dict[str, Any]:
     template's catalog as it was at script ``snapshot_at``."""
     snapshot: dict[str, Any] = {}
     for i in range(1, 6):
-        in_template(fleet, "CREATE OR REPLACE FUNCTION mgttest.version() RETURNS int"
-                    f" LANGUAGE sql AS 'SELECT {i}'")
+        in_template(
+            fleet,
+            "CREATE OR REPLACE FUNCTION mgttest.version() RETURNS int"
+            f" LANGUAGE sql AS 'SELECT {i}'",
+        )
         s.script(fleet.admin, i)
         s.table(fleet.admin, i, f"t{i}", [s.ID])
         fleet.apply()
@@ -149,8 +175,9 @@ def test_a_held_back_tenant_replayed_to_3_of_5_has_the_templates_catalog_at_3(
     fleet: Fleet,
 ) -> None:
     held = fleet.tenants[0]
-    fleet.admin.execute("UPDATE admmgt.vendor_db_settings SET updateflag = false"
-                        " WHERE dbname = %s", (held,))
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET updateflag = false WHERE dbname = %s", (held,)
+    )
     at_3 = five_scripts(fleet, snapshot_at=3)
     assert fleet.history(held) == []
     notices = Notices(fleet.admin)
@@ -176,7 +203,9 @@ def test_rolling_back_the_last_script_restores_the_previous_catalog(fleet: Fleet
     s.column(fleet.admin, tid, 2, "note", "text")
     fleet.admin.execute(
         "INSERT INTO admmgt.script_indexes (scriptid, tableid, columnnames, status)"
-        " VALUES (2, %s, '{note}', 1)", (tid,))
+        " VALUES (2, %s, '{note}', 1)",
+        (tid,),
+    )
     fleet.apply()
     assert catalog(fleet, fleet.tenants[0]) != before[fleet.tenants[0]]
     with pytest.raises(psycopg.Error, match="script 1 is not the latest script applied"):
@@ -203,12 +232,17 @@ def test_a_script_that_cannot_be_inverted_needs_a_handwritten_rollback(fleet: Fl
     s.script(fleet.admin, 2)
     s.proc(fleet.admin, 2, "INSERT INTO mgttest.orders DEFAULT VALUES")
     fleet.apply()
-    with pytest.raises(psycopg.Error, match=r"cannot be rolled back automatically: step 1 "
-                       r"\(a procedure call on script_procs row \d+\)") as failure:
+    with pytest.raises(
+        psycopg.Error,
+        match=r"cannot be rolled back automatically: step 1 "
+        r"\(a procedure call on script_procs row \d+\)",
+    ) as failure:
         call(fleet.admin, "rollbackscript", 2)
     assert "script_rollback_steps" in (failure.value.diag.message_hint or "")
-    fleet.admin.execute("INSERT INTO admmgt.script_rollback_steps (scriptid, steporder, sqltext,"
-                        " status) VALUES (2, 1, 'DELETE FROM mgttest.orders', 1)")
+    fleet.admin.execute(
+        "INSERT INTO admmgt.script_rollback_steps (scriptid, steporder, sqltext,"
+        " status) VALUES (2, 1, 'DELETE FROM mgttest.orders', 1)"
+    )
     call(fleet.admin, "rollbackscript", 2)
     for db in [fleet.template, *fleet.tenants]:
         with fleet.connect(db) as conn:

@@ -1,0 +1,109 @@
+"""The pure parts of applyMaintenance: metadata to parents, bounds, what to create."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from admmgt_plpy._maintenance import (
+    ExistingRange,
+    ParentState,
+    RangeSet,
+    parse_range_bound,
+    plan_parent,
+    range_sets,
+)
+
+
+def row(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "tableid": 7,
+        "schemaname": "MgtTest",
+        "tablename": "Orders",
+        "partid": 1,
+        "partcolumnname": "region",
+        "parttype": "list",
+        "partvalue": "EU",
+        "parttbs": None,
+        "subpartcolumnname": "orderdate",
+        "subparttype": "range",
+        "subpartvalue": "Month",
+        "subparttbs": " cold ",
+    }
+    return {**base, **kw}
+
+
+def test_list_children_become_range_parents_named_as_the_compiler_names_them() -> None:
+    sets, problems = range_sets(
+        [
+            row(),
+            row(
+                partid=2,
+                partvalue="a b",
+                subparttype=None,
+                subpartcolumnname=None,
+                subpartvalue=None,
+            ),
+        ]
+    )
+    assert problems == []
+    assert sets == [
+        RangeSet(
+            7,
+            "mgttest",
+            "orders",
+            "orders_region_eu",
+            ("orders", "region", "EU"),
+            "orderdate",
+            "month",
+            "cold",
+        )
+    ]
+    assert [c.name for c in sets[0].children(date(2026, 11, 23), date(2027, 1, 1))] == [
+        "orders_region_eu_2026_11",
+        "orders_region_eu_2026_12",
+        "orders_region_eu_2027_01",
+    ]
+
+
+def test_hostile_metadata_is_a_problem_not_a_parent() -> None:
+    sets, problems = range_sets([row(subpartcolumnname='x"; drop table y; --')])
+    assert sets == []
+    assert problems and "is not a valid identifier" in problems[0]
+
+
+def test_bounds_as_printed_with_utc_become_whole_days() -> None:
+    assert parse_range_bound("a", "FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')") == (
+        ExistingRange("a", date(2026, 1, 1), date(2026, 2, 1), True)
+    )
+    half = parse_range_bound(
+        "b", "FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-01-03 12:00:00+00')"
+    )
+    assert half == ExistingRange("b", date(2026, 1, 1), date(2026, 1, 4), False)
+    assert parse_range_bound("c", "FOR VALUES FROM (MINVALUE) TO ('2025-01-01')") == (
+        ExistingRange("c", date.min, date(2025, 1, 1), False)
+    )
+    assert parse_range_bound("d", "FOR VALUES FROM (1) TO (10)") is None
+    assert parse_range_bound("e", "FOR VALUES FROM ('01/01/2026') TO ('02/01/2026')") is None
+
+
+def test_plan_skips_what_exists_overlaps_or_is_taken() -> None:
+    rs = RangeSet(1, "s", "t", "t", ("t",), "d", "day", None)
+    wanted = rs.children(date(2026, 1, 1), date(2026, 1, 6))
+    state = ParentState(
+        "r",
+        [
+            ExistingRange("t_2026_01_01", date(2026, 1, 1), date(2026, 1, 2), True),
+            ExistingRange("by_hand", date(2026, 1, 3), date(2026, 1, 5), True),
+        ],
+    )
+    plan = plan_parent(rs, wanted, state, {("s", "t_2026_01_06")})
+    assert plan is not None
+    assert [c.name for c in plan.create] == ["t_2026_01_02", "t_2026_01_05"]
+    assert len(plan.skipped) == 3
+    assert "overlaps partition by_hand [2026-01-03, 2026-01-05)" in plan.skipped[0]
+    assert "a relation of that name exists" in plan.skipped[2]
+    assert plan_parent(rs, wanted, None, set()) is None
+    unreadable = plan_parent(
+        rs, wanted, ParentState("r", unreadable=["s.x (FOR VALUES ...)"]), set()
+    )
+    assert unreadable is not None and unreadable.create == []
