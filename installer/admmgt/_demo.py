@@ -159,14 +159,20 @@ def run_demo(root: Path, port: int, console: Console) -> None:
         story.sql("CALL admmgt.applyScripts();")
         story.sql("CALL admmgt.applyScripts();  -- nothing left: answered without connecting")
 
-        story.chapter("5. Where it is recorded", "Per run, per database:")
+        story.chapter("5. Partition maintenance",
+                      "orders is partitioned by region, then by month. Create every month "
+                      "through 90 days ahead, in the template and every tenant; then again.")
+        story.sql("CALL admmgt.applyMaintenance(t_numdays => 90);")
+        story.sql("CALL admmgt.applyMaintenance(t_numdays => 90);  -- nothing left to create")
+
+        story.chapter("6. Where it is recorded", "Per run, per database:")
         story.query("SELECT id, operation, outcome, summary FROM admmgt.runs ORDER BY id;")
         story.query(
             "SELECT scriptversion, count(*) AS databases FROM admmgt.vendor_db_settings"
             " WHERE NOT deleted GROUP BY 1;"
         )
 
-        story.chapter("6. admmgt status", "$ admmgt status")
+        story.chapter("7. admmgt status", "$ admmgt status")
         info = _install.status(conn)
         console.print(
             f"admmgt {info['version']}; tenants: {info['tenants']}; pending scripts: "
