@@ -159,9 +159,11 @@ def run_demo(root: Path, port: int, console: Console) -> None:
         story.sql("CALL admmgt.applyScripts();")
         story.sql("CALL admmgt.applyScripts();  -- nothing left: answered without connecting")
 
-        story.chapter("5. Partition maintenance",
-                      "orders is partitioned by region, then by month. Create every month "
-                      "through 90 days ahead, in the template and every tenant; then again.")
+        story.chapter(
+            "5. Partition maintenance",
+            "orders is partitioned by region, then by month. Create every month "
+            "through 90 days ahead, in the template and every tenant; then again.",
+        )
         story.sql("CALL admmgt.applyMaintenance(t_numdays => 90);")
         story.sql("CALL admmgt.applyMaintenance(t_numdays => 90);  -- nothing left to create")
 

@@ -12,9 +12,8 @@ from typing import Any
 import click
 import psycopg
 from rich.console import Console
-from rich.table import Table
 
-from admmgt import _install
+from admmgt import _fleet, _install
 from admmgt._sandbox import DEFAULT_PORT, Sandbox, SandboxError
 from admmgt._version import __version__
 
@@ -85,27 +84,51 @@ def verify(dsn: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts and CI.")
 @click.pass_obj
 def status(dsn: str, as_json: bool) -> None:
-    """Version, tenants by status and pending scripts."""
+    """The fleet at a glance; exit 1 when a database has an error or failed.
+
+    Version, template, tenants by status, scripts and how far each has spread,
+    and the tenants that are behind, held back or failing (admmgt.fleet_status,
+    admmgt.script_status).
+    """
     with _connect(dsn) as conn:
-        info = _install.status(conn)
+        report = _fleet.status_report(conn)
     if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
-        return
-    console.print(f"admmgt [bold]{info['version']}[/bold] in database {info['database']}")
-    templates = ", ".join(t["dbname"] for t in info["templates"]) or "none registered"
-    console.print(f"template: {templates}")
-    table = Table("tenants", "count")
-    for name, count in info["tenants"].items():
-        table.add_row(name, str(count))
-    if not info["tenants"]:
-        table.add_row("none registered", "0")
-    console.print(table)
-    pending = info["pending_scripts"]
-    console.print(
-        f"pending scripts: {', '.join(str(s['id']) for s in pending)}"
-        if pending
-        else "pending scripts: none"
-    )
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _fleet.render_status(console, report)
+    if _fleet.failing(report):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, help="How many rows to show.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only targets that failed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.run_history rows).")
+@click.pass_obj
+def log(dsn: str, limit: int, failed_only: bool, as_json: bool) -> None:
+    """Recent runs and what each did to every database, newest first (admmgt.run_history)."""
+    with _connect(dsn) as conn:
+        rows = _fleet.history(conn, limit, failed_only)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        _fleet.render_log(console, rows)
+
+
+@main.command()
+@click.option("--dbname", default=None, help="Check this tenant only.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.detect_drift rows).")
+@click.pass_obj
+def drift(dsn: str, dbname: str | None, as_json: bool) -> None:
+    """Compare every tenant's schemas with the template's; exit 1 on any difference."""
+    with _connect(dsn) as conn, err.status("comparing tenants with the template ..."):
+        rows = _fleet.drift(conn, dbname)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        _fleet.render_drift(console, rows)
+    if rows:
+        sys.exit(1)
 
 
 @main.command()

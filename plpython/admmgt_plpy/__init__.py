@@ -17,6 +17,7 @@ __all__ = [
     "applyscripts",
     "baseline",
     "create_database",
+    "detect_drift",
     "drop_database",
     "lifecyclemgt",
     "plan_script",
@@ -96,3 +97,10 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
 @entry
 def rollbackscript(plpy: Any, *, script_id: int) -> None:
     _apply.rollbackscript(plpy, script_id=script_id)
+
+
+@entry
+def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
+    from admmgt_plpy import _drift
+
+    return _drift.detect_drift(plpy, dbname=dbname)

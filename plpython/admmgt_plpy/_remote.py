@@ -106,7 +106,9 @@ class RemoteError(Exception):
         self.statement = statement
 
     def describe(self) -> str:
-        return f"{self.sqlstate} {self.message}"
+        """SQLSTATE, message and, when the server gave one, its detail (e.g. libpq's reason)."""
+        text = f"{self.sqlstate} {self.message}"
+        return f"{text}: {self.detail.strip()}" if self.detail else text
 
 
 class Dblink:
@@ -144,11 +146,13 @@ class Dblink:
             with self.plpy.subtransaction():
                 return self.plpy.execute(plan, args)
         except self.plpy.SPIError as exc:
+            # PL/Python keeps DETAIL and HINT in spidata (sqlstate, detail, hint, ...).
+            spidata = getattr(exc, "spidata", None) or (None, None, None)
             raise RemoteError(
                 getattr(exc, "sqlstate", None) or "XX000",
                 str(exc.args[0] if exc.args else exc),
-                getattr(exc, "detail", None),
-                getattr(exc, "hint", None),
+                spidata[1],
+                spidata[2],
                 statement,
             ) from None
 
@@ -335,6 +339,14 @@ class Fanout:
                 op = state.job.throw(error) if error is not None else state.job.send(value)
             except StopIteration as stop:
                 self._finish(state, stop.value)
+                return
+            except RemoteError as exc:  # one the job did not expect, e.g. connecting
+                todo = (
+                    "; check that it is reachable, then re-run" if exc.sqlstate[:2] == "08" else ""
+                )
+                self._finish(
+                    state, Outcome("failed", exc.describe() + todo, exc.sqlstate, exc.statement)
+                )
                 return
             except Exception as exc:  # a bug in a job must not stop the fleet
                 self._finish(state, Outcome("failed", f"internal error: {exc!r}", "XX000"))

@@ -516,3 +516,19 @@ def test_an_invalid_index_left_by_a_failed_concurrent_build_is_rebuilt(fleet: Fl
     assert fleet.history(victim) == [(1, "apply"), (2, "partial"), (2, "apply")]
     with fleet.connect(victim) as conn:
         assert conn.execute(valid).fetchone() == (True,)
+
+
+def test_an_unreachable_tenant_is_reported_with_the_servers_reason(fleet: Fleet) -> None:
+    down = fleet.tenants[1]
+    fleet.admin.execute(f'ALTER DATABASE "{down}" WITH ALLOW_CONNECTIONS false')
+    try:
+        orders_script(fleet.admin)
+        lines = fleet.apply()
+    finally:
+        fleet.admin.execute(f'ALTER DATABASE "{down}" WITH ALLOW_CONNECTIONS true')
+    failure = next(line for line in lines if line.startswith("[") and down in line)
+    assert "FAILED: 08001 could not establish connection" in failure
+    assert f'database "{down}" is not currently accepting connections' in failure
+    assert "internal error" not in failure
+    for db in (fleet.tenants[0], fleet.tenants[2]):
+        assert fleet.history(db) == [(1, "apply")]

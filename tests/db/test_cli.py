@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 import admmgt
+from admmgt import _fleet
 from admmgt.cli import main
 from tests.fix_db import connect
 
@@ -20,7 +21,13 @@ def test_install_status_json_and_verify_exit_codes(empty_dsn: str) -> None:
     status = runner.invoke(main, ["--dsn", empty_dsn, "status", "--json"])
     assert status.exit_code == 0, status.output
     with connect(empty_dsn) as conn:
-        assert json.loads(status.output) == json.loads(json.dumps(admmgt.status(conn)))
+        report = json.loads(status.output)
+        assert report == json.loads(json.dumps(_fleet.status_report(conn)))
+        # The installer's summary plus the rows of fleet_status and script_status.
+        assert {k: v for k, v in report.items() if k not in ("fleet", "scripts")} == json.loads(
+            json.dumps(admmgt.status(conn))
+        )
+        assert (report["fleet"], report["scripts"]) == ([], [])
 
     assert runner.invoke(main, ["--dsn", empty_dsn, "verify"]).exit_code == 0
     with connect(empty_dsn) as conn:

@@ -1,0 +1,228 @@
+"""The fleet as the CLI shows it: `admmgt status`, `admmgt log` and `admmgt drift`.
+
+Everything here reads the admmgt views (fleet_status, script_status,
+run_history) and detect_drift(), so what the CLI prints and what a DBA gets
+from psql are the same rows. JSON output uses the views' column names.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from rich.console import Console
+from rich.table import Table
+
+from admmgt import _install
+
+ATTENTION_ROWS = 20
+MESSAGE_WIDTH = 90
+
+
+def jsonable(value: Any) -> Any:
+    """A view's value as JSON writes it: times in ISO 8601, numerics as numbers."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _rows(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return [{k: jsonable(v) for k, v in row.items()} for row in cur.fetchall()]
+
+
+# ------------------------------------------------------------------- status
+
+
+def status_report(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Version, templates, counts and pending scripts (as before) plus the views' rows.
+
+    ``fleet`` holds admmgt.fleet_status (the template first, then by id) and
+    ``scripts`` admmgt.script_status (by id).
+    """
+    report = _install.status(conn)
+    report["fleet"] = _rows(conn, "SELECT * FROM admmgt.fleet_status ORDER BY istemplate DESC, id")
+    report["scripts"] = _rows(conn, "SELECT * FROM admmgt.script_status ORDER BY id")
+    return report
+
+
+def failing(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Databases with a recorded error or status 3: `admmgt status` exits 1 for them."""
+    return [d for d in report["fleet"] if d["last_error"] or d["status"] == 3]
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)  # not reached
+
+
+def _short(text: str | None, width: int = MESSAGE_WIDTH) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def render_status(console: Console, report: dict[str, Any]) -> None:
+    console.print(f"admmgt [bold]{report['version']}[/bold] in database {report['database']}")
+    fleet = report["fleet"]
+    templates = [d for d in fleet if d["istemplate"]]
+    tenants = [d for d in fleet if not d["istemplate"]]
+    console.print(
+        "template: "
+        + (
+            ", ".join(
+                f"{t['database']} (at script {t['scriptversion'] or 'none'})" for t in templates
+            )
+            or "none registered"
+        )
+    )
+
+    counts = Table("tenants", "count")
+    for name, count in report["tenants"].items():
+        counts.add_row(name, str(count))
+    if not report["tenants"]:
+        counts.add_row("none registered", "0")
+    created = [d for d in tenants if d["status"] == 2]
+    if created:
+        counts.add_row(
+            "held back (updateflag false)", str(sum(not d["updateflag"] for d in created))
+        )
+        counts.add_row(
+            "behind the newest script", str(sum(d["scripts_behind"] > 0 for d in created))
+        )
+        counts.add_row("with an error", str(sum(bool(d["last_error"]) for d in tenants)))
+        total = sum(d["size_bytes"] or 0 for d in tenants)
+        counts.add_row("total size", _size(total))
+    console.print(counts)
+
+    pending = report["pending_scripts"]
+    console.print(
+        f"pending scripts: {', '.join(str(s['id']) for s in pending)}"
+        if pending
+        else "pending scripts: none"
+    )
+    if report["scripts"]:
+        scripts = Table(
+            "script", "description", "status", "applied", "pending", "failed", "held back"
+        )
+        for s in report["scripts"][-10:]:
+            scripts.add_row(
+                str(s["id"]),
+                _short(s["description"], 40),
+                s["status_word"],
+                str(s["databases_applied"]),
+                str(s["databases_pending"]),
+                f"[red]{s['databases_failed']}[/red]" if s["databases_failed"] else "0",
+                str(s["databases_held_back"]),
+            )
+        console.print(scripts)
+
+    attention = [
+        d for d in fleet if d["last_error"] or d["status"] in (1, 3) or d["scripts_behind"] > 0
+    ]
+    if attention:
+        console.print("[bold]needs attention[/bold] (failed, pending creation or behind):")
+        table = Table("database", "status", "version", "behind", "last run", "last error")
+        table.columns[0].no_wrap = True
+        table.columns[-1].overflow = "fold"
+        for d in attention[:ATTENTION_ROWS]:
+            held = " (held back)" if not d["updateflag"] else ""
+            last_run = f"{d['last_operation']} {d['last_outcome']}" if d["last_operation"] else "-"
+            table.add_row(
+                d["database"] + (" (template)" if d["istemplate"] else ""),
+                (f"[red]{d['status_word']}[/red]" if d["status"] == 3 else d["status_word"]) + held,
+                str(d["scriptversion"] if d["scriptversion"] is not None else "-"),
+                str(d["scripts_behind"]),
+                last_run,
+                f"[red]{_short(d['last_error'], 200)}[/red]" if d["last_error"] else "",
+            )
+        console.print(table)
+        if len(attention) > ATTENTION_ROWS:
+            console.print(
+                f"... and {len(attention) - ATTENTION_ROWS} more: "
+                "SELECT * FROM admmgt.fleet_status"
+                " WHERE scripts_behind > 0 OR last_error IS NOT NULL;"
+            )
+    elif tenants:
+        console.print("[green]every tenant is created, up to date and without errors[/green]")
+
+
+# ---------------------------------------------------------------------- log
+
+
+def history(conn: psycopg.Connection[Any], limit: int, failed_only: bool) -> list[dict[str, Any]]:
+    """The latest rows of admmgt.run_history, newest first."""
+    where = "WHERE outcome = 'failed'" if failed_only else ""
+    return _rows(
+        conn,
+        f"SELECT * FROM admmgt.run_history {where} ORDER BY started_at DESC, run_id DESC LIMIT %s",
+        (limit,),
+    )
+
+
+def render_log(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no runs recorded")
+        return
+    table = Table("run", "started", "operation", "database", "outcome", "message")
+    for column in table.columns[:5]:
+        column.no_wrap = True
+    table.columns[-1].overflow = "fold"
+    for r in rows:
+        outcome = r["outcome"] or "running"
+        message = _short(r["message"], 200).removeprefix(f'tenant "{r["dbname"]}": ')
+        show_script = r["scriptid"] is not None and not message.startswith("script ")
+        parts = [f"script {r['scriptid']}" if show_script else "", message]
+        if r["duration_ms"] is not None:
+            parts.append(f"({r['duration_ms']:.0f} ms)")
+        table.add_row(
+            str(r["run_id"]),
+            _when(r["started_at"]),
+            f"{r['operation']}\n[dim]by {r['run_by']}[/dim]",
+            r["dbname"] or "-",
+            f"[red]{outcome}[/red]" if outcome == "failed" else outcome,
+            " ".join(p for p in parts if p),
+        )
+    console.print(table)
+
+
+# -------------------------------------------------------------------- drift
+
+
+def drift(conn: psycopg.Connection[Any], dbname: str | None) -> list[dict[str, Any]]:
+    """Rows of admmgt.detect_drift(dbname)."""
+    return _rows(conn, "SELECT * FROM admmgt.detect_drift(%s)", (dbname,))
+
+
+def render_drift(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("[green]no drift: every tenant compared matches the template[/green]")
+        return
+    table = Table("database", "object", "difference", "detail")
+    table.columns[0].no_wrap = True
+    table.columns[-1].overflow = "fold"
+    for r in rows:
+        table.add_row(
+            r["dbname"],
+            f"{r['object_kind']} {r['object_name']}",
+            r["difference"],
+            _short(r["detail"], 200),
+        )
+    console.print(table)
+    tenants = len({r["dbname"] for r in rows})
+    console.print(f"{len(rows)} difference(s) in {tenants} tenant(s)")
