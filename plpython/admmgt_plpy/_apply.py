@@ -26,7 +26,13 @@ from admmgt_plpy import _history, _sync
 from admmgt_plpy._compile import Step
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._provision import Tenant, check_mode, template_of
+from admmgt_plpy._provision import (
+    Tenant,
+    check_mode,
+    registered,
+    template_of,
+    updating_tenants,
+)
 from admmgt_plpy._remote import (
     Clusters,
     Connect,
@@ -213,21 +219,18 @@ def _apply_to_template(
                 for kind, definitions in kinds.items():
                     _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
 
+    capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
     Fanout(dblink, 1, 0, on_done).run(
-        [
-            (
-                template,
-                lambda: _migrate(
-                    template,
-                    chain,
-                    settings,
-                    clusters,
-                    recorder.run_id,
-                    SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True),
-                    who="template",
-                ),
-            )
-        ]
+        [template],
+        partial(
+            _migrate,
+            chain=chain,
+            settings=settings,
+            clusters=clusters,
+            run_id=recorder.run_id,
+            sync=capture,
+            who="template",
+        ),
     )
     outcome: Outcome = result["outcome"]
     have = set(outcome.private.get("have", []))
@@ -272,18 +275,7 @@ def _apply_to_tenants(
     recorder: RunRecorder,
 ) -> None:
     top = chain[-1].id
-    tenants = [
-        Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
-        for r in plpy.execute(
-            plpy.prepare(
-                """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
-                 AND coalesce(scriptversion, 0) < $1 ORDER BY id""",
-                ["int4"],
-            ),
-            [top],
-        )
-    ]
+    tenants = updating_tenants(plpy, below=top)
     if not tenants:
         plpy.notice("applyScripts: every updating tenant already has the template's scripts")
         return
@@ -309,8 +301,15 @@ def _apply_to_tenants(
     )
     fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
     fanout.run(
-        (t, (lambda t=t: _migrate(t, chain, settings, clusters, recorder.run_id, sync)))  # type: ignore[misc]
-        for t in tenants
+        tenants,
+        partial(
+            _migrate,
+            chain=chain,
+            settings=settings,
+            clusters=clusters,
+            run_id=recorder.run_id,
+            sync=sync,
+        ),
     )
 
 
@@ -685,20 +684,7 @@ def _print_plan(plpy: Any, template: Tenant, scripts: list[Script]) -> None:
 def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     """Record that a database already is at ``version`` without running anything."""
     take_operation_lock(plpy, "migrations", "baseline")
-    rows = plpy.execute(
-        plpy.prepare(
-            """SELECT id, dbname, cluster_name, scriptversion, status FROM admmgt.vendor_db_settings
-           WHERE upper(dbname) = upper($1) AND NOT deleted""",
-            ["text"],
-        ),
-        [dbname],
-    )
-    if not rows:
-        raise AdmmgtError(
-            f'no registered database is named "{dbname}"',
-            hint="Register it in admmgt.vendor_db_settings (status 2) first.",
-        )
-    r = rows[0]
+    r = registered(plpy, dbname)
     target = Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
     scripts = [
         load_script(plpy, s["id"])
@@ -746,22 +732,15 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
 # ------------------------------------------------------------- replay, rollback
 
 
-def _registered(plpy: Any, dbname: str) -> tuple[Tenant, dict[str, Any]]:
-    rows = plpy.execute(
-        plpy.prepare(
-            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
-               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted""",
-            ["text"],
-        ),
-        [dbname],
-    )
-    if not rows or rows[0]["status"] != 2:
+def _created_tenant(plpy: Any, dbname: str) -> tuple[Tenant, dict[str, Any]]:
+    row = registered(plpy, dbname)
+    if row["status"] != 2:
         raise AdmmgtError(
-            f'no created tenant is registered as "{dbname}"',
-            hint="SELECT dbname, status FROM admmgt.vendor_db_settings WHERE NOT deleted;",
+            f'"{dbname}" is registered but not created (status {row["status"]})',
+            hint="CALL admmgt.create_database(); first.",
         )
-    r = rows[0]
-    return Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"]), dict(r)
+    tenant = Tenant(row["id"], row["dbname"], row["cluster_name"], row["scriptversion"])
+    return tenant, row
 
 
 def _on_template(plpy: Any, up_to: int | None = None) -> list[int]:
@@ -798,7 +777,7 @@ def _single(
         recorder.script_log(t.database, outcome.private.get("executed", []))
         plpy.notice(f"{t.database}: {_describe(t, outcome, elapsed_ms)}")
 
-    Fanout(dblink, 1, 0, on_done).run([(target, lambda: job)])
+    Fanout(dblink, 1, 0, on_done).run([target], lambda _: job)
     return result["outcome"]
 
 
@@ -807,7 +786,7 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
     check_mode(separatedb)
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "replayScripts")
-    tenant, row = _registered(plpy, dbname)
+    tenant, row = _created_tenant(plpy, dbname)
     if row["istemplate"]:
         raise AdmmgtError(f'"{tenant.database}" is the template; replayScripts moves tenants')
     ids = _on_template(plpy, targetscriptid)
@@ -909,18 +888,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
             f" applied_to_template_at = NULL, last_error = 'rolled back by run {recorder.run_id}"
             f"' WHERE id = {script_id}"
         )
-        tenants = [
-            Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
-            for r in plpy.execute(
-                plpy.prepare(
-                    """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-                   WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
-                     AND scriptversion = $1 ORDER BY id""",
-                    ["int4"],
-                ),
-                [script_id],
-            )
-        ]
+        tenants = updating_tenants(plpy, at=script_id)
         total, done = len(tenants), [0]
 
         def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
@@ -938,8 +906,16 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
             )
 
         Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(
-            (t, partial(_undo, t, script, undo, restore, settings, clusters, recorder.run_id))
-            for t in tenants
+            tenants,
+            partial(
+                _undo,
+                script=script,
+                undo=undo,
+                restore=restore,
+                settings=settings,
+                clusters=clusters,
+                run_id=recorder.run_id,
+            ),
         )
     finally:
         summary = recorder.finish({"ok": "rolled back", "noop": "not at that script"})

@@ -352,7 +352,7 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
 
     read: list[Outcome] = []
     Fanout(dblink, 1, 0, lambda _t, outcome, _ms: read.append(outcome)).run(
-        [(template, lambda: _read_template(template, clusters))]
+        [template], lambda t: _read_template(t, clusters)
     )
     if read[0].outcome != "ok":
         raise AdmmgtError(
@@ -386,8 +386,7 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
         )
 
     Fanout(dblink, settings.max_parallel, 0, on_done).run(
-        (t, (lambda t=t: _check_tenant(t, snapshot, clusters)))  # type: ignore[misc]
-        for t in tenants
+        tenants, lambda t: _check_tenant(t, snapshot, clusters)
     )
     rows.sort(key=lambda r: (r["dbname"], r["object_kind"], r["object_name"]))
     plpy.notice(

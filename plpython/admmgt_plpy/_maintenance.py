@@ -29,7 +29,7 @@ from admmgt_plpy._calendar import check_interval, child_name, child_suffix, peri
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import check_identifier, fold, qualified, quote_ident, quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, template_of
+from admmgt_plpy._provision import Tenant, check_mode, template_of, updating_tenants
 from admmgt_plpy._remote import (
     Clusters,
     Connect,
@@ -367,13 +367,7 @@ def applymaintenance(
             "nothing to do"
         )
         return
-    tenants = [
-        Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
-        for r in plpy.execute(
-            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag ORDER BY id"""
-        )
-    ]
+    tenants = updating_tenants(plpy)
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
     arguments = {
@@ -411,12 +405,8 @@ def applymaintenance(
     try:
         # The template alone first, so new tenants copied from it meanwhile get
         # its partitions; it does not count towards the failure limit.
-        Fanout(dblink, 1, 0, on_done).run([(template, lambda: job(template))])
-        fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
-        fanout.run(
-            (t, (lambda t=t: job(t)))  # type: ignore[misc]
-            for t in tenants
-        )
+        Fanout(dblink, 1, 0, on_done).run([template], job)
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(tenants, job)
     finally:
         summary = recorder.finish({"ok": "with new partitions", "noop": "nothing to create"})
     extra = f"; {totals['created']} partitions created through {through.isoformat()}"

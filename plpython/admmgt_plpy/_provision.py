@@ -62,6 +62,44 @@ def database_name_problem(dbname: str) -> str | None:
     return None
 
 
+def updating_tenants(plpy: Any, *, below: int | None = None, at: int | None = None) -> list[Tenant]:
+    """Created, live tenants with updateflag: the ones operations work on.
+
+    ``below``: only those the registry shows behind that script; ``at``: only
+    those the registry shows exactly at it.
+    """
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
+                 AND ($1::int IS NULL OR coalesce(scriptversion, 0) < $1)
+                 AND ($2::int IS NULL OR scriptversion = $2)
+               ORDER BY id""",
+            ["int4", "int4"],
+        ),
+        [below, at],
+    )
+    return [Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"]) for r in rows]
+
+
+def registered(plpy: Any, dbname: str) -> dict[str, Any]:
+    """The live registry row of ``dbname`` (matched case-insensitively), or a clear error."""
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
+               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted""",
+            ["text"],
+        ),
+        [dbname],
+    )
+    if not rows:
+        raise AdmmgtError(
+            f'no database is registered as "{dbname}"',
+            hint="SELECT dbname, status FROM admmgt.vendor_db_settings WHERE NOT deleted;",
+        )
+    return dict(rows[0])
+
+
 def check_mode(separatedb: int) -> None:
     """The proof of concept's t_separatedb: 1 = database per tenant, 0 = schema per tenant."""
     if separatedb == 0:
@@ -164,10 +202,7 @@ def create_database(plpy: Any) -> None:
 
     fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
     try:
-        fanout.run(
-            (t, (lambda t=t: _create_one(t, template, settings, clusters)))  # type: ignore[misc]
-            for t in tenants
-        )
+        fanout.run(tenants, lambda t: _create_one(t, template, settings, clusters))
     finally:
         summary = recorder.finish({"ok": "created"})
     plpy.notice(summary)
@@ -344,20 +379,7 @@ def drop_database(
             hint="CALL admmgt.drop_database('bigclient', t_mode => 'archive');",
         )
     take_operation_lock(plpy, "create_database", "create_database/drop_database")
-    rows = plpy.execute(
-        plpy.prepare(
-            """SELECT id, dbname, cluster_name, istemplate, status FROM admmgt.vendor_db_settings
-           WHERE upper(dbname) = upper($1) AND NOT deleted""",
-            ["text"],
-        ),
-        [dbname],
-    )
-    if not rows:
-        raise AdmmgtError(
-            f'no registered tenant is named "{dbname}"',
-            hint="SELECT dbname FROM admmgt.vendor_db_settings WHERE NOT deleted;",
-        )
-    row = rows[0]
+    row = registered(plpy, dbname)
     tenant = Tenant(row["id"], row["dbname"], row["cluster_name"])
     if row["istemplate"]:
         raise AdmmgtError(

@@ -272,19 +272,20 @@ class Fanout:
         self.on_done = on_done
         self.failures = 0
 
-    def run(self, jobs: Iterable[tuple[Any, Callable[[], Job]]]) -> None:
-        queue = deque(jobs)
+    def run(self, targets: Iterable[Any], job: Callable[[Any], Job]) -> None:
+        """Run ``job(target)`` for every target; report each through ``on_done``."""
+        queue = deque(targets)
         active: list[_Active] = []
         try:
             while queue or active:
                 while queue and len(active) < self.parallel and not self._stopped():
-                    target, factory = queue.popleft()
-                    state = _Active(target, factory(), time.monotonic())
+                    target = queue.popleft()
+                    state = _Active(target, job(target), time.monotonic())
                     active.append(state)
                     self._advance(state, None, None)
                 if self._stopped():
                     while queue:
-                        target, _ = queue.popleft()
+                        target = queue.popleft()
                         self.on_done(
                             target,
                             Outcome(

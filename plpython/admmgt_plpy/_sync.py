@@ -19,7 +19,7 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, template_of
+from admmgt_plpy._provision import Tenant, check_mode, template_of, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
@@ -219,13 +219,7 @@ def refresh(
     finally:
         dblink.disconnect(conn)
     wanted = [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
-    tenants = [
-        Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
-        for r in plpy.execute(
-            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag ORDER BY id"""
-        )
-    ]
+    tenants = updating_tenants(plpy)
     recorder = RunRecorder(
         plpy, dblink, clusters, operation, {"scriptid": scriptid, "drop_orphans": drop_orphans}
     )
@@ -264,9 +258,7 @@ def refresh(
             clusters=clusters,
             settings=settings,
         )
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(
-            (t, partial(job, t)) for t in tenants
-        )
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(tenants, job)
     finally:
         summary = recorder.finish({"ok": "updated", "noop": "already in sync"})
     plpy.notice(summary)

@@ -299,10 +299,12 @@ def test_a_locked_tenant_table_is_retried_with_bounded_waits_then_reported(fleet
         holder.execute("ROLLBACK")
     assert elapsed < 5
     failure = next(line for line in lines if "FAILED" in line)
-    assert (
-        f'tenant "{locked}": script 2 failed at step 1 (add_column mgttest.orders) could not'
-        " get a lock within lock_timeout after 3 tries (55P03"
-    ) in failure
+    assert f"/3] {locked}: FAILED: script 2 failed at step 1 (add_column " in failure
+    assert "could not get a lock within lock_timeout after 3 tries (55P03" in failure
+    logged = fleet.admin.execute(
+        "SELECT message FROM admmgt.run_log WHERE dbname = %s AND outcome = 'failed'", (locked,)
+    ).fetchone()
+    assert logged is not None and logged[0].startswith(f'tenant "{locked}": script 2 failed')
     assert fleet.history(locked) == [(1, "apply")]
     for db in fleet.tenants[:2]:
         assert fleet.history(db) == [(1, "apply"), (2, "apply")]
