@@ -72,3 +72,42 @@ def step(admin: Conn, script_id: int, order: int, sql: str, *, transactional: bo
 
 
 ID = ("id", "bigint", 0, None, 1, 1)
+
+
+# The proof of concept's demo scripts 1, 2, 4 and 5, as INSERTs in its style:
+# related tables, a list/range composite partitioned table, a column added
+# later, a jsonb column, and a new table plus a column on another table.
+POC_DEMO = """
+INSERT INTO admmgt.scripts (id, description, status) VALUES
+    (1, 'customers and orders', 0), (2, 'note on orders', 0),
+    (4, 'jsonb profile', 0), (5, 'payments and order channel', 0);
+INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status, haspart)
+VALUES (101, 1, 'mgttest', 'customers', 1, 0), (102, 1, 'mgttest', 'orders', 1, 1),
+       (103, 5, 'mgttest', 'payments', 1, 0);
+INSERT INTO admmgt.script_table_columns
+    (tableid, scriptid, columnname, datatype, nullable, defaultval, isprimarykey,
+     isidentity, status) VALUES
+    (101, 1, 'id', 'bigint', 0, NULL, 1, 1, 1),
+    (101, 1, 'name', 'varchar(100)', 0, NULL, 0, 0, 1),
+    (102, 1, 'id', 'bigint', 0, NULL, 1, 1, 1),
+    (102, 1, 'customerid', 'bigint', 0, NULL, 0, 0, 1),
+    (102, 1, 'region', 'varchar(10)', 0, NULL, 0, 0, 1),
+    (102, 1, 'orderdate', 'date', 0, 'current_date', 0, 0, 1),
+    (102, 2, 'note', 'text', 1, NULL, 0, 0, 1),
+    (101, 4, 'profile', 'jsonb', 1, '''{}''::jsonb', 0, 0, 1),
+    (103, 5, 'id', 'bigint', 0, NULL, 1, 1, 1),
+    (103, 5, 'customerid', 'bigint', 0, NULL, 0, 0, 1),
+    (103, 5, 'amount', 'numeric(12,2)', 0, '0', 0, 0, 1),
+    (102, 5, 'channel', 'varchar(20)', 1, '''web''', 0, 0, 1);
+INSERT INTO admmgt.script_table_partitions
+    (tableid, partcolumnname, parttype, partvalue, subpartcolumnname, subparttype,
+     subpartvalue) VALUES
+    (102, 'region', 'list', 'EU', 'orderdate', 'range', 'month'),
+    (102, 'region', 'list', 'US', 'orderdate', 'range', 'month');
+INSERT INTO admmgt.script_table_fkeys
+    (scriptid, schemaname, childtablename, childcolumnname, parenttablename,
+     parentcolumnname, keyorder, delrule, novalidate, status) VALUES
+    (1, 'mgttest', 'orders', 'customerid', 'customers', 'id', 1, 'CASCADE', 0, 1),
+    (5, 'mgttest', 'payments', 'customerid', 'customers', 'id', 1, NULL, 1, 1);
+UPDATE admmgt.scripts SET status = 1;
+"""

@@ -247,3 +247,27 @@ def test_a_script_that_cannot_be_inverted_needs_a_handwritten_rollback(fleet: Fl
     for db in [fleet.template, *fleet.tenants]:
         with fleet.connect(db) as conn:
             assert conn.execute("SELECT count(*) FROM mgttest.orders").fetchone() == (0,)
+
+
+def test_the_proof_of_concepts_whole_demo_scripts_1_to_5(fleet: Fleet) -> None:
+    """Script 3 calls a procedure written by hand in the template: the sync before
+    the script brings it to every tenant inside the script's transaction."""
+    fleet.admin.execute(s.POC_DEMO)
+    in_template(
+        fleet,
+        """
+        CREATE PROCEDURE mgttest.testproc1() LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO mgttest.customers (name) VALUES ('from testproc1'); END $$;""",
+    )
+    s.script(fleet.admin, 3, "call the template's procedure")
+    s.proc(fleet.admin, 3, "call mgttest.testproc1()")
+    lines = fleet.apply()
+    assert not [line for line in lines if "FAILED" in line]
+    want = catalog(fleet, fleet.template)
+    for db in [fleet.template, *fleet.tenants]:
+        assert fleet.history(db) == [(i, "apply") for i in (1, 2, 3, 4, 5)]
+        assert catalog(fleet, db) == want
+        with fleet.connect(db) as conn:
+            assert conn.execute("SELECT name FROM mgttest.customers").fetchall() == [
+                ("from testproc1",)
+            ]
