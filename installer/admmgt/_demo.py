@@ -167,14 +167,33 @@ def run_demo(root: Path, port: int, console: Console) -> None:
         story.sql("CALL admmgt.applyMaintenance(t_numdays => 90);")
         story.sql("CALL admmgt.applyMaintenance(t_numdays => 90);  -- nothing left to create")
 
-        story.chapter("6. Where it is recorded", "Per run, per database:")
+        story.chapter(
+            "6. Drift",
+            "Someone adds an index by hand in tenant_007. detect_drift() compares every "
+            "tenant with the template (a fingerprint first, details only where it "
+            "differs).",
+        )
+        with psycopg.connect(
+            dsn.replace("dbname=postgres", "dbname=tenant_007"), autocommit=True
+        ) as tenant:
+            story.sql(
+                "CREATE INDEX customers_name_idx ON mgttest.customers (name);  -- in tenant_007",
+                tenant,
+            )
+            story.query(
+                "SELECT dbname, object_kind, object_name, difference FROM admmgt.detect_drift();"
+            )
+            story.sql("DROP INDEX mgttest.customers_name_idx;  -- in tenant_007: undone", tenant)
+        story.query("SELECT count(*) AS differences FROM admmgt.detect_drift();")
+
+        story.chapter("7. Where it is recorded", "Per run, per database:")
         story.query("SELECT id, operation, outcome, summary FROM admmgt.runs ORDER BY id;")
         story.query(
-            "SELECT scriptversion, count(*) AS databases FROM admmgt.vendor_db_settings"
-            " WHERE NOT deleted GROUP BY 1;"
+            "SELECT database, scriptversion, scripts_behind, size_bytes FROM admmgt.fleet_status"
+            " ORDER BY size_bytes DESC NULLS LAST LIMIT 5;"
         )
 
-        story.chapter("7. admmgt status", "$ admmgt status")
+        story.chapter("8. admmgt status", "$ admmgt status")
         info = _install.status(conn)
         console.print(
             f"admmgt {info['version']}; tenants: {info['tenants']}; pending scripts: "
