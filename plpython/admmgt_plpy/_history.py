@@ -16,6 +16,9 @@ from __future__ import annotations
 # One statement, because async dblink sends take one statement each.
 ENSURE_TABLE = """\
 DO $admmgt$ BEGIN
+    IF to_regclass('admmgt.script_history') IS NOT NULL THEN
+        RETURN;  -- the usual case: nothing to lock, change or log
+    END IF;
     CREATE SCHEMA IF NOT EXISTS admmgt;
     REVOKE ALL ON SCHEMA admmgt FROM PUBLIC;
     CREATE TABLE IF NOT EXISTS admmgt.script_history (

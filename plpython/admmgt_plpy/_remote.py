@@ -67,7 +67,13 @@ class Clusters:
                 f'cluster "{cluster_name}" is not registered in admmgt.clusters',
                 hint="INSERT it into admmgt.clusters, or fix vendor_db_settings.cluster_name.",
             )
-        parts = {"dbname": dbname, "application_name": "admmgt"}
+        # NOTICEs of remote sessions ("already exists, skipping") would go to
+        # the server log through dblink's libpq; admmgt reports what matters.
+        parts = {
+            "dbname": dbname,
+            "application_name": "admmgt",
+            "options": "-c client_min_messages=warning",
+        }
         if cluster.host is None and cluster_name == "local":
             parts.update(
                 host=self.local_host, port=str(cluster.port or self.local_port), user=self.user

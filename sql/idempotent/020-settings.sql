@@ -4,7 +4,7 @@ INSERT INTO admmgt.settings AS s (name, value, description)
 VALUES
 (
     'max_parallel', 'auto',
-    'Databases worked on at once by a fan-out; auto = the server''s CPU count (at least 2).'
+    'Databases worked on at once by a fan-out; auto = twice the server''s CPU count, at least 4.'
 ),
 (
     'lock_timeout_ms', '500',
