@@ -279,22 +279,7 @@ def _apply_to_tenants(
     if not tenants:
         plpy.notice("applyScripts: every updating tenant already has the template's scripts")
         return
-    total, done = len(tenants), [0]
-
-    def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        done[0] += 1
-        recorder.target(
-            tenant.database,
-            tenant.cluster,
-            outcome,
-            elapsed_ms,
-            scriptid=outcome.details.get("script"),
-            registry=_registry_update(plpy, tenant, outcome),
-        )
-        recorder.script_log(tenant.database, outcome.private.get("executed", []))
-        plpy.notice(
-            f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
-        )
+    on_done = _progress(plpy, recorder, len(tenants))
 
     sync = SyncPlan.for_tenants(
         plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
@@ -311,6 +296,31 @@ def _apply_to_tenants(
             sync=sync,
         ),
     )
+
+
+def _progress(
+    plpy: Any, recorder: RunRecorder, total: int, scriptid: int | None = None
+) -> Callable[[Tenant, Outcome, float], None]:
+    """on_done for a tenant fan-out: record the outcome, reconcile the tenant's
+    registry row from its history, log its statements, and say "[i/N] db: ..."."""
+    done = [0]
+
+    def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        done[0] += 1
+        recorder.target(
+            tenant.database,
+            tenant.cluster,
+            outcome,
+            elapsed_ms,
+            scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
+            registry=_registry_update(plpy, tenant, outcome),
+        )
+        recorder.script_log(tenant.database, outcome.private.get("executed", []))
+        plpy.notice(
+            f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
+        )
+
+    return on_done
 
 
 def _mark_applied(plpy: Any, recorder: RunRecorder, chain: list[Script]) -> None:
@@ -889,21 +899,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
             f"' WHERE id = {script_id}"
         )
         tenants = updating_tenants(plpy, at=script_id)
-        total, done = len(tenants), [0]
-
-        def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-            done[0] += 1
-            recorder.target(
-                tenant.database,
-                tenant.cluster,
-                outcome,
-                elapsed_ms,
-                scriptid=script_id,
-                registry=_registry_update(plpy, tenant, outcome),
-            )
-            plpy.notice(
-                f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
-            )
+        on_done = _progress(plpy, recorder, len(tenants), scriptid=script_id)
 
         Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(
             tenants,
