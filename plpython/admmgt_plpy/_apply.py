@@ -46,7 +46,13 @@ from admmgt_plpy._remote import (
 )
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._scripts import Script, changed_applied_scripts, load_script, validation_queries
+from admmgt_plpy._scripts import (
+    Script,
+    load_applied,
+    load_script,
+    refuse_changed,
+    validation_queries,
+)
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._sync import Definition
 
@@ -63,20 +69,17 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     template = template_of(plpy)
     if not dry_run and _nothing_pending(plpy, template):
         return
-    changed = changed_applied_scripts(plpy)
-    if changed:
-        raise AdmmgtError(
-            "applyScripts refused: applied scripts were changed:\n  " + "\n  ".join(changed),
-            hint="Put the rows back as they were and make the change a new script; applied "
-            "scripts are history. (admmgt.scripts.metadata_checksum holds the original.)",
-        )
+    # Each script is loaded and compiled once; applied ones must match their rows.
     ready = [
         r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 1 ORDER BY id")
     ]
-    applied = [
-        r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 2 ORDER BY id")
-    ]
+    applied = load_applied(
+        plpy,
+        [r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 2")],
+        "applyScripts",
+    )
     scripts = {i: _load_or_fail(plpy, i, dry_run) for i in ready}
+    refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
         _print_plan(plpy, template, [x for x in scripts.values() if x is not None])
         return
@@ -85,8 +88,7 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     clusters = Clusters(plpy)
     recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
     try:
-        chain = [load_script(plpy, i) for i in applied] + [s for s in scripts.values() if s]
-        chain.sort(key=lambda s: s.id)
+        chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
         chain = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
         chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
         if chain:
@@ -200,39 +202,13 @@ def _apply_to_template(
     recorder: RunRecorder,
 ) -> list[Script]:
     """Bring the template to the end of the chain; return the scripts it now has."""
-    result: dict[str, Any] = {}
-
-    def on_done(target: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        result["outcome"] = outcome
-        recorder.target(
-            target.database,
-            target.cluster,
-            outcome,
-            elapsed_ms,
-            scriptid=outcome.details.get("script"),
-            registry=_registry_update(plpy, target, outcome),
-        )
-        plpy.notice(f"template {target.database}: {_describe(target, outcome, elapsed_ms)}")
-        recorder.script_log(target.database, outcome.private.get("executed", []))
-        for script_id, points in outcome.private.get("captured", {}).items():
-            for before, kinds in points.items():
-                for kind, definitions in kinds.items():
-                    _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
-
     capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
-    Fanout(dblink, 1, 0, on_done).run(
-        [template],
-        partial(
-            _migrate,
-            chain=chain,
-            settings=settings,
-            clusters=clusters,
-            run_id=recorder.run_id,
-            sync=capture,
-            who="template",
-        ),
-    )
-    outcome: Outcome = result["outcome"]
+    job = _migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
+    outcome = _single(plpy, dblink, template, job, recorder, label=f"template {template.database}")
+    for script_id, points in outcome.private.get("captured", {}).items():
+        for before, kinds in points.items():
+            for kind, definitions in kinds.items():
+                _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
     have = set(outcome.private.get("have", []))
     for script in chain:
         if script.id in outcome.details.get("applied", []):
@@ -298,29 +274,61 @@ def _apply_to_tenants(
     )
 
 
+def _record(
+    plpy: Any,
+    recorder: RunRecorder,
+    target: Tenant,
+    outcome: Outcome,
+    elapsed_ms: float,
+    label: str,
+    scriptid: int | None = None,
+) -> None:
+    """Record one database's outcome, reconcile its registry row from its history,
+    log its statements, and say "<label>: ..."."""
+    recorder.target(
+        target.database,
+        target.cluster,
+        outcome,
+        elapsed_ms,
+        scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
+        registry=_registry_update(plpy, target, outcome),
+    )
+    recorder.script_log(target.database, outcome.private.get("executed", []))
+    plpy.notice(f"{label}: {_describe(target, outcome, elapsed_ms)}")
+
+
 def _progress(
     plpy: Any, recorder: RunRecorder, total: int, scriptid: int | None = None
 ) -> Callable[[Tenant, Outcome, float], None]:
-    """on_done for a tenant fan-out: record the outcome, reconcile the tenant's
-    registry row from its history, log its statements, and say "[i/N] db: ..."."""
+    """on_done for a tenant fan-out: _record with an "[i/N] <database>" label."""
     done = [0]
 
     def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
         done[0] += 1
-        recorder.target(
-            tenant.database,
-            tenant.cluster,
-            outcome,
-            elapsed_ms,
-            scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
-            registry=_registry_update(plpy, tenant, outcome),
-        )
-        recorder.script_log(tenant.database, outcome.private.get("executed", []))
-        plpy.notice(
-            f"[{done[0]}/{total}] {tenant.database}: {_describe(tenant, outcome, elapsed_ms)}"
-        )
+        label = f"[{done[0]}/{total}] {tenant.database}"
+        _record(plpy, recorder, tenant, outcome, elapsed_ms, label, scriptid)
 
     return on_done
+
+
+def _single(
+    plpy: Any,
+    dblink: Dblink,
+    target: Tenant,
+    job: Job,
+    recorder: RunRecorder,
+    scriptid: int | None = None,
+    label: str | None = None,
+) -> Outcome:
+    """Run one job on one database, _record it, and return its outcome."""
+    result: list[Outcome] = []
+
+    def on_done(t: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        result.append(outcome)
+        _record(plpy, recorder, t, outcome, elapsed_ms, label or t.database, scriptid)
+
+    Fanout(dblink, 1, 0, on_done).run([target], lambda _: job)
+    return result[0]
 
 
 def _mark_applied(plpy: Any, recorder: RunRecorder, chain: list[Script]) -> None:
@@ -768,29 +776,6 @@ def _on_template(plpy: Any, up_to: int | None = None) -> list[int]:
     ]
 
 
-def _single(
-    plpy: Any, dblink: Dblink, target: Tenant, job: Job, recorder: RunRecorder, scriptid: int | None
-) -> Outcome:
-    """Run one job on one database, record it, and say what happened."""
-    result: dict[str, Outcome] = {}
-
-    def on_done(t: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        result["outcome"] = outcome
-        recorder.target(
-            t.database,
-            t.cluster,
-            outcome,
-            elapsed_ms,
-            scriptid=scriptid,
-            registry=_registry_update(plpy, t, outcome),
-        )
-        recorder.script_log(t.database, outcome.private.get("executed", []))
-        plpy.notice(f"{t.database}: {_describe(t, outcome, elapsed_ms)}")
-
-    Fanout(dblink, 1, 0, on_done).run([target], lambda _: job)
-    return result["outcome"]
-
-
 def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
     """Bring one tenant (typically held back) to a script the template has."""
     check_mode(separatedb)
@@ -807,18 +792,12 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
             hint="CALL admmgt.applyScripts(); first, or pick one of: "
             + (", ".join(map(str, ids)) or "none yet"),
         )
-    changed = [f"script {i}" for i in ids if load_script(plpy, i).changed_since_applied]
-    if changed:
-        raise AdmmgtError(
-            f"replayScripts refused: {', '.join(changed)} changed after being "
-            "applied; put the rows back as they were"
-        )
+    chain = load_applied(plpy, ids, "replayScripts")
     if row["updateflag"]:
         plpy.notice(
             f"{tenant.database} has updateflag = true: applyScripts would also bring it "
             "to the template's version"
         )
-    chain = [load_script(plpy, i) for i in ids]
     sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
@@ -851,12 +830,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
             f"({ids[-1] if ids else 'none is'}); roll back the later ones first",
             hint="Scripts are undone newest first.",
         )
-    script = load_script(plpy, script_id)
-    if script.changed_since_applied:
-        raise AdmmgtError(
-            f"script {script_id} changed after being applied; its rollback would "
-            "not match what the databases have. Put the rows back first."
-        )
+    (script,) = load_applied(plpy, [script_id], "rollbackScript")  # must match the databases
     handwritten = [
         dict(r)
         for r in plpy.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -106,20 +107,31 @@ def _metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> st
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def changed_applied_scripts(plpy: Any) -> list[str]:
-    """Applied scripts whose metadata rows changed since they reached the template."""
-    problems = []
-    for r in plpy.execute(
-        "SELECT id FROM admmgt.scripts WHERE metadata_checksum IS NOT NULL ORDER BY id"
-    ):
+def refuse_changed(scripts: Iterable[Script], operation: str, problems: Sequence[str] = ()) -> None:
+    """Stop ``operation`` if a script that reached the template no longer matches its rows."""
+    found = list(problems) + [
+        f"script {s.id}: its metadata rows changed after it was applied"
+        for s in scripts
+        if s.changed_since_applied
+    ]
+    if found:
+        raise AdmmgtError(
+            f"{operation} refused: applied scripts were changed:\n  " + "\n  ".join(found),
+            hint="Put the rows back as they were and make the change a new script; applied "
+            "scripts are history. (admmgt.scripts.metadata_checksum holds the original.)",
+        )
+
+
+def load_applied(plpy: Any, ids: Iterable[int], operation: str) -> list[Script]:
+    """Load scripts that reached the template, once each, refusing any that changed."""
+    scripts, problems = [], []
+    for script_id in ids:
         try:
-            script = load_script(plpy, r["id"])
+            scripts.append(load_script(plpy, script_id))
         except MetadataError as exc:
-            problems.append(f"script {r['id']}: its rows no longer compile ({exc.message})")
-            continue
-        if script.changed_since_applied:
-            problems.append(f"script {r['id']}: its metadata rows changed after it was applied")
-    return problems
+            problems.append(f"script {script_id}: its rows no longer compile ({exc.message})")
+    refuse_changed(scripts, operation, problems)
+    return scripts
 
 
 def validation_queries(script: Script) -> list[tuple[str, str]]:
