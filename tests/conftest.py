@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fix_cluster", "tests.fix_db"]
+pytest_plugins = ["tests.fix_cluster", "tests.fix_db", "tests.fix_clusters"]

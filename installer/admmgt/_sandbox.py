@@ -104,6 +104,21 @@ class Sandbox:
                 raise SandboxError(f"pg_ctl start failed: {result.stderr.strip()}\n{tail}")
         return self.dsn()
 
+    def require_passwords(self) -> None:
+        """Every role but ``postgres`` must give a password (scram-sha-256) from now on.
+
+        For a cluster that stands for a remote server in the tests and the
+        benchmark: admmgt must reach it through a user mapping or a passfile.
+        """
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(
+            "# admmgt sandbox: passwords for all but the bootstrap superuser\n"
+            "local all postgres trust\n"
+            "local all all scram-sha-256\n",
+            encoding="utf-8",
+        )
+        self._run("pg_ctl", "reload", "-D", str(self.data))
+
     def stop(self) -> None:
         if self.is_running():
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))

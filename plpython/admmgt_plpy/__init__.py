@@ -13,6 +13,7 @@ from admmgt_plpy import _apply, _maintenance, _provision, _sync
 from admmgt_plpy._entry import entry, not_implemented
 
 __all__ = [
+    "add_cluster",
     "applymaintenance",
     "applyscripts",
     "baseline",
@@ -26,6 +27,13 @@ __all__ = [
     "replayscripts",
     "rollbackscript",
 ]
+
+
+@entry
+def add_cluster(plpy: Any, *, name: str, **given: Any) -> None:
+    from admmgt_plpy import _clusters
+
+    _clusters.add_cluster(plpy, name=name, given=given)
 
 
 @entry

@@ -7,8 +7,11 @@ Order of a run (docs/migrations.md):
    template's version (scripts apply in id order);
 3. the template gets each script it lacks, one transaction per script;
    a script that fails there is marked 3 and neither it nor later scripts go on;
-4. every created tenant with updateflag that the registry shows behind the
-   template gets the scripts it lacks, N tenants at a time. Each tenant's
+4. every other cluster's copy of the template gets them (the template wave,
+   one at a time per cluster); a copy that fails holds back its cluster's
+   tenants at the scripts it has;
+5. every created tenant with updateflag that the registry shows behind the
+   template gets the scripts it lacks, N tenants at a time per cluster. Each tenant's
    own admmgt.script_history decides what it lacks, so a registry that missed
    an update never causes a double apply; the registry is reconciled from it.
 """
@@ -30,7 +33,7 @@ from admmgt_plpy._provision import (
     Tenant,
     check_mode,
     registered,
-    template_of,
+    templates,
     updating_tenants,
 )
 from admmgt_plpy._remote import (
@@ -66,8 +69,8 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     check_mode(separatedb)
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "applyScripts")
-    template = template_of(plpy)
-    if not dry_run and _nothing_pending(plpy, template):
+    template, *copies = templates(plpy)
+    if not dry_run and _nothing_pending(plpy):
         return
     # Each script is loaded and compiled once; applied ones must match their rows.
     ready = [
@@ -81,7 +84,7 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     scripts = {i: _load_or_fail(plpy, i, dry_run) for i in ready}
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
-        _print_plan(plpy, template, [x for x in scripts.values() if x is not None])
+        _print_plan(plpy, [template, *copies], [x for x in scripts.values() if x is not None])
         return
 
     dblink = Dblink(plpy)
@@ -92,14 +95,15 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
         chain = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
         chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
         if chain:
-            _apply_to_tenants(plpy, dblink, clusters, settings, template, chain, recorder)
+            chains = _apply_to_copies(plpy, dblink, clusters, settings, copies, chain, recorder)
+            _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
             _mark_applied(plpy, recorder, chain)
     finally:
         summary = recorder.finish({"ok": "updated", "noop": "already up to date"})
     plpy.notice(summary)
 
 
-def _nothing_pending(plpy: Any, template: Tenant) -> bool:
+def _nothing_pending(plpy: Any) -> bool:
     """True (after saying so) when the registry alone shows there is no work."""
     row = plpy.execute(
         """SELECT (SELECT count(*) FROM admmgt.scripts WHERE status = 1) AS ready,
@@ -107,7 +111,7 @@ def _nothing_pending(plpy: Any, template: Tenant) -> bool:
                   (SELECT count(*) FROM admmgt.vendor_db_settings
                    WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag) AS tenants,
                   (SELECT count(*) FROM admmgt.vendor_db_settings
-                   WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
+                   WHERE NOT deleted AND status = 2 AND (updateflag OR istemplate)
                      AND coalesce(scriptversion, 0) < (
                          SELECT coalesce(max(id), 0) FROM admmgt.scripts WHERE status = 2)
                   ) AS behind"""
@@ -204,7 +208,7 @@ def _apply_to_template(
     """Bring the template to the end of the chain; return the scripts it now has."""
     capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
     job = _migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
-    outcome = _single(plpy, dblink, template, job, recorder, label=f"template {template.database}")
+    outcome = _single(plpy, dblink, template, job, recorder, label=f"template {template.label}")
     for script_id, points in outcome.private.get("captured", {}).items():
         for before, kinds in points.items():
             for kind, definitions in kinds.items():
@@ -241,15 +245,56 @@ def _fail_script(
 # ---------------------------------------------------------------------- tenants
 
 
+def _apply_to_copies(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    settings: Settings,
+    copies: list[Tenant],
+    chain: list[Script],
+    recorder: RunRecorder,
+) -> dict[str, list[Script]]:
+    """The template wave: every other cluster's template gets the chain (one per
+    cluster, in parallel). Returns, per cluster, the scripts its tenants may get:
+    those its template has."""
+    if not copies:
+        return {}
+    have: dict[str, set[int]] = {c.cluster: set() for c in copies}
+    record = _progress(plpy, recorder, len(copies), who="template ")
+
+    def on_done(copy: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        have[copy.cluster] = set(outcome.private.get("have", []))
+        record(copy, outcome, elapsed_ms)
+
+    sync = SyncPlan.for_tenants(
+        plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
+    )
+    Fanout(dblink, 1, 0, on_done, clusters).run(
+        copies,
+        partial(
+            _migrate,
+            chain=chain,
+            settings=settings,
+            clusters=clusters,
+            run_id=recorder.run_id,
+            sync=sync,
+            who="template",
+        ),
+    )
+    return {c: [s for s in chain if s.id in ids] for c, ids in have.items()}
+
+
 def _apply_to_tenants(
     plpy: Any,
     dblink: Dblink,
     clusters: Clusters,
     settings: Settings,
-    template: Tenant,
     chain: list[Script],
+    chains: dict[str, list[Script]],
     recorder: RunRecorder,
 ) -> None:
+    """Every updating tenant behind gets what its cluster's template has
+    (``chains``; the home template's ``chain`` on a cluster without a copy)."""
     top = chain[-1].id
     tenants = updating_tenants(plpy, below=top)
     if not tenants:
@@ -260,17 +305,14 @@ def _apply_to_tenants(
     sync = SyncPlan.for_tenants(
         plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
     )
-    fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
-    fanout.run(
-        tenants,
-        partial(
-            _migrate,
-            chain=chain,
-            settings=settings,
-            clusters=clusters,
-            run_id=recorder.run_id,
-            sync=sync,
-        ),
+
+    def job(tenant: Tenant) -> Job:
+        return _migrate(
+            tenant, chains.get(tenant.cluster, chain), settings, clusters, recorder.run_id, sync
+        )
+
+    Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
+        tenants, job
     )
 
 
@@ -284,28 +326,31 @@ def _record(
     scriptid: int | None = None,
 ) -> None:
     """Record one database's outcome, reconcile its registry row from its history,
-    log its statements, and say "<label>: ..."."""
+    log its statements, and say "<label>: ...". A database of an unreachable
+    cluster keeps its row as it is; the fan-out said so once for the cluster."""
+    unreachable = outcome.outcome == "unreachable"
     recorder.target(
         target.database,
         target.cluster,
         outcome,
         elapsed_ms,
         scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
-        registry=_registry_update(plpy, target, outcome),
+        registry=None if unreachable else _registry_update(plpy, target, outcome),
     )
     recorder.script_log(target.database, outcome.private.get("executed", []))
-    plpy.notice(f"{label}: {_describe(target, outcome, elapsed_ms)}")
+    if not unreachable:
+        plpy.notice(f"{label}: {_describe(target, outcome, elapsed_ms)}")
 
 
 def _progress(
-    plpy: Any, recorder: RunRecorder, total: int, scriptid: int | None = None
+    plpy: Any, recorder: RunRecorder, total: int, scriptid: int | None = None, who: str = ""
 ) -> Callable[[Tenant, Outcome, float], None]:
-    """on_done for a tenant fan-out: _record with an "[i/N] <database>" label."""
+    """on_done for a fan-out: _record with a "<who>[i/N] <database>[@cluster]" label."""
     done = [0]
 
     def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
         done[0] += 1
-        label = f"[{done[0]}/{total}] {tenant.database}"
+        label = f"{who}[{done[0]}/{total}] {tenant.label}"
         _record(plpy, recorder, tenant, outcome, elapsed_ms, label, scriptid)
 
     return on_done
@@ -613,15 +658,19 @@ def _failure(
 
 
 def _registry_update(plpy: Any, target: Tenant, outcome: Outcome) -> str:
-    version = outcome.details.get("version")
-    v = "NULL" if version is None else str(int(version))
+    """The registry row as the outcome found the database: its version, when the
+    job read its history (a job that could not connect did not), and its error."""
+    version = ""
+    if "version" in outcome.details:
+        v = outcome.details["version"]
+        version = f" scriptversion = {'NULL' if v is None else int(v)},"
     error = (
         "NULL, last_error_at = NULL"
         if outcome.outcome != "failed"
         else (f"{_q(plpy, outcome.message)}, last_error_at = now()")
     )
     return (
-        f"UPDATE admmgt.vendor_db_settings SET scriptversion = {v}, modifiedon = now(),"
+        f"UPDATE admmgt.vendor_db_settings SET{version} modifiedon = now(),"
         f" last_error = {error} WHERE id = {target.id}"
     )
 
@@ -665,7 +714,7 @@ def plan_script(plpy: Any, script_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def _print_plan(plpy: Any, template: Tenant, scripts: list[Script]) -> None:
+def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -> None:
     if not scripts:
         plpy.notice("applyScripts (dry run): no ready script compiles; nothing would be applied")
         return
@@ -690,7 +739,8 @@ def _print_plan(plpy: Any, template: Tenant, scripts: list[Script]) -> None:
     behind = [r["dbname"].lower() for r in rows if r["v"] < scripts[-1].id]
     plpy.notice(
         f"applyScripts (dry run): would apply scripts {', '.join(str(s.id) for s in scripts)} "
-        f"to template {template.database} first, then to {len(behind)} tenant(s)"
+        f"to template {', '.join(t.label for t in all_templates)} first, "
+        f"then to {len(behind)} tenant(s)"
         + (f": {', '.join(behind[:20])}{' ...' if len(behind) > 20 else ''}" if behind else "")
         + "; nothing was changed"
     )
@@ -703,7 +753,7 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     """Record that a database already is at ``version`` without running anything."""
     take_operation_lock(plpy, "migrations", "baseline")
     r = registered(plpy, dbname)
-    target = Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
+    target = Tenant.of(r)
     scripts = [
         load_script(plpy, s["id"])
         for s in plpy.execute(
@@ -757,7 +807,7 @@ def _created_tenant(plpy: Any, dbname: str) -> tuple[Tenant, dict[str, Any]]:
             f'"{dbname}" is registered but not created (status {row["status"]})',
             hint="CALL admmgt.create_database(); first.",
         )
-    tenant = Tenant(row["id"], row["dbname"], row["cluster_name"], row["scriptversion"])
+    tenant = Tenant.of(row)
     return tenant, row
 
 
@@ -822,7 +872,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
     """Undo the latest script: template first, then every updating tenant at it."""
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "rollbackScript")
-    template = template_of(plpy)
+    template, *copies = templates(plpy)
     ids = _on_template(plpy)
     if not ids or ids[-1] != script_id:
         raise AdmmgtError(
@@ -872,11 +922,12 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
             f" applied_to_template_at = NULL, last_error = 'rolled back by run {recorder.run_id}"
             f"' WHERE id = {script_id}"
         )
-        tenants = updating_tenants(plpy, at=script_id)
-        on_done = _progress(plpy, recorder, len(tenants), scriptid=script_id)
+        # The other clusters' templates first in each cluster's turn, then its tenants.
+        targets = copies + updating_tenants(plpy, at=script_id)
+        on_done = _progress(plpy, recorder, len(targets), scriptid=script_id)
 
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(
-            tenants,
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
+            targets,
             partial(
                 _undo,
                 script=script,

@@ -27,7 +27,7 @@ from typing import Any
 
 from admmgt_plpy import _history
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._provision import Tenant, template_of
+from admmgt_plpy._provision import Tenant, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
 
@@ -323,7 +323,7 @@ def _tenants(plpy: Any, dbname: str | None) -> list[Tenant]:
             "with status 2, not the template, not deleted)",
             hint="SELECT dbname, status_word FROM admmgt.fleet_status; lists the databases.",
         )
-    return [Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"]) for r in rows]
+    return [Tenant.of(r) for r in rows]
 
 
 def _local_reason(plpy: Any, tenant: Tenant) -> str | None:
@@ -345,8 +345,9 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
     """Rows of (dbname, object_kind, object_name, difference, detail), sorted."""
     started = time.monotonic()
     settings = load_settings(plpy)
-    template = template_of(plpy)
-    tenants = _tenants(plpy, dbname)
+    template, *copies = templates(plpy)
+    # The other clusters' templates are compared too, as "<name>@<cluster>".
+    tenants = (copies if dbname is None else []) + _tenants(plpy, dbname)
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
 
@@ -376,7 +377,7 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
             counts["differ" if found else "identical"] += 1
         rows.extend(
             {
-                "dbname": tenant.database,
+                "dbname": tenant.label,
                 "object_kind": d.object_kind,
                 "object_name": d.object_name,
                 "difference": d.difference,
@@ -385,7 +386,7 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
             for d in found
         )
 
-    Fanout(dblink, settings.max_parallel, 0, on_done).run(
+    Fanout(dblink, settings.max_parallel, 0, on_done, clusters).run(
         tenants, lambda t: _check_tenant(t, snapshot, clusters)
     )
     rows.sort(key=lambda r: (r["dbname"], r["object_kind"], r["object_name"]))

@@ -29,7 +29,7 @@ from admmgt_plpy._calendar import check_interval, child_name, child_suffix, peri
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import check_identifier, fold, qualified, quote_ident, quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, template_of, updating_tenants
+from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import (
     Clusters,
     Connect,
@@ -353,7 +353,7 @@ def applymaintenance(
         )
     settings = load_settings(plpy)
     take_operation_lock(plpy, "maintenance", "applyMaintenance")
-    template = template_of(plpy)
+    all_templates = templates(plpy)
     today = date.fromisoformat(
         plpy.execute("SELECT (now() AT TIME ZONE 'UTC')::date::text AS d")[0]["d"]
     )
@@ -392,21 +392,24 @@ def applymaintenance(
         recorder.target(target.database, target.cluster, outcome, elapsed_ms, registry=registry)
         for key in totals:
             totals[key] += len(outcome.details.get(key, []))
-        if target.id == template.id:
-            label = f"template {target.database}"
+        if target in all_templates:
+            label = f"template {target.label}"
         else:
             done[0] += 1
-            label = f"[{done[0]}/{total}] {target.database}"
-        plpy.notice(f"{label}: {describe(outcome, elapsed_ms)}")
+            label = f"[{done[0]}/{total}] {target.label}"
+        if outcome.outcome != "unreachable":  # the fan-out said so once for the cluster
+            plpy.notice(f"{label}: {describe(outcome, elapsed_ms)}")
 
     def job(target: Tenant) -> Job:
         return maintain(target, sets, today, through, settings, clusters, move_default_rows)
 
     try:
-        # The template alone first, so new tenants copied from it meanwhile get
-        # its partitions; it does not count towards the failure limit.
-        Fanout(dblink, 1, 0, on_done).run([template], job)
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(tenants, job)
+        # The templates first (one per cluster), so new tenants copied from them
+        # meanwhile get their partitions; they do not count towards the failure limit.
+        Fanout(dblink, 1, 0, on_done, clusters).run(all_templates, job)
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
+            tenants, job
+        )
     finally:
         summary = recorder.finish({"ok": "with new partitions", "noop": "nothing to create"})
     extra = f"; {totals['created']} partitions created through {through.isoformat()}"

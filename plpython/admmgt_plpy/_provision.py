@@ -43,9 +43,19 @@ class Tenant:
     cluster: str
     scriptversion: int | None = None
 
+    @classmethod
+    def of(cls, row: Any) -> Tenant:
+        """From a registry row; a row that names no cluster is on the local one."""
+        return cls(row["id"], row["dbname"], row["cluster_name"] or "local", row["scriptversion"])
+
     @property
     def database(self) -> str:
         return self.dbname.lower()
+
+    @property
+    def label(self) -> str:
+        """How NOTICEs name it: the database, and its cluster unless local."""
+        return self.database if self.cluster == "local" else f"{self.database}@{self.cluster}"
 
 
 def database_name_problem(dbname: str) -> str | None:
@@ -79,7 +89,7 @@ def updating_tenants(plpy: Any, *, below: int | None = None, at: int | None = No
         ),
         [below, at],
     )
-    return [Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"]) for r in rows]
+    return [Tenant.of(r) for r in rows]
 
 
 def registered(plpy: Any, dbname: str) -> dict[str, Any]:
@@ -111,7 +121,13 @@ def check_mode(separatedb: int) -> None:
         raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
 
 
-def template_of(plpy: Any) -> Tenant:
+def templates(plpy: Any) -> list[Tenant]:
+    """Every created template, the home template first.
+
+    Each cluster keeps its own copy of the template (CREATE DATABASE ...
+    TEMPLATE works within one cluster). The home template is the one
+    registered first; the others are the copies add_cluster built from it.
+    """
     rows = plpy.execute(
         """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
            WHERE istemplate AND status = 2 AND NOT deleted ORDER BY id"""
@@ -123,35 +139,43 @@ def template_of(plpy: Any) -> Tenant:
             hint="INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status) "
             "VALUES ('unitemplate', true, 2);",
         )
-    if len(rows) > 1:
-        names = ", ".join(r["dbname"] for r in rows)
-        raise AdmmgtError(
-            f"{len(rows)} templates are registered ({names}); admmgt uses exactly one",
-            hint="Set istemplate = false (or deleted = true) on all but one.",
-        )
-    r = rows[0]
-    return Tenant(r["id"], r["dbname"], r["cluster_name"], r["scriptversion"])
+    found = [Tenant.of(r) for r in rows]
+    for cluster in {t.cluster for t in found}:
+        here = [t for t in found if t.cluster == cluster]
+        if len(here) > 1:
+            names = ", ".join(f"{t.dbname} (id {t.id})" for t in here)
+            raise AdmmgtError(
+                f'{len(here)} templates are registered on cluster "{cluster}" ({names}); '
+                "admmgt uses exactly one per cluster",
+                hint="Set istemplate = false (or deleted = true) on all but one.",
+            )
+    return found
+
+
+def template_of(plpy: Any) -> Tenant:
+    """The home template: the one scripts are validated on and definitions read from."""
+    return templates(plpy)[0]
 
 
 def create_database(plpy: Any) -> None:
-    """Create every tenant with status 1 (pending) or 3 (failed before) from the template."""
+    """Create every tenant with status 1 (pending) or 3 (failed before) from its
+    cluster's template, placing those that name no cluster first."""
     settings = load_settings(plpy)
     take_operation_lock(plpy, "create_database", "create_database")
-    template = template_of(plpy)
-    tenants = [
-        Tenant(r["id"], r["dbname"], r["cluster_name"])
-        for r in plpy.execute(
-            """SELECT id, dbname, cluster_name FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status IN (1, 3) ORDER BY id"""
-        )
-    ]
-    if not tenants:
+    by_cluster = {t.cluster: t for t in templates(plpy)}
+    template = next(iter(by_cluster.values()))  # the home template
+    rows = plpy.execute(
+        """SELECT id, dbname, cluster_name, NULL::int AS scriptversion
+           FROM admmgt.vendor_db_settings
+           WHERE NOT deleted AND NOT istemplate AND status IN (1, 3) ORDER BY id"""
+    )
+    if not rows:
         plpy.notice(
             "create_database: no tenant is pending creation (status 1, or 3 to retry);"
             " nothing to do"
         )
         return
-    _check_names(plpy, tenants, template)
+    _check_names(plpy, [Tenant.of(r) for r in rows], template)
     _check_template_exists(plpy, template)
     if settings.tenant_owner:
         found = plpy.execute(
@@ -168,16 +192,34 @@ def create_database(plpy: Any) -> None:
     dblink = Dblink(plpy)
     dblink.disconnect_all()  # our own sessions on the template would block CREATE DATABASE
     clusters = Clusters(plpy)
-    recorder = RunRecorder(plpy, dblink, clusters, "create_database", {"tenants": len(tenants)})
+    placement = _placement(plpy, clusters, set(by_cluster), rows)
+    recorder = RunRecorder(plpy, dblink, clusters, "create_database", {"tenants": len(rows)})
+    tenants = [Tenant.of(r) for r in rows]
+    if placement:
+        # Committed before anything is created, so a tenant is never made on
+        # one cluster while its row names none.
+        for cluster in sorted(set(placement.values())):
+            ids = ", ".join(str(i) for i, c in placement.items() if c == cluster)
+            recorder.execute(
+                f"UPDATE admmgt.vendor_db_settings SET cluster_name = {quote_literal(cluster)},"
+                f" modifiedon = now() WHERE id IN ({ids}) AND cluster_name IS NULL"
+            )
+        tenants = [Tenant(t.id, t.dbname, placement.get(t.id, t.cluster)) for t in tenants]
+        counts = ", ".join(
+            f"{c} +{list(placement.values()).count(c)}" for c in sorted(set(placement.values()))
+        )
+        plpy.notice(
+            f"create_database: {len(placement)} tenant(s) named no cluster; placed on the "
+            f"clusters with the fewest tenants: {counts}"
+        )
     total = len(tenants)
     done = [0]
 
     def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        done[0] += 1
         q = plpy.quote_nullable
         registry: str | None = None
         if outcome.outcome == "ok":
-            version = outcome.details.get("scriptversion", template.scriptversion)
+            version = outcome.details.get("scriptversion")
             registry = (
                 "UPDATE admmgt.vendor_db_settings SET status = 2, modifiedon = now(),"
                 f" scriptversion = {q(None if version is None else str(version))}::int,"
@@ -187,25 +229,61 @@ def create_database(plpy: Any) -> None:
             if outcome.message:
                 line += f" ({outcome.message})"
         else:
-            registry = (
-                (
+            if outcome.outcome == "failed":
+                registry = (
                     "UPDATE admmgt.vendor_db_settings SET status = 3, modifiedon = now(),"
                     f" last_error = {q(outcome.message)}, last_error_at = now()"
                     f" WHERE id = {tenant.id}"
                 )
-                if outcome.outcome == "failed"
-                else None
-            )
             line = f"{outcome.outcome.upper()}: {outcome.message}"
         recorder.target(tenant.database, tenant.cluster, outcome, elapsed_ms, registry=registry)
-        plpy.notice(f"[{done[0]}/{total}] {tenant.database}: {line}")
+        done[0] += 1
+        if outcome.outcome != "unreachable":  # the fan-out said so once for the cluster
+            plpy.notice(f"[{done[0]}/{total}] {tenant.label}: {line}")
 
-    fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done)
+    fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters)
     try:
-        fanout.run(tenants, lambda t: _create_one(t, template, settings, clusters))
+        fanout.run(tenants, lambda t: _create_one(t, by_cluster.get(t.cluster), settings, clusters))
     finally:
         summary = recorder.finish({"ok": "created"})
     plpy.notice(summary)
+
+
+def _placement(
+    plpy: Any, clusters: Clusters, with_template: set[str], rows: list[Any]
+) -> dict[int, str]:
+    """A cluster for each pending tenant whose row names none: the one holding the
+    fewest tenants (ties: the name that sorts first) among those that accept new
+    tenants and have a template. Tenant count, not size: a new tenant is empty,
+    and counts are what the registry knows without asking any server."""
+    unplaced = [r["id"] for r in rows if r["cluster_name"] is None]
+    if not unplaced:
+        return {}
+    candidates = sorted(
+        name for name, c in clusters.by_name.items() if c.accepts_tenants and name in with_template
+    )
+    if not candidates:
+        raise AdmmgtError(
+            f"create_database: {len(unplaced)} tenant(s) name no cluster, and no cluster both "
+            "accepts new tenants and has a template; nothing was created",
+            hint="Set vendor_db_settings.cluster_name on those rows, or "
+            "UPDATE admmgt.clusters SET accepts_tenants = true WHERE name = '...';",
+        )
+    load = dict.fromkeys(candidates, 0)
+    for r in plpy.execute(
+        """SELECT coalesce(cluster_name, 'local') AS c, count(*) AS n
+           FROM admmgt.vendor_db_settings
+           WHERE NOT deleted AND NOT istemplate AND (cluster_name IS NOT NULL OR status = 2)
+           GROUP BY 1"""
+    ):
+        if r["c"] in load:
+            load[r["c"]] = r["n"]
+    placement = {}
+    for tenant_id in unplaced:
+        chosen = min(candidates, key=lambda c: (load[c], c))
+        placement[tenant_id] = chosen
+        load[chosen] += 1
+    return placement
 
 
 def _check_names(plpy: Any, tenants: list[Tenant], template: Tenant) -> None:
@@ -250,18 +328,20 @@ def tenant_marker(tenant: Tenant) -> str:
     return f"admmgt tenant {tenant.id}"
 
 
-def _create_one(tenant: Tenant, template: Tenant, settings: Settings, clusters: Clusters) -> Job:
+def _create_one(
+    tenant: Tenant, template: Tenant | None, settings: Settings, clusters: Clusters
+) -> Job:
     db, name = quote_ident(tenant.database), tenant.database
-    if tenant.cluster != template.cluster:
+    if template is None:
         return Outcome(
             "failed",
-            f'tenant "{name}" is on cluster "{tenant.cluster}" but the '
-            f'template is on "{template.cluster}"; CREATE DATABASE ... TEMPLATE works '
-            "within one cluster: register a template there first",
+            f'tenant "{name}" is on cluster "{tenant.cluster}", which has no template yet '
+            "(CREATE DATABASE ... TEMPLATE works within one cluster); "
+            f"CALL admmgt.add_cluster({quote_literal(tenant.cluster)}) builds its copy, "
+            "then call create_database again",
             "0A000",
         )
-    maintenance_db = clusters.admin_db if tenant.cluster == "local" else "postgres"
-    conn = yield Connect(clusters.conninfo(tenant.cluster, maintenance_db))
+    conn = yield Connect(clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster)))
     create = (
         f"CREATE DATABASE {db} TEMPLATE {quote_ident(template.database)}"
         f" STRATEGY {settings.create_strategy}"
@@ -380,7 +460,7 @@ def drop_database(
         )
     take_operation_lock(plpy, "create_database", "create_database/drop_database")
     row = registered(plpy, dbname)
-    tenant = Tenant(row["id"], row["dbname"], row["cluster_name"])
+    tenant = Tenant.of(row)
     if row["istemplate"]:
         raise AdmmgtError(
             f'"{tenant.database}" is the template; drop_database refuses it',
@@ -405,8 +485,9 @@ def drop_database(
         )
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
-    maintenance_db = clusters.admin_db if tenant.cluster == "local" else "postgres"
-    conn = dblink.connect(clusters.conninfo(tenant.cluster, maintenance_db))
+    conn = dblink.connect(
+        clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster))
+    )
     db = quote_ident(tenant.database)
     try:
         if terminate:

@@ -11,6 +11,7 @@ therefore reads as straight-line code while the fleet is worked in parallel.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._names import quote_ident, quote_literal
 
 # ---------------------------------------------------------------- conninfo
 
@@ -27,12 +29,32 @@ def libpq_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# password='...' (as libpq_quote writes it) or password=word, in any conninfo.
+_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str, conninfo: str | None = None) -> str:
+    """``text`` with every password of a connection string (and, given the
+    conninfo it came from, that password wherever it appears) replaced by ***."""
+    if conninfo:
+        for match in _PASSWORD.finditer(conninfo):
+            value = match.group(2)
+            if value.startswith("'"):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            if value:
+                text = text.replace(value, "***")
+    return _PASSWORD.sub(r"\1***", text)
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str
     host: str | None
     port: int | None
     options: str | None
+    fdw_server: str | None = None
+    max_parallel: int | None = None
+    accepts_tenants: bool = True
 
 
 class Clusters:
@@ -40,15 +62,18 @@ class Clusters:
 
     The local cluster is reached over the admin server's own Unix socket as
     the role running admmgt (the procedures' owner): no password anywhere.
-    Other clusters add their non-secret ``options``; passwords come from a
-    passfile or user mapping (docs/security.md).
+    Another cluster adds its non-secret ``options``; its password comes from a
+    passfile, or from the user mapping of its ``fdw_server``, read here when a
+    connection is made and never written anywhere (docs/clusters.md).
     """
 
     def __init__(self, plpy: Any) -> None:
-        rows = plpy.execute("SELECT name, host, port, options FROM admmgt.clusters")
-        self.by_name = {
-            r["name"]: Cluster(r["name"], r["host"], r["port"], r["options"]) for r in rows
-        }
+        self.plpy = plpy
+        rows = plpy.execute(
+            """SELECT name, host, port, options, fdw_server, max_parallel, accepts_tenants
+               FROM admmgt.clusters ORDER BY name"""
+        )
+        self.by_name = {r["name"]: Cluster(**dict(r)) for r in rows}
         local = plpy.execute(
             """SELECT current_setting('unix_socket_directories') AS sockets,
                       current_setting('port') AS port, current_user AS me,
@@ -59,21 +84,33 @@ class Clusters:
         self.local_port = int(local["port"])
         self.user = local["me"]
         self.admin_db = local["admin_db"]
+        self._fdw: dict[str, dict[str, str]] = {}
+        # Per run (one Clusters per run): checked once, and once down, down for the run.
+        self.checked: set[str] = set()
+        self.down: dict[str, RemoteError] = {}
 
-    def conninfo(self, cluster_name: str, dbname: str) -> str:
+    def get(self, cluster_name: str) -> Cluster:
         cluster = self.by_name.get(cluster_name)
         if cluster is None:
             raise AdmmgtError(
                 f'cluster "{cluster_name}" is not registered in admmgt.clusters',
-                hint="INSERT it into admmgt.clusters, or fix vendor_db_settings.cluster_name.",
+                hint="CALL admmgt.add_cluster(...), or fix vendor_db_settings.cluster_name.",
             )
+        return cluster
+
+    def conninfo(self, cluster_name: str, dbname: str) -> str:
+        """A libpq connection string; it may hold a password, so it is never shown."""
+        cluster = self.get(cluster_name)
         # NOTICEs of remote sessions ("already exists, skipping") would go to
         # the server log through dblink's libpq; admmgt reports what matters.
-        parts = {
-            "dbname": dbname,
-            "application_name": "admmgt",
-            "options": "-c client_min_messages=warning",
-        }
+        parts: dict[str, str] = {}
+        if cluster.fdw_server:
+            parts.update(self._fdw_options(cluster))
+        parts.update(
+            dbname=dbname,
+            application_name="admmgt",
+            options="-c client_min_messages=warning",
+        )
         if cluster.host is None and cluster_name == "local":
             parts.update(
                 host=self.local_host, port=str(cluster.port or self.local_port), user=self.user
@@ -86,8 +123,70 @@ class Clusters:
         text = " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
         return f"{text} {cluster.options}" if cluster.options else text
 
+    def _fdw_options(self, cluster: Cluster) -> dict[str, str]:
+        """The foreign server's options, then its user mapping's (user, password)."""
+        if cluster.name in self._fdw:
+            return self._fdw[cluster.name]
+        rows = self.plpy.execute(
+            self.plpy.prepare(
+                """SELECT s.srvoptions AS server, (
+                       SELECT m.umoptions FROM pg_catalog.pg_user_mappings AS m
+                       WHERE m.srvid = s.oid AND m.umuser IN (r.oid, 0)
+                       ORDER BY m.umuser DESC LIMIT 1) AS mapping,
+                       EXISTS (SELECT FROM pg_catalog.pg_user_mappings AS m
+                               WHERE m.srvid = s.oid AND m.umuser IN (r.oid, 0)) AS mapped
+                   FROM pg_catalog.pg_foreign_server AS s, pg_catalog.pg_roles AS r
+                   WHERE s.srvname = $1 AND r.rolname = current_user""",
+                ["text"],
+            ),
+            [cluster.fdw_server],
+        )
+        if not rows:
+            raise AdmmgtError(
+                f'cluster "{cluster.name}": foreign server "{cluster.fdw_server}" '
+                "(clusters.fdw_server) does not exist",
+                hint=f"CREATE SERVER {quote_ident(cluster.fdw_server or '')} FOREIGN DATA WRAPPER"
+                " dblink_fdw OPTIONS (host '...', port '...'); then CREATE USER MAPPING for the"
+                " owner of the admmgt procedures (docs/clusters.md).",
+            )
+        if not rows[0]["mapped"]:
+            raise AdmmgtError(
+                f'cluster "{cluster.name}": foreign server "{cluster.fdw_server}" has no user '
+                f'mapping for role "{self.user}" (the owner of the admmgt procedures) or PUBLIC',
+                hint=f"CREATE USER MAPPING FOR {quote_ident(self.user)} SERVER "
+                f"{quote_ident(cluster.fdw_server or '')} OPTIONS (user '...', password '...');",
+            )
+        options: dict[str, str] = {}
+        for item in list(rows[0]["server"] or []) + list(rows[0]["mapping"] or []):
+            key, _, value = item.partition("=")
+            if key != "dbname":  # each connection names its own database
+                options[key] = value
+        self._fdw[cluster.name] = options
+        return options
+
     def admin_conninfo(self) -> str:
         return self.conninfo("local", self.admin_db)
+
+    def maintenance_db(self, cluster_name: str) -> str:
+        """Where CREATE DATABASE and DROP DATABASE run on a cluster."""
+        return self.admin_db if cluster_name == "local" else "postgres"
+
+    def parallel(self, cluster_name: str, default: int) -> int:
+        cluster = self.by_name.get(cluster_name)
+        return cluster.max_parallel if cluster and cluster.max_parallel else default
+
+    def probe(self, dblink: Dblink, cluster_name: str) -> RemoteError | None:
+        """None if the cluster accepts a connection now, else why not."""
+        try:
+            conninfo = self.conninfo(cluster_name, self.maintenance_db(cluster_name))
+        except AdmmgtError as exc:
+            return RemoteError("08000", exc.message)
+        try:
+            name = dblink.connect(conninfo)
+        except RemoteError as exc:
+            return exc
+        dblink.disconnect(name)
+        return None
 
 
 # ------------------------------------------------------------------ dblink
@@ -135,9 +234,21 @@ class Dblink:
         s = found[0]["s"]
         self.schema = s
         prep = plpy.prepare
+        # dblink reports a lost connection as NOTICEs ("could not send query",
+        # the server's FATAL text) on top of the error admmgt reports in words;
+        # these calls raise client_min_messages around themselves, in one statement.
+        level = plpy.execute("SELECT current_setting('client_min_messages') AS v")[0]["v"]
+        quiet = "pg_catalog.set_config('client_min_messages', 'warning', false)"
+        loud = f"pg_catalog.set_config('client_min_messages', {quote_literal(level)}, false)"
+        self._quiet, self._loud = prep(f"SELECT {quiet}", []), prep(f"SELECT {loud}", [])
         self._connect = prep(f"SELECT {s}.dblink_connect($1, $2)", ["text", "text"])
-        self._disconnect = prep(f"SELECT {s}.dblink_disconnect($1)", ["text"])
-        self._send = prep(f"SELECT {s}.dblink_send_query($1, $2) AS ok", ["text", "text"])
+        self._disconnect = prep(
+            f"SELECT {quiet} AS a, {s}.dblink_disconnect($1) AS ok, {loud} AS b", ["text"]
+        )
+        self._send = prep(
+            f"SELECT {quiet} AS a, {s}.dblink_send_query($1, $2) AS ok, {loud} AS b",
+            ["text", "text"],
+        )
         self._busy = prep(
             f"SELECT n FROM unnest($1::text[]) AS n WHERE {s}.dblink_is_busy(n) = 1", ["text[]"]
         )
@@ -165,7 +276,16 @@ class Dblink:
     def connect(self, conninfo: str) -> str:
         self.counter += 1
         name = f"admmgt_{self.counter}"
-        self._call(self._connect, [name, conninfo])
+        try:
+            self._call(self._connect, [name, conninfo])
+        except RemoteError as exc:
+            # libpq quotes a malformed connection string back; a password must not follow.
+            raise RemoteError(
+                exc.sqlstate,
+                redact(exc.message, conninfo),
+                redact(exc.detail, conninfo) if exc.detail else None,
+                exc.hint,
+            ) from None
         return name
 
     def disconnect(self, name: str) -> None:
@@ -179,7 +299,8 @@ class Dblink:
                 self.disconnect(row["n"])
 
     def send(self, name: str, sql: str) -> None:
-        self._call(self._send, [name, sql], sql)
+        if self._call(self._send, [name, sql], sql)[0]["ok"] != 1:
+            raise RemoteError("08006", "could not send the statement: the connection is lost")
 
     def busy(self, names: list[str]) -> set[str]:
         return {r["n"] for r in self.plpy.execute(self._busy, [names])}
@@ -194,8 +315,14 @@ class Dblink:
             self._result_plans[columns] = plan
         try:
             rows = [dict(r) for r in self._call(plan, [name], statement)]
-        finally:
-            self._call(self._drain, [name])
+        except RemoteError:
+            self.plpy.execute(self._quiet)
+            try:
+                self._call(self._drain, [name])
+            finally:
+                self.plpy.execute(self._loud)
+            raise
+        self._call(self._drain, [name])
         return rows
 
     def query(self, name: str, sql: str, columns: str = "status text") -> list[dict[str, Any]]:
@@ -237,7 +364,7 @@ class Sleep:
 
 @dataclass
 class Outcome:
-    outcome: str  # ok | failed | skipped | noop
+    outcome: str  # ok | failed | skipped | noop | unreachable (its cluster is down)
     message: str = ""
     sqlstate: str | None = None
     statement: str | None = None
@@ -255,6 +382,7 @@ Job = Generator[Connect | Run | Sleep, Any, Outcome]
 @dataclass
 class _Active:
     target: Any
+    cluster: str
     job: Job
     started: float
     connections: list[str] = field(default_factory=list)
@@ -262,8 +390,21 @@ class _Active:
     wake_at: float | None = None
 
 
+# Errors after which the server itself may be gone, not just one database:
+# connection exceptions and administrator shutdown/crash/cannot-connect-now.
+_SERVER_GONE = ("08", "57P01", "57P02", "57P03")
+
+
 class Fanout:
-    """Drive jobs, ``parallel`` at a time, stopping early after ``failure_limit``."""
+    """Drive jobs, ``parallel`` at a time, stopping early after ``failure_limit``.
+
+    With ``clusters``, the limit is per cluster (clusters.max_parallel, else
+    ``parallel``) and clusters take turns, so one server is not flooded while
+    the others idle. A cluster that does not answer -- checked before its first
+    target, and again when a target loses its connection -- is reported once:
+    its remaining targets end as "unreachable" without being tried and do not
+    count towards the failure limit; the other clusters go on.
+    """
 
     def __init__(
         self,
@@ -271,37 +412,58 @@ class Fanout:
         parallel: int,
         failure_limit: int,
         on_done: Callable[[Any, Outcome, float], None],
+        clusters: Clusters | None = None,
     ) -> None:
         self.dblink = dblink
         self.parallel = max(1, parallel)
         self.failure_limit = failure_limit
         self.on_done = on_done
+        self.clusters = clusters
         self.failures = 0
+        self._queues: dict[str, deque[Any]] = {}
+
+    def _cluster(self, target: Any) -> str:
+        if self.clusters is None:
+            return ""  # one limit for all
+        return getattr(target, "cluster", None) or "local"
 
     def run(self, targets: Iterable[Any], job: Callable[[Any], Job]) -> None:
         """Run ``job(target)`` for every target; report each through ``on_done``."""
-        queue = deque(targets)
+        queues: dict[str, deque[Any]] = {}
+        self._queues = queues
+        for target in targets:
+            queues.setdefault(self._cluster(target), deque()).append(target)
+        running = dict.fromkeys(queues, 0)
         active: list[_Active] = []
         try:
-            while queue or active:
-                while queue and len(active) < self.parallel and not self._stopped():
-                    target = queue.popleft()
-                    state = _Active(target, job(target), time.monotonic())
-                    active.append(state)
-                    self._advance(state, None, None)
+            while any(queues.values()) or active:
+                started = True
+                while started and not self._stopped():
+                    started = False
+                    for name, queue in queues.items():  # one each, in turn
+                        if queue and running[name] < self._limit(name) and self._answers(name):
+                            target = queue.popleft()
+                            state = _Active(target, name, job(target), time.monotonic())
+                            active.append(state)
+                            running[name] += 1
+                            started = True
+                            self._advance(state, None, None)
                 if self._stopped():
-                    while queue:
-                        target = queue.popleft()
-                        self.on_done(
-                            target,
-                            Outcome(
-                                "skipped",
-                                f"not attempted: the failure limit ({self.failure_limit}) "
-                                "was reached",
-                            ),
-                            0.0,
-                        )
+                    for queue in queues.values():
+                        while queue:
+                            self.on_done(
+                                queue.popleft(),
+                                Outcome(
+                                    "skipped",
+                                    f"not attempted: the failure limit ({self.failure_limit}) "
+                                    "was reached",
+                                ),
+                                0.0,
+                            )
                 progressed = self._poll(active)
+                for state in active:
+                    if state.job is None:
+                        running[state.cluster] -= 1
                 active = [a for a in active if a.job is not None]
                 if not progressed and active:
                     time.sleep(0.002)
@@ -310,8 +472,52 @@ class Fanout:
                 for name in state.connections:
                     self.dblink.disconnect(name)
 
+    def _limit(self, cluster: str) -> int:
+        return self.clusters.parallel(cluster, self.parallel) if self.clusters else self.parallel
+
     def _stopped(self) -> bool:
         return self.failure_limit > 0 and self.failures >= self.failure_limit
+
+    def _answers(self, cluster: str) -> bool:
+        """Whether targets of ``cluster`` may start; checks it once per run."""
+        if self.clusters is None or cluster == "local":
+            return True
+        if cluster not in self.clusters.checked:
+            self.clusters.checked.add(cluster)
+            error = self.clusters.probe(self.dblink, cluster)
+            if error is not None:
+                self._mark_down(cluster, error)
+        if cluster in self.clusters.down:
+            self._mark_down(cluster, self.clusters.down[cluster])
+            return False
+        return True
+
+    def _mark_down(self, cluster: str, error: RemoteError) -> None:
+        """Say once per run that ``cluster`` is unreachable; end its queued targets so."""
+        assert self.clusters is not None
+        if cluster not in self.clusters.down:
+            self.clusters.down[cluster] = error
+            self.dblink.plpy.notice(
+                f'cluster "{cluster}" is unreachable ({error.describe()}); its databases are '
+                "left as they are in this run (outcome unreachable in the run log); "
+                "re-run once it is back"
+            )
+        queue = self._queues.get(cluster, deque())
+        while queue:
+            self.on_done(queue.popleft(), _unreachable(cluster, error), 0.0)
+
+    def _server_gone(self, cluster: str, outcome: Outcome) -> bool:
+        """After a lost connection: is the whole cluster down (then say so once)?"""
+        if not self.clusters or cluster == "local" or not outcome.sqlstate:
+            return False
+        if not outcome.sqlstate.startswith(_SERVER_GONE):
+            return False
+        if cluster not in self.clusters.down:
+            error = self.clusters.probe(self.dblink, cluster)
+            if error is None:
+                return False
+            self._mark_down(cluster, error)
+        return True
 
     def _poll(self, active: list[_Active]) -> bool:
         progressed = False
@@ -383,8 +589,19 @@ class Fanout:
         for name in state.connections:
             self.dblink.disconnect(name)
         state.connections.clear()
+        if outcome.outcome == "failed" and self._server_gone(state.cluster, outcome):
+            assert self.clusters is not None
+            interrupted = _unreachable(state.cluster, self.clusters.down[state.cluster])
+            interrupted.message += f"; interrupted: {outcome.message}"
+            outcome = interrupted
         if outcome.outcome == "failed":
             self.failures += 1
         elapsed_ms = (time.monotonic() - state.started) * 1000
         state.job = None  # type: ignore[assignment]
         self.on_done(state.target, outcome, elapsed_ms)
+
+
+def _unreachable(cluster: str, error: RemoteError) -> Outcome:
+    return Outcome(
+        "unreachable", f'cluster "{cluster}" is unreachable ({error.describe()})', error.sqlstate
+    )

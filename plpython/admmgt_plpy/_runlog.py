@@ -86,7 +86,7 @@ class RunRecorder:
 
         ``words`` names outcomes for the reader, e.g. {"ok": "created"}.
         """
-        if self.counts.get("failed"):
+        if self.counts.get("failed") or self.counts.get("unreachable"):
             outcome = "failed"
         elif self.counts.get("skipped") and not self.counts.get("ok"):
             outcome = "aborted"

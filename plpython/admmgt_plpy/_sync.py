@@ -19,7 +19,7 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, template_of, updating_tenants
+from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
@@ -205,7 +205,7 @@ def refresh(
     settings = load_settings(plpy)
     operation = "refresh_stored_procedures" if kind == "routines" else "refresh_views"
     take_operation_lock(plpy, "sync", operation)
-    template = template_of(plpy)
+    template, *copies = templates(plpy)
     schemas = schemas_expression(settings.sync_schemas)
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
@@ -219,7 +219,7 @@ def refresh(
     finally:
         dblink.disconnect(conn)
     wanted = [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
-    tenants = updating_tenants(plpy)
+    tenants = copies + updating_tenants(plpy)  # the other clusters' templates too
     recorder = RunRecorder(
         plpy, dblink, clusters, operation, {"scriptid": scriptid, "drop_orphans": drop_orphans}
     )
@@ -239,6 +239,9 @@ def refresh(
                 if outcome.outcome != "failed"
                 else f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
             )
+            if outcome.outcome == "unreachable":  # the fan-out said so once for the cluster
+                recorder.target(tenant.database, tenant.cluster, outcome, elapsed_ms)
+                return
             recorder.target(
                 tenant.database,
                 tenant.cluster,
@@ -247,7 +250,7 @@ def refresh(
                 registry=f"UPDATE admmgt.vendor_db_settings SET last_error = {error}"
                 f" WHERE id = {tenant.id}",
             )
-            plpy.notice(f"[{done[0]}/{total}] {tenant.database}: {outcome.message}")
+            plpy.notice(f"[{done[0]}/{total}] {tenant.label}: {outcome.message}")
 
         job = partial(
             _refresh_one,
@@ -258,7 +261,9 @@ def refresh(
             clusters=clusters,
             settings=settings,
         )
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done).run(tenants, job)
+        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
+            tenants, job
+        )
     finally:
         summary = recorder.finish({"ok": "updated", "noop": "already in sync"})
     plpy.notice(summary)

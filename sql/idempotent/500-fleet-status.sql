@@ -32,7 +32,7 @@ SELECT
     v.last_error_at,
     CASE
         WHEN
-            v.cluster_name = 'local'
+            coalesce(v.cluster_name, 'local') = 'local'
             AND d.oid IS NOT NULL
             AND (
                 pg_catalog.has_database_privilege(d.oid, 'CONNECT')
@@ -42,7 +42,7 @@ SELECT
     END AS size_bytes
 FROM admmgt.vendor_db_settings AS v
 LEFT JOIN pg_catalog.pg_database AS d
-    ON v.cluster_name = 'local' AND d.datname = lower(v.dbname)
+    ON coalesce(v.cluster_name, 'local') = 'local' AND d.datname = lower(v.dbname)
 LEFT JOIN LATERAL (
     SELECT
         l.finished_at,
@@ -50,7 +50,7 @@ LEFT JOIN LATERAL (
         l.outcome
     FROM admmgt.run_log AS l
     INNER JOIN admmgt.runs AS r ON l.run_id = r.id
-    WHERE l.dbname = lower(v.dbname) AND l.cluster_name = v.cluster_name
+    WHERE l.dbname = lower(v.dbname) AND l.cluster_name = coalesce(v.cluster_name, 'local')
     ORDER BY l.finished_at DESC, l.id DESC
     LIMIT 1
 ) AS lastrun ON true

@@ -27,7 +27,7 @@ spread AS (
                 SELECT l.outcome = 'failed'
                 FROM admmgt.run_log AS l
                 WHERE
-                    l.dbname = lower(t.dbname) AND l.cluster_name = t.cluster_name
+                    l.dbname = lower(t.dbname) AND l.cluster_name = coalesce(t.cluster_name, 'local')
                     AND l.scriptid = s.id
                 ORDER BY l.finished_at DESC, l.id DESC
                 LIMIT 1

@@ -63,7 +63,7 @@ def test_poc_registry_columns_and_defaults(admin: psycopg.Connection[Any]) -> No
         "SELECT updateflag, istemplate, deleted, status, scriptversion, cluster_name"
         " FROM admmgt.vendor_db_settings WHERE dbname = 'BigClient'"
     ).fetchone()
-    assert row == (True, False, False, 1, None, "local")
+    assert row == (True, False, False, 1, None, None)  # placed by create_database
     with pytest.raises(errors.UniqueViolation):
         admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname) VALUES ('BIGCLIENT')")
 

@@ -1,0 +1,358 @@
+"""add_cluster: register another PostgreSQL cluster and build its template.
+
+CREATE DATABASE ... TEMPLATE works within one cluster, so every cluster that
+holds tenants keeps its own copy of the template (docs/clusters.md). The copy
+is built the way a held-back tenant is replayed: an empty database with the
+home template's extensions gets every script the home template has, in
+order, each atomically with the routines and views the template had around
+it, then the home template's current routines and views. It is used only once
+its catalog equals the home template's: until then its registry row stays at
+status 1 (building) or 3 (failed), and create_database places no tenant there.
+Calling add_cluster again resumes or re-checks; nothing is built twice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from admmgt_plpy import _drift, _history, _sync
+from admmgt_plpy._apply import SyncPlan, _migrate, _on_template, _single
+from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._names import quote_ident, quote_literal
+from admmgt_plpy._provision import Tenant, templates
+from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run
+from admmgt_plpy._runlog import RunRecorder
+from admmgt_plpy._scripts import load_applied
+from admmgt_plpy._settings import Settings, load_settings
+
+SHOWN_DIFFERENCES = 10
+COLUMNS = ("host", "port", "options", "fdw_server", "max_parallel", "description")
+
+
+def copy_marker(home: Tenant) -> str:
+    """The comment admmgt puts on a template copy it created."""
+    return f"admmgt template copy of {home.database}"
+
+
+def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
+    settings = load_settings(plpy)
+    take_operation_lock(plpy, "migrations", "add_cluster")
+    if not name or not name.strip():
+        raise AdmmgtError("add_cluster: t_name must name the cluster")
+    home, *_ = templates(plpy)
+    existing = plpy.execute(
+        plpy.prepare(f"SELECT {', '.join(COLUMNS)} FROM admmgt.clusters WHERE name = $1", ["text"]),
+        [name],
+    )
+    if existing:
+        _check_same(name, dict(existing[0]), given)
+    elif (given.get("options") or "").lower().replace(" ", "").find("password=") >= 0:
+        raise AdmmgtError(
+            f'add_cluster "{name}": t_options holds a password; admmgt never stores one',
+            hint="Put it in a user mapping (t_fdw_server) or a passfile (docs/clusters.md).",
+        )
+    if name == home.cluster:
+        raise AdmmgtError(
+            f'cluster "{name}" holds the home template "{home.database}"; nothing to build',
+        )
+
+    dblink = Dblink(plpy)
+    recorder = RunRecorder(
+        plpy, dblink, Clusters(plpy), "add_cluster", {"cluster": name, "new": not existing}
+    )
+    try:
+        if not existing:
+            _register(plpy, recorder, name, given)
+        clusters = Clusters(plpy)  # now with the new row
+        unreachable = clusters.probe(dblink, name)
+        if unreachable is not None:
+            raise AdmmgtError(
+                f'add_cluster: cluster "{name}" cannot be reached ({unreachable.describe()}); '
+                "its row is registered, but no template was built",
+                hint="Check host, port and options in admmgt.clusters and the user mapping or "
+                "passfile (docs/clusters.md), then CALL admmgt.add_cluster again.",
+            )
+        copy = _template_row(plpy, recorder, home, name)
+        problem = _build(plpy, dblink, clusters, settings, recorder, home, copy)
+        status = 3 if problem else 2
+        recorder.execute(
+            f"UPDATE admmgt.vendor_db_settings SET status = {status}, modifiedon = now(),"
+            f" last_error = {plpy.quote_nullable(problem)},"
+            f" last_error_at = {'now()' if problem else 'NULL'} WHERE id = {copy.id}"
+        )
+    finally:
+        recorder.finish()
+    if problem:
+        raise AdmmgtError(
+            f'add_cluster: the template copy "{copy.label}" was not made ready: {problem}',
+            hint="It stays at status 3 and takes no tenants. Fix it on that cluster, then "
+            "CALL admmgt.add_cluster again to re-check (or drop the database to rebuild it).",
+        )
+    version = plpy.execute(
+        f"SELECT scriptversion FROM admmgt.vendor_db_settings WHERE id = {copy.id}"
+    )
+    plpy.notice(
+        f'add_cluster: cluster "{name}" is ready for tenants: its template {copy.label} is at '
+        f"script {version[0]['scriptversion']} and its catalog equals the home template's"
+        f" (run {recorder.run_id}, {time.monotonic() - recorder.started:.1f} s)"
+    )
+
+
+def _check_same(name: str, row: dict[str, Any], given: dict[str, Any]) -> None:
+    """A second add_cluster of a registered cluster may repeat, not change, its row."""
+    changed = [
+        f"{c} (registered {row[c]!r}, given {given[c]!r})"
+        for c in COLUMNS
+        if given.get(c) is not None and given[c] != row[c]
+    ]
+    if changed:
+        raise AdmmgtError(
+            f'cluster "{name}" is already registered with other values: {", ".join(changed)}; '
+            "nothing was changed",
+            hint=f"UPDATE admmgt.clusters SET ... WHERE name = {quote_literal(name)}; then "
+            f"CALL admmgt.add_cluster({quote_literal(name)});",
+        )
+
+
+def _register(plpy: Any, recorder: RunRecorder, name: str, given: dict[str, Any]) -> None:
+    q = plpy.quote_nullable
+    values = ", ".join(
+        q(None if given.get(c) is None else str(given[c]))
+        + ("::int" if c in ("port", "max_parallel") else "")
+        for c in COLUMNS
+    )
+    try:
+        recorder.execute(
+            f"INSERT INTO admmgt.clusters (name, {', '.join(COLUMNS)}) VALUES ({q(name)}, {values})"
+        )
+    except RemoteError as exc:
+        raise AdmmgtError(
+            f'add_cluster: cluster "{name}" could not be registered ({exc.describe()}); '
+            "nothing was changed"
+        ) from None
+
+
+def _template_row(plpy: Any, recorder: RunRecorder, home: Tenant, cluster: str) -> Tenant:
+    """This cluster's template row, registered (status 1, building) if missing."""
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, dbname, cluster_name, scriptversion, status
+               FROM admmgt.vendor_db_settings
+               WHERE istemplate AND NOT deleted AND cluster_name = $1""",
+            ["text"],
+        ),
+        [cluster],
+    )
+    if rows and rows[0]["dbname"].lower() != home.database:
+        raise AdmmgtError(
+            f'cluster "{cluster}" already has template "{rows[0]["dbname"]}" (id {rows[0]["id"]}),'
+            f' not a copy of "{home.database}"',
+            hint="Set istemplate = false (or deleted = true) on it first.",
+        )
+    if not rows:
+        recorder.execute(
+            "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status, cluster_name,"
+            f" updateflag) VALUES ({quote_literal(home.dbname)}, true, 1,"
+            f" {quote_literal(cluster)}, true)"
+        )
+        rows = plpy.execute(
+            plpy.prepare(
+                """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+                   WHERE istemplate AND NOT deleted AND cluster_name = $1""",
+                ["text"],
+            ),
+            [cluster],
+        )
+    return Tenant.of(rows[0])
+
+
+def _build(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    settings: Settings,
+    recorder: RunRecorder,
+    home: Tenant,
+    copy: Tenant,
+) -> str | None:
+    """Create, fill and check the copy; None when it equals the home template."""
+    created = _single(plpy, dblink, copy, _create(home, copy, clusters), recorder)
+    if created.outcome == "failed":
+        return created.message
+    ids = _on_template(plpy)
+    chain = load_applied(plpy, ids, "add_cluster")
+    sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
+    job = _migrate(copy, chain, settings, clusters, recorder.run_id, sync, who="template")
+    replayed = _single(plpy, dblink, copy, job, recorder, label=f"template {copy.label}")
+    if replayed.outcome == "failed":
+        return replayed.message
+    made = _single(plpy, dblink, copy, _copy_partitions(home, copy, clusters), recorder)
+    if made.outcome == "failed":
+        return made.message
+    schemas = _sync.schemas_expression(settings.sync_schemas)
+    for kind in _sync.KINDS:
+        wanted = _read(dblink, clusters, home, _sync.catalog_query(kind, schemas, text=True))
+        definitions = [_sync.Definition(r["kind"], r["name"], r["definition"]) for r in wanted]
+        job = _sync._refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
+        synced = _single(plpy, dblink, copy, job, recorder, label=f"template {copy.label}")
+        if synced.outcome == "failed":
+            return synced.message
+    return _compare(dblink, clusters, home, copy)
+
+
+def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
+    """CREATE DATABASE the copy (like the home template's encoding and locale), with
+    the home template's extensions; adopt one an interrupted call made."""
+    source = yield Connect(clusters.conninfo(home.cluster, home.database))
+    settings = yield Run(
+        source,
+        """SELECT pg_catalog.pg_encoding_to_char(encoding) AS encoding, datcollate, datctype
+           FROM pg_catalog.pg_database WHERE datname = current_database()""",
+        "encoding text, datcollate text, datctype text",
+    )
+    schemas = yield Run(source, _MANAGED_SCHEMAS, "nspname text")
+    extensions = yield Run(
+        source,
+        """SELECT x.extname, x.extversion, n.nspname FROM pg_catalog.pg_extension AS x
+           JOIN pg_catalog.pg_namespace AS n ON n.oid = x.extnamespace
+           WHERE x.extname <> 'plpgsql' ORDER BY x.oid""",
+        "extname text, extversion text, nspname text",
+    )
+    db = quote_ident(copy.database)
+    conn = yield Connect(clusters.conninfo(copy.cluster, clusters.maintenance_db(copy.cluster)))
+    marker = copy_marker(home)
+    found = yield Run(
+        conn,
+        "SELECT shobj_description(oid, 'pg_database') AS c FROM pg_catalog.pg_database"
+        f" WHERE datname = {quote_literal(copy.database)}",
+        "c text",
+    )
+    note = "created"
+    if found and found[0]["c"] != marker:
+        return Outcome(
+            "failed",
+            f'database "{copy.database}" already exists on cluster "{copy.cluster}" but admmgt '
+            f"did not create it as a template copy; drop or rename it there, or "
+            f"COMMENT ON DATABASE {db} IS {quote_literal(marker)} to have it checked and used",
+            "42P04",
+        )
+    if found:
+        note = "found from an earlier call"
+    else:
+        s = settings[0]
+        yield Run(
+            conn,
+            f"CREATE DATABASE {db} TEMPLATE template0 ENCODING {quote_literal(s['encoding'])}"
+            f" LC_COLLATE {quote_literal(s['datcollate'])} LC_CTYPE {quote_literal(s['datctype'])}",
+        )
+        yield Run(conn, f"REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC")
+        yield Run(conn, f"COMMENT ON DATABASE {db} IS {quote_literal(marker)}")
+    target = yield Connect(clusters.conninfo(copy.cluster, copy.database))
+    for x in schemas:  # the POC's application schema is made by hand, not by a script
+        yield Run(target, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(x['nspname'])}")
+    for x in extensions:
+        yield Run(target, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(x['nspname'])}")
+        yield Run(
+            target,
+            f"CREATE EXTENSION IF NOT EXISTS {quote_ident(x['extname'])}"
+            f" WITH SCHEMA {quote_ident(x['nspname'])} VERSION {quote_literal(x['extversion'])}",
+        )
+    yield Run(target, _history.ENSURE_TABLE)
+    return Outcome("noop" if found else "ok", f"database {note}")
+
+
+# Schemas of the application: not admmgt's, the system's or an extension's.
+_MANAGED_SCHEMAS = r"""
+SELECT n.nspname FROM pg_catalog.pg_namespace AS n
+WHERE n.nspname NOT IN ('admmgt', 'pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                  WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND d.objid = n.oid
+                    AND d.deptype = 'e')
+ORDER BY n.oid"""
+
+# Every partition of the application's tables, parents before children, with
+# its bound as PostgreSQL prints it (names come quoted from regclass).
+_PARTITIONS = r"""
+WITH RECURSIVE tree AS (
+    SELECT i.inhrelid AS oid, i.inhparent AS parent, 1 AS depth
+    FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS p ON p.oid = i.inhparent
+    WHERE p.relkind = 'p' AND NOT p.relispartition
+  UNION ALL
+    SELECT i.inhrelid, i.inhparent, t.depth + 1
+    FROM pg_catalog.pg_inherits AS i JOIN tree AS t ON t.oid = i.inhparent
+)
+SELECT c.oid::regclass::text AS name, t.parent::regclass::text AS parent,
+       pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
+       (SELECT quote_ident(s.spcname) FROM pg_catalog.pg_tablespace AS s
+        WHERE s.oid = c.reltablespace) AS tablespace
+FROM tree AS t JOIN pg_catalog.pg_class AS c ON c.oid = t.oid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relispartition AND n.nspname <> 'admmgt'
+ORDER BY t.depth, 1"""
+_PARTITION_COLUMNS = "name text, parent text, bound text, tablespace text"
+
+
+def _copy_partitions(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
+    """The partitions applyMaintenance (or a DBA) made in the home template since
+    the scripts ran, made the same in the copy, in one transaction."""
+    source = yield Connect(clusters.conninfo(home.cluster, home.database))
+    wanted = yield Run(source, _PARTITIONS, _PARTITION_COLUMNS)
+    target = yield Connect(clusters.conninfo(copy.cluster, copy.database))
+    have = {r["name"] for r in (yield Run(target, _PARTITIONS, _PARTITION_COLUMNS))}
+    missing = [r for r in wanted if r["name"] not in have]
+    if not missing:
+        return Outcome("noop", "partitions: all there")
+    yield Run(target, "BEGIN")
+    try:
+        for r in missing:
+            where = f" TABLESPACE {r['tablespace']}" if r["tablespace"] else ""
+            yield Run(
+                target, f"CREATE TABLE {r['name']} PARTITION OF {r['parent']} {r['bound']}{where}"
+            )
+        yield Run(target, "COMMIT")
+    except RemoteError as exc:
+        return Outcome.failed(exc, f"copying partitions failed ({exc.describe()}); none made")
+    return Outcome("ok", f"{len(missing)} partition(s) made as in the home template")
+
+
+def _read(dblink: Dblink, clusters: Clusters, target: Tenant, sql: str) -> list[dict[str, Any]]:
+    conn = dblink.connect(clusters.conninfo(target.cluster, target.database))
+    try:
+        return dblink.query(conn, sql, _sync.COLUMNS)
+    finally:
+        dblink.disconnect(conn)
+
+
+def _compare(dblink: Dblink, clusters: Clusters, home: Tenant, copy: Tenant) -> str | None:
+    """None if the copy's catalog equals the home template's, else the differences."""
+    snapshots = []
+    for target in (home, copy):
+        conn = dblink.connect(clusters.conninfo(target.cluster, target.database))
+        try:
+            dblink.query(conn, _drift.SESSION, _drift.SESSION_COLUMNS)
+            version = None
+            if dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]:
+                rows = dblink.query(conn, _history.VERSION, _history.VERSION_COLUMNS)
+                version = rows[0]["version"]
+            objects = _drift.objects_of(dblink.query(conn, _drift.OBJECTS, _drift.OBJECTS_COLUMNS))
+        finally:
+            dblink.disconnect(conn)
+        snapshots.append((version, objects))
+    (home_version, home_objects), (copy_version, copy_objects) = snapshots
+    if home_version != copy_version:
+        return f"it is at script {copy_version}, the home template at {home_version}"
+    found = _drift.compare(home_objects, copy_objects)
+    if not found:
+        return None
+    shown = "; ".join(
+        f"{d.object_kind} {d.object_name} {d.difference} ({d.detail})"
+        for d in found[:SHOWN_DIFFERENCES]
+    )
+    more = f"; and {len(found) - SHOWN_DIFFERENCES} more" if len(found) > SHOWN_DIFFERENCES else ""
+    return (
+        f"its catalog differs from the home template's in {len(found)} object(s): {shown}{more}"
+        " (objects made by hand in the home template, outside scripts, are not copied)"
+    )
