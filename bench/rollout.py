@@ -94,10 +94,10 @@ ORDERS = [
 NOOP_SQL = "SELECT max(version) FROM app_psql.schema_version"
 
 
-def twin(statement: str) -> str:
-    """admmgt's compiled statement, pointed at the twin schema app_psql."""
-    return statement.replace('"app".', '"app_psql".').replace(
-        'SCHEMA IF NOT EXISTS "app"', 'SCHEMA IF NOT EXISTS "app_psql"'
+def twin(statement: str, schema: str = "app_psql") -> str:
+    """admmgt's compiled statement, pointed at a twin schema (app_psql here)."""
+    return statement.replace('"app".', f'"{schema}".').replace(
+        'SCHEMA IF NOT EXISTS "app"', f'SCHEMA IF NOT EXISTS "{schema}"'
     )
 
 
@@ -288,11 +288,21 @@ class Fleet:
     # -- set-up
 
     def build(self) -> None:
+        self.create_admin()
+        with connect(self.box.dsn(TEMPLATE)) as tpl:
+            tpl.execute(TEMPLATE_DDL)
+        # Script 1 gives the template app.items (the twin of app_psql.items)
+        # before any tenant exists, so tenants are born at version 1.
+        self.script(1, "items", tables=[("items", ITEMS)])
+        self.call("applyscripts")
+        self.take_notices("template set-up")
+        self.register(self.tenants)
+
+    def create_admin(self) -> None:
+        """Empty admin and template databases; admmgt installed, the template registered."""
         drop_databases(self.box, self.cluster, "bench\\_%")
         for db in (ADMIN, TEMPLATE):
             self.cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-        with connect(self.box.dsn(TEMPLATE)) as tpl:
-            tpl.execute(TEMPLATE_DDL)
         self._admin = connect(self.box.dsn(ADMIN))
         self._notices = Notices(self._admin)
         pid = self.admin.execute("SELECT pg_backend_pid()").fetchone()
@@ -303,14 +313,12 @@ class Fleet:
             " VALUES (%s, true, 2)",
             (TEMPLATE,),
         )
-        # Script 1 gives the template app.items (the twin of app_psql.items)
-        # before any tenant exists, so tenants are born at version 1.
-        self.script(1, "items", tables=[("items", ITEMS)])
-        self.call("applyscripts")
-        self.take_notices("template set-up")
+
+    def register(self, names: list[str]) -> None:
+        """Tenants to be made by admmgt.create_database (status 1)."""
         self.admin.cursor().executemany(
             "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES (%s, 1)",
-            [(t,) for t in self.tenants],
+            [(n,) for n in names],
         )
 
     def provision(self) -> None:
@@ -342,10 +350,7 @@ class Fleet:
         # dropped and unregistered afterwards; the psql time is the one above.
         four = Row(what, str(XARGS_P))
         self.set_parallel(str(XARGS_P))
-        self.admin.cursor().executemany(
-            "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES (%s, 1)",
-            [(f"bench_q{i:04d}",) for i in range(self.size)],
-        )
+        self.register([f"bench_q{i:04d}" for i in range(self.size)])
         self.log(f"CALL admmgt.create_database() for {self.size} more, max_parallel 4")
         four.admmgt.append(self.timed_call("create_database", f"create_database, {XARGS_P}"))
         four.psql.append(psql)
@@ -372,8 +377,14 @@ class Fleet:
         tables: Sequence[tuple[str, list[tuple[Any, ...]]]] = (),
         add_column: tuple[str, str, str] | None = None,
         index: tuple[str, list[str]] | None = None,
+        ranges: dict[str, tuple[str, str]] | None = None,
     ) -> None:
-        """A script written the way a DBA does: INSERTs into the metadata tables."""
+        """A script written the way a DBA does: INSERTs into the metadata tables.
+
+        `ranges` maps a new table to (column, interval): range-partitioned, with
+        a default partition.
+        """
+        ranges = ranges or {}
         self.admin.execute(
             "INSERT INTO admmgt.scripts (id, description, status) VALUES (%s, %s, 0)",
             (script_id, description),
@@ -386,13 +397,19 @@ class Fleet:
         for name, columns in tables:
             row = self.admin.execute(
                 "INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, status,"
-                " haspart) VALUES (%s, 'app', %s, 1, 0) RETURNING id",
-                (script_id, name),
+                " haspart, hasdefault) VALUES (%s, 'app', %s, 1, %s, %s) RETURNING id",
+                (script_id, name, int(name in ranges), int(name in ranges)),
             ).fetchone()
             assert row is not None
             ids[name] = int(row[0])
             for col in columns:
                 self.column(ids[name], script_id, *col)
+            if name in ranges:
+                self.admin.execute(
+                    "INSERT INTO admmgt.script_table_partitions (tableid, partcolumnname,"
+                    " parttype, partvalue) VALUES (%s, %s, 'range', %s)",
+                    (ids[name], *ranges[name]),
+                )
         if add_column:
             table, column, datatype = add_column
             self.column(ids[table], script_id, column, datatype, 1, None, 0, 0)
@@ -429,15 +446,20 @@ class Fleet:
             )
         ]
 
-    def call(self, procedure: str) -> None:
-        self.admin.execute(sql.SQL("CALL admmgt.{}()").format(sql.Identifier(procedure)))
+    def call(self, procedure: str, **arguments: Any) -> None:
+        """CALL admmgt.<procedure>(name => value, ...)."""
+        named = sql.SQL(", ").join(
+            sql.SQL("{} => {}").format(sql.Identifier(k), sql.Literal(v))
+            for k, v in arguments.items()
+        )
+        self.admin.execute(sql.SQL("CALL admmgt.{}({})").format(sql.Identifier(procedure), named))
 
-    def timed_call(self, procedure: str, detail: str | None = None) -> Timing:
+    def timed_call(self, procedure: str, detail: str | None = None, **arguments: Any) -> Timing:
         """CALL it; wall time at the client, CPU time of the admin backend driving it."""
         before_cpu = process_cpu(self._admin_pid)
         before_run = self.one("SELECT coalesce(max(id), 0) FROM admmgt.runs")
         started = time.perf_counter()
-        self.call(procedure)
+        self.call(procedure, **arguments)
         wall = time.perf_counter() - started
         after_cpu = process_cpu(self._admin_pid)
         cpu = after_cpu - before_cpu if after_cpu is not None and before_cpu is not None else None
