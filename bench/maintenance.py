@@ -38,16 +38,13 @@ UTC (PGTZ), as admmgt's maintenance does. A benchmark, not a test.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from psycopg import sql
 
@@ -55,17 +52,18 @@ import admmgt
 from rollout import (
     LIMIT_S,
     PSQL,
-    ROOT,
     TEMPLATE,
     XARGS_P,
     Conn,
     Fleet,
     Row,
-    RunDetail,
     Timing,
+    bench_arguments,
+    bench_cluster,
+    check_arguments,
     connect,
+    each_fleet,
     markdown,
-    revision,
     twin,
 )
 
@@ -151,9 +149,12 @@ def ensure_partman(cluster: Conn) -> str:
             raise SystemExit("pg_partman is missing: apt-get install -y postgresql-15-partman")
         install = ["apt-get", "install", "-y", "-q", "postgresql-15-partman"]
         for command in (install, ["apt-get", "update", "-q"], install):
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=LIMIT_S, check=False
-            )
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=LIMIT_S, check=False
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise SystemExit(f"{' '.join(command)}: {exc}") from exc
             if done.returncode == 0 and command is install and available():
                 break
         version, how = available(), "installed now with apt-get"
@@ -177,28 +178,21 @@ class Phase:
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-@dataclass
-class Outcome:
-    tenants: int
-    phases: list[Phase] = field(default_factory=list)
-    details: list[RunDetail] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
 class MaintenanceFleet(Fleet):
     """rollout.py's fleet, with partitioned tables for admmgt and for pg_partman."""
 
     def __init__(
-        self, box: admmgt.Sandbox, cluster: Conn, size: int, repeat: int, days: int, flip: bool
+        self, box: admmgt.Sandbox, cluster: Conn, size: int, repeat: int, days: int, flip: int
     ) -> None:
         super().__init__(box, cluster, size, repeat)
         self.days = days
-        self.flip = flip  # pg_partman goes first in the first maintenance
+        self.flip = bool(flip)  # pg_partman goes first in the first maintenance
         self.databases = [TEMPLATE, *self.tenants]
         self.today = dt.date.today()
         self.ahead: dict[str, int] = {}  # periods admmgt makes after the current one
         self.premake: dict[str, int] = {}  # pg_partman's premake for the same horizon
-        self.outcome = Outcome(size)
+        self.phases: list[Phase] = []
+        self.notes: list[str] = []
 
     def build(self) -> None:
         self.create_admin()
@@ -249,11 +243,11 @@ class MaintenanceFleet(Fleet):
                         )
                     )
         horizon = f"today {self.today} (UTC), t_numdays {self.days}; " + ", ".join(
-            f"{t}: admmgt makes {self.ahead[t]} {TABLES[t][2]}s ahead, pg_partman premake "
+            f"{t}: admmgt makes {self.ahead[t]} {TABLES[t][2]}(s) ahead, pg_partman premake "
             f"{self.premake[t]}"
             for t in TABLES
         )
-        self.outcome.notes.append(horizon)
+        self.notes.append(horizon)
         self.log(horizon)
         self.verify("template set-up", [TEMPLATE])
         self.register(self.tenants)
@@ -312,7 +306,7 @@ class MaintenanceFleet(Fleet):
         ]
         for side in reversed(sides) if self.flip else sides:
             side()
-        self.outcome.phases.append(self.phase(first))
+        self.phases.append(self.phase(first))
         noop = Row("no-op re-run", str(XARGS_P))
         for rep in range(self.repeat):
             self.pair(
@@ -321,24 +315,25 @@ class MaintenanceFleet(Fleet):
                 partial(self.admmgt_run, "no-op re-run"),
                 self.partman_run,
             )
-        self.outcome.phases.append(self.phase(noop))
+        self.phases.append(self.phase(noop))
         self.result.rows += [first, noop]
 
-    def run_all(self) -> Outcome:
+    def run_all(self) -> MaintenanceFleet:
         self._started = time.monotonic()
-        self.outcome.notes.append(f"load at start {os.getloadavg()[0]:.1f}")
+        self.notes.append(f"load at start {os.getloadavg()[0]:.1f}")
         self.build()
         self.measure()
-        self.outcome.notes.append(
+        self.notes.append(
             f"{time.monotonic() - self._started:.0f} s in all (fleet building included)"
         )
-        return self.outcome
+        return self
 
 
 # ----------------------------------------------------------------------- main
 
 
-def print_outcomes(outcomes: list[Outcome], problems: list[str]) -> None:
+def print_outcomes(outcomes: list[MaintenanceFleet]) -> None:
+    """The table of phases, admmgt's run-log details, driver CPU, notes and problems."""
     rows = []
     for o in outcomes:
         for p in o.phases:
@@ -360,20 +355,21 @@ def print_outcomes(outcomes: list[Outcome], problems: list[str]) -> None:
             rows,
         )
     )
-    details = [d.cells() for o in outcomes for d in o.details]
+    details = [d.cells() for o in outcomes for d in o.result.details]
     print(
         "\nadmmgt per-database times from admmgt.run_log (busy = sum of per-database times /"
         " wall time: databases in flight on average):\n"
     )
     print(markdown(["admmgt run", "run id", "databases", "median ms", "p95 ms", "busy"], details))
-    cpu = [[str(o.tenants), *p.row.cpu_cells()] for o in outcomes for p in o.phases]
+    cpu = [[str(o.size), *p.row.cpu_cells()] for o in outcomes for p in o.phases]
     print(
         "\nDriver CPU seconds (medians): admmgt = its admin backend; pg_partman = the psql"
         " processes. Tenant backends, where both do their work, not counted.\n"
     )
     print(markdown(["tenants", "phase", "max_parallel", "admmgt backend CPU s", "psql CPU s"], cpu))
     for o in outcomes:
-        print(f"\n{o.tenants} tenants: " + "; ".join(o.notes))
+        print(f"\n{o.size} tenants: " + "; ".join(o.notes))
+    problems = [f"{f.size} tenants: {p}" for f in outcomes for p in f.result.problems]
     if problems:
         print("\nproblems seen:")
         for problem in problems:
@@ -381,64 +377,32 @@ def print_outcomes(outcomes: list[Outcome], problems: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--tenants", type=int, nargs="+", default=[100, 500])
+    parser = bench_arguments(__doc__, "bench-partman", 54331)
     parser.add_argument("--days", type=int, default=60, help="t_numdays, 31 to 366")
-    parser.add_argument("--repeat", type=int, default=3, help="no-op measurements (1-9)")
-    parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench-partman")
-    parser.add_argument("--port", type=int, default=54331)
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the sandbox (stopped) with the last fleet"
-    )
     args = parser.parse_args(argv)
-    if any(n < 1 or n > 1000 for n in args.tenants):
-        parser.error("--tenants: 1 to 1000 per fleet")
+    check_arguments(parser, args)
     if not 31 <= args.days <= 366:
         # At least 31, so that the monthly table has a month to make too.
         parser.error("--days: 31 to 366")
-    if not 1 <= args.repeat <= 9:
-        parser.error("--repeat: 1 to 9")
     # Every session (psycopg's and psql's) in UTC: admmgt's maintenance computes
     # its periods in UTC, pg_partman in the session's time zone.
     os.environ["PGTZ"] = "UTC"
-
-    cores = os.cpu_count() or 1
-    box = admmgt.Sandbox(args.dir.resolve(), args.port)
     started = time.monotonic()
+    options = f"--days {args.days}, --repeat {args.repeat}"
+    with bench_cluster(args, "maintenance", options) as (box, cluster):
+        server = cluster.execute("SHOW server_version").fetchone()
+        print(f"PostgreSQL {server[0] if server else '?'}; {ensure_partman(cluster)}; {PSQL}")
+        fleets = each_fleet(
+            args.tenants,
+            # Which side goes first in the first maintenance alternates by fleet.
+            lambda i, size: MaintenanceFleet(box, cluster, size, args.repeat, args.days, i % 2),
+            MaintenanceFleet.run_all,
+        )
+    print_outcomes(fleets)
     print(
-        f"admmgt {admmgt.__version__} maintenance benchmark, {dt.date.today().isoformat()}: "
-        f"{cores} cores, {platform.system()} {platform.release()}, Python "
-        f"{platform.python_version()}, --days {args.days}, --repeat {args.repeat}; {revision()}"
-    )
-    print(f"sandbox {box.root}, port {args.port}, Unix socket only")
-    outcomes: list[Outcome] = []
-    problems: list[str] = []
-    box.start()
-    try:
-        with connect(box.dsn()) as cluster:
-            server = cluster.execute("SHOW server_version").fetchone()
-            print(f"PostgreSQL {server[0] if server else '?'}; {ensure_partman(cluster)}; {PSQL}")
-            for index, size in enumerate(args.tenants):
-                print(f"\nfleet of {size} tenants:", flush=True)
-                fleet = MaintenanceFleet(box, cluster, size, args.repeat, args.days, index % 2 == 1)
-                try:
-                    outcome = fleet.run_all()
-                    outcome.details = fleet.result.details
-                    outcomes.append(outcome)
-                    problems += [f"{size} tenants: {p}" for p in fleet.result.problems]
-                finally:
-                    fleet.close(drop=index < len(args.tenants) - 1)
-    finally:
-        if args.keep:
-            box.stop()
-            print(f"\nsandbox kept, stopped, in {box.root}")
-        else:
-            box.destroy()
-    print_outcomes(outcomes, problems)
-    print(
-        f"\n{cores} cores; admmgt max_parallel {XARGS_P}, pg_partman through xargs -P{XARGS_P}"
-        " psql; both on the template and every tenant, in schemas app and app_pm of the same"
-        " databases. Quote the ratios of one run, not the absolute seconds."
+        f"\n{os.cpu_count() or 1} cores; admmgt max_parallel {XARGS_P}, pg_partman through"
+        f" xargs -P{XARGS_P} psql; both on the template and every tenant, in schemas app and"
+        " app_pm of the same databases. Quote the ratios of one run, not the absolute seconds."
         f"\nTotal {time.monotonic() - started:.0f} s."
     )
     return 0

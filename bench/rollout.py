@@ -27,6 +27,7 @@ used; every operation is bounded (statement_timeout, subprocess timeout).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -36,11 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -60,6 +61,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 XARGS_PSQL = ["xargs", f"-P{XARGS_P}", "-I{}", PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
 
 Conn = psycopg.Connection[Any]
+R = TypeVar("R")
+FleetT = TypeVar("FleetT", bound="Fleet")
 
 TEMPLATE_DDL = """
 CREATE SCHEMA app_psql;
@@ -700,50 +703,80 @@ def revision() -> str:
     return f"commit {head}" + (" + uncommitted changes" if dirty else "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+def bench_arguments(doc: str | None, sandbox: str, port: int) -> argparse.ArgumentParser:
+    """The options every benchmark here has; `sandbox` names its folder under .sandbox/."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
     parser.add_argument("--tenants", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--repeat", type=int, default=3, help="measurements per pair (1-9)")
-    parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench")
-    parser.add_argument("--port", type=int, default=54329)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / sandbox)
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument(
         "--keep", action="store_true", help="keep the sandbox (stopped) with the last fleet"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if any(n < 1 or n > 1000 for n in args.tenants):
         parser.error("--tenants: 1 to 1000 per fleet")
     if not 1 <= args.repeat <= 9:
         parser.error("--repeat: 1 to 9")
 
-    cores = os.cpu_count() or 1
+
+@contextlib.contextmanager
+def bench_cluster(
+    args: argparse.Namespace, title: str, options: str
+) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
+    """Print the header, start the sandbox; stop it (--keep) or destroy it at the end."""
     box = admmgt.Sandbox(args.dir.resolve(), args.port)
-    started = time.monotonic()
     print(
-        f"admmgt {admmgt.__version__} rollout benchmark, {dt.date.today().isoformat()}: "
-        f"{cores} cores, {platform.system()} {platform.release()}, Python "
-        f"{platform.python_version()}, --repeat {args.repeat}; {revision()}"
+        f"admmgt {admmgt.__version__} {title} benchmark, {dt.date.today().isoformat()}: "
+        f"{os.cpu_count() or 1} cores, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, {options}; {revision()}"
     )
     print(f"sandbox {box.root}, port {args.port}, Unix socket only")
-    results: list[FleetResult] = []
     box.start()
     try:
         with connect(box.dsn()) as cluster:
-            server = cluster.execute("SHOW server_version").fetchone()
-            print(f"PostgreSQL {server[0] if server else '?'}; psql {PSQL}")
-            for index, size in enumerate(args.tenants):
-                print(f"\nfleet of {size} tenants:", flush=True)
-                fleet = Fleet(box, cluster, size, args.repeat)
-                try:
-                    results.append(fleet.run())
-                finally:
-                    # The last fleet goes with the sandbox, or stays with --keep.
-                    fleet.close(drop=index < len(args.tenants) - 1)
+            yield box, cluster
     finally:
         if args.keep:
             box.stop()
             print(f"\nsandbox kept, stopped, in {box.root}")
         else:
             box.destroy()
+
+
+def each_fleet(
+    sizes: list[int], make: Callable[[int, int], FleetT], run: Callable[[FleetT], R]
+) -> list[R]:
+    """make(index, size) and run each fleet; all but the last are dropped after their run."""
+    results: list[R] = []
+    for index, size in enumerate(sizes):
+        print(f"\nfleet of {size} tenants:", flush=True)
+        fleet = make(index, size)
+        try:
+            results.append(run(fleet))
+        finally:
+            # The last fleet goes with the sandbox, or stays with --keep.
+            fleet.close(drop=index < len(sizes) - 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_arguments(__doc__, "bench", 54329)
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    cores = os.cpu_count() or 1
+    started = time.monotonic()
+    with bench_cluster(args, "rollout", f"--repeat {args.repeat}") as (box, cluster):
+        server = cluster.execute("SHOW server_version").fetchone()
+        print(f"PostgreSQL {server[0] if server else '?'}; psql {PSQL}")
+        results = each_fleet(
+            args.tenants,
+            lambda _, size: Fleet(box, cluster, size, args.repeat),
+            Fleet.run,
+        )
     if results and results[0].psql_file:
         print("\nThe psql side's file for one rollout (admmgt's compiled statements, twin schema):")
         print(f"\n{results[0].psql_file}")
