@@ -45,6 +45,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from psycopg import sql
 
@@ -81,7 +82,7 @@ LEDGER = [
     ("amount", "numeric(12,2)", 1, "0", 0, 0),
 ]
 # table -> (columns, partition column, admmgt interval, pg_partman 4.x interval)
-TABLES = {
+TABLES: dict[str, tuple[list[tuple[Any, ...]], str, str, str]] = {
     "events": (EVENTS, "happened_at", "day", "daily"),
     "ledger": (LEDGER, "booked_at", "month", "monthly"),
 }
@@ -300,12 +301,9 @@ class MaintenanceFleet(Fleet):
     def measure(self) -> None:
         created = sum(self.ahead.values())
         first = Row(f"first: {created} children to create per database", str(XARGS_P))
-        sides = [
-            lambda: first.admmgt.append(self.admmgt_run("first maintenance")),
-            lambda: first.psql.append(self.partman_run()),
-        ]
-        for side in reversed(sides) if self.flip else sides:
-            side()
+        self.pair(
+            first, int(self.flip), partial(self.admmgt_run, "first maintenance"), self.partman_run
+        )
         self.phases.append(self.phase(first))
         noop = Row("no-op re-run", str(XARGS_P))
         for rep in range(self.repeat):
