@@ -27,6 +27,7 @@ used; every operation is bounded (statement_timeout, subprocess timeout).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -36,11 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -60,6 +61,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 XARGS_PSQL = ["xargs", f"-P{XARGS_P}", "-I{}", PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
 
 Conn = psycopg.Connection[Any]
+R = TypeVar("R")
+FleetT = TypeVar("FleetT", bound="Fleet")
 
 TEMPLATE_DDL = """
 CREATE SCHEMA app_psql;
@@ -94,10 +97,10 @@ ORDERS = [
 NOOP_SQL = "SELECT max(version) FROM app_psql.schema_version"
 
 
-def twin(statement: str) -> str:
-    """admmgt's compiled statement, pointed at the twin schema app_psql."""
-    return statement.replace('"app".', '"app_psql".').replace(
-        'SCHEMA IF NOT EXISTS "app"', 'SCHEMA IF NOT EXISTS "app_psql"'
+def twin(statement: str, schema: str = "app_psql") -> str:
+    """admmgt's compiled statement, pointed at a twin schema (app_psql here)."""
+    return statement.replace('"app".', f'"{schema}".').replace(
+        'SCHEMA IF NOT EXISTS "app"', f'SCHEMA IF NOT EXISTS "{schema}"'
     )
 
 
@@ -288,11 +291,21 @@ class Fleet:
     # -- set-up
 
     def build(self) -> None:
+        self.create_admin()
+        with connect(self.box.dsn(TEMPLATE)) as tpl:
+            tpl.execute(TEMPLATE_DDL)
+        # Script 1 gives the template app.items (the twin of app_psql.items)
+        # before any tenant exists, so tenants are born at version 1.
+        self.script(1, "items", tables=[("items", ITEMS)])
+        self.call("applyscripts")
+        self.take_notices("template set-up")
+        self.register(self.tenants)
+
+    def create_admin(self) -> None:
+        """Empty admin and template databases; admmgt installed, the template registered."""
         drop_databases(self.box, self.cluster, "bench\\_%")
         for db in (ADMIN, TEMPLATE):
             self.cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-        with connect(self.box.dsn(TEMPLATE)) as tpl:
-            tpl.execute(TEMPLATE_DDL)
         self._admin = connect(self.box.dsn(ADMIN))
         self._notices = Notices(self._admin)
         pid = self.admin.execute("SELECT pg_backend_pid()").fetchone()
@@ -303,14 +316,12 @@ class Fleet:
             " VALUES (%s, true, 2)",
             (TEMPLATE,),
         )
-        # Script 1 gives the template app.items (the twin of app_psql.items)
-        # before any tenant exists, so tenants are born at version 1.
-        self.script(1, "items", tables=[("items", ITEMS)])
-        self.call("applyscripts")
-        self.take_notices("template set-up")
+
+    def register(self, names: list[str]) -> None:
+        """Tenants to be made by admmgt.create_database (status 1)."""
         self.admin.cursor().executemany(
             "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES (%s, 1)",
-            [(t,) for t in self.tenants],
+            [(n,) for n in names],
         )
 
     def provision(self) -> None:
@@ -342,10 +353,7 @@ class Fleet:
         # dropped and unregistered afterwards; the psql time is the one above.
         four = Row(what, str(XARGS_P))
         self.set_parallel(str(XARGS_P))
-        self.admin.cursor().executemany(
-            "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES (%s, 1)",
-            [(f"bench_q{i:04d}",) for i in range(self.size)],
-        )
+        self.register([f"bench_q{i:04d}" for i in range(self.size)])
         self.log(f"CALL admmgt.create_database() for {self.size} more, max_parallel 4")
         four.admmgt.append(self.timed_call("create_database", f"create_database, {XARGS_P}"))
         four.psql.append(psql)
@@ -372,8 +380,14 @@ class Fleet:
         tables: Sequence[tuple[str, list[tuple[Any, ...]]]] = (),
         add_column: tuple[str, str, str] | None = None,
         index: tuple[str, list[str]] | None = None,
+        ranges: dict[str, tuple[str, str]] | None = None,
     ) -> None:
-        """A script written the way a DBA does: INSERTs into the metadata tables."""
+        """A script written the way a DBA does: INSERTs into the metadata tables.
+
+        `ranges` maps a new table to (column, interval): range-partitioned, with
+        a default partition.
+        """
+        ranges = ranges or {}
         self.admin.execute(
             "INSERT INTO admmgt.scripts (id, description, status) VALUES (%s, %s, 0)",
             (script_id, description),
@@ -386,13 +400,19 @@ class Fleet:
         for name, columns in tables:
             row = self.admin.execute(
                 "INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, status,"
-                " haspart) VALUES (%s, 'app', %s, 1, 0) RETURNING id",
-                (script_id, name),
+                " haspart, hasdefault) VALUES (%s, 'app', %s, 1, %s, %s) RETURNING id",
+                (script_id, name, int(name in ranges), int(name in ranges)),
             ).fetchone()
             assert row is not None
             ids[name] = int(row[0])
             for col in columns:
                 self.column(ids[name], script_id, *col)
+            if name in ranges:
+                self.admin.execute(
+                    "INSERT INTO admmgt.script_table_partitions (tableid, partcolumnname,"
+                    " parttype, partvalue) VALUES (%s, %s, 'range', %s)",
+                    (ids[name], *ranges[name]),
+                )
         if add_column:
             table, column, datatype = add_column
             self.column(ids[table], script_id, column, datatype, 1, None, 0, 0)
@@ -429,15 +449,20 @@ class Fleet:
             )
         ]
 
-    def call(self, procedure: str) -> None:
-        self.admin.execute(sql.SQL("CALL admmgt.{}()").format(sql.Identifier(procedure)))
+    def call(self, procedure: str, **arguments: Any) -> None:
+        """CALL admmgt.<procedure>(name => value, ...)."""
+        named = sql.SQL(", ").join(
+            sql.SQL("{} => {}").format(sql.Identifier(k), sql.Literal(v))
+            for k, v in arguments.items()
+        )
+        self.admin.execute(sql.SQL("CALL admmgt.{}({})").format(sql.Identifier(procedure), named))
 
-    def timed_call(self, procedure: str, detail: str | None = None) -> Timing:
+    def timed_call(self, procedure: str, detail: str | None = None, **arguments: Any) -> Timing:
         """CALL it; wall time at the client, CPU time of the admin backend driving it."""
         before_cpu = process_cpu(self._admin_pid)
         before_run = self.one("SELECT coalesce(max(id), 0) FROM admmgt.runs")
         started = time.perf_counter()
-        self.call(procedure)
+        self.call(procedure, **arguments)
         wall = time.perf_counter() - started
         after_cpu = process_cpu(self._admin_pid)
         cpu = after_cpu - before_cpu if after_cpu is not None and before_cpu is not None else None
@@ -678,50 +703,80 @@ def revision() -> str:
     return f"commit {head}" + (" + uncommitted changes" if dirty else "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+def bench_arguments(doc: str | None, sandbox: str, port: int) -> argparse.ArgumentParser:
+    """The options every benchmark here has; `sandbox` names its folder under .sandbox/."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
     parser.add_argument("--tenants", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--repeat", type=int, default=3, help="measurements per pair (1-9)")
-    parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench")
-    parser.add_argument("--port", type=int, default=54329)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / sandbox)
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument(
         "--keep", action="store_true", help="keep the sandbox (stopped) with the last fleet"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if any(n < 1 or n > 1000 for n in args.tenants):
         parser.error("--tenants: 1 to 1000 per fleet")
     if not 1 <= args.repeat <= 9:
         parser.error("--repeat: 1 to 9")
 
-    cores = os.cpu_count() or 1
+
+@contextlib.contextmanager
+def bench_cluster(
+    args: argparse.Namespace, title: str, options: str
+) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
+    """Print the header, start the sandbox; stop it (--keep) or destroy it at the end."""
     box = admmgt.Sandbox(args.dir.resolve(), args.port)
-    started = time.monotonic()
     print(
-        f"admmgt {admmgt.__version__} rollout benchmark, {dt.date.today().isoformat()}: "
-        f"{cores} cores, {platform.system()} {platform.release()}, Python "
-        f"{platform.python_version()}, --repeat {args.repeat}; {revision()}"
+        f"admmgt {admmgt.__version__} {title} benchmark, {dt.date.today().isoformat()}: "
+        f"{os.cpu_count() or 1} cores, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, {options}; {revision()}"
     )
     print(f"sandbox {box.root}, port {args.port}, Unix socket only")
-    results: list[FleetResult] = []
     box.start()
     try:
         with connect(box.dsn()) as cluster:
-            server = cluster.execute("SHOW server_version").fetchone()
-            print(f"PostgreSQL {server[0] if server else '?'}; psql {PSQL}")
-            for index, size in enumerate(args.tenants):
-                print(f"\nfleet of {size} tenants:", flush=True)
-                fleet = Fleet(box, cluster, size, args.repeat)
-                try:
-                    results.append(fleet.run())
-                finally:
-                    # The last fleet goes with the sandbox, or stays with --keep.
-                    fleet.close(drop=index < len(args.tenants) - 1)
+            yield box, cluster
     finally:
         if args.keep:
             box.stop()
             print(f"\nsandbox kept, stopped, in {box.root}")
         else:
             box.destroy()
+
+
+def each_fleet(
+    sizes: list[int], make: Callable[[int, int], FleetT], run: Callable[[FleetT], R]
+) -> list[R]:
+    """make(index, size) and run each fleet; all but the last are dropped after their run."""
+    results: list[R] = []
+    for index, size in enumerate(sizes):
+        print(f"\nfleet of {size} tenants:", flush=True)
+        fleet = make(index, size)
+        try:
+            results.append(run(fleet))
+        finally:
+            # The last fleet goes with the sandbox, or stays with --keep.
+            fleet.close(drop=index < len(sizes) - 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_arguments(__doc__, "bench", 54329)
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    cores = os.cpu_count() or 1
+    started = time.monotonic()
+    with bench_cluster(args, "rollout", f"--repeat {args.repeat}") as (box, cluster):
+        server = cluster.execute("SHOW server_version").fetchone()
+        print(f"PostgreSQL {server[0] if server else '?'}; psql {PSQL}")
+        results = each_fleet(
+            args.tenants,
+            lambda _, size: Fleet(box, cluster, size, args.repeat),
+            Fleet.run,
+        )
     if results and results[0].psql_file:
         print("\nThe psql side's file for one rollout (admmgt's compiled statements, twin schema):")
         print(f"\n{results[0].psql_file}")
