@@ -111,7 +111,9 @@ def test_verify_catches_a_changed_routine_body(admin: psycopg.Connection[Any]) -
         " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ pass $$"
     )
     problems = admmgt.verify(admin)
-    assert problems == ["routine admmgt.lifecyclemgt() differs from the package (definition)"]
+    assert problems == [
+        "routine admmgt.lifecyclemgt(integer,boolean) differs from the package (definition)"
+    ]
 
 
 def test_verify_catches_a_changed_python_module(admin: psycopg.Connection[Any]) -> None:
