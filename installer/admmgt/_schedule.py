@@ -46,6 +46,9 @@ def maintenance_command(days: int, move_default_rows: bool = False) -> str:
     return command + ")"
 
 
+LIFECYCLE_COMMAND = "CALL admmgt.lifecycleMgt()"
+
+
 def how_to_enable(admin_db: str, cron_db: str | None = None) -> str:
     target = cron_db or admin_db
     return (

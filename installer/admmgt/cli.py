@@ -242,7 +242,11 @@ def demo(root: Path, port: int) -> None:
     is_flag=True,
     help="Schedule applyMaintenance with t_move_default_rows => true.",
 )
-@click.option("--lifecycle", metavar="CRON", help="Schedule lifecycleMgt (not implemented yet).")
+@click.option(
+    "--lifecycle",
+    metavar="CRON",
+    help="Schedule lifecycleMgt (retention), e.g. '0 4 * * *' (04:00 every day, server time).",
+)
 @click.option("--list", "list_jobs", is_flag=True, help="List this admin database's jobs.")
 @click.option(
     "--remove",
@@ -264,15 +268,16 @@ def schedule(
     Jobs are named admmgt-<kind>-<admin database> and run in the admin database
     through cron.schedule_in_database, wherever cron.database_name points.
     """
-    from admmgt._schedule import KINDS, Cron, ScheduleError, maintenance_command
+    from admmgt._schedule import (
+        KINDS,
+        LIFECYCLE_COMMAND,
+        Cron,
+        ScheduleError,
+        maintenance_command,
+    )
 
     if not (maintenance or lifecycle or list_jobs or remove):
-        raise click.UsageError("give --maintenance CRON, --list or --remove KIND")
-    if lifecycle:
-        raise click.ClickException(
-            "lifecycleMgt is not implemented yet in this release (docs/status.md); "
-            "nothing was scheduled"
-        )
+        raise click.UsageError("give --maintenance CRON, --lifecycle CRON, --list or --remove KIND")
     try:
         cron = Cron(dsn)
         if remove:
@@ -281,13 +286,19 @@ def schedule(
             click.echo(
                 "removed " + ", ".join(removed) if removed else "no such job; nothing removed"
             )
-        if maintenance:
-            command = maintenance_command(days, move_default_rows)
-            jobid = cron.schedule("maintenance", maintenance, command)
+        wanted = [
+            ("maintenance", maintenance, maintenance_command(days, move_default_rows)),
+            ("lifecycle", lifecycle, LIFECYCLE_COMMAND),
+        ]
+        for kind, when, command in wanted:
+            if not when:
+                continue
+            jobid = cron.schedule(kind, when, command)
             if cron.created_extension:
                 click.echo(f'created extension pg_cron in database "{cron.cron_db}"')
+                cron.created_extension = False
             click.echo(
-                f"scheduled job {jobid} admmgt-maintenance-{cron.admin_db}: '{maintenance}' "
+                f"scheduled job {jobid} admmgt-{kind}-{cron.admin_db}: '{when}' "
                 f"{command} in database {cron.admin_db}"
             )
         if list_jobs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from admmgt_plpy import _apply, _maintenance, _provision, _sync
-from admmgt_plpy._entry import entry, not_implemented
+from admmgt_plpy._entry import entry
 
 __all__ = [
     "add_cluster",
@@ -75,8 +75,10 @@ def applymaintenance(
 
 
 @entry
-def lifecyclemgt(plpy: Any) -> None:
-    raise not_implemented("lifecycleMgt", "issue 5: partition lifecycle")
+def lifecyclemgt(plpy: Any, *, separatedb: int = 1, dry_run: bool = False) -> None:
+    from admmgt_plpy import _lifecycle
+
+    _lifecycle.lifecyclemgt(plpy, separatedb=separatedb, dry_run=dry_run)
 
 
 @entry

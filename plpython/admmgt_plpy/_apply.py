@@ -18,8 +18,6 @@ Order of a run (docs/migrations.md):
 
 from __future__ import annotations
 
-import contextlib
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -45,7 +43,6 @@ from admmgt_plpy._remote import (
     Outcome,
     RemoteError,
     Run,
-    Sleep,
 )
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._runlog import RunRecorder
@@ -58,9 +55,7 @@ from admmgt_plpy._scripts import (
 )
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._sync import Definition
-
-RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
-
+from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
 
 # ------------------------------------------------------------------ entry points
 
@@ -524,38 +519,23 @@ def _in_transaction(
 ) -> Any:
     """Job fragment: ``body`` in one remote transaction, all of it or nothing.
 
-    The transaction runs with lock_timeout; a lock timeout or deadlock rolls it
-    back and runs it again, up to lock_retries times, with exponential backoff
-    and jitter. ``body`` keeps the number of the step it is running in
+    Run by _transaction.in_transaction (lock_timeout, retries with backoff;
+    TimeZone UTC). ``body`` keeps the number of the step it is running in
     ``position[0]`` (0: none of ``steps``), so that a failure names its step.
     """
-    delay = max(settings.retry_backoff_ms, 10) / 1000.0
-    attempt = 0
-    while True:
-        attempt += 1
-        position = [0]
-        try:
-            yield Run(conn, "BEGIN")
-            yield Run(
-                conn,
-                (
-                    f"SELECT set_config('lock_timeout', '{settings.lock_timeout_ms}ms', true),"
-                    " set_config('TimeZone', 'UTC', true)"
-                ),
-                "a text, b text",
-            )
-            result = yield from body(position)
-            yield Run(conn, "COMMIT")
-            return result
-        except RemoteError as exc:
-            with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
-                yield Run(conn, "ROLLBACK")
-            if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
-                yield Sleep(delay * random.uniform(0.5, 1.5))
-                delay *= 2
-                continue
-            number = position[0]
-            raise _StepFailed(number, steps[number - 1] if number else None, exc, attempt) from None
+    position = [0]
+
+    def attempt() -> Any:
+        position[0] = 0
+        return (yield from body(position))
+
+    try:
+        return (yield from in_transaction(conn, settings, attempt, utc=True))
+    except TransactionFailed as failed:
+        number = position[0]
+        raise _StepFailed(
+            number, steps[number - 1] if number else None, failed.error, failed.attempts
+        ) from None
 
 
 def _transactional_part(

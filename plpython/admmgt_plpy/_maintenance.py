@@ -17,14 +17,12 @@ when the parent's default partition holds rows of it; with
 
 from __future__ import annotations
 
-import contextlib
-import random
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from admmgt_plpy._apply import RETRYABLE
 from admmgt_plpy._calendar import check_interval, child_name, child_suffix, periods
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
@@ -39,10 +37,10 @@ from admmgt_plpy._remote import (
     Outcome,
     RemoteError,
     Run,
-    Sleep,
 )
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
 
 MAX_NUMDAYS = 3660  # ten years ahead; more is almost certainly a typo
 NOTICE_ITEMS = 5  # per database; the run log's details hold every one
@@ -195,6 +193,7 @@ class ExistingRange:
     lo: date
     hi: date
     exact: bool
+    schema: str = ""  # the partition's own schema, where the catalog said
 
     @property
     def period(self) -> str:
@@ -285,7 +284,7 @@ def parent_states(rows: list[dict[str, Any]]) -> dict[tuple[str, str], ParentSta
         if existing is None:
             state.unreadable.append(f"{r['cs']}.{r['c']} ({bound})")
         else:
-            state.ranges.append(existing)
+            state.ranges.append(replace(existing, schema=r["cs"]))
     return states
 
 
@@ -378,38 +377,18 @@ def applymaintenance(
         "parents": len(sets),
     }
     recorder = RunRecorder(plpy, dblink, clusters, "applyMaintenance", arguments)
-    total, done = len(tenants), [0]
     totals = {"created": 0, "blocked": 0, "moved": 0, "skipped": 0}
 
-    def on_done(target: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        registry = None
-        if outcome.outcome == "failed":
-            registry = (
-                f"UPDATE admmgt.vendor_db_settings SET last_error = "
-                f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
-                f" WHERE id = {target.id}"
-            )
-        recorder.target(target.database, target.cluster, outcome, elapsed_ms, registry=registry)
+    def tally(outcome: Outcome, elapsed_ms: float) -> str:
         for key in totals:
             totals[key] += len(outcome.details.get(key, []))
-        if target in all_templates:
-            label = f"template {target.label}"
-        else:
-            done[0] += 1
-            label = f"[{done[0]}/{total}] {target.label}"
-        if outcome.outcome != "unreachable":  # the fan-out said so once for the cluster
-            plpy.notice(f"{label}: {describe(outcome, elapsed_ms)}")
+        return describe(outcome, elapsed_ms)
 
     def job(target: Tenant) -> Job:
         return maintain(target, sets, today, through, settings, clusters, move_default_rows)
 
     try:
-        # The templates first (one per cluster), so new tenants copied from them
-        # meanwhile get their partitions; they do not count towards the failure limit.
-        Fanout(dblink, 1, 0, on_done, clusters).run(all_templates, job)
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
-            tenants, job
-        )
+        run_fleet(plpy, dblink, clusters, settings, recorder, all_templates, tenants, job, tally)
     finally:
         summary = recorder.finish({"ok": "with new partitions", "noop": "nothing to create"})
     extra = f"; {totals['created']} partitions created through {through.isoformat()}"
@@ -428,11 +407,69 @@ def applymaintenance(
 # ------------------------------------------------------------- one database's job
 
 
-class _Progress:
-    """What the job is doing, for the error message if it fails there."""
+def run_fleet(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    settings: Settings,
+    recorder: RunRecorder,
+    all_templates: list[Tenant],
+    tenants: list[Tenant],
+    job: Callable[[Tenant], Job],
+    describe: Callable[[Outcome, float], str],
+) -> None:
+    """The templates (one per cluster), then every tenant N at a time per cluster:
+    each recorded and NOTICEd.
 
-    def __init__(self) -> None:
-        self.doing = "reading the catalog"
+    The templates go first, so tenants copied from them meanwhile get their
+    state; they do not count towards the failure limit. A failed database's
+    error is kept in its registry row (vendor_db_settings.last_error).
+    ``describe`` makes the NOTICE text after "template <db>: " or "[i/N] <db>: ".
+    A database of an unreachable cluster gets no NOTICE of its own: the fan-out
+    said so once for the cluster.
+    """
+    total, done = len(tenants), [0]
+
+    def on_done(target: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+        registry = None
+        if outcome.outcome == "failed":
+            registry = (
+                f"UPDATE admmgt.vendor_db_settings SET last_error = "
+                f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
+                f" WHERE id = {int(target.id)}"
+            )
+        recorder.target(target.database, target.cluster, outcome, elapsed_ms, registry=registry)
+        if target in all_templates:
+            label = f"template {target.label}"
+        else:
+            done[0] += 1
+            label = f"[{done[0]}/{total}] {target.label}"
+        if outcome.outcome != "unreachable":
+            plpy.notice(f"{label}: {describe(outcome, elapsed_ms)}")
+
+    Fanout(dblink, 1, 0, on_done, clusters).run(all_templates, job)
+    Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
+        tenants, job
+    )
+
+
+class Progress:
+    """What a job is doing, for the error message if it fails there."""
+
+    def __init__(self, doing: str = "reading the catalog") -> None:
+        self.doing = doing
+
+
+def utc_session(target: Tenant, clusters: Clusters) -> Any:
+    """Job fragment: a connection to ``target`` whose dates are printed and read as UTC, ISO."""
+    conn = yield Connect(clusters.conninfo(target.cluster, target.database))
+    # Bounds are printed and compared as UTC dates, whatever the database's defaults.
+    yield Run(
+        conn,
+        "SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false)",
+        "a text, b text",
+    )
+    return conn
 
 
 def maintain(
@@ -446,44 +483,26 @@ def maintain(
 ) -> Job:
     """Make one database's missing partitions in one transaction (retried on lock timeouts)."""
     try:
-        conn = yield Connect(clusters.conninfo(target.cluster, target.database))
-        # Bounds are printed and compared as UTC dates, whatever the database's defaults.
-        yield Run(
-            conn,
-            "SELECT set_config('TimeZone', 'UTC', false),"
-            " set_config('DateStyle', 'ISO, YMD', false)",
-            "a text, b text",
-        )
+        conn = yield from utc_session(target, clusters)
     except RemoteError as exc:
         return _failure(target, exc, "connecting", 1)
-    delay = max(settings.retry_backoff_ms, 10) / 1000.0
-    attempt = 0
-    while True:
-        attempt += 1
-        progress = _Progress()
-        try:
-            yield Run(conn, "BEGIN")
-            yield Run(
-                conn,
-                f"SELECT set_config('lock_timeout', '{settings.lock_timeout_ms}ms', true)",
-                "a text",
-            )
-            details = yield from _in_transaction(
-                conn, sets, first, through, move_default_rows, progress
-            )
-            progress.doing = "committing"
-            yield Run(conn, "COMMIT")
-        except RemoteError as exc:
-            with contextlib.suppress(RemoteError):
-                yield Run(conn, "ROLLBACK")
-            if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
-                yield Sleep(delay * random.uniform(0.5, 1.5))
-                delay *= 2
-                continue
-            return _failure(target, exc, progress.doing, attempt)
-        outcome = Outcome("ok" if details["created"] else "noop", details=details)
-        outcome.message = _warnings_text(details, limit=None)
-        return outcome
+    progress = Progress()
+
+    def body() -> Any:
+        progress.doing = "reading the catalog"
+        details = yield from _in_transaction(
+            conn, sets, first, through, move_default_rows, progress
+        )
+        progress.doing = "committing"
+        return details
+
+    try:
+        details = yield from in_transaction(conn, settings, body)
+    except TransactionFailed as failed:
+        return _failure(target, failed.error, progress.doing, failed.attempts)
+    outcome = Outcome("ok" if details["created"] else "noop", details=details)
+    outcome.message = _warnings_text(details, limit=None)
+    return outcome
 
 
 def _in_transaction(
@@ -492,7 +511,7 @@ def _in_transaction(
     first: date,
     through: date,
     move: bool,
-    progress: _Progress,
+    progress: Progress,
 ) -> Any:
     rows = yield Run(conn, catalog_query(sets), CATALOG_COLUMNS)
     states = parent_states(rows)
@@ -549,7 +568,7 @@ def _create_sql(rs: RangeSet, child: Child) -> str:
 
 
 def _default_rows(
-    conn: str, plan: ParentPlan, move: bool, details: dict[str, list[Any]], progress: _Progress
+    conn: str, plan: ParentPlan, move: bool, details: dict[str, list[Any]], progress: Progress
 ) -> Any:
     """Find the new children whose rows sit in the default partition; move them or hold back.
 
@@ -688,24 +707,39 @@ def describe(outcome: Outcome, elapsed_ms: float) -> str:
 
 
 def _failure(target: Tenant, exc: RemoteError, doing: str, attempts: int) -> Outcome:
+    return database_failure(
+        target, exc, doing, attempts, "maintenance", "applyMaintenance", "nothing was created"
+    )
+
+
+def database_failure(
+    target: Tenant,
+    exc: RemoteError,
+    doing: str,
+    attempts: int,
+    what: str,
+    procedure: str,
+    unchanged: str,
+) -> Outcome:
+    """A database's failed Outcome: what failed where, and what to do about it."""
     if exc.sqlstate in RETRYABLE:
-        what = (
+        why = (
             f"could not get a lock within lock_timeout after {attempts} tries "
             f"({exc.sqlstate} {exc.message})"
         )
         todo = (
-            "find the session holding the lock (pg_locks) and re-run applyMaintenance; "
-            "nothing was created in this database"
+            f"find the session holding the lock (pg_locks) and re-run {procedure}; "
+            f"{unchanged} in this database"
         )
     else:
-        what = f"({exc.sqlstate} {exc.message})"
+        why = f"({exc.sqlstate} {exc.message})"
         todo = (
-            "nothing was created in this database; fix the cause and re-run applyMaintenance, "
+            f"{unchanged} in this database; fix the cause and re-run {procedure}, "
             "or hold the tenant back with updateflag = false"
         )
     return Outcome(
         "failed",
-        f'database "{target.database}": maintenance failed while {doing} {what}; {todo}',
+        f'database "{target.database}": {what} failed while {doing} {why}; {todo}',
         exc.sqlstate,
         exc.statement,
     )

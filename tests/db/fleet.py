@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -63,3 +65,66 @@ def call(conn: psycopg.Connection[Any], procedure: str, *args: Any) -> None:
     conn.execute(
         sql.SQL("CALL admmgt.{}({})").format(sql.Identifier(procedure), placeholders), args
     )
+
+
+def wait_for_cron_run(cluster_dsn: str, job_name: str, seconds: float = 100) -> tuple[Any, ...]:
+    """(status, return_message) of the pg_cron job's latest finished run, once there is one."""
+    deadline = time.monotonic() + seconds
+    with connect(cluster_dsn) as pg:
+        while True:
+            run = pg.execute(
+                "SELECT d.status, d.return_message FROM cron.job_run_details AS d"
+                " JOIN cron.job AS j USING (jobid) WHERE j.jobname = %s"
+                " AND d.status IN ('succeeded', 'failed') ORDER BY d.runid DESC LIMIT 1",
+                (job_name,),
+            ).fetchone()
+            if run is not None:
+                return tuple(run)
+            assert time.monotonic() < deadline, f"pg_cron did not run {job_name} within {seconds} s"
+            time.sleep(1)
+
+
+class Fleet:
+    def __init__(self, admin: psycopg.Connection[Any], template: str, tenants: list[str]) -> None:
+        self.admin = admin
+        self.template = template
+        self.tenants = tenants
+
+    @property
+    def databases(self) -> list[str]:
+        return [self.template, *self.tenants]
+
+    def connect(self, db: str) -> psycopg.Connection[Any]:
+        dsn = self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
+        return connect(dsn)
+
+    def apply(self) -> list[str]:
+        notices = Notices(self.admin)
+        call(self.admin, "applyscripts")
+        lines = notices.take()
+        assert not [line for line in lines if "FAILED" in line], lines
+        return lines
+
+    def maintain(self, numdays: int = 30, move: bool = False) -> list[str]:
+        notices = Notices(self.admin)
+        self.admin.execute(
+            "CALL admmgt.applyMaintenance(t_numdays => %s, t_move_default_rows => %s)",
+            (numdays, move),
+        )
+        return notices.take()
+
+    def children(self, db: str, parent: str) -> set[str]:
+        with self.connect(db) as conn:
+            return {
+                r[0]
+                for r in conn.execute(
+                    "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c"
+                    " ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                    (parent,),
+                )
+            }
+
+    def today(self) -> date:
+        row = self.admin.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]

@@ -106,11 +106,14 @@ def test_verify_is_clean_after_install(admin: psycopg.Connection[Any]) -> None:
 
 def test_verify_catches_a_changed_routine_body(admin: psycopg.Connection[Any]) -> None:
     admin.execute(
-        "CREATE OR REPLACE PROCEDURE admmgt.lifecyclemgt() LANGUAGE plpython3u"
+        "CREATE OR REPLACE PROCEDURE admmgt.lifecyclemgt(t_separatedb integer DEFAULT 1,"
+        " t_dry_run boolean DEFAULT false) LANGUAGE plpython3u"
         " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ pass $$"
     )
     problems = admmgt.verify(admin)
-    assert problems == ["routine admmgt.lifecyclemgt() differs from the package (definition)"]
+    assert problems == [
+        "routine admmgt.lifecyclemgt(integer,boolean) differs from the package (definition)"
+    ]
 
 
 def test_verify_catches_a_changed_python_module(admin: psycopg.Connection[Any]) -> None:
@@ -225,8 +228,8 @@ def test_operator_runs_procedures_and_edits_metadata_but_not_code(
     admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES ('opclient', 1)")
     admin.execute("INSERT INTO admmgt.scripts (id, description) VALUES (1, 'by operator')")
     admin.execute("UPDATE admmgt.settings SET value = '3' WHERE name = 'failure_limit'")
-    with pytest.raises(errors.FeatureNotSupported, match="not implemented yet"):
-        admin.execute("CALL admmgt.lifecyclemgt()")  # reached the Python: it ran
+    with pytest.raises(errors.RaiseException, match="schema per tenant"):
+        admin.execute("CALL admmgt.lifecyclemgt(t_separatedb => 0)")  # reached the Python
     with pytest.raises(errors.InsufficientPrivilege):
         admin.execute("SELECT source FROM admmgt._code")
     with pytest.raises(errors.InsufficientPrivilege):

@@ -3,7 +3,6 @@ every tenant, with gaps filled, default partitions respected and nothing made tw
 
 from __future__ import annotations
 
-import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,66 +13,10 @@ from psycopg import errors
 
 from admmgt.cli import main
 from tests.db import scripts as s
-from tests.db.fleet import Notices, call, make_template, register
+from tests.db.fleet import Fleet, Notices, wait_for_cron_run
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
-
-
-class Fleet:
-    def __init__(self, admin: Conn, template: str, tenants: list[str]) -> None:
-        self.admin = admin
-        self.template = template
-        self.tenants = tenants
-
-    @property
-    def databases(self) -> list[str]:
-        return [self.template, *self.tenants]
-
-    def connect(self, db: str) -> Conn:
-        dsn = self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
-        return connect(dsn)
-
-    def apply(self) -> list[str]:
-        notices = Notices(self.admin)
-        call(self.admin, "applyscripts")
-        lines = notices.take()
-        assert not [line for line in lines if "FAILED" in line], lines
-        return lines
-
-    def maintain(self, numdays: int = 30, move: bool = False) -> list[str]:
-        notices = Notices(self.admin)
-        self.admin.execute(
-            "CALL admmgt.applyMaintenance(t_numdays => %s, t_move_default_rows => %s)",
-            (numdays, move),
-        )
-        return notices.take()
-
-    def children(self, db: str, parent: str) -> set[str]:
-        with self.connect(db) as conn:
-            return {
-                r[0]
-                for r in conn.execute(
-                    "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c"
-                    " ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
-                    (parent,),
-                )
-            }
-
-    def today(self) -> date:
-        row = self.admin.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
-        assert row is not None
-        return row[0]  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def fleet(cluster_dsn: str, admin: Conn, tenant_prefix: str) -> Fleet:
-    template = f"{tenant_prefix}tpl"
-    make_template(cluster_dsn, admin, template)
-    tenants = [f"{tenant_prefix}c{i}" for i in range(2)]
-    register(admin, *tenants)
-    call(admin, "create_database")
-    return Fleet(admin, template, tenants)
 
 
 def range_table(
@@ -103,6 +46,34 @@ def range_table(
         " VALUES (%s, 'on_day', 'range', %s)",
         (table_id, interval),
     )
+
+
+def orders_table(
+    admin: Conn, script_id: int, regions: dict[str, str | None], *, anchor_days_ago: int = 0
+) -> None:
+    """mgttest.orders by list on `region` with a default partition; each region's child is
+    range-sub-partitioned on `orderdate` by the interval given (None: a plain list child)."""
+    s.script(admin, script_id, "orders")
+    admin.execute(
+        "UPDATE admmgt.scripts SET created_date = now() - make_interval(days => %s) WHERE id = %s",
+        (anchor_days_ago, script_id),
+    )
+    table_id = s.table(
+        admin,
+        script_id,
+        "orders",
+        [s.ID, ("region", "varchar(10)", 0), ("orderdate", "date", 0)],
+        haspart=1,
+    )
+    admin.execute("UPDATE admmgt.script_tables SET hasdefault = 1 WHERE id = %s", (table_id,))
+    for value, interval in regions.items():
+        sub = ("orderdate", "range", interval) if interval else (None, None, None)
+        admin.execute(
+            "INSERT INTO admmgt.script_table_partitions (tableid, partcolumnname, parttype,"
+            " partvalue, subpartcolumnname, subparttype, subpartvalue)"
+            " VALUES (%s, 'region', 'list', %s, %s, %s, %s)",
+            (table_id, value, *sub),
+        )
 
 
 def days(first: date, last: date) -> list[date]:
@@ -286,23 +257,7 @@ def test_rows_in_a_default_partition_are_reported_and_moved_when_asked(fleet: Fl
 
 
 def test_composite_list_range_table_gets_children_under_each_list_child(fleet: Fleet) -> None:
-    s.script(fleet.admin, 1, "orders")
-    table_id = s.table(
-        fleet.admin,
-        1,
-        "orders",
-        [s.ID, ("region", "varchar(10)", 0), ("orderdate", "date", 0)],
-        haspart=1,
-    )
-    fleet.admin.execute("UPDATE admmgt.script_tables SET hasdefault = 1 WHERE id = %s", (table_id,))
-    fleet.admin.execute(
-        "INSERT INTO admmgt.script_table_partitions (tableid, partcolumnname, parttype,"
-        " partvalue, subpartcolumnname, subparttype, subpartvalue) VALUES"
-        " (%s, 'region', 'list', 'EU', 'orderdate', 'range', 'month'),"
-        " (%s, 'region', 'list', 'US', 'orderdate', 'range', 'week'),"
-        " (%s, 'region', 'list', 'APAC', NULL, NULL, NULL)",
-        (table_id, table_id, table_id),
-    )
+    orders_table(fleet.admin, 1, {"EU": "month", "US": "week", "APAC": None})
     fleet.apply()
     today = fleet.today()
     horizon = today + timedelta(days=70)
@@ -456,19 +411,7 @@ def test_pg_cron_job_is_registered_runs_and_its_partitions_appear(
         listing = admmgt("--list")
         assert listing.count(name) == 1, listing  # scheduling again replaced the job
         assert f"CALL admmgt.applyMaintenance(t_numdays => 12)  in {admin_db}" in listing
-        deadline = time.monotonic() + 100
-        with connect(cluster_dsn) as pg:
-            while True:
-                run = pg.execute(
-                    "SELECT d.status, d.return_message FROM cron.job_run_details AS d"
-                    " JOIN cron.job AS j USING (jobid) WHERE j.jobname = %s"
-                    " AND d.status IN ('succeeded', 'failed') ORDER BY d.runid DESC LIMIT 1",
-                    (name,),
-                ).fetchone()
-                if run is not None:
-                    break
-                assert time.monotonic() < deadline, "pg_cron did not run the job within 100 s"
-                time.sleep(1)
+        run = wait_for_cron_run(cluster_dsn, name)
         assert run[0] == "succeeded", run
         today = fleet.today()
         expected = {f"events_{d:%Y_%m_%d}" for d in days(today, today + timedelta(days=12))}
@@ -480,9 +423,3 @@ def test_pg_cron_job_is_registered_runs_and_its_partitions_appear(
     assert removed.output.strip() == f"removed {name}", removed.output
     assert admmgt("--list").strip() == f"no admmgt jobs for database {admin_db}"
     assert "nothing removed" in admmgt("--remove", "maintenance")
-
-
-def test_schedule_explains_lifecycle_is_not_there_yet(admin_dsn: str) -> None:
-    result = CliRunner().invoke(main, ["--dsn", admin_dsn, "schedule", "--lifecycle", "0 4 * * *"])
-    assert result.exit_code == 1
-    assert "lifecycleMgt is not implemented yet" in result.output

@@ -1,0 +1,72 @@
+"""One remote transaction with lock_timeout, retried on lock timeouts and deadlocks.
+
+Shared by the migration engine, applyMaintenance and lifecycleMgt: a job
+fragment (see _remote.py) that runs ``body`` between BEGIN and COMMIT on one
+connection. A lock timeout or a deadlock rolls the transaction back and runs
+it again, up to ``settings.lock_retries`` times, with exponential backoff and
+jitter; any other error, or the last retryable one, is raised as
+:class:`TransactionFailed` after the rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Generator
+from typing import Any
+
+from admmgt_plpy._remote import RemoteError, Run, Sleep
+from admmgt_plpy._settings import Settings
+
+RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
+
+
+class TransactionFailed(Exception):
+    """The transaction was rolled back for good: ``error`` after ``attempts`` tries."""
+
+    def __init__(self, error: RemoteError, attempts: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.attempts = attempts
+
+    @property
+    def locked(self) -> bool:
+        return self.error.sqlstate in RETRYABLE
+
+
+def in_transaction(
+    conn: str,
+    settings: Settings,
+    body: Callable[[], Generator[Any, Any, Any]],
+    *,
+    commit: bool = True,
+    utc: bool = False,
+) -> Generator[Any, Any, Any]:
+    """Job fragment: ``body()`` in one transaction; returns what ``body`` returns.
+
+    ``commit=False`` rolls back at the end instead (a dry run changes nothing);
+    ``utc`` sets TimeZone to UTC for the transaction.
+    """
+    delay = max(settings.retry_backoff_ms, 10) / 1000.0
+    attempt = 0
+    config = f"SELECT set_config('lock_timeout', '{int(settings.lock_timeout_ms)}ms', true)"
+    columns = "a text"
+    if utc:
+        config += ", set_config('TimeZone', 'UTC', true)"
+        columns = "a text, b text"
+    while True:
+        attempt += 1
+        try:
+            yield Run(conn, "BEGIN")
+            yield Run(conn, config, columns)
+            result = yield from body()
+            yield Run(conn, "COMMIT" if commit else "ROLLBACK")
+            return result
+        except RemoteError as exc:
+            with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
+                yield Run(conn, "ROLLBACK")
+            if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
+                yield Sleep(delay * random.uniform(0.5, 1.5))
+                delay *= 2
+                continue
+            raise TransactionFailed(exc, attempt) from None
