@@ -3,6 +3,8 @@ one of which ("c3") wants a password that lives only in a user mapping."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import threading
 import time
 from collections.abc import Iterator
@@ -354,6 +356,34 @@ def test_no_password_in_code_tables_run_log_or_notices(fleet3: Fleet3) -> None:
                 f"SELECT count(*) FROM {name} AS t WHERE t::text LIKE %s", (f"%{secret}%",)
             ).fetchone()
             assert found == (0,), name
+
+
+def test_a_passfile_on_the_admin_server_works(fleet3: Fleet3) -> None:
+    remote = fleet3.remotes["c3"]
+    passfile = remote.sandbox.root / f"{fleet3.prefix}pgpass"
+    passfile.write_text(f"*:{remote.sandbox.port}:*:{REMOTE_ROLE}:{remote.password}\n")
+    passfile.chmod(0o600)
+    if os.geteuid() == 0:  # the server runs as postgres and libpq wants the file its own
+        owner = pwd.getpwnam("postgres")
+        os.chown(passfile, owner.pw_uid, owner.pw_gid)
+    try:
+        call(
+            fleet3.admin,
+            "add_cluster",
+            "c3",
+            remote.host,
+            remote.sandbox.port,
+            f"user={REMOTE_ROLE} passfile={passfile}",
+        )
+        fleet3.register("f1", cluster="c3")
+        fleet3.run("CALL admmgt.create_database()")
+        assert fleet3.databases("c3") == {fleet3.template, fleet3.prefix + "f1"}
+        options = fleet3.admin.execute(
+            "SELECT options FROM admmgt.clusters WHERE name = 'c3'"
+        ).fetchone()
+        assert options is not None and remote.password not in options[0]
+    finally:
+        passfile.unlink()
 
 
 def test_a_password_in_the_options_is_refused(fleet3: Fleet3) -> None:
