@@ -178,17 +178,20 @@ def _build(
     copy: Tenant,
 ) -> str | None:
     """Create, fill and check the copy; None when it equals the home template."""
-    created = _single(plpy, dblink, copy, _create(home, copy, clusters), recorder)
+    label = f"template {copy.label}"
+    created = _single(plpy, dblink, copy, _create(home, copy, clusters), recorder, label=label)
     if created.outcome == "failed":
         return created.message
     ids = _on_template(plpy)
     chain = load_applied(plpy, ids, "add_cluster")
     sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
     job = _migrate(copy, chain, settings, clusters, recorder.run_id, sync, who="template")
-    replayed = _single(plpy, dblink, copy, job, recorder, label=f"template {copy.label}")
+    replayed = _single(plpy, dblink, copy, job, recorder, label=label)
     if replayed.outcome == "failed":
         return replayed.message
-    made = _single(plpy, dblink, copy, _copy_partitions(home, copy, clusters), recorder)
+    made = _single(
+        plpy, dblink, copy, _copy_partitions(home, copy, clusters), recorder, label=label
+    )
     if made.outcome == "failed":
         return made.message
     schemas = _sync.schemas_expression(settings.sync_schemas)
@@ -196,7 +199,7 @@ def _build(
         wanted = _read(dblink, clusters, home, _sync.catalog_query(kind, schemas, text=True))
         definitions = [_sync.Definition(r["kind"], r["name"], r["definition"]) for r in wanted]
         job = _sync._refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
-        synced = _single(plpy, dblink, copy, job, recorder, label=f"template {copy.label}")
+        synced = _single(plpy, dblink, copy, job, recorder, label=f"{label} ({kind})")
         if synced.outcome == "failed":
             return synced.message
     return _compare(dblink, clusters, home, copy)

@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._remote import Clusters, Dblink, Outcome
 
 
@@ -30,7 +31,21 @@ class RunRecorder:
         self.operation = operation
         self.started = time.monotonic()
         self.counts: dict[str, int] = {}
-        who = plpy.execute("SELECT session_user AS u")[0]["u"]
+        row = plpy.execute(
+            "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote"
+        )[0]
+        if row["wrote"]:
+            # Our records go through another session: it could not see the
+            # caller's uncommitted rows (e.g. tenants just INSERTed) and would
+            # wait forever on rows the caller has locked.
+            raise AdmmgtError(
+                f"{operation} was called in a transaction that has already changed data; "
+                "admmgt records progress from a separate session, which cannot see those "
+                "changes until they are committed. Nothing was done",
+                hint=f"COMMIT first, then CALL admmgt.{operation}() on its own "
+                "(in psql, not in the same -c string or BEGIN block as the INSERTs).",
+            )
+        who = row["u"]
         self.conn = dblink.connect(clusters.admin_conninfo())
         self.run_id = int(
             dblink.query(

@@ -471,3 +471,14 @@ def test_a_copy_that_differs_is_not_used(fleet3: Fleet3) -> None:
     fleet3.register("x1", cluster="c2")
     fleet3.run("CALL admmgt.create_database()")
     assert fleet3.databases("c2") == {fleet3.template}  # no tenant was made from it
+
+
+def test_a_call_in_a_transaction_with_uncommitted_tenants_is_refused(fleet3: Fleet3) -> None:
+    """The run log and registry are written from another session, which cannot see
+    rows this transaction has not committed: refuse instead of losing updates."""
+    with pytest.raises(psycopg.Error, match="has already changed data") as refused:
+        with fleet3.admin.transaction():
+            fleet3.register("u1")
+            fleet3.admin.execute("CALL admmgt.create_database()")
+    assert "COMMIT first" in str(refused.value.diag.message_hint)
+    assert fleet3.databases("local") == {fleet3.template}  # nothing was created
