@@ -18,6 +18,7 @@ from admmgt_plpy._drift import OBJECTS
 from admmgt_plpy._remote import redact
 from tests.db import scripts as s
 from tests.db.fleet import Notices, call, make_template
+from tests.db.test_maintenance import range_table
 from tests.fix_clusters import REMOTE_ROLE, RemoteCluster
 from tests.fix_db import connect, drop_databases
 
@@ -476,9 +477,48 @@ def test_a_copy_that_differs_is_not_used(fleet3: Fleet3) -> None:
 def test_a_call_in_a_transaction_with_uncommitted_tenants_is_refused(fleet3: Fleet3) -> None:
     """The run log and registry are written from another session, which cannot see
     rows this transaction has not committed: refuse instead of losing updates."""
-    with pytest.raises(psycopg.Error, match="has already changed data") as refused:
-        with fleet3.admin.transaction():
-            fleet3.register("u1")
-            fleet3.admin.execute("CALL admmgt.create_database()")
+    with (
+        pytest.raises(psycopg.Error, match="has already changed data") as refused,
+        fleet3.admin.transaction(),
+    ):
+        fleet3.register("u1")
+        fleet3.admin.execute("CALL admmgt.create_database()")
     assert "COMMIT first" in str(refused.value.diag.message_hint)
     assert fleet3.databases("local") == {fleet3.template}  # nothing was created
+
+
+def test_maintenance_sync_and_rollback_reach_every_cluster(fleet3: Fleet3) -> None:
+    fleet3.add("c2")
+    fleet3.add("c3")
+    fleet3.register("r1", cluster="c2")
+    fleet3.register("r2", cluster="c3")
+    fleet3.register("r3")
+    fleet3.run("CALL admmgt.create_database()")
+    range_table(fleet3.admin, 1, "events", "day")
+    fleet3.run("CALL admmgt.applyScripts()")
+
+    def children(cluster: str, db: str) -> int:
+        with fleet3.connect(cluster, db) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'mgttest.events'::regclass"
+            ).fetchone()
+            return int(row[0]) if row else -1
+
+    before = children("c2", fleet3.prefix + "r1")
+    lines = fleet3.run("CALL admmgt.applyMaintenance(t_numdays => 10)")
+    everywhere = [("local", fleet3.template), ("c2", fleet3.template), ("c3", fleet3.template)]
+    everywhere += [("c2", fleet3.prefix + "r1"), ("c3", fleet3.prefix + "r2")]
+    everywhere += [("local", fleet3.prefix + "r3")]
+    assert {children(c, db) for c, db in everywhere} == {before + 10}, lines
+    assert any(x.startswith(f"template {fleet3.template}@c3: ") for x in lines)
+
+    with fleet3.connect("local", fleet3.template) as conn:
+        conn.execute("CREATE FUNCTION mgttest.answer() RETURNS int LANGUAGE sql AS 'SELECT 42'")
+    fleet3.run("CALL admmgt.refresh_stored_procedures()")
+    for cluster, db in everywhere:
+        with fleet3.connect(cluster, db) as conn:
+            assert conn.execute("SELECT mgttest.answer()").fetchone() == (42,), (cluster, db)
+
+    lines = fleet3.run("CALL admmgt.rollbackScript(1)")
+    for cluster, db in everywhere:
+        assert fleet3.history(cluster, db)[-1] == (1, "rollback"), (cluster, db, lines)
