@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import psycopg
+from click.testing import CliRunner
 from psycopg import sql
 
+from admmgt.cli import main
 from tests.fix_db import connect, create_database
 
 
@@ -128,3 +131,16 @@ class Fleet:
         row = self.admin.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]
+
+
+def schedule_cli(admin_dsn: str) -> Callable[..., str]:
+    """`admmgt --dsn <admin_dsn> schedule <args>` in-process; returns its output,
+    failing the test on a non-zero exit unless check=False (for clean-up)."""
+    runner = CliRunner()
+
+    def schedule(*args: str, check: bool = True) -> str:
+        result = runner.invoke(main, ["--dsn", admin_dsn, "schedule", *args])
+        assert result.exit_code == 0 or not check, result.output
+        return result.output
+
+    return schedule

@@ -11,12 +11,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner
 from psycopg import errors
 
-from admmgt.cli import main
 from tests.db import scripts as s
-from tests.db.fleet import Fleet, Notices, wait_for_cron_run
+from tests.db.fleet import Fleet, Notices, schedule_cli, wait_for_cron_run
 from tests.db.test_maintenance import orders_table, range_table
 from tests.fix_db import connect
 
@@ -408,12 +406,7 @@ def test_pg_cron_lifecycle_job_is_registered_runs_and_its_effect_is_visible(
     build(fleet)
     admin_db = fleet.admin.info.dbname
     name = f"admmgt-lifecycle-{admin_db}"
-    runner = CliRunner()
-
-    def admmgt(*args: str) -> str:
-        result = runner.invoke(main, ["--dsn", admin_dsn, "schedule", *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    admmgt = schedule_cli(admin_dsn)
 
     try:
         out = admmgt("--lifecycle", "* * * * *")
@@ -432,5 +425,5 @@ def test_pg_cron_lifecycle_job_is_registered_runs_and_its_effect_is_visible(
         assert "last run succeeded at" in admmgt("--list")
         assert admmgt("--remove", "lifecycle").strip() == f"removed {name}"
     finally:
-        runner.invoke(main, ["--dsn", admin_dsn, "schedule", "--remove", "all"])
+        admmgt("--remove", "all", check=False)
     assert admmgt("--list").strip() == f"no admmgt jobs for database {admin_db}"

@@ -8,12 +8,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner
 from psycopg import errors
 
-from admmgt.cli import main
 from tests.db import scripts as s
-from tests.db.fleet import Fleet, Notices, wait_for_cron_run
+from tests.db.fleet import Fleet, Notices, schedule_cli, wait_for_cron_run
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
@@ -396,12 +394,7 @@ def test_pg_cron_job_is_registered_runs_and_its_partitions_appear(
         "restart the sandbox (`admmgt sandbox --dir .sandbox/test stop`), which adds "
         "cron.host = <its socket folder>"
     )
-    runner = CliRunner()
-
-    def admmgt(*args: str) -> str:
-        result = runner.invoke(main, ["--dsn", admin_dsn, "schedule", *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    admmgt = schedule_cli(admin_dsn)
 
     try:
         # pg_cron 1.4 has no seconds syntax: every minute is the fastest schedule.
@@ -419,7 +412,7 @@ def test_pg_cron_job_is_registered_runs_and_its_partitions_appear(
             assert expected <= fleet.children(db, "mgttest.events")
         assert "last run succeeded at" in admmgt("--list")
     finally:
-        removed = runner.invoke(main, ["--dsn", admin_dsn, "schedule", "--remove", "all"])
-    assert removed.output.strip() == f"removed {name}", removed.output
+        removed = admmgt("--remove", "all", check=False)
+    assert removed.strip() == f"removed {name}", removed
     assert admmgt("--list").strip() == f"no admmgt jobs for database {admin_db}"
     assert "nothing removed" in admmgt("--remove", "maintenance")
