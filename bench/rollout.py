@@ -237,6 +237,24 @@ class Notices:
         return lines
 
 
+def run_xargs(
+    conninfo: str,
+    names: Sequence[str],
+    psql_args: Sequence[str],
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`printf '%s\\n' names | xargs -P4 -I{} psql -X -q ... conninfo psql_args` ({} = a name)."""
+    return subprocess.run(
+        [*XARGS_PSQL, conninfo, *psql_args],
+        input="".join(f"{n}\n" for n in names),
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_S,
+        check=False,
+        env=env,
+    )
+
+
 def drop_databases(box: admmgt.Sandbox, conn: Conn, like: str) -> None:
     """Drop the databases named LIKE `like`, four at a time (untimed clean-up)."""
     names = [
@@ -247,15 +265,7 @@ def drop_databases(box: admmgt.Sandbox, conn: Conn, like: str) -> None:
     ]
     if not names:
         return
-    conninfo = f"host={box.socket_dir} port={box.port} user=postgres dbname=postgres"
-    done = subprocess.run(
-        [*XARGS_PSQL, conninfo, "-c", 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)'],
-        input="".join(f"{n}\n" for n in names),
-        capture_output=True,
-        text=True,
-        timeout=LIMIT_S,
-        check=False,
-    )
+    done = run_xargs(box.dsn(), names, ["-c", 'DROP DATABASE IF EXISTS "{}" WITH (FORCE)'])
     if done.returncode != 0:
         raise SystemExit(f"dropping {like}: {done.stderr.strip()[-400:]}")
 
@@ -276,6 +286,7 @@ class Fleet:
         self._notices: Notices | None = None
         self._admin_pid = 0
         self._version = 1
+        self.settings: Sequence[str] = ("auto", str(XARGS_P))  # max_parallel measured
         self._started = time.monotonic()
         self.last_stdout = ""
 
@@ -511,25 +522,27 @@ class Fleet:
 
     def xargs_psql(self, names: list[str], dbname: str, *psql_args: str) -> Timing:
         """`printf '%s\\n' names | xargs -P4 -I{} psql -X -q ... "... dbname=<dbname>" ...`."""
-        conninfo = f"host={self.box.socket_dir} port={self.box.port} user=postgres dbname={dbname}"
+        conninfo = self.box.dsn(dbname)
+        return self.timed_xargs(lambda: [run_xargs(conninfo, names, psql_args)], psql_args)
+
+    def timed_xargs(
+        self,
+        jobs: Callable[[], list[subprocess.CompletedProcess[str]]],
+        psql_args: Sequence[str],
+    ) -> Timing:
+        """Run the xargs pipelines `jobs` starts and waits for; wall time, CPU of the psqls."""
         before_cpu = children_cpu()
         started = time.perf_counter()
-        done = subprocess.run(
-            [*XARGS_PSQL, conninfo, *psql_args],
-            input="".join(f"{n}\n" for n in names),
-            capture_output=True,
-            text=True,
-            timeout=LIMIT_S,
-            check=False,
-        )
+        done = jobs()
         wall = time.perf_counter() - started
         cpu = children_cpu() - before_cpu
-        if done.returncode != 0:
-            self.result.problems.append(
-                f"xargs psql {' '.join(psql_args)[:60]}: exit {done.returncode}: "
-                + done.stderr.strip()[-400:]
-            )
-        self.last_stdout = done.stdout
+        for job in done:
+            if job.returncode != 0:
+                self.result.problems.append(
+                    f"xargs psql {' '.join(' '.join(psql_args).split())[:60]}:"
+                    f" exit {job.returncode}: " + job.stderr.strip()[-400:]
+                )
+        self.last_stdout = "".join(job.stdout for job in done)
         return Timing(wall, cpu)
 
     def psql_rollout(self, version: int, statements: list[str]) -> Timing:
@@ -575,7 +588,7 @@ class Fleet:
             row.admmgt.append(admmgt_side())
 
     def measure(self) -> None:
-        for setting in ("auto", str(XARGS_P)):
+        for setting in self.settings:
             label = self.label(setting)
             self.set_parallel(setting)
             rollout = Row("rollout: CREATE TABLE, ADD COLUMN, CREATE INDEX + history", label)
@@ -728,19 +741,26 @@ def bench_cluster(
     args: argparse.Namespace, title: str, options: str
 ) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
     """Print the header, start the sandbox; stop it (--keep) or destroy it at the end."""
-    box = admmgt.Sandbox(args.dir.resolve(), args.port)
     print(
         f"admmgt {admmgt.__version__} {title} benchmark, {dt.date.today().isoformat()}: "
         f"{os.cpu_count() or 1} cores, {platform.system()} {platform.release()}, Python "
         f"{platform.python_version()}, {options}; {revision()}"
     )
-    print(f"sandbox {box.root}, port {args.port}, Unix socket only")
+    with sandbox(args.dir, args.port, args.keep) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def sandbox(root: Path, port: int, keep: bool) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
+    """A started sandbox and a connection to its `postgres`; stopped (keep) or destroyed after."""
+    box = admmgt.Sandbox(root.resolve(), port)
+    print(f"sandbox {box.root}, port {port}, Unix socket only")
     box.start()
     try:
         with connect(box.dsn()) as cluster:
             yield box, cluster
     finally:
-        if args.keep:
+        if keep:
             box.stop()
             print(f"\nsandbox kept, stopped, in {box.root}")
         else:
