@@ -106,6 +106,8 @@ def _nothing_pending(plpy: Any) -> bool:
                   (SELECT count(*) FROM admmgt.vendor_db_settings
                    WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag) AS tenants,
                   (SELECT count(*) FROM admmgt.vendor_db_settings
+                   WHERE NOT deleted AND istemplate AND status = 2) AS templates,
+                  (SELECT count(*) FROM admmgt.vendor_db_settings
                    WHERE NOT deleted AND status = 2 AND (updateflag OR istemplate)
                      AND coalesce(scriptversion, 0) < (
                          SELECT coalesce(max(id), 0) FROM admmgt.scripts WHERE status = 2)
@@ -114,8 +116,9 @@ def _nothing_pending(plpy: Any) -> bool:
     if row["ready"] or row["behind"]:
         return False
     version = row["top"] if row["top"] is not None else "none"
+    templates = "template" if row["templates"] == 1 else f"all {row['templates']} templates"
     plpy.notice(
-        f"applyScripts: nothing to apply; template and all {row['tenants']} updating "
+        f"applyScripts: nothing to apply; {templates} and all {row['tenants']} updating "
         f"tenants are at script {version}"
     )
     return True

@@ -209,6 +209,9 @@ def test_one_rollout_reaches_every_template_before_any_tenant(fleet3: Fleet3) ->
     ).fetchall()
     assert len(spans) == 2
     assert spans[0][1] <= spans[1][0]
+    assert fleet3.run("CALL admmgt.applyScripts()") == [
+        "applyScripts: nothing to apply; all 3 templates and all 6 updating tenants are at script 1"
+    ]
 
 
 def test_a_cluster_stopped_mid_rollout_keeps_its_tenants_and_a_rerun_converges(
