@@ -22,7 +22,16 @@ from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._provision import Tenant, templates
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import (
+    Clusters,
+    Connect,
+    Dblink,
+    Job,
+    Outcome,
+    RemoteError,
+    Run,
+    redact,
+)
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import load_applied
 from admmgt_plpy._settings import Settings, load_settings
@@ -46,13 +55,14 @@ def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
         plpy.prepare(f"SELECT {', '.join(COLUMNS)} FROM admmgt.clusters WHERE name = $1", ["text"]),
         [name],
     )
-    if existing:
-        _check_same(name, dict(existing[0]), given)
-    elif (given.get("options") or "").lower().replace(" ", "").find("password=") >= 0:
+    options = given.get("options")
+    if options and redact(options) != options:  # checked first: never echoed below
         raise AdmmgtError(
             f'add_cluster "{name}": t_options holds a password; admmgt never stores one',
             hint="Put it in a user mapping (t_fdw_server) or a passfile (docs/clusters.md).",
         )
+    if existing:
+        _check_same(name, dict(existing[0]), given)
     if name == home.cluster:
         raise AdmmgtError(
             f'cluster "{name}" holds the home template "{home.database}"; nothing to build',

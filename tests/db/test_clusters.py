@@ -391,9 +391,14 @@ def test_a_passfile_on_the_admin_server_works(fleet3: Fleet3) -> None:
 
 
 def test_a_password_in_the_options_is_refused(fleet3: Fleet3) -> None:
-    with pytest.raises(psycopg.Error, match="holds a password"):
+    for _ in range(2):  # new, then already registered: refused before it is compared
+        with pytest.raises(psycopg.Error, match="holds a password") as refused:
+            fleet3.admin.execute(
+                "CALL admmgt.add_cluster('c2', '/tmp', 5432, 'user=x password=hunter2')"
+            )
+        assert "hunter2" not in str(refused.value)
         fleet3.admin.execute(
-            "CALL admmgt.add_cluster('c2', '/tmp', 5432, 'user=x password=hunter2')"
+            "INSERT INTO admmgt.clusters (name) VALUES ('c2') ON CONFLICT DO NOTHING"
         )
     with pytest.raises(psycopg.errors.CheckViolation):
         fleet3.admin.execute(
