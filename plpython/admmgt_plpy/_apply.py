@@ -32,6 +32,7 @@ from admmgt_plpy._provision import (
     check_mode,
     registered,
     templates,
+    templates_not_ready,
     updating_tenants,
 )
 from admmgt_plpy._remote import (
@@ -292,7 +293,9 @@ def _apply_to_tenants(
     recorder: RunRecorder,
 ) -> None:
     """Every updating tenant behind gets what its cluster's template has
-    (``chains``; the home template's ``chain`` on a cluster without a copy)."""
+    (``chains``; the home template's ``chain`` on a cluster without a copy).
+    Template first, per cluster: a tenant whose cluster's copy is not ready, or
+    lacks a script, is held back (skipped, with the reason in last_error)."""
     top = chain[-1].id
     tenants = updating_tenants(plpy, below=top)
     if not tenants:
@@ -304,14 +307,45 @@ def _apply_to_tenants(
         plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
     )
 
+    unready = templates_not_ready(plpy)
+
     def job(tenant: Tenant) -> Job:
-        return _migrate(
-            tenant, chains.get(tenant.cluster, chain), settings, clusters, recorder.run_id, sync
-        )
+        if tenant.cluster in unready:
+            return _skip(unready[tenant.cluster])
+        own = chains.get(tenant.cluster, chain)
+        if len(own) == len(chain):
+            return _migrate(tenant, chain, settings, clusters, recorder.run_id, sync)
+        return _held_back(tenant, own, chain[len(own)].id, settings, clusters, recorder, sync)
 
     Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
         tenants, job
     )
+
+
+def _skip(why: str) -> Job:
+    """A job that touches nothing and says why."""
+    return Outcome("skipped", why)
+    yield  # pragma: no cover -- makes this a generator, as every job is
+
+
+def _held_back(
+    tenant: Tenant,
+    own: list[Script],
+    missing: int,
+    settings: Settings,
+    clusters: Clusters,
+    recorder: RunRecorder,
+    sync: SyncPlan,
+) -> Job:
+    """Apply what the tenant's cluster's template has; say why it gets no further."""
+    outcome = yield from _migrate(tenant, own, settings, clusters, recorder.run_id, sync)
+    if outcome.outcome == "noop":
+        outcome.outcome = "skipped"
+        outcome.message = (
+            f"held back at script {outcome.details.get('version')}: the template on cluster "
+            f'"{tenant.cluster}" lacks script {missing} (its row\'s last_error says why)'
+        )
+    return outcome
 
 
 def _record(
@@ -648,9 +682,9 @@ def _registry_update(plpy: Any, target: Tenant, outcome: Outcome) -> str:
         v = outcome.details["version"]
         version = f" scriptversion = {'NULL' if v is None else int(v)},"
     error = (
-        "NULL, last_error_at = NULL"
-        if outcome.outcome != "failed"
-        else (f"{_q(plpy, outcome.message)}, last_error_at = now()")
+        f"{_q(plpy, outcome.message)}, last_error_at = now()"
+        if outcome.outcome in ("failed", "skipped")
+        else "NULL, last_error_at = NULL"
     )
     return (
         f"UPDATE admmgt.vendor_db_settings SET{version} modifiedon = now(),"
@@ -900,26 +934,48 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
                 f"{script_id} stays applied"
             )
             return
-        recorder.execute(
-            "UPDATE admmgt.scripts SET status = 0, checksum = NULL, metadata_checksum = NULL,"
-            f" applied_to_template_at = NULL, last_error = 'rolled back by run {recorder.run_id}"
-            f"' WHERE id = {script_id}"
+        undo_job = partial(
+            _undo,
+            script=script,
+            undo=undo,
+            restore=restore,
+            settings=settings,
+            clusters=clusters,
+            run_id=recorder.run_id,
         )
-        # The other clusters' templates first in each cluster's turn, then its tenants.
-        targets = copies + updating_tenants(plpy, at=script_id)
-        on_done = _progress(plpy, recorder, len(targets), scriptid=script_id)
+        # The other clusters' templates next (one per cluster); a cluster's
+        # tenants follow only once its template no longer has the script.
+        on_copy = _progress(plpy, recorder, len(copies), scriptid=script_id, who="template ")
+        undone: dict[str, Outcome] = {}
+
+        def copy_done(copy: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
+            undone[copy.cluster] = outcome
+            on_copy(copy, outcome, elapsed_ms)
+
+        Fanout(dblink, 1, 0, copy_done, clusters).run(copies, partial(undo_job, who="template"))
+        stuck = sorted(c for c, o in undone.items() if o.outcome not in ("ok", "noop"))
+        if not stuck:
+            recorder.execute(
+                "UPDATE admmgt.scripts SET status = 0, checksum = NULL, metadata_checksum = NULL,"
+                f" applied_to_template_at = NULL, last_error = 'rolled back by run "
+                f"{recorder.run_id}' WHERE id = {script_id}"
+            )
+        else:
+            plpy.notice(
+                f"rollbackScript: the template on cluster(s) {', '.join(stuck)} still has script "
+                f"{script_id}, so it stays applied there and their tenants are not touched; "
+                f"fix them and call rollbackScript({script_id}) again (before any applyScripts)"
+            )
+        tenants = updating_tenants(plpy, at=script_id)
+        on_done = _progress(plpy, recorder, len(tenants), scriptid=script_id)
+
+        def job(tenant: Tenant) -> Job:
+            if tenant.cluster in stuck:
+                return _skip(f'held back: the template on cluster "{tenant.cluster}" still has it')
+            return undo_job(tenant)
 
         Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
-            targets,
-            partial(
-                _undo,
-                script=script,
-                undo=undo,
-                restore=restore,
-                settings=settings,
-                clusters=clusters,
-                run_id=recorder.run_id,
-            ),
+            tenants, job
         )
     finally:
         summary = recorder.finish({"ok": "rolled back", "noop": "not at that script"})

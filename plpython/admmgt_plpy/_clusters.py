@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 from admmgt_plpy import _drift, _history, _sync
-from admmgt_plpy._apply import SyncPlan, _migrate, _on_template, _single
+from admmgt_plpy._apply import SyncPlan, _migrate, _single
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._maintenance import utc_session
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._provision import Tenant, templates
 from admmgt_plpy._remote import (
@@ -47,7 +48,14 @@ def copy_marker(home: Tenant) -> str:
 
 def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
     settings = load_settings(plpy)
-    take_operation_lock(plpy, "migrations", "add_cluster")
+    # The home template must hold still while it is copied and compared.
+    for kind, who in (
+        ("migrations", "a migration or add_cluster"),
+        ("maintenance", "applyMaintenance"),
+        ("lifecycle", "lifecycleMgt"),
+        ("sync", "a refresh of routines or views"),
+    ):
+        take_operation_lock(plpy, kind, who)
     if not name or not name.strip():
         raise AdmmgtError("add_cluster: t_name must name the cluster")
     home, *_ = templates(plpy)
@@ -192,7 +200,7 @@ def _build(
     created = _single(plpy, dblink, copy, _create(home, copy, clusters), recorder, label=label)
     if created.outcome == "failed":
         return created.message
-    ids = _on_template(plpy)
+    ids = _home_scripts(dblink, clusters, home)
     chain = load_applied(plpy, ids, "add_cluster")
     sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
     job = _migrate(copy, chain, settings, clusters, recorder.run_id, sync, who="template")
@@ -219,11 +227,13 @@ def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
     """CREATE DATABASE the copy (like the home template's encoding and locale), with
     the home template's extensions; adopt one an interrupted call made."""
     source = yield Connect(clusters.conninfo(home.cluster, home.database))
-    settings = yield Run(
+    settings = yield Run(  # to_jsonb: the ICU columns exist from PostgreSQL 15 on
         source,
-        """SELECT pg_catalog.pg_encoding_to_char(encoding) AS encoding, datcollate, datctype
-           FROM pg_catalog.pg_database WHERE datname = current_database()""",
-        "encoding text, datcollate text, datctype text",
+        """SELECT pg_catalog.pg_encoding_to_char(d.encoding) AS encoding, d.datcollate,
+                  d.datctype, to_jsonb(d) ->> 'datlocprovider' AS provider,
+                  to_jsonb(d) ->> 'daticulocale' AS icu
+           FROM pg_catalog.pg_database AS d WHERE d.datname = current_database()""",
+        "encoding text, datcollate text, datctype text, provider text, icu text",
     )
     schemas = yield Run(source, _MANAGED_SCHEMAS, "nspname text")
     extensions = yield Run(
@@ -255,10 +265,16 @@ def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
         note = "found from an earlier call"
     else:
         s = settings[0]
+        icu = (
+            f" LOCALE_PROVIDER icu ICU_LOCALE {quote_literal(s['icu'])}"
+            if s["provider"] == "i"
+            else ""
+        )
         yield Run(
             conn,
             f"CREATE DATABASE {db} TEMPLATE template0 ENCODING {quote_literal(s['encoding'])}"
-            f" LC_COLLATE {quote_literal(s['datcollate'])} LC_CTYPE {quote_literal(s['datctype'])}",
+            f" LC_COLLATE {quote_literal(s['datcollate'])} LC_CTYPE {quote_literal(s['datctype'])}"
+            + icu,
         )
         yield Run(conn, f"REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC")
         yield Run(conn, f"COMMENT ON DATABASE {db} IS {quote_literal(marker)}")
@@ -287,7 +303,8 @@ WHERE n.nspname NOT IN ('admmgt', 'pg_catalog', 'information_schema', 'pg_toast'
 ORDER BY n.oid"""
 
 # Every partition of the application's tables, parents before children, with
-# its bound as PostgreSQL prints it (names come quoted from regclass).
+# its bound as PostgreSQL prints it (in a UTC, ISO-dates session: utc_session)
+# and, for a partition that is partitioned itself, its key.
 _PARTITIONS = r"""
 WITH RECURSIVE tree AS (
     SELECT i.inhrelid AS oid, i.inhparent AS parent, 1 AS depth
@@ -297,23 +314,27 @@ WITH RECURSIVE tree AS (
     SELECT i.inhrelid, i.inhparent, t.depth + 1
     FROM pg_catalog.pg_inherits AS i JOIN tree AS t ON t.oid = i.inhparent
 )
-SELECT c.oid::regclass::text AS name, t.parent::regclass::text AS parent,
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name,
+       pg_catalog.format('%I.%I', pn.nspname, p.relname) AS parent,
        pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
-       (SELECT quote_ident(s.spcname) FROM pg_catalog.pg_tablespace AS s
+       CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
+       (SELECT pg_catalog.quote_ident(s.spcname) FROM pg_catalog.pg_tablespace AS s
         WHERE s.oid = c.reltablespace) AS tablespace
 FROM tree AS t JOIN pg_catalog.pg_class AS c ON c.oid = t.oid
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class AS p ON p.oid = t.parent
+JOIN pg_catalog.pg_namespace AS pn ON pn.oid = p.relnamespace
 WHERE c.relispartition AND n.nspname <> 'admmgt'
 ORDER BY t.depth, 1"""
-_PARTITION_COLUMNS = "name text, parent text, bound text, tablespace text"
+_PARTITION_COLUMNS = "name text, parent text, bound text, partkey text, tablespace text"
 
 
 def _copy_partitions(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
     """The partitions applyMaintenance (or a DBA) made in the home template since
     the scripts ran, made the same in the copy, in one transaction."""
-    source = yield Connect(clusters.conninfo(home.cluster, home.database))
+    source = yield from utc_session(home, clusters)
     wanted = yield Run(source, _PARTITIONS, _PARTITION_COLUMNS)
-    target = yield Connect(clusters.conninfo(copy.cluster, copy.database))
+    target = yield from utc_session(copy, clusters)
     have = {r["name"] for r in (yield Run(target, _PARTITIONS, _PARTITION_COLUMNS))}
     missing = [r for r in wanted if r["name"] not in have]
     if not missing:
@@ -321,14 +342,29 @@ def _copy_partitions(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
     yield Run(target, "BEGIN")
     try:
         for r in missing:
+            key = f" PARTITION BY {r['partkey']}" if r["partkey"] else ""
             where = f" TABLESPACE {r['tablespace']}" if r["tablespace"] else ""
             yield Run(
-                target, f"CREATE TABLE {r['name']} PARTITION OF {r['parent']} {r['bound']}{where}"
+                target,
+                f"CREATE TABLE {r['name']} PARTITION OF {r['parent']} {r['bound']}{key}{where}",
             )
         yield Run(target, "COMMIT")
     except RemoteError as exc:
         return Outcome.failed(exc, f"copying partitions failed ({exc.describe()}); none made")
     return Outcome("ok", f"{len(missing)} partition(s) made as in the home template")
+
+
+def _home_scripts(dblink: Dblink, clusters: Clusters, home: Tenant) -> list[int]:
+    """The scripts the home template has, by its own history: applied or baselined
+    (a fleet moved from the proof of concept is baselined, not replayed)."""
+    conn = dblink.connect(clusters.conninfo(home.cluster, home.database))
+    try:
+        if not dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]:
+            return []
+        rows = dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)
+    finally:
+        dblink.disconnect(conn)
+    return [r["script_id"] for r in rows if r["action"] in ("apply", "baseline")]
 
 
 def _read(dblink: Dblink, clusters: Clusters, target: Tenant, sql: str) -> list[dict[str, Any]]:

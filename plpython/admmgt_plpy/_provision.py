@@ -97,7 +97,8 @@ def registered(plpy: Any, dbname: str) -> dict[str, Any]:
     rows = plpy.execute(
         plpy.prepare(
             """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
-               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted""",
+               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted
+               ORDER BY id LIMIT 1""",
             ["text"],
         ),
         [dbname],
@@ -150,6 +151,27 @@ def templates(plpy: Any) -> list[Tenant]:
                 hint="Set istemplate = false (or deleted = true) on all but one.",
             )
     return found
+
+
+def templates_not_ready(plpy: Any) -> dict[str, str]:
+    """Why each cluster whose template copy exists but is not ready (status 1 or 3)
+    must hold its tenants back from new scripts."""
+    rows = plpy.execute(
+        """SELECT coalesce(t.cluster_name, 'local') AS c, t.status, t.last_error
+           FROM admmgt.vendor_db_settings AS t
+           WHERE t.istemplate AND NOT t.deleted AND t.status <> 2 AND NOT EXISTS (
+               SELECT FROM admmgt.vendor_db_settings AS u
+               WHERE u.istemplate AND NOT u.deleted AND u.status = 2
+                 AND coalesce(u.cluster_name, 'local') = coalesce(t.cluster_name, 'local'))"""
+    )
+    return {
+        r["c"]: (
+            f'held back: the template on cluster "{r["c"]}" is not ready (status {r["status"]}'
+            + (f": {r['last_error'][:300]}" if r["last_error"] else "")
+            + f"); fix it, then CALL admmgt.add_cluster({quote_literal(r['c'])}) to re-check"
+        )
+        for r in rows
+    }
 
 
 def template_of(plpy: Any) -> Tenant:

@@ -99,18 +99,17 @@ class Clusters:
         return cluster
 
     def conninfo(self, cluster_name: str, dbname: str) -> str:
-        """A libpq connection string; it may hold a password, so it is never shown."""
+        """A libpq connection string; it may hold a password, so it is never shown.
+
+        The cluster's own ``options`` come first, so that what admmgt sets here
+        wins (libpq takes the last of a repeated keyword): the database, and for
+        a cluster with a user mapping the host and port of its foreign server,
+        so that editing admmgt.clusters cannot send that password elsewhere.
+        """
         cluster = self.get(cluster_name)
-        # NOTICEs of remote sessions ("already exists, skipping") would go to
-        # the server log through dblink's libpq; admmgt reports what matters.
         parts: dict[str, str] = {}
-        if cluster.fdw_server:
-            parts.update(self._fdw_options(cluster))
-        parts.update(
-            dbname=dbname,
-            application_name="admmgt",
-            options="-c client_min_messages=warning",
-        )
+        if cluster_name != "local" and "connect_timeout" not in (cluster.options or ""):
+            parts["connect_timeout"] = "10"  # a silent host must not stall every cluster
         if cluster.host is None and cluster_name == "local":
             parts.update(
                 host=self.local_host, port=str(cluster.port or self.local_port), user=self.user
@@ -120,8 +119,17 @@ class Clusters:
                 parts["host"] = cluster.host
             if cluster.port:
                 parts["port"] = str(cluster.port)
+        if cluster.fdw_server:
+            parts.update(self._fdw_options(cluster))
+        # NOTICEs of remote sessions ("already exists, skipping") would go to
+        # the server log through dblink's libpq; admmgt reports what matters.
+        parts.update(
+            dbname=dbname,
+            application_name="admmgt",
+            options="-c client_min_messages=warning",
+        )
         text = " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
-        return f"{text} {cluster.options}" if cluster.options else text
+        return f"{cluster.options} {text}" if cluster.options else text
 
     def _fdw_options(self, cluster: Cluster) -> dict[str, str]:
         """The foreign server's options, then its user mapping's (user, password)."""
@@ -161,6 +169,14 @@ class Clusters:
             key, _, value = item.partition("=")
             if key != "dbname":  # each connection names its own database
                 options[key] = value
+        if "host" not in options:
+            raise AdmmgtError(
+                f'cluster "{cluster.name}": foreign server "{cluster.fdw_server}" has no host '
+                "option; a cluster whose password is in a user mapping is reached only at the "
+                "host (and port) of its foreign server",
+                hint=f"ALTER SERVER {quote_ident(cluster.fdw_server or '')} OPTIONS "
+                "(ADD host '...', ADD port '...');",
+            )
         self._fdw[cluster.name] = options
         return options
 
@@ -593,6 +609,7 @@ class Fanout:
             assert self.clusters is not None
             interrupted = _unreachable(state.cluster, self.clusters.down[state.cluster])
             interrupted.message += f"; interrupted: {outcome.message}"
+            interrupted.details, interrupted.private = outcome.details, outcome.private
             outcome = interrupted
         if outcome.outcome == "failed":
             self.failures += 1

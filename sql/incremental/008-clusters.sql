@@ -4,6 +4,16 @@
 -- own copy of the template (CREATE DATABASE ... TEMPLATE works within one
 -- cluster), so template rows may share a name across clusters, and a tenant
 -- registered without a cluster is placed by create_database.
+DO $check$
+BEGIN
+    IF EXISTS (SELECT FROM admmgt.clusters WHERE options ~* 'password\s*=') THEN
+        RAISE EXCEPTION 'admmgt.clusters.options holds a password, which admmgt no longer accepts'
+        USING HINT = 'Move it to a passfile or a user mapping (docs/clusters.md), remove it '
+        'from options, then upgrade again.';
+    END IF;
+END
+$check$;
+
 ALTER TABLE admmgt.clusters
 ADD COLUMN fdw_server text,
 ADD COLUMN max_parallel integer,

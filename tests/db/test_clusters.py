@@ -530,3 +530,96 @@ def test_maintenance_sync_and_rollback_reach_every_cluster(fleet3: Fleet3) -> No
     lines = fleet3.run("CALL admmgt.rollbackScript(1)")
     for cluster, db in everywhere:
         assert fleet3.history(cluster, db)[-1] == (1, "rollback"), (cluster, db, lines)
+
+
+def test_tenants_wait_while_their_clusters_template_is_not_ready(fleet3: Fleet3) -> None:
+    fleet3.add("c2")
+    fleet3.register("w1", cluster="c2")
+    fleet3.register("w2")
+    fleet3.run("CALL admmgt.create_database()")
+    with fleet3.connect("local", fleet3.template) as conn:
+        conn.execute("CREATE TABLE mgttest.handmade (id int)")
+    with pytest.raises(psycopg.Error, match="handmade"):
+        fleet3.run("CALL admmgt.add_cluster('c2')")  # a re-check that finds a difference
+    orders_script(fleet3.admin)
+    lines = fleet3.run("CALL admmgt.applyScripts()")
+    assert fleet3.history("c2", fleet3.prefix + "w1") == []  # template first, per cluster
+    assert fleet3.history("local", fleet3.prefix + "w2") == [(1, "apply")]
+    held = [x for x in lines if f"{fleet3.prefix}w1@c2: SKIPPED: held back" in x]
+    assert held and 'the template on cluster "c2" is not ready (status 3' in held[0], lines
+    error = fleet3.admin.execute(
+        "SELECT last_error FROM admmgt.vendor_db_settings WHERE dbname = %s",
+        (fleet3.prefix + "w1",),
+    ).fetchone()
+    assert error is not None and "held back" in error[0]
+
+    with fleet3.connect("local", fleet3.template) as conn:
+        conn.execute("DROP TABLE mgttest.handmade")
+    again = fleet3.run("CALL admmgt.add_cluster('c2')")
+    assert "is ready for tenants" in again[-1] and "at script 1" in again[-1]
+    fleet3.run("CALL admmgt.applyScripts()")
+    assert fleet3.history("c2", fleet3.prefix + "w1") == [(1, "apply")]
+
+
+def test_a_baselined_home_template_is_copied(fleet3: Fleet3) -> None:
+    """A fleet moved from the proof of concept is baselined, not replayed."""
+    orders_script(fleet3.admin)
+    plan = fleet3.admin.execute("SELECT statement FROM admmgt.plan_script(1)").fetchall()
+    with fleet3.connect("local", fleet3.template) as conn:
+        for (statement,) in plan:
+            conn.execute(statement)
+    fleet3.admin.execute("CALL admmgt.baseline(%s, 1)", (fleet3.template,))
+    lines = fleet3.add("c2")
+    assert "at script 1 and its catalog equals the home template's" in lines[-1], lines
+    assert fleet3.history("c2", fleet3.template) == [(1, "apply")]
+
+
+def test_a_rollback_waits_for_a_clusters_template_and_converges(fleet3: Fleet3) -> None:
+    fleet3.add("c2")
+    fleet3.register("k1", cluster="c2")
+    fleet3.register("k2")
+    fleet3.run("CALL admmgt.create_database()")
+    orders_script(fleet3.admin)
+    fleet3.run("CALL admmgt.applyScripts()")
+    fleet3.remotes["c2"].stop()
+    try:
+        lines = fleet3.run("CALL admmgt.rollbackScript(1)")
+    finally:
+        fleet3.remotes["c2"].start()
+    assert fleet3.history("local", fleet3.prefix + "k2")[-1] == (1, "rollback")
+    assert fleet3.history("c2", fleet3.prefix + "k1") == [(1, "apply")]
+    assert any("still has script 1, so it stays applied there" in x for x in lines), lines
+    status = fleet3.admin.execute("SELECT status FROM admmgt.scripts WHERE id = 1").fetchone()
+    assert status is not None and status[0] != 0
+
+    fleet3.run("CALL admmgt.rollbackScript(1)")
+    for cluster, db in [("c2", fleet3.template), ("c2", fleet3.prefix + "k1")]:
+        assert fleet3.history(cluster, db)[-1] == (1, "rollback"), (cluster, db)
+    status = fleet3.admin.execute("SELECT status FROM admmgt.scripts WHERE id = 1").fetchone()
+    assert status == (0,)
+
+
+def test_a_script_failing_on_a_clusters_template_holds_back_only_that_cluster(
+    fleet3: Fleet3,
+) -> None:
+    fleet3.add("c2")
+    fleet3.register("h1", cluster="c2")
+    fleet3.register("h2")
+    fleet3.run("CALL admmgt.create_database()")
+    orders_script(fleet3.admin)
+    port = fleet3.remotes["c2"].sandbox.port
+    s.step(
+        fleet3.admin,
+        1,
+        2,
+        "DO $x$ BEGIN IF current_setting('port')::int = " + str(port) + " AND current_database()"
+        f" = '{fleet3.template}' THEN RAISE EXCEPTION 'no room on c2'; END IF; END $x$",
+    )
+    lines = fleet3.run("CALL admmgt.applyScripts()")
+    assert any(f"{fleet3.template}@c2: FAILED: " in x and "no room on c2" in x for x in lines)
+    held = [x for x in lines if f"{fleet3.prefix}h1@c2: SKIPPED: held back at script" in x]
+    assert held and 'the template on cluster "c2" lacks script 1' in held[0], lines
+    assert fleet3.history("c2", fleet3.prefix + "h1") == []
+    assert fleet3.history("local", fleet3.prefix + "h2") == [(1, "apply")]
+    status = fleet3.admin.execute("SELECT status FROM admmgt.scripts WHERE id = 1").fetchone()
+    assert status == (1,)  # not applied everywhere yet: the next run tries c2 again
