@@ -67,6 +67,7 @@ from rollout import (
     drop_databases,
     each_fleet,
     markdown,
+    print_details,
     run_xargs,
     sandbox,
 )
@@ -467,16 +468,7 @@ def print_outcomes(fleets: list[ClusterFleet]) -> None:
                     ],
                 )
             )
-        print(
-            "\nadmmgt per-database times from admmgt.run_log (busy = sum of per-database times /"
-            " wall time: databases in flight on average):\n"
-        )
-        print(
-            markdown(
-                ["admmgt run", "run id", "databases", "median ms", "p95 ms", "busy"],
-                [d.cells() for d in fleet.result.details],
-            )
-        )
+        print_details(fleet.result.details)
         print(
             "\nDriver CPU seconds (medians): admmgt = its admin backend; psql = the psql"
             " processes of the three xargs. Tenant backends not counted.\n"

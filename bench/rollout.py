@@ -678,6 +678,15 @@ def print_result(result: FleetResult) -> None:
             [r.cpu_cells() for r in result.rows],
         )
     )
+    print_details(result.details)
+    if result.problems:
+        print("\nproblems seen:")
+        for problem in result.problems:
+            print(f"  - {problem}")
+
+
+def print_details(details: list[RunDetail]) -> None:
+    """admmgt's per-database times of each measured run, from its run log."""
     print(
         "\nadmmgt per-database times from admmgt.run_log (busy = sum of per-database times /"
         " wall time: databases in flight on average):\n"
@@ -685,13 +694,9 @@ def print_result(result: FleetResult) -> None:
     print(
         markdown(
             ["admmgt run", "run id", "databases", "median ms", "p95 ms", "busy"],
-            [d.cells() for d in result.details],
+            [d.cells() for d in details],
         )
     )
-    if result.problems:
-        print("\nproblems seen:")
-        for problem in result.problems:
-            print(f"  - {problem}")
 
 
 def revision() -> str:
