@@ -105,8 +105,9 @@ def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
     if problem:
         raise AdmmgtError(
             f'add_cluster: the template copy "{copy.label}" was not made ready: {problem}',
-            hint="It stays at status 3 and takes no tenants. Fix it on that cluster, then "
-            "CALL admmgt.add_cluster again to re-check (or drop the database to rebuild it).",
+            hint="It stays at status 3: no tenant is created from it and its cluster's tenants "
+            "get no new scripts. Fix it on that cluster, then CALL admmgt.add_cluster again to "
+            "re-check (or drop the database to rebuild it).",
         )
     version = plpy.execute(
         f"SELECT scriptversion FROM admmgt.vendor_db_settings WHERE id = {copy.id}"
