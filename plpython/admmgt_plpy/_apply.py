@@ -315,7 +315,9 @@ def _apply_to_tenants(
         own = chains.get(tenant.cluster, chain)
         if len(own) == len(chain):
             return _migrate(tenant, chain, settings, clusters, recorder.run_id, sync)
-        return _held_back(tenant, own, chain[len(own)].id, settings, clusters, recorder, sync)
+        return _held_back(
+            tenant, own, chain[len(own)].id, settings, clusters, recorder.run_id, sync
+        )
 
     Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
         tenants, job
@@ -334,11 +336,11 @@ def _held_back(
     missing: int,
     settings: Settings,
     clusters: Clusters,
-    recorder: RunRecorder,
+    run_id: int,
     sync: SyncPlan,
 ) -> Job:
     """Apply what the tenant's cluster's template has; say why it gets no further."""
-    outcome = yield from _migrate(tenant, own, settings, clusters, recorder.run_id, sync)
+    outcome = yield from _migrate(tenant, own, settings, clusters, run_id, sync)
     if outcome.outcome == "noop":
         outcome.outcome = "skipped"
         outcome.message = (
@@ -358,20 +360,17 @@ def _record(
     scriptid: int | None = None,
 ) -> None:
     """Record one database's outcome, reconcile its registry row from its history,
-    log its statements, and say "<label>: ...". A database of an unreachable
-    cluster keeps its row as it is; the fan-out said so once for the cluster."""
-    unreachable = outcome.outcome == "unreachable"
+    log its statements, and say "<label>: ..."."""
     recorder.target(
         target.database,
         target.cluster,
         outcome,
         elapsed_ms,
         scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
-        registry=None if unreachable else _registry_update(plpy, target, outcome),
+        registry=_registry_update(plpy, target, outcome),
     )
     recorder.script_log(target.database, outcome.private.get("executed", []))
-    if not unreachable:
-        plpy.notice(f"{label}: {_describe(target, outcome, elapsed_ms)}")
+    recorder.say(outcome, f"{label}: {_describe(target, outcome, elapsed_ms)}")
 
 
 def _progress(
@@ -971,7 +970,10 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
 
         def job(tenant: Tenant) -> Job:
             if tenant.cluster in stuck:
-                return _skip(f'held back: the template on cluster "{tenant.cluster}" still has it')
+                return _skip(
+                    f'held back: the template on cluster "{tenant.cluster}" still has script '
+                    f"{script_id}; once it is undone there, call rollbackScript({script_id}) again"
+                )
             return undo_job(tenant)
 
         Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(

@@ -27,6 +27,7 @@ from admmgt_plpy._remote import (
     Clusters,
     Connect,
     Dblink,
+    Fanout,
     Job,
     Outcome,
     RemoteError,
@@ -57,7 +58,10 @@ def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
     ):
         take_operation_lock(plpy, kind, who)
     if not name or not name.strip():
-        raise AdmmgtError("add_cluster: t_name must name the cluster")
+        raise AdmmgtError(
+            "add_cluster: t_name must name the cluster",
+            hint="CALL admmgt.add_cluster('eu2', t_host => 'pg-eu2.internal', t_port => 5432);",
+        )
     home, *_ = templates(plpy)
     existing = plpy.execute(
         plpy.prepare(f"SELECT {', '.join(COLUMNS)} FROM admmgt.clusters WHERE name = $1", ["text"]),
@@ -198,12 +202,13 @@ def _build(
 ) -> str | None:
     """Create, fill and check the copy; None when it equals the home template."""
     label = f"template {copy.label}"
+    schemas = _sync.schemas_expression(settings.sync_schemas)
     created = _single(plpy, dblink, copy, _create(home, copy, clusters), recorder, label=label)
     if created.outcome == "failed":
         return created.message
     ids = _home_scripts(dblink, clusters, home)
     chain = load_applied(plpy, ids, "add_cluster")
-    sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
+    sync = SyncPlan.for_tenants(plpy, schemas, ids)
     job = _migrate(copy, chain, settings, clusters, recorder.run_id, sync, who="template")
     replayed = _single(plpy, dblink, copy, job, recorder, label=label)
     if replayed.outcome == "failed":
@@ -213,10 +218,11 @@ def _build(
     )
     if made.outcome == "failed":
         return made.message
-    schemas = _sync.schemas_expression(settings.sync_schemas)
-    for kind in _sync.KINDS:
-        wanted = _read(dblink, clusters, home, _sync.catalog_query(kind, schemas, text=True))
-        definitions = [_sync.Definition(r["kind"], r["name"], r["definition"]) for r in wanted]
+    try:
+        current = _sync.template_definitions(dblink, clusters, home, schemas, _sync.KINDS)
+    except RemoteError as exc:
+        return f"reading the home template's routines and views failed ({exc.describe()})"
+    for kind, definitions in current.items():
         job = _sync._refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
         synced = _single(plpy, dblink, copy, job, recorder, label=f"{label} ({kind})")
         if synced.outcome == "failed":
@@ -281,7 +287,7 @@ def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
         yield Run(conn, f"COMMENT ON DATABASE {db} IS {quote_literal(marker)}")
     target = yield Connect(clusters.conninfo(copy.cluster, copy.database))
     for x in schemas:  # the POC's application schema is made by hand, not by a script
-        yield Run(target, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(x['nspname'])}")
+        yield Run(target, f"CREATE SCHEMA IF NOT EXISTS {x['nspname']}")
     for x in extensions:
         yield Run(target, f"CREATE SCHEMA IF NOT EXISTS {quote_ident(x['nspname'])}")
         yield Run(
@@ -293,15 +299,10 @@ def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
     return Outcome("noop" if found else "ok", f"database {note}")
 
 
-# Schemas of the application: not admmgt's, the system's or an extension's.
-_MANAGED_SCHEMAS = r"""
-SELECT n.nspname FROM pg_catalog.pg_namespace AS n
-WHERE n.nspname NOT IN ('admmgt', 'pg_catalog', 'information_schema', 'pg_toast')
-  AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
-  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
-                  WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND d.objid = n.oid
-                    AND d.deptype = 'e')
-ORDER BY n.oid"""
+# The schemas detect_drift compares (the application's), already quoted.
+_MANAGED_SCHEMAS = (
+    f"SELECT o.object_name AS nspname FROM ({_drift.OBJECTS}) AS o WHERE o.object_kind = 'schema'"
+)
 
 # Every partition of the application's tables, parents before children, with
 # its bound as PostgreSQL prints it (in a UTC, ISO-dates session: utc_session)
@@ -368,33 +369,22 @@ def _home_scripts(dblink: Dblink, clusters: Clusters, home: Tenant) -> list[int]
     return [r["script_id"] for r in rows if r["action"] in ("apply", "baseline")]
 
 
-def _read(dblink: Dblink, clusters: Clusters, target: Tenant, sql: str) -> list[dict[str, Any]]:
-    conn = dblink.connect(clusters.conninfo(target.cluster, target.database))
-    try:
-        return dblink.query(conn, sql, _sync.COLUMNS)
-    finally:
-        dblink.disconnect(conn)
-
-
 def _compare(dblink: Dblink, clusters: Clusters, home: Tenant, copy: Tenant) -> str | None:
-    """None if the copy's catalog equals the home template's, else the differences."""
-    snapshots = []
+    """None if the copy's catalog equals the home template's, else the differences
+    (detect_drift's reading and comparison)."""
+    read: dict[int, Outcome] = {}
+    Fanout(dblink, 2, 0, lambda t, outcome, _ms: read.__setitem__(t.id, outcome)).run(
+        [home, copy], lambda t: _drift.read_template(t, clusters)
+    )
     for target in (home, copy):
-        conn = dblink.connect(clusters.conninfo(target.cluster, target.database))
-        try:
-            dblink.query(conn, _drift.SESSION, _drift.SESSION_COLUMNS)
-            version = None
-            if dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]:
-                rows = dblink.query(conn, _history.VERSION, _history.VERSION_COLUMNS)
-                version = rows[0]["version"]
-            objects = _drift.objects_of(dblink.query(conn, _drift.OBJECTS, _drift.OBJECTS_COLUMNS))
-        finally:
-            dblink.disconnect(conn)
-        snapshots.append((version, objects))
-    (home_version, home_objects), (copy_version, copy_objects) = snapshots
+        if read[target.id].outcome != "ok":
+            return f"{target.label} could not be read ({read[target.id].message})"
+    home_snapshot: _drift.Snapshot = read[home.id].details["snapshot"]
+    copy_snapshot: _drift.Snapshot = read[copy.id].details["snapshot"]
+    home_version, copy_version = home_snapshot.version, copy_snapshot.version
     if home_version != copy_version:
         return f"it is at script {copy_version}, the home template at {home_version}"
-    found = _drift.compare(home_objects, copy_objects)
+    found = _drift.compare(home_snapshot.objects, copy_snapshot.objects)
     if not found:
         return None
     shown = "; ".join(

@@ -275,7 +275,7 @@ def _unreachable(exc: RemoteError) -> Outcome:
     return Outcome("failed", shorten(message), exc.sqlstate, exc.statement)
 
 
-def _read_template(template: Tenant, clusters: Clusters) -> Job:
+def read_template(template: Tenant, clusters: Clusters) -> Job:
     try:
         conn = yield Connect(clusters.conninfo(template.cluster, template.database))
         snapshot: Snapshot = yield from _read(conn)
@@ -353,7 +353,7 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
 
     read: list[Outcome] = []
     Fanout(dblink, 1, 0, lambda _t, outcome, _ms: read.append(outcome)).run(
-        [template], lambda t: _read_template(t, clusters)
+        [template], lambda t: read_template(t, clusters)
     )
     if read[0].outcome != "ok":
         raise AdmmgtError(

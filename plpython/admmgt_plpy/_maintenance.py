@@ -425,8 +425,6 @@ def run_fleet(
     state; they do not count towards the failure limit. A failed database's
     error is kept in its registry row (vendor_db_settings.last_error).
     ``describe`` makes the NOTICE text after "template <db>: " or "[i/N] <db>: ".
-    A database of an unreachable cluster gets no NOTICE of its own: the fan-out
-    said so once for the cluster.
     """
     total, done = len(tenants), [0]
 
@@ -444,8 +442,7 @@ def run_fleet(
         else:
             done[0] += 1
             label = f"[{done[0]}/{total}] {target.label}"
-        if outcome.outcome != "unreachable":
-            plpy.notice(f"{label}: {describe(outcome, elapsed_ms)}")
+        recorder.say(outcome, f"{label}: {describe(outcome, elapsed_ms)}")
 
     Fanout(dblink, 1, 0, on_done, clusters).run(all_templates, job)
     Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,11 +175,6 @@ def templates_not_ready(plpy: Any) -> dict[str, str]:
     }
 
 
-def template_of(plpy: Any) -> Tenant:
-    """The home template: the one scripts are validated on and definitions read from."""
-    return templates(plpy)[0]
-
-
 def create_database(plpy: Any) -> None:
     """Create every tenant with status 1 (pending) or 3 (failed before) from its
     cluster's template, placing those that name no cluster first."""
@@ -227,9 +223,7 @@ def create_database(plpy: Any) -> None:
                 f" modifiedon = now() WHERE id IN ({ids}) AND cluster_name IS NULL"
             )
         tenants = [Tenant(t.id, t.dbname, placement.get(t.id, t.cluster)) for t in tenants]
-        counts = ", ".join(
-            f"{c} +{list(placement.values()).count(c)}" for c in sorted(set(placement.values()))
-        )
+        counts = ", ".join(f"{c} +{n}" for c, n in sorted(Counter(placement.values()).items()))
         plpy.notice(
             f"create_database: {len(placement)} tenant(s) named no cluster; placed on the "
             f"clusters with the fewest tenants: {counts}"
@@ -260,8 +254,7 @@ def create_database(plpy: Any) -> None:
             line = f"{outcome.outcome.upper()}: {outcome.message}"
         recorder.target(tenant.database, tenant.cluster, outcome, elapsed_ms, registry=registry)
         done[0] += 1
-        if outcome.outcome != "unreachable":  # the fan-out said so once for the cluster
-            plpy.notice(f"[{done[0]}/{total}] {tenant.label}: {line}")
+        recorder.say(outcome, f"[{done[0]}/{total}] {tenant.label}: {line}")
 
     fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters)
     try:

@@ -70,7 +70,11 @@ class RunRecorder:
         scriptid: int | None = None,
         registry: str | None = None,
     ) -> None:
-        """Log one target's outcome; ``registry`` is an UPDATE of its row, run alongside."""
+        """Log one target's outcome; ``registry`` is an UPDATE of its row, run alongside.
+        A database of an unreachable cluster keeps its row as it was: nothing was
+        learnt about it."""
+        if outcome.outcome == "unreachable":
+            registry = None
         self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
         q = self._q
         details = json.dumps(outcome.details) if outcome.details else None
@@ -83,6 +87,12 @@ class RunRecorder:
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
         self.dblink.query(self.conn, sql + (";" + registry if registry else ""))
+
+    def say(self, outcome: Outcome, line: str) -> None:
+        """One target's progress NOTICE; none for a database of an unreachable
+        cluster, which the fan-out reported once for the whole cluster."""
+        if outcome.outcome != "unreachable":
+            self.plpy.notice(line)
 
     def execute(self, sql: str) -> None:
         """Run and commit one statement in the admin database at once."""

@@ -197,6 +197,23 @@ def logged_definitions(
     return found
 
 
+def template_definitions(
+    dblink: Dblink, clusters: Clusters, template: Tenant, schemas: str, kinds: tuple[str, ...]
+) -> dict[str, list[Definition]]:
+    """The template's current definitions of each kind, read over one connection."""
+    conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
+    try:
+        return {
+            kind: [
+                Definition(r["kind"], r["name"], r["definition"])
+                for r in dblink.query(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+            ]
+            for kind in kinds
+        }
+    finally:
+        dblink.disconnect(conn)
+
+
 def refresh(
     plpy: Any, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
 ) -> None:
@@ -209,16 +226,12 @@ def refresh(
     schemas = schemas_expression(settings.sync_schemas)
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
-    conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
     try:
-        rows = dblink.query(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+        wanted = template_definitions(dblink, clusters, template, schemas, (kind,))[kind]
     except RemoteError as exc:
         raise AdmmgtError(
             f'{operation}: reading the template "{template.database}" failed ({exc.describe()})'
         ) from None
-    finally:
-        dblink.disconnect(conn)
-    wanted = [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
     tenants = copies + updating_tenants(plpy)  # the other clusters' templates too
     recorder = RunRecorder(
         plpy, dblink, clusters, operation, {"scriptid": scriptid, "drop_orphans": drop_orphans}
@@ -239,9 +252,6 @@ def refresh(
                 if outcome.outcome != "failed"
                 else f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
             )
-            if outcome.outcome == "unreachable":  # the fan-out said so once for the cluster
-                recorder.target(tenant.database, tenant.cluster, outcome, elapsed_ms)
-                return
             recorder.target(
                 tenant.database,
                 tenant.cluster,
@@ -250,7 +260,7 @@ def refresh(
                 registry=f"UPDATE admmgt.vendor_db_settings SET last_error = {error}"
                 f" WHERE id = {tenant.id}",
             )
-            plpy.notice(f"[{done[0]}/{total}] {tenant.label}: {outcome.message}")
+            recorder.say(outcome, f"[{done[0]}/{total}] {tenant.label}: {outcome.message}")
 
         job = partial(
             _refresh_one,

@@ -63,6 +63,14 @@ def databases(admin: psycopg.Connection[Any], like: str) -> set[str]:
     }
 
 
+def history(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
+    """(script_id, action) of every admmgt.script_history row of the connected database."""
+    if conn.execute("SELECT to_regclass('admmgt.script_history')").fetchone() == (None,):
+        return []
+    rows = conn.execute("SELECT script_id, action FROM admmgt.script_history ORDER BY id")
+    return [(r[0], r[1]) for r in rows]
+
+
 def call(conn: psycopg.Connection[Any], procedure: str, *args: Any) -> None:
     placeholders = sql.SQL(", ").join(sql.Placeholder() * len(args))
     conn.execute(

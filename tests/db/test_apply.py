@@ -13,7 +13,7 @@ from psycopg import errors
 
 from admmgt._catalog import schema_snapshot
 from tests.db import scripts as s
-from tests.db.fleet import Notices, call, make_template, register, registry
+from tests.db.fleet import Notices, call, history, make_template, register, registry
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
@@ -33,14 +33,7 @@ class Fleet:
 
     def history(self, db: str) -> list[tuple[int, str]]:
         with self.connect(db) as conn:
-            if conn.execute("SELECT to_regclass('admmgt.script_history')").fetchone() == (None,):
-                return []
-            return [
-                (r[0], r[1])
-                for r in conn.execute(
-                    "SELECT script_id, action FROM admmgt.script_history ORDER BY id"
-                )
-            ]
+            return history(conn)
 
     def has_table(self, db: str, name: str) -> bool:
         with self.connect(db) as conn:
