@@ -57,6 +57,14 @@ from admmgt_plpy._scripts import (
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._sync import Definition
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
+from admmgt_plpy._transient import (
+    BLOCKERS,
+    BLOCKERS_COLUMNS,
+    connection_cause,
+    describe_blockers,
+    find_blockers,
+    retryable,
+)
 
 # ------------------------------------------------------------------ entry points
 
@@ -88,8 +96,12 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
     try:
         chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
-        chain = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
-        chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
+        checked = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
+        chain = (
+            _apply_to_template(plpy, dblink, clusters, settings, template, checked, recorder)
+            if checked is not None
+            else []
+        )
         if chain:
             chains = _apply_to_copies(plpy, dblink, clusters, settings, copies, chain, recorder)
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
@@ -148,15 +160,18 @@ def _validate_on_template(
     template: Tenant,
     chain: list[Script],
     recorder: RunRecorder,
-) -> list[Script]:
+) -> list[Script] | None:
     """Refuse out-of-order scripts, then check types and tablespaces on the template.
 
     Read-only: the template is not changed before every ready script passed.
+    None when the template cannot be read now for a reason a re-run fixes (a
+    lock, a lost connection): recorded as retryable, every script stays ready.
     """
     if not any(s.status == 1 for s in chain):
         return chain
-    conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
+    conn = None
     try:
+        conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
         has = dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]
         have = (
             {r["script_id"] for r in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)}
@@ -182,6 +197,8 @@ def _validate_on_template(
                 ok = dblink.query(conn, query, "ok boolean")[0]["ok"]
                 problem = None if ok else what
             except RemoteError as exc:
+                if retryable(exc.sqlstate):
+                    raise  # not the script's fault: handled below
                 problem = f"{what}: {exc.message}"
                 dblink.query(conn, "ROLLBACK")
                 dblink.query(conn, "BEGIN READ ONLY")
@@ -190,8 +207,34 @@ def _validate_on_template(
                     plpy, recorder, script, f"validation on the template failed: {problem}"
                 )
                 return [s for s in chain if s.id < script.id]
+    except RemoteError as exc:
+        blockers: list[dict[str, Any]] = []
+        if exc.sqlstate in RETRYABLE and conn is not None:
+            try:
+                dblink.query(conn, "ROLLBACK")
+                blockers = dblink.query(conn, BLOCKERS, BLOCKERS_COLUMNS)
+            except RemoteError:
+                pass
+        if not retryable(exc.sqlstate):
+            raise AdmmgtError(
+                f'template "{template.database}": reading its history and checking the ready '
+                f"scripts failed ({exc.describe()}); nothing was applied",
+                hint="Fix what the message names in the template, then call applyScripts again.",
+            ) from None
+        outcome = _retryable_outcome(
+            template,
+            "template",
+            exc,
+            blockers,
+            "its history could not be read and the ready scripts not checked",
+            None,
+        )
+        _record(plpy, recorder, template, outcome, 0.0, f"template {template.label}")
+        _keep_ready(plpy, recorder, [s for s in chain if s.status == 1], outcome)
+        return None
     finally:
-        dblink.disconnect(conn)
+        if conn is not None:
+            dblink.disconnect(conn)
     return chain
 
 
@@ -221,7 +264,10 @@ def _apply_to_template(
                 f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
                 f" last_error = NULL WHERE id = {script.id}"
             )
-    if outcome.outcome == "failed":
+    if outcome.outcome == "failed" and retryable(outcome.sqlstate):
+        # A lock or a lost connection is no defect of the script: it stays ready.
+        _keep_ready(plpy, recorder, [s for s in chain if s.id not in have], outcome)
+    elif outcome.outcome == "failed":
         failed_id = outcome.details.get("script")
         failed = next((s for s in chain if s.id == failed_id), None)
         if failed is not None:
@@ -229,6 +275,25 @@ def _apply_to_template(
                 plpy, recorder, failed, f"failed on the template: {outcome.message}", notice=False
             )
     return [s for s in chain if s.id in have]
+
+
+def _keep_ready(plpy: Any, recorder: RunRecorder, scripts: list[Script], outcome: Outcome) -> None:
+    """The template could not take ``scripts`` now, for a reason a re-run fixes:
+    they stay ready (status 1), with the reason in last_error."""
+    ids = [s.id for s in scripts if s.status == 1]
+    if not ids:
+        return
+    idlist = ", ".join(map(str, ids))
+    why = f"not applied to the template yet: {outcome.message}"
+    recorder.execute(
+        f"UPDATE admmgt.scripts SET last_error = {_q(plpy, why)} WHERE id IN ({idlist})"
+        " AND status = 1"
+    )
+    noun = "script" if len(ids) == 1 else "scripts"
+    plpy.notice(
+        f"{noun} {idlist}: not applied to the template in this run, for a reason a re-run "
+        "fixes; ready (status 1) still, the next applyScripts applies it"
+    )
 
 
 def _fail_script(
@@ -452,7 +517,10 @@ def _migrate(
 ) -> Job:
     """Apply to one database every chain script its own history lacks."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
-    state = yield from _read_history(conn)
+    try:
+        state = yield from _read_history(conn)
+    except RemoteError as exc:
+        return (yield from _history_unread(target, who, conn, exc))
     applied: list[int] = []
     executed: list[tuple[int, str]] = []
     dropped: list[str] = []
@@ -495,13 +563,19 @@ def _migrate(
 
 class _StepFailed(Exception):
     def __init__(
-        self, number: int, step: Step | None, error: RemoteError, attempts: int = 1
+        self,
+        number: int,
+        step: Step | None,
+        error: RemoteError,
+        attempts: int = 1,
+        blockers: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(error.message)
         self.number = number  # 0: the history row or the transaction itself
         self.step = step
         self.error = error
         self.attempts = attempts
+        self.blockers = blockers or []  # for a lock: who held locks (_transient.BLOCKERS)
 
 
 def _read_history(conn: str) -> Any:
@@ -570,7 +644,11 @@ def _in_transaction(
     except TransactionFailed as failed:
         number = position[0]
         raise _StepFailed(
-            number, steps[number - 1] if number else None, failed.error, failed.attempts
+            number,
+            steps[number - 1] if number else None,
+            failed.error,
+            failed.attempts,
+            failed.blockers,
         ) from None
 
 
@@ -614,7 +692,11 @@ def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:
             )
         yield Run(conn, step.sql)
     except RemoteError as exc:
-        raise _StepFailed(number, step, exc) from None
+        # The session's lock_timeout (wait_timeout_ms) bounds a concurrent
+        # build's waits for older transactions; its INVALID leftover is
+        # dropped above on the re-run.
+        blockers = (yield from find_blockers(conn)) if exc.sqlstate in RETRYABLE else []
+        raise _StepFailed(number, step, exc, blockers=blockers) from None
 
 
 def _lit(text: str) -> str:
@@ -647,30 +729,87 @@ def _failure(
     doing: str = "",
 ) -> Outcome:
     exc = failure.error
-    where = (
-        f"step {failure.number} ({failure.step.kind} {failure.step.target})"
-        if failure.step
-        else "its history row"
-    )
-    if exc.sqlstate in RETRYABLE:
-        what = (
-            f"could not get a lock within lock_timeout after {failure.attempts} tries "
-            f"({exc.sqlstate} {exc.message})"
-        )
-        todo = "find the session holding the lock (pg_locks) and re-run applyScripts"
+    subject = f"script {script.id}" + (f" {doing}" if doing else "")
+    if failure.step:
+        where = f"step {failure.number} ({failure.step.kind} {failure.step.target})"
+        statement = exc.statement  # the step's own statement
     else:
-        what = f"({exc.sqlstate} {exc.message})"
+        # BEGIN, the routine and view sync, the history row or COMMIT: admmgt's
+        # own statements, never shown as the failing one.
+        where = "its transaction (outside its steps)"
+        statement = None
+    if retryable(exc.sqlstate):
+        relation = failure.step.target if failure.step else None
+        outcome = _retryable_outcome(
+            target,
+            who,
+            exc,
+            failure.blockers,
+            f"{subject} failed at {where}",
+            relation,
+            failure.attempts,
+        )
+        outcome.statement = statement
+    else:
         todo = (
             "fix the template's script"
             if who == "template"
             else "fix the tenant or mark it held back with updateflag = false"
         )
-    subject = f"script {script.id}" + (f" {doing}" if doing else "")
-    message = f'{who} "{target.database}": {subject} failed at {where} {what}; {todo}'
-    outcome = Outcome("failed", message, exc.sqlstate, exc.statement)
+        message = (
+            f'{who} "{target.database}": {subject} failed at {where} '
+            f"({exc.sqlstate} {exc.message}); {todo}"
+        )
+        outcome = Outcome("failed", message, exc.sqlstate, statement)
     outcome.details = {"script": script.id, "step": failure.number, "version": _version(state)}
+    outcome.details.update(retryable=retryable(exc.sqlstate))
     outcome.private = {"have": _have(state)}
     return outcome
+
+
+def _retryable_outcome(
+    target: Tenant,
+    who: str,
+    exc: RemoteError,
+    blockers: list[dict[str, Any]],
+    what: str,
+    relation: str | None,
+    attempts: int = 1,
+) -> Outcome:
+    """A failure a plain re-run fixes, in words: who held the lock, or what
+    happened to the connection. ``what``: what failed, e.g. "script 2 failed at
+    step 1 (...)"."""
+    if exc.sqlstate in RETRYABLE:
+        tries = f" after {attempts} tries" if attempts > 1 else ""
+        why = (
+            f"{describe_blockers(blockers, relation)}: could not get a lock within "
+            f"lock_timeout{tries} ({exc.sqlstate} {exc.message}); re-run once it is released"
+        )
+    else:
+        why = f"{connection_cause(exc)}; a plain re-run is the fix"
+    message = f'{who} "{target.database}": {what}, retryable: {why}'
+    return Outcome("failed", message, exc.sqlstate, details={"retryable": True})
+
+
+def _history_unread(target: Tenant, who: str, conn: str, exc: RemoteError) -> Job:
+    """Job fragment: the outcome of a database whose history could not be read.
+    Nothing was changed and its registry row keeps its version."""
+    if not retryable(exc.sqlstate):
+        return Outcome(
+            "failed",
+            f'{who} "{target.database}": its history (admmgt.script_history) could not be read '
+            f"({exc.describe()}); fix that table in the database, then re-run",
+            exc.sqlstate,
+        )
+    blockers = (yield from find_blockers(conn)) if exc.sqlstate in RETRYABLE else []
+    return _retryable_outcome(
+        target,
+        who,
+        exc,
+        blockers,
+        "its history (admmgt.script_history) could not be read",
+        "admmgt.script_history",
+    )
 
 
 def _registry_update(plpy: Any, target: Tenant, outcome: Outcome) -> str:
@@ -996,7 +1135,10 @@ def _undo(
 ) -> Job:
     """Undo the script on one database, with the routines and views it had before."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
-    state = yield from _read_history(conn)
+    try:
+        state = yield from _read_history(conn)
+    except RemoteError as exc:
+        return (yield from _history_unread(target, who, conn, exc))
     have = _have(state)
     if not have or have[-1] != script.id:
         latest = have[-1] if have else "none"

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from admmgt_plpy._errors import AdmmgtError, NotImplementedYet
+from admmgt_plpy._remote import RemoteError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def entry(fn: Callable[P, R]) -> Callable[P, R]:
-    """Report AdmmgtError as ERROR + HINT; let everything else propagate as is."""
+    """Report AdmmgtError as ERROR + HINT, and a RemoteError no operation handled
+    as one ERROR line; let everything else propagate as is."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -29,6 +31,16 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
             extra = {"hint": exc.hint} if exc.hint else {}  # hint=None would print "None"
             plpy.error(exc.message, sqlstate=exc.sqlstate, **extra)
             raise  # plpy.error raises; this line is for type checkers
+        except RemoteError as exc:
+            # A remote failure no operation handled: one line, not a traceback.
+            plpy = args[0]
+            plpy.error(
+                f"{fn.__name__}: a remote database failed ({exc.describe()}); "
+                "each database's own transaction rolled back what it had not committed",
+                sqlstate=exc.sqlstate,
+                hint="Re-run once the cause is fixed; admmgt.run_log shows what was done.",
+            )
+            raise
 
     return wrapper
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_ident, quote_literal
+from admmgt_plpy._settings import load_settings
 
 # ---------------------------------------------------------------- conninfo
 
@@ -84,6 +85,11 @@ class Clusters:
         self.local_port = int(local["port"])
         self.user = local["me"]
         self.admin_db = local["admin_db"]
+        # Every statement admmgt sends waits at most this long for a lock: a
+        # session setting, so it also bounds what runs outside a transaction
+        # (history and catalog reads, CREATE INDEX CONCURRENTLY waiting for old
+        # transactions). A script's transaction sets its own lock_timeout.
+        self.wait_timeout_ms = load_settings(plpy).wait_timeout_ms
         self._fdw: dict[str, dict[str, str]] = {}
         # Per run (one Clusters per run): checked once, and once down, down for the run.
         self.checked: set[str] = set()
@@ -126,7 +132,7 @@ class Clusters:
         parts.update(
             dbname=dbname,
             application_name="admmgt",
-            options="-c client_min_messages=warning",
+            options=f"-c client_min_messages=warning -c lock_timeout={self.wait_timeout_ms}",
         )
         text = " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
         return f"{cluster.options} {text}" if cluster.options else text

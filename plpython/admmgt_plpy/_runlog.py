@@ -5,6 +5,11 @@ transaction ends only with the CALL. Records are therefore written through a
 dblink connection back to the admin database, each committed at once: other
 sessions see progress as it happens, and a run that dies half-way keeps what
 it had recorded.
+
+That side session can be lost (terminated by the administrator, a restart of
+a pooler in between): a record that could not be written is written again on
+a new session, once; if that fails too the CALL ends with one clear ERROR.
+What each database did is in its own history either way.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import time
 from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._remote import Clusters, Dblink, Outcome
+from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
+from admmgt_plpy._transient import connection_cause, connection_lost
 
 
 class RunRecorder:
@@ -46,16 +52,51 @@ class RunRecorder:
                 "(in psql, not in the same -c string or BEGIN block as the INSERTs).",
             )
         who = row["u"]
-        self.conn = dblink.connect(clusters.admin_conninfo())
+        self.run_id = 0
+        self.conninfo = clusters.admin_conninfo()
+        self.conn = self._connect()
         self.run_id = int(
-            dblink.query(
-                self.conn,
+            self._query(
                 "INSERT INTO admmgt.runs (operation, run_by, arguments) VALUES ("
                 f"{self._q(operation)}, {self._q(who)}, {self._q(json.dumps(arguments))}::jsonb)"
                 " RETURNING id",
                 "id bigint",
             )[0]["id"]
         )
+
+    def _connect(self) -> str:
+        try:
+            return self.dblink.connect(self.conninfo)
+        except RemoteError as exc:
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: RemoteError) -> AdmmgtError:
+        run = f" run {self.run_id}" if self.run_id else ""
+        return AdmmgtError(
+            f"{self.operation}{run}: admmgt could not record its progress in the admin "
+            f"database ({exc.describe()}); what each database did is in its own "
+            "admmgt.script_history, and the next run reconciles the registry from it",
+            hint=f"Check the admin database, then CALL admmgt.{self.operation}() again.",
+        )
+
+    def _query(self, sql: str, columns: str = "status text") -> list[dict[str, Any]]:
+        """Run and commit ``sql`` on the side session; on a lost session, once
+        more on a new one."""
+        try:
+            return self.dblink.query(self.conn, sql, columns)
+        except RemoteError as exc:
+            if not connection_lost(exc.sqlstate):
+                raise self._lost(exc) from None
+            self.dblink.disconnect(self.conn)
+            self.conn = self._connect()
+            self.plpy.notice(
+                f"{self.operation}: the session recording this run lost its connection to the "
+                f"admin database ({connection_cause(exc)}); reconnected, the run goes on"
+            )
+        try:
+            return self.dblink.query(self.conn, sql, columns)
+        except RemoteError as exc:
+            raise self._lost(exc) from None
 
     def _q(self, value: Any) -> str:
         return str(self.plpy.quote_nullable(None if value is None else str(value)))
@@ -86,7 +127,7 @@ class RunRecorder:
             f" clock_timestamp() - make_interval(secs => {elapsed_ms / 1000.0:.3f}),"
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
-        self.dblink.query(self.conn, sql + (";" + registry if registry else ""))
+        self._query(sql + (";" + registry if registry else ""))
 
     def say(self, outcome: Outcome, line: str) -> None:
         """One target's progress NOTICE; none for a database of an unreachable
@@ -96,7 +137,7 @@ class RunRecorder:
 
     def execute(self, sql: str) -> None:
         """Run and commit one statement in the admin database at once."""
-        self.dblink.query(self.conn, sql)
+        self._query(sql)
 
     def script_log(self, dbname: str, executed: list[tuple[int, str]]) -> None:
         """The proof of concept's admmgt.script_log: every statement run, per database."""
@@ -120,8 +161,7 @@ class RunRecorder:
         else:
             outcome = "noop"
         summary = dict(self.counts)
-        self.dblink.query(
-            self.conn,
+        self._query(
             f"UPDATE admmgt.runs SET finished_at = clock_timestamp(), outcome = {self._q(outcome)},"
             f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}",
         )

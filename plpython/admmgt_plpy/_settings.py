@@ -13,6 +13,7 @@ from admmgt_plpy._errors import AdmmgtError
 class Settings:
     max_parallel: int
     lock_timeout_ms: int
+    wait_timeout_ms: int  # session lock_timeout of every admmgt connection
     lock_retries: int
     retry_backoff_ms: int
     failure_limit: int
@@ -61,6 +62,7 @@ def load_settings(plpy: Any) -> Settings:
     return Settings(
         max_parallel=parallel,
         lock_timeout_ms=number("lock_timeout_ms", 1),
+        wait_timeout_ms=number("wait_timeout_ms", 1) if "wait_timeout_ms" in values else 30000,
         lock_retries=number("lock_retries"),
         retry_backoff_ms=number("retry_backoff_ms"),
         failure_limit=number("failure_limit"),

@@ -5,7 +5,8 @@ fragment (see _remote.py) that runs ``body`` between BEGIN and COMMIT on one
 connection. A lock timeout or a deadlock rolls the transaction back and runs
 it again, up to ``settings.lock_retries`` times, with exponential backoff and
 jitter; any other error, or the last retryable one, is raised as
-:class:`TransactionFailed` after the rollback.
+:class:`TransactionFailed` after the rollback -- for a lock, with the sessions
+that held locks in that database when admmgt gave up (_transient.py).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from typing import Any
 
 from admmgt_plpy._remote import RemoteError, Run, Sleep
 from admmgt_plpy._settings import Settings
+from admmgt_plpy._transient import LOCK_STATES, find_blockers
 
-RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
+RETRYABLE = LOCK_STATES  # lock_not_available, deadlock_detected
 
 
 class TransactionFailed(Exception):
     """The transaction was rolled back for good: ``error`` after ``attempts`` tries."""
 
-    def __init__(self, error: RemoteError, attempts: int) -> None:
+    def __init__(
+        self, error: RemoteError, attempts: int, blockers: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(error.message)
         self.error = error
         self.attempts = attempts
+        self.blockers = blockers or []  # rows of _transient.BLOCKERS, for a lock
 
     @property
     def locked(self) -> bool:
@@ -69,4 +74,7 @@ def in_transaction(
                 yield Sleep(delay * random.uniform(0.5, 1.5))
                 delay *= 2
                 continue
-            raise TransactionFailed(exc, attempt) from None
+            blockers = []
+            if exc.sqlstate in RETRYABLE:
+                blockers = yield from find_blockers(conn)
+            raise TransactionFailed(exc, attempt, blockers) from None

@@ -11,6 +11,10 @@ VALUES
     'lock_timeout for remote DDL, in milliseconds.'
 ),
 (
+    'wait_timeout_ms', '30000',
+    'Longest lock wait, in milliseconds, of any statement admmgt sends outside a script''s transaction: history and catalog reads, sync and drift queries, concurrent index builds. Past it the statement is cancelled and the database is reported retryable.'
+),
+(
     'lock_retries', '5',
     'Retries of a remote transaction that hit lock_timeout, with exponential backoff and jitter.'
 ),
