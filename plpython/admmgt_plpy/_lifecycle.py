@@ -376,14 +376,18 @@ def expire(
         try:
             details.update((yield from in_transaction(conn, settings, body, commit=not dry_run)))
         except TransactionFailed as failed:
-            return _failure(target, failed.error, progress.doing, failed.attempts, details)
+            return _failure(
+                target, failed.error, progress.doing, failed.attempts, details, failed.blockers
+            )
     for rule in rules:
         if rule.policy.partitioned:
             continue
         try:
             yield from _rows(conn, rule, settings, dry_run, progress, details)
         except TransactionFailed as failed:
-            return _failure(target, failed.error, progress.doing, failed.attempts, details)
+            return _failure(
+                target, failed.error, progress.doing, failed.attempts, details, failed.blockers
+            )
         except RemoteError as exc:
             return _failure(target, exc, progress.doing, 1, details)
     done = sum(len(details.get(k, [])) for k in PAST.values())
@@ -586,7 +590,12 @@ def describe(outcome: Outcome, elapsed_ms: float, dry_run: bool) -> str:
 
 
 def _failure(
-    target: Tenant, exc: RemoteError, doing: str, attempts: int, details: dict[str, list[Any]]
+    target: Tenant,
+    exc: RemoteError,
+    doing: str,
+    attempts: int,
+    details: dict[str, list[Any]],
+    blockers: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     partial = " (the batches already deleted stay deleted)" if details.get("deleted") else ""
     outcome = database_failure(
@@ -597,6 +606,7 @@ def _failure(
         "lifecycle",
         "lifecycleMgt",
         "the work in progress was rolled back" + partial,
+        blockers,
     )
     outcome.details = {k: v for k, v in details.items() if v}
     return outcome

@@ -41,6 +41,7 @@ from admmgt_plpy._remote import (
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
+from admmgt_plpy._transient import describe_blockers
 
 MAX_NUMDAYS = 3660  # ten years ahead; more is almost certainly a typo
 NOTICE_ITEMS = 5  # per database; the run log's details hold every one
@@ -496,7 +497,7 @@ def maintain(
     try:
         details = yield from in_transaction(conn, settings, body)
     except TransactionFailed as failed:
-        return _failure(target, failed.error, progress.doing, failed.attempts)
+        return _failure(target, failed.error, progress.doing, failed.attempts, failed.blockers)
     outcome = Outcome("ok" if details["created"] else "noop", details=details)
     outcome.message = _warnings_text(details, limit=None)
     return outcome
@@ -703,9 +704,22 @@ def describe(outcome: Outcome, elapsed_ms: float) -> str:
     return line
 
 
-def _failure(target: Tenant, exc: RemoteError, doing: str, attempts: int) -> Outcome:
+def _failure(
+    target: Tenant,
+    exc: RemoteError,
+    doing: str,
+    attempts: int,
+    blockers: list[dict[str, Any]] | None = None,
+) -> Outcome:
     return database_failure(
-        target, exc, doing, attempts, "maintenance", "applyMaintenance", "nothing was created"
+        target,
+        exc,
+        doing,
+        attempts,
+        "maintenance",
+        "applyMaintenance",
+        "nothing was created",
+        blockers,
     )
 
 
@@ -717,16 +731,18 @@ def database_failure(
     what: str,
     procedure: str,
     unchanged: str,
+    blockers: list[dict[str, Any]] | None = None,
 ) -> Outcome:
-    """A database's failed Outcome: what failed where, and what to do about it."""
+    """A database's failed Outcome: what failed where, and what to do about it.
+    ``blockers``: for a lock, who held locks there (_transient.BLOCKERS rows)."""
     if exc.sqlstate in RETRYABLE:
         why = (
             f"could not get a lock within lock_timeout after {attempts} tries "
             f"({exc.sqlstate} {exc.message})"
         )
         todo = (
-            f"find the session holding the lock (pg_locks) and re-run {procedure}; "
-            f"{unchanged} in this database"
+            f"retryable: {describe_blockers(blockers or [])}; re-run {procedure} once it is "
+            f"released; {unchanged} in this database"
         )
     else:
         why = f"({exc.sqlstate} {exc.message})"

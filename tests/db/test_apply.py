@@ -288,6 +288,7 @@ def test_a_locked_tenant_table_is_retried_with_bounded_waits_then_reported(fleet
     with fleet.connect(locked) as holder:
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE mgttest.orders IN ACCESS EXCLUSIVE MODE")
+        pid = holder.info.backend_pid
         started = time.monotonic()
         lines = fleet.apply()
         elapsed = time.monotonic() - started
@@ -296,6 +297,7 @@ def test_a_locked_tenant_table_is_retried_with_bounded_waits_then_reported(fleet
     failure = next(line for line in lines if "FAILED" in line)
     assert f"/3] {locked}: FAILED: script 2 failed at step 1 (add_column " in failure
     assert "could not get a lock within lock_timeout after 3 tries (55P03" in failure
+    assert f"retryable: a lock held by pid {pid} " in failure  # issue 13
     logged = fleet.admin.execute(
         "SELECT message FROM admmgt.run_log WHERE dbname = %s AND outcome = 'failed'", (locked,)
     ).fetchone()

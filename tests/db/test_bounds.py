@@ -114,6 +114,30 @@ def test_a_lock_on_the_template_leaves_the_script_ready_for_the_next_run(fleet: 
     assert row.fetchone() == (2, None)
 
 
+def test_a_locked_history_on_the_template_leaves_every_script_ready(fleet: Fleet) -> None:
+    _orders(fleet)
+    s.script(fleet.admin, 2)
+    s.table(fleet.admin, 2, "invoices", [s.ID])
+    _settings(fleet.admin, wait_timeout_ms="1000")
+    holder = _hold(
+        fleet, fleet.template, "LOCK TABLE admmgt.script_history IN ACCESS EXCLUSIVE MODE"
+    )
+    try:
+        pid = holder.info.backend_pid
+        lines, elapsed = _apply(fleet)
+    finally:
+        _release(holder)
+    assert elapsed < 30, f"reading the template's locked history waited {elapsed:.0f} s"
+    failure = _line(lines, fleet.template)
+    assert f"retryable: a lock held by pid {pid} " in failure
+    status = fleet.admin.execute("SELECT status FROM admmgt.scripts WHERE id = 2").fetchone()
+    assert status == (1,)
+    fleet.apply()
+    for db in fleet.databases:
+        with fleet.connect(db) as conn:
+            assert history(conn) == [(1, "apply"), (2, "apply")]
+
+
 def test_an_idle_write_transaction_bounds_a_concurrent_index_build(fleet: Fleet) -> None:
     table_id = _orders(fleet)
     s.script(fleet.admin, 2)

@@ -364,6 +364,7 @@ def test_a_locked_tenant_is_reported_and_the_others_proceed(fleet: Fleet) -> Non
         fleet.admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
     locked, free = fleet.tenants
     holder = fleet.connect(locked)
+    pid = holder.info.backend_pid
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE mgttest.events IN ACCESS SHARE MODE")
     try:
@@ -374,6 +375,7 @@ def test_a_locked_tenant_is_reported_and_the_others_proceed(fleet: Fleet) -> Non
     line = next(x for x in lines if f"{locked}: " in x)
     assert f'{locked}: FAILED: database "{locked}": lifecycle failed while detaching' in line
     assert "could not get a lock within lock_timeout after 2 tries (55P03" in line
+    assert f"retryable: a lock held by pid {pid} " in line  # issue 13
     assert fleet.children(locked, "mgttest.events") == {*names, "events_default"}
     assert fleet.children(free, "mgttest.events") == {*names[5:], "events_default"}
     assert lines[-1].startswith("lifecycleMgt: 1 failed, 2 with expired data removed")

@@ -318,6 +318,7 @@ def test_a_locked_tenant_fails_alone_and_is_retried_by_the_next_run(fleet: Fleet
         fleet.admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
     locked = fleet.tenants[1]
     holder = fleet.connect(locked)
+    pid = holder.info.backend_pid
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE mgttest.events IN ACCESS SHARE MODE")
     try:
@@ -331,6 +332,7 @@ def test_a_locked_tenant_fails_alone_and_is_retried_by_the_next_run(fleet: Fleet
         in line
     )
     assert "could not get a lock within lock_timeout after 2 tries (55P03" in line
+    assert f"retryable: a lock held by pid {pid} " in line  # issue 13
     assert fleet.children(locked, "mgttest.events") == {f"events_{fleet.today():%Y_%m_%d}"}
     assert len(fleet.children(fleet.tenants[0], "mgttest.events")) == 6
     error = fleet.admin.execute(
