@@ -732,7 +732,7 @@ def _failure(
     subject = f"script {script.id}" + (f" {doing}" if doing else "")
     if failure.step:
         where = f"step {failure.number} ({failure.step.kind} {failure.step.target})"
-        statement = exc.statement  # the step's own statement
+        statement = failure.step.sql  # not admmgt's own (e.g. its INVALID-index check)
     else:
         # BEGIN, the routine and view sync, the history row or COMMIT: admmgt's
         # own statements, never shown as the failing one.

@@ -50,8 +50,9 @@ def connection_cause(error: RemoteError) -> str:
 # wait on what it looks for; the session's lock_timeout bounds it anyway.
 BLOCKERS = """\
 SELECT l.pid, coalesce(nullif(a.application_name, ''), '(none)') AS app, l.mode,
-       coalesce(format('%I.%I', n.nspname, c.relname), l.relation::text) AS relation,
-       coalesce(format('%s.%s', n.nspname, c.relname), l.relation::text) AS plain
+       coalesce(quote_ident(n.nspname) || '.' || quote_ident(c.relname), l.relation::text)
+           AS relation,
+       coalesce(n.nspname || '.' || c.relname, l.relation::text) AS plain
 FROM pg_catalog.pg_locks AS l
 LEFT JOIN pg_catalog.pg_class AS c ON c.oid = l.relation
 LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
