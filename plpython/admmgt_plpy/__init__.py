@@ -21,6 +21,7 @@ __all__ = [
     "detect_drift",
     "drop_database",
     "lifecyclemgt",
+    "plan_rollback",
     "plan_script",
     "refresh_stored_procedures",
     "refresh_views",
@@ -51,8 +52,8 @@ def drop_database(
 
 
 @entry
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
-    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run)
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False) -> None:
+    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run, execute=execute)
 
 
 @entry
@@ -105,8 +106,13 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
 
 
 @entry
-def rollbackscript(plpy: Any, *, script_id: int) -> None:
-    _apply.rollbackscript(plpy, script_id=script_id)
+def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> None:
+    _apply.rollbackscript(plpy, script_id=script_id, drop_data=drop_data)
+
+
+@entry
+def plan_rollback(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
+    return _apply.plan_rollback(plpy, script_id)
 
 
 @entry

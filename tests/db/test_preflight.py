@@ -1,0 +1,208 @@
+"""Pre-flight, consent and validation (issue 13): the dry run is the real
+pre-flight, destructive rollbacks need consent, asked-for versions are checked,
+applied metadata is kept and compared, and operators cannot run raw SQL as
+superuser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.db import scripts as s
+from tests.db.fleet import Fleet, Notices, call, history
+
+Conn = psycopg.Connection[Any]
+
+
+def orders_script(admin: Conn, script_id: int = 1) -> None:
+    s.script(admin, script_id, "orders")
+    s.table(admin, script_id, "orders", [s.ID, ("note", "text")])
+
+
+def hist(fleet: Fleet, db: str) -> list[tuple[int, str]]:
+    with fleet.connect(db) as conn:
+        return history(conn)
+
+
+def status(admin: Conn, script_id: int) -> tuple[Any, ...]:
+    row = admin.execute(
+        "SELECT status, last_error FROM admmgt.scripts WHERE id = %s", (script_id,)
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+# ------------------------------------------------------------------ dry run
+
+
+def test_the_dry_run_refuses_a_type_the_template_rejects(fleet: Fleet) -> None:
+    s.script(fleet.admin, 1)
+    s.table(fleet.admin, 1, "orders", [s.ID, ("price", "moneyy(12,2)")])
+    notices = Notices(fleet.admin)
+    with pytest.raises(psycopg.Error, match=r"applyScripts \(dry run\): 1 problem") as failure:
+        fleet.admin.execute("CALL admmgt.applyscripts(dry_run => true)")
+    assert "data type 'moneyy(12,2)'" in str(failure.value)
+    assert any(line.startswith("script 1 would be refused: validation") for line in notices.take())
+    assert status(fleet.admin, 1) == (1, None)  # a dry run records nothing
+    with fleet.connect(fleet.template) as conn:
+        assert history(conn) == []
+
+
+def test_the_hard_dry_run_executes_in_the_template_and_rolls_back(fleet: Fleet) -> None:
+    orders_script(fleet.admin)
+    notices = Notices(fleet.admin)
+    fleet.admin.execute("CALL admmgt.applyscripts(dry_run => true, t_execute => true)")
+    lines = notices.take()
+    assert any(
+        line.startswith("applyScripts (hard dry run): script 1: 2 statement(s) ran in")
+        for line in lines
+    ), lines
+    with fleet.connect(fleet.template) as conn:
+        assert conn.execute("SELECT to_regclass('mgttest.orders')").fetchone() == (None,)
+        assert history(conn) == []
+    assert status(fleet.admin, 1) == (1, None)
+
+
+def test_the_hard_dry_run_reports_what_only_execution_finds(fleet: Fleet) -> None:
+    # The template already has a table the script creates: compiling and
+    # validating cannot see that; executing it does.
+    with fleet.connect(fleet.template) as conn:
+        conn.execute("CREATE TABLE mgttest.orders (id int)")
+    orders_script(fleet.admin)
+    fleet.admin.execute("CALL admmgt.applyscripts(dry_run => true)")  # passes
+    with pytest.raises(psycopg.Error, match="script 1 failed on the template") as failure:
+        fleet.admin.execute("CALL admmgt.applyscripts(dry_run => true, t_execute => true)")
+    assert "at step 2 (create_table mgttest.orders) (42P07" in str(failure.value)
+    assert status(fleet.admin, 1) == (1, None)
+
+
+def test_t_execute_without_dry_run_is_refused(fleet: Fleet) -> None:
+    orders_script(fleet.admin)
+    with pytest.raises(psycopg.Error, match="t_execute => true is part of a dry run"):
+        fleet.admin.execute("CALL admmgt.applyscripts(t_execute => true)")
+    with fleet.connect(fleet.template) as conn:
+        assert history(conn) == []
+
+
+# ----------------------------------------------------------------- rollback
+
+
+def _rows(fleet: Fleet, db: str, sql: str) -> None:
+    with fleet.connect(db) as conn:
+        conn.execute(sql)
+
+
+def test_a_rollback_over_rows_is_refused_without_consent_and_the_preview_lists_them(
+    fleet: Fleet,
+) -> None:
+    orders_script(fleet.admin)
+    fleet.apply()
+    busy = fleet.tenants[0]
+    _rows(fleet, busy, "INSERT INTO mgttest.orders (note) VALUES ('a'), ('b')")
+    plan = fleet.admin.execute(
+        "SELECT step, statement, drops, dbname, rows_at_stake FROM admmgt.plan_rollback(1)"
+        " ORDER BY dbname"
+    ).fetchall()
+    assert {(r[0], r[2], r[3], r[4]) for r in plan} == {
+        (1, "mgttest.orders", fleet.template, 0),
+        (1, "mgttest.orders", busy, 2),
+        (1, "mgttest.orders", fleet.tenants[1], 0),
+    }
+    assert plan[0][1] == 'DROP TABLE IF EXISTS "mgttest"."orders"'
+    with pytest.raises(psycopg.Error, match=r"rollbackScript\(1\) refused: it would drop data") as e:
+        call(fleet.admin, "rollbackscript", 1)
+    assert f"{busy}: mgttest.orders: 2 row(s)" in str(e.value)
+    assert "t_drop_data => true" in (e.value.diag.message_hint or "")
+    for db in fleet.databases:  # nothing changed, the template included
+        assert hist(fleet, db) == [(1, "apply")]
+    assert status(fleet.admin, 1)[0] == 2
+    fleet.admin.execute("CALL admmgt.rollbackscript(1, t_drop_data => true)")
+    for db in fleet.databases:
+        assert hist(fleet, db) == [(1, "apply"), (1, "rollback")]
+    logged = fleet.admin.execute(
+        "SELECT l.details -> 'statements' FROM admmgt.run_log AS l JOIN admmgt.runs AS r"
+        " ON r.id = l.run_id WHERE r.operation = 'rollbackScript' AND l.dbname = %s",
+        (busy,),
+    ).fetchall()
+    assert logged == [(['DROP TABLE IF EXISTS "mgttest"."orders"'],)]
+
+
+def test_a_rollback_that_drops_only_empty_columns_needs_no_consent(fleet: Fleet) -> None:
+    s.script(fleet.admin, 1)
+    tid = s.table(fleet.admin, 1, "orders", [s.ID])
+    fleet.apply()
+    s.script(fleet.admin, 2)
+    s.column(fleet.admin, tid, 2, "note", "text")
+    fleet.apply()
+    _rows(fleet, fleet.tenants[0], "INSERT INTO mgttest.orders (note) VALUES (NULL)")
+    _rows(fleet, fleet.tenants[1], "INSERT INTO mgttest.orders (note) VALUES ('kept?')")
+    with pytest.raises(psycopg.Error, match=r"mgttest\.orders\.note: 1 row\(s\)"):
+        call(fleet.admin, "rollbackscript", 2)
+    _rows(fleet, fleet.tenants[1], "UPDATE mgttest.orders SET note = NULL")
+    call(fleet.admin, "rollbackscript", 2)  # a NULL-only column holds no data
+    for db in fleet.databases:
+        assert hist(fleet, db)[-1] == (2, "rollback")
+
+
+def test_rows_written_after_the_count_fail_that_database_not_the_data(fleet: Fleet) -> None:
+    """The check inside each database's transaction (the guard) is real SQL that refuses."""
+    from admmgt_plpy._compile import Step
+    from admmgt_plpy._preflight import data_at_stake, guards
+
+    orders_script(fleet.admin)
+    fleet.apply()
+    undo = (Step('DROP TABLE IF EXISTS "mgttest"."orders"', True, "undo_create_table",
+                 "mgttest.orders"),)
+    (guard,) = guards(data_at_stake(undo), 1)
+    with fleet.connect(fleet.tenants[0]) as conn:
+        conn.execute(guard.sql)  # empty: passes
+        conn.execute("INSERT INTO mgttest.orders DEFAULT VALUES")
+        with pytest.raises(errors.RaiseException, match="holds rows written after"):
+            conn.execute(guard.sql)
+
+
+# ------------------------------------------------------------ operator power
+
+
+@pytest.fixture
+def operator(fleet: Fleet) -> Any:
+    fleet.admin.execute(
+        "DO $$ BEGIN CREATE ROLE admmgt_test_op13 NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    fleet.admin.execute("GRANT admmgt_operator TO admmgt_test_op13")
+    fleet.admin.execute("SET SESSION AUTHORIZATION admmgt_test_op13")
+    yield fleet.admin
+    fleet.admin.execute("RESET SESSION AUTHORIZATION")
+
+
+def _is_superuser(admin: Conn, role: str) -> bool:
+    row = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    return bool(row and row[0])
+
+
+def test_an_operator_cannot_become_superuser_through_a_script(fleet: Fleet, operator: Conn) -> None:
+    s.script(operator, 1)
+    s.step(operator, 1, 1, "ALTER ROLE admmgt_test_op13 SUPERUSER")
+    s.script(operator, 2)
+    s.proc(operator, 2, "ALTER ROLE admmgt_test_op13 SUPERUSER")
+    notices = Notices(operator)
+    with pytest.raises(psycopg.Error, match="script 1: it has raw SQL steps"):
+        operator.execute("CALL admmgt.applyscripts(dry_run => true)")
+    call(operator, "applyscripts")
+    assert not _is_superuser(operator, "admmgt_test_op13")
+    code, why = status(operator, 1)
+    assert code == 3 and "the caller is not a superuser" in why
+    assert any("script 1:" in line and "raw SQL steps" in line for line in notices.take())
+    with fleet.connect(fleet.template) as conn:
+        assert history(conn) == []
+    operator.execute("RESET SESSION AUTHORIZATION")
+    operator.execute("UPDATE admmgt.scripts SET status = 1 WHERE id = 1")
+    operator.execute("DELETE FROM admmgt.script_procs WHERE scriptid = 2")
+    operator.execute("DELETE FROM admmgt.script_steps WHERE scriptid = 1")
+    s.step(operator, 1, 1, "SELECT 1")
+    call(operator, "applyscripts")  # a superuser may
+    assert hist(fleet, fleet.template)[-1] == (2, "apply")
