@@ -44,10 +44,21 @@ def create_database(plpy: Any) -> None:
 
 @entry
 def drop_database(
-    plpy: Any, *, dbname: str, mode: str, terminate: bool, archive_name: str | None
+    plpy: Any,
+    *,
+    dbname: str,
+    mode: str,
+    terminate: bool,
+    archive_name: str | None,
+    missing_ok: bool = False,
 ) -> None:
     _provision.drop_database(
-        plpy, dbname=dbname, mode=mode, terminate=terminate, archive_name=archive_name
+        plpy,
+        dbname=dbname,
+        mode=mode,
+        terminate=terminate,
+        archive_name=archive_name,
+        missing_ok=missing_ok,
     )
 
 

@@ -870,6 +870,7 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     take_operation_lock(plpy, "migrations", "baseline")
     r = registered(plpy, dbname)
     target = Tenant.of(r)
+    _check_baseline_version(plpy, target, version)
     scripts = [
         load_script(plpy, s["id"])
         for s in plpy.execute(
@@ -889,6 +890,14 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
             x["script_id"]: x["action"]
             for x in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)
         }
+        top = max((i for i, a in have.items() if a in ("apply", "baseline")), default=0)
+        if top > version:
+            raise AdmmgtError(
+                f'baseline of "{target.database}" to script {version} refused: its own history '
+                f"already has script {top}; a baseline records scripts a database has and never "
+                "moves it back; nothing was recorded",
+                hint=f"Baseline to {top} or higher, or undo later scripts with rollbackScript.",
+            )
         new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
         for script in new:
             dblink.query(conn, _history_insert(script, "baseline", 0))
@@ -910,6 +919,28 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     plpy.notice(
         f'baseline: "{target.database}" recorded at script {version} '
         f"({len(new)} script(s) marked as baseline, nothing run)"
+    )
+
+
+def _check_baseline_version(plpy: Any, target: Tenant, version: int) -> None:
+    """A baseline names a script that exists and is ready or applied."""
+    row = plpy.execute(
+        plpy.prepare("SELECT status FROM admmgt.scripts WHERE id = $1", ["int4"]), [version]
+    )
+    if row and row[0]["status"] in (1, 2):
+        return
+    known = [
+        str(r["id"])
+        for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status IN (1, 2) ORDER BY id")
+    ]
+    why = (
+        "does not exist"
+        if not row
+        else f"has status {row[0]['status']} (only ready (1) or applied (2) scripts count)"
+    )
+    raise AdmmgtError(
+        f'baseline of "{target.database}" refused: script {version} {why}; nothing was recorded',
+        hint="Pick one of the scripts: " + (", ".join(known[-20:]) or "none is ready yet"),
     )
 
 

@@ -206,3 +206,68 @@ def test_an_operator_cannot_become_superuser_through_a_script(fleet: Fleet, oper
     s.step(operator, 1, 1, "SELECT 1")
     call(operator, "applyscripts")  # a superuser may
     assert hist(fleet, fleet.template)[-1] == (2, "apply")
+
+
+# ------------------------------------------------------------------ baseline
+
+
+def _legacy(fleet: Fleet) -> str:
+    legacy = f"{fleet.tenants[0][:-3]}legacy"
+    fleet.admin.execute(f'CREATE DATABASE "{legacy}"')
+    fleet.admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES (%s, 2)", (legacy,)
+    )
+    return legacy
+
+
+def test_a_baseline_to_a_script_that_does_not_exist_is_refused(fleet: Fleet) -> None:
+    orders_script(fleet.admin)
+    fleet.apply()
+    legacy = _legacy(fleet)
+    with pytest.raises(psycopg.Error, match="script 99 does not exist; nothing was recorded") as e:
+        call(fleet.admin, "baseline", legacy, 99)
+    assert "1" in (e.value.diag.message_hint or "")
+    assert hist(fleet, legacy) == []
+    row = fleet.admin.execute(
+        "SELECT scriptversion FROM admmgt.vendor_db_settings WHERE dbname = %s", (legacy,)
+    ).fetchone()
+    assert row == (None,)
+
+
+def test_a_baseline_below_the_databases_own_history_is_refused(fleet: Fleet) -> None:
+    orders_script(fleet.admin)
+    s.script(fleet.admin, 2)
+    s.table(fleet.admin, 2, "invoices", [s.ID])
+    fleet.apply()
+    victim = fleet.tenants[0]
+    with pytest.raises(psycopg.Error, match="its own history already has script 2"):
+        call(fleet.admin, "baseline", victim, 1)
+    assert hist(fleet, victim) == [(1, "apply"), (2, "apply")]
+    call(fleet.admin, "baseline", victim, 2)  # at or above: a no-op that says so
+    assert hist(fleet, victim) == [(1, "apply"), (2, "apply")]
+
+
+# ------------------------------------------------------------ drop_database
+
+
+def test_a_tenant_whose_database_is_gone_is_unregistered_only_when_asked(fleet: Fleet) -> None:
+    gone = fleet.tenants[1]
+    fleet.admin.execute(f'DROP DATABASE "{gone}"')
+    with pytest.raises(psycopg.Error, match=f'database "{gone}" does not exist on cluster') as e:
+        call(fleet.admin, "drop_database", gone, "drop")
+    assert "t_missing_ok => true" in (e.value.diag.message_hint or "")
+    deleted = "SELECT deleted FROM admmgt.vendor_db_settings WHERE dbname = %s"
+    assert fleet.admin.execute(deleted, (gone,)).fetchone() == (False,)
+    notices = Notices(fleet.admin)
+    fleet.admin.execute(
+        "CALL admmgt.drop_database(%s, 'drop', t_missing_ok => true)", (gone,)
+    )
+    assert fleet.admin.execute(deleted, (gone,)).fetchone() == (True,)
+    assert "was already gone" in notices.take()[-1]
+    # the flag never hides a database that is there
+    fleet.admin.execute(
+        "CALL admmgt.drop_database(%s, 'drop', t_missing_ok => true)", (fleet.tenants[0],)
+    )
+    assert fleet.admin.execute(
+        "SELECT count(*) FROM pg_database WHERE datname = %s", (fleet.tenants[0],)
+    ).fetchone() == (0,)
