@@ -186,7 +186,8 @@ def _validate_on_template(
                 script,
                 (
                     f"the template already has script {top}; scripts apply in id order, so give "
-                    "this one a higher id (a new scripts row)"
+                    "this one a higher id (a new scripts row); a script rolled back and then "
+                    "overtaken is never applied out of order"
                 ),
             )
             chain = [s for s in chain if s.id != script.id]

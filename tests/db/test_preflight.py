@@ -271,3 +271,33 @@ def test_a_tenant_whose_database_is_gone_is_unregistered_only_when_asked(fleet: 
     assert fleet.admin.execute(
         "SELECT count(*) FROM pg_database WHERE datname = %s", (fleet.tenants[0],)
     ).fetchone() == (0,)
+
+
+# ------------------------------------------------------- rolled back, overtaken
+
+
+def test_a_rolled_back_script_overtaken_by_a_later_one_is_refused_and_shown_as_such(
+    fleet: Fleet,
+) -> None:
+    orders_script(fleet.admin)
+    s.script(fleet.admin, 2)
+    s.table(fleet.admin, 2, "invoices", [s.ID])
+    fleet.apply()
+    call(fleet.admin, "rollbackscript", 2)
+    s.script(fleet.admin, 3)
+    s.table(fleet.admin, 3, "payments", [s.ID])
+    fleet.apply()
+    spread = "SELECT status_word, databases_applied FROM admmgt.script_status WHERE id = %s"
+    assert fleet.admin.execute(spread, (2,)).fetchone() == ("overtaken", 0)
+    assert fleet.admin.execute(spread, (3,)).fetchone() == ("applied", 2)
+    fleet.admin.execute("UPDATE admmgt.scripts SET status = 1 WHERE id = 2")
+    with pytest.raises(psycopg.Error, match="script 2: the template already has script 3"):
+        fleet.admin.execute("CALL admmgt.applyscripts(dry_run => true)")
+    fleet.admin.execute("CALL admmgt.applyscripts()")
+    code, why = status(fleet.admin, 2)
+    assert code == 3 and "never applied out of order" in why
+    assert fleet.admin.execute(spread, (2,)).fetchone() == ("overtaken", 0)
+    for db in fleet.databases:
+        assert not any(sid == 2 and action == "apply" for sid, action in hist(fleet, db)[2:])
+        with fleet.connect(db) as conn:
+            assert conn.execute("SELECT to_regclass('mgttest.invoices')").fetchone() == (None,)
