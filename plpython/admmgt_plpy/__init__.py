@@ -25,8 +25,10 @@ __all__ = [
     "plan_script",
     "refresh_stored_procedures",
     "refresh_views",
+    "repair_script",
     "replayscripts",
     "rollbackscript",
+    "validate_scripts",
 ]
 
 
@@ -124,6 +126,25 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
 @entry
 def plan_rollback(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
     return _apply.plan_rollback(plpy, script_id)
+
+
+@entry
+def validate_scripts(plpy: Any, *, script_id: int | None = None) -> list[dict[str, Any]]:
+    from admmgt_plpy import _applied
+
+    return _applied.validate_scripts(plpy, script_id=script_id)
+
+
+@entry
+def repair_script(plpy: Any, *, script_id: int, action: str) -> None:
+    from admmgt_plpy import _applied
+
+    _applied.repair_script(
+        plpy,
+        script_id=script_id,
+        action=action,
+        caller_is_superuser=_apply.caller_is_superuser(plpy),
+    )
 
 
 @entry

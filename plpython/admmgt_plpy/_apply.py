@@ -263,7 +263,8 @@ def _apply_to_template(
             recorder.execute(
                 "UPDATE admmgt.scripts SET checksum = "
                 f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
-                f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
+                f"{_q(plpy, script.metadata_checksum)}, applied_rows = "
+                f"{_q(plpy, script.snapshot)}::jsonb, applied_to_template_at = now(),"
                 f" last_error = NULL WHERE id = {script.id}"
             )
     if outcome.outcome == "failed":
@@ -1197,6 +1198,7 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
         if not stuck:
             recorder.execute(
                 "UPDATE admmgt.scripts SET status = 0, checksum = NULL, metadata_checksum = NULL,"
+                " applied_rows = NULL,"
                 f" applied_to_template_at = NULL, last_error = 'rolled back by run "
                 f"{recorder.run_id}' WHERE id = {script_id}"
             )

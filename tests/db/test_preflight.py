@@ -301,3 +301,93 @@ def test_a_rolled_back_script_overtaken_by_a_later_one_is_refused_and_shown_as_s
         assert not any(sid == 2 and action == "apply" for sid, action in hist(fleet, db)[2:])
         with fleet.connect(db) as conn:
             assert conn.execute("SELECT to_regclass('mgttest.invoices')").fetchone() == (None,)
+
+
+# ----------------------------------------------------------- applied metadata
+
+
+def test_an_edited_applied_column_shows_in_validate_naming_its_field(fleet: Fleet) -> None:
+    orders_script(fleet.admin)
+    fleet.apply()
+    validate = "SELECT * FROM admmgt.validate_scripts()"
+    assert fleet.admin.execute(validate).fetchall() == []
+    fleet.admin.execute(
+        "UPDATE admmgt.script_table_columns SET datatype = 'varchar(10)' WHERE columnname = 'note'"
+    )
+    row = fleet.admin.execute(
+        "SELECT id FROM admmgt.script_table_columns WHERE columnname = 'note'"
+    ).fetchone()
+    assert row is not None
+    assert fleet.admin.execute(validate).fetchall() == [
+        (1, "admmgt.script_table_columns", row[0], "datatype", "text", "varchar(10)", "changed")
+    ]
+
+
+def test_repair_restore_puts_the_applied_rows_back(fleet: Fleet) -> None:
+    s.script(fleet.admin, 1)
+    tid = s.table(fleet.admin, 1, "orders", [s.ID, ("note", "text")])
+    fleet.apply()
+    fleet.admin.execute(
+        "UPDATE admmgt.script_table_columns SET datatype = 'integer' WHERE columnname = 'id'"
+    )
+    fleet.admin.execute("DELETE FROM admmgt.script_table_columns WHERE columnname = 'note'")
+    s.column(fleet.admin, tid, 1, "extra", "int")
+    assert len(fleet.admin.execute("SELECT * FROM admmgt.validate_scripts()").fetchall()) == 3
+    s.script(fleet.admin, 2)
+    with pytest.raises(psycopg.Error, match="its metadata rows changed") as e:
+        call(fleet.admin, "applyscripts")
+    assert "repair_script" in (e.value.diag.message_hint or "")
+    call(fleet.admin, "repair_script", 1, "restore")
+    assert fleet.admin.execute("SELECT * FROM admmgt.validate_scripts()").fetchall() == []
+    cols = fleet.admin.execute(
+        "SELECT columnname, datatype, status FROM admmgt.script_table_columns"
+        " WHERE tableid = %s ORDER BY id",
+        (tid,),
+    ).fetchall()
+    assert cols == [("id", "bigint", 2), ("note", "text", 2)]
+    fleet.apply()  # script 2 goes on
+
+
+def test_repair_accept_takes_the_new_rows_as_applied(fleet: Fleet) -> None:
+    orders_script(fleet.admin)
+    fleet.apply()
+    fleet.admin.execute(
+        "UPDATE admmgt.script_tables SET tblspace = 'pg_default' WHERE scriptid = 1"
+    )
+    changes = fleet.admin.execute(
+        "SELECT field, current_value FROM admmgt.validate_scripts(1)"
+    ).fetchall()
+    assert changes == [("tblspace", "pg_default")]
+    with pytest.raises(psycopg.Error, match="t_action must be 'accept' or 'restore'"):
+        call(fleet.admin, "repair_script", 1, "fix")
+    call(fleet.admin, "repair_script", 1, "accept")
+    assert fleet.admin.execute("SELECT * FROM admmgt.validate_scripts()").fetchall() == []
+    assert fleet.admin.execute(
+        "SELECT applied_rows #>> '{rows,tables,0,tblspace}' FROM admmgt.scripts WHERE id = 1"
+    ).fetchone() == ("pg_default",)
+
+
+def test_verify_and_status_report_a_changed_applied_script_and_exit_1(
+    fleet: Fleet, admin_dsn: str
+) -> None:
+    from click.testing import CliRunner
+
+    from admmgt.cli import main
+
+    orders_script(fleet.admin)
+    fleet.apply()
+    runner = CliRunner()
+    assert runner.invoke(main, ["--dsn", admin_dsn, "verify"]).exit_code == 0
+    assert runner.invoke(main, ["--dsn", admin_dsn, "status"]).exit_code == 0
+    fleet.admin.execute(
+        "UPDATE admmgt.script_table_columns SET datatype = 'varchar(10)' WHERE columnname = 'note'"
+    )
+    verify = runner.invoke(main, ["--dsn", admin_dsn, "verify"])
+    assert verify.exit_code == 1
+    said = " ".join(verify.output.split())  # the console wraps long lines
+    assert "script 1: admmgt.script_table_columns row" in said
+    assert "datatype: 'text' -> 'varchar(10)'" in said
+    status = runner.invoke(main, ["--dsn", admin_dsn, "status"])
+    assert status.exit_code == 1
+    assert "applied script changed" in status.output
+    assert "every tenant is created, up to date" not in status.output
