@@ -146,7 +146,9 @@ def repair_script(plpy: Any, *, script_id: int, action: str, caller_is_superuser
     head, rows = load_rows(plpy, script_id)
     changes = validate_scripts(plpy, script_id=script_id)
     if not changes:
-        plpy.notice(f"repair_script: script {script_id}'s rows match the applied ones; nothing to do")
+        plpy.notice(
+            f"repair_script: script {script_id}'s rows match the applied ones; nothing to do"
+        )
         return
     if action == "accept":
         _accept(plpy, script_id, rows, caller_is_superuser)
@@ -179,8 +181,7 @@ def _describe(change: dict[str, Any]) -> str:
     where = f"{change['table_name']} row {change['row_id']}"
     if change["field"]:
         return (
-            f"{where} {change['field']}: {change['applied_value']!r} -> "
-            f"{change['current_value']!r}"
+            f"{where} {change['field']}: {change['applied_value']!r} -> {change['current_value']!r}"
         )
     return f"{where}: {change['problem']}"
 

@@ -133,9 +133,7 @@ def _nothing_pending(plpy: Any) -> bool:
     return True
 
 
-def _load_or_fail(
-    plpy: Any, script_id: int, dry_run: bool, refusals: list[str]
-) -> Script | None:
+def _load_or_fail(plpy: Any, script_id: int, dry_run: bool, refusals: list[str]) -> Script | None:
     try:
         return load_script(plpy, script_id)
     except MetadataError as exc:
@@ -219,9 +217,7 @@ _SUPERUSER_ONLY = (
 
 def caller_is_superuser(plpy: Any) -> bool:
     """Whether the session's own role (not the SECURITY DEFINER owner) is a superuser."""
-    row = plpy.execute(
-        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user"
-    )
+    row = plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user")
     return bool(row and row[0]["rolsuper"])
 
 
@@ -232,9 +228,7 @@ def _needs_superuser(plpy: Any, chain: list[Script]) -> Script | None:
     as; an admmgt_operator may write them (it edits the metadata) but only a
     superuser may have them run (docs/security.md).
     """
-    raw = [
-        s for s in chain if s.status == 1 and any(x.kind in RAW_KINDS for x in s.compiled.steps)
-    ]
+    raw = [s for s in chain if s.status == 1 and any(x.kind in RAW_KINDS for x in s.compiled.steps)]
     if not raw or caller_is_superuser(plpy):
         return None
     return raw[0]
@@ -1076,7 +1070,7 @@ def _at_stake(
 def plan_rollback(plpy: Any, script_id: int) -> list[dict[str, Any]]:
     """What rollbackScript(script_id) would run, and per database the rows it would drop."""
     settings = load_settings(plpy)
-    script, undo, _ = _rollback_of(plpy, script_id)
+    _, undo, _ = _rollback_of(plpy, script_id)
     stakes = _preflight.data_at_stake(undo)
     targets = templates(plpy) + updating_tenants(plpy, at=script_id)
     counted = _at_stake(plpy, Dblink(plpy), Clusters(plpy), settings, targets, stakes)

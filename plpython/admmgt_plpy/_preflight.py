@@ -24,7 +24,7 @@ from typing import Any
 
 from admmgt_plpy import _history
 from admmgt_plpy._compile import Step
-from admmgt_plpy._names import quote_literal, qualified
+from admmgt_plpy._names import qualified, quote_literal
 from admmgt_plpy._remote import Connect, Job, Outcome, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
@@ -32,9 +32,7 @@ from admmgt_plpy._transaction import TransactionFailed, in_transaction
 # ------------------------------------------------------------ hard dry run
 
 
-def rehearse(
-    conninfo: str, scripts: list[Any], settings: Settings, database: str
-) -> Job:
+def rehearse(conninfo: str, scripts: list[Any], settings: Settings, database: str) -> Job:
     """Job: run ``scripts`` (those the database lacks) in one transaction, then roll back.
 
     Outcome ``ok`` lists what ran; ``failed`` names the script and the step.
@@ -67,9 +65,7 @@ def rehearse(
                 f"{(time.monotonic() - started) * 1000:.0f} ms"
             )
             if skipped:
-                line += (
-                    "; not rehearsed (declared outside the transaction): " + ", ".join(skipped)
-                )
+                line += "; not rehearsed (declared outside the transaction): " + ", ".join(skipped)
             report.append(line)
 
     if not todo:

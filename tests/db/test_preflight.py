@@ -112,7 +112,9 @@ def test_a_rollback_over_rows_is_refused_without_consent_and_the_preview_lists_t
         (1, "mgttest.orders", fleet.tenants[1], 0),
     }
     assert plan[0][1] == 'DROP TABLE IF EXISTS "mgttest"."orders"'
-    with pytest.raises(psycopg.Error, match=r"rollbackScript\(1\) refused: it would drop data") as e:
+    with pytest.raises(
+        psycopg.Error, match=r"rollbackScript\(1\) refused: it would drop data"
+    ) as e:
         call(fleet.admin, "rollbackscript", 1)
     assert f"{busy}: mgttest.orders: 2 row(s)" in str(e.value)
     assert "t_drop_data => true" in (e.value.diag.message_hint or "")
@@ -154,8 +156,11 @@ def test_rows_written_after_the_count_fail_that_database_not_the_data(fleet: Fle
 
     orders_script(fleet.admin)
     fleet.apply()
-    undo = (Step('DROP TABLE IF EXISTS "mgttest"."orders"', True, "undo_create_table",
-                 "mgttest.orders"),)
+    undo = (
+        Step(
+            'DROP TABLE IF EXISTS "mgttest"."orders"', True, "undo_create_table", "mgttest.orders"
+        ),
+    )
     (guard,) = guards(data_at_stake(undo), 1)
     with fleet.connect(fleet.tenants[0]) as conn:
         conn.execute(guard.sql)  # empty: passes
@@ -259,9 +264,7 @@ def test_a_tenant_whose_database_is_gone_is_unregistered_only_when_asked(fleet: 
     deleted = "SELECT deleted FROM admmgt.vendor_db_settings WHERE dbname = %s"
     assert fleet.admin.execute(deleted, (gone,)).fetchone() == (False,)
     notices = Notices(fleet.admin)
-    fleet.admin.execute(
-        "CALL admmgt.drop_database(%s, 'drop', t_missing_ok => true)", (gone,)
-    )
+    fleet.admin.execute("CALL admmgt.drop_database(%s, 'drop', t_missing_ok => true)", (gone,))
     assert fleet.admin.execute(deleted, (gone,)).fetchone() == (True,)
     assert "was already gone" in notices.take()[-1]
     # the flag never hides a database that is there
