@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from admmgt_plpy._applied import differences
 from admmgt_plpy._compile import Step
 from admmgt_plpy._preflight import data_at_stake, guards
@@ -33,16 +35,17 @@ def test_guards_refuse_inside_the_transaction_and_never_break_their_quoting() ->
 
 
 def test_differences_name_each_changed_field_and_each_added_or_deleted_row() -> None:
-    kept = {
+    columns: list[dict[str, Any]] = [
+        {"id": 1, "datatype": "text", "status": 1},
+        {"id": 2, "datatype": "int", "status": 1},
+    ]
+    kept: dict[str, Any] = {
         "anchor": "2026-01-01",
-        "rows": {
-            "columns": [
-                {"id": 1, "datatype": "text", "status": 1},
-                {"id": 2, "datatype": "int", "status": 1},
-            ]
-        },
+        "rows": {"columns": columns},
     }
-    now = {"columns": [{"id": 1, "datatype": "varchar(10)", "status": 2}, {"id": 3}]}
+    now: dict[str, list[dict[str, Any]]] = {
+        "columns": [{"id": 1, "datatype": "varchar(10)", "status": 2}, {"id": 3}]
+    }
     found = differences(9, kept, "2026-01-01", now)
     assert [(d["row_id"], d["field"], d["problem"]) for d in found] == [
         (1, "datatype", "changed"),  # status is admmgt's own: not compared
@@ -51,7 +54,4 @@ def test_differences_name_each_changed_field_and_each_added_or_deleted_row() -> 
     ]
     assert found[0]["table_name"] == "admmgt.script_table_columns"
     assert (found[0]["applied_value"], found[0]["current_value"]) == ("text", "varchar(10)")
-    assert (
-        differences(9, kept, "2026-01-02", {"columns": kept["rows"]["columns"]})[0]["field"]
-        == "created_date"
-    )
+    assert differences(9, kept, "2026-01-02", {"columns": columns})[0]["field"] == "created_date"
