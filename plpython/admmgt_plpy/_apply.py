@@ -828,7 +828,9 @@ def _dry_run(
 
 def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -> None:
     if not scripts:
-        plpy.notice("applyScripts (dry run): no ready script compiles; nothing would be applied")
+        plpy.notice(
+            "applyScripts (dry run): no ready script passes the checks; nothing would be applied"
+        )
         return
     for script in scripts:
         lines = [

@@ -394,3 +394,31 @@ def test_verify_and_status_report_a_changed_applied_script_and_exit_1(
     assert status.exit_code == 1
     assert "applied script changed" in status.output
     assert "every tenant is created, up to date" not in status.output
+
+
+def test_an_operator_cannot_run_raw_rollback_steps_or_accept_changed_raw_rows(
+    fleet: Fleet, operator: Conn
+) -> None:
+    operator.execute("RESET SESSION AUTHORIZATION")
+    orders_script(operator)
+    s.script(operator, 2)
+    s.proc(operator, 2, "INSERT INTO mgttest.orders DEFAULT VALUES")
+    call(operator, "applyscripts")  # by a superuser
+    operator.execute("SET SESSION AUTHORIZATION admmgt_test_op13")
+    operator.execute(
+        "INSERT INTO admmgt.script_rollback_steps (scriptid, steporder, sqltext, status)"
+        " VALUES (2, 1, 'ALTER ROLE admmgt_test_op13 SUPERUSER', 1)"
+    )
+    with pytest.raises(psycopg.Error, match=r"rollbackScript\(2\) refused: its hand-written"):
+        call(operator, "rollbackscript", 2)
+    operator.execute(
+        "UPDATE admmgt.script_procs SET proccallstmt = 'ALTER ROLE admmgt_test_op13 SUPERUSER'"
+        " WHERE scriptid = 2"
+    )
+    with pytest.raises(psycopg.Error, match="only a superuser may accept changed rows"):
+        call(operator, "repair_script", 2, "accept")
+    call(operator, "repair_script", 2, "restore")  # putting the approved rows back is fine
+    assert operator.execute("SELECT * FROM admmgt.validate_scripts()").fetchall() == []
+    assert not _is_superuser(operator, "admmgt_test_op13")
+    for db in fleet.databases:
+        assert hist(fleet, db) == [(1, "apply"), (2, "apply")]
