@@ -222,13 +222,22 @@ def caller_is_superuser(plpy: Any) -> bool:
 
 
 def _needs_superuser(plpy: Any, chain: list[Script]) -> Script | None:
-    """The first ready script with raw statements, when the caller is no superuser.
+    """The first ready script with raw statements, not yet on the template, when
+    the caller is no superuser.
 
     Raw SQL steps and procedure calls run as the superuser that admmgt connects
     as; an admmgt_operator may write them (it edits the metadata) but only a
-    superuser may have them run (docs/security.md).
+    superuser may have them reach the template (docs/security.md). Once there
+    (metadata checksum recorded), their rows cannot change unnoticed, and any
+    caller may carry them to the tenants that still lack them.
     """
-    raw = [s for s in chain if s.status == 1 and any(x.kind in RAW_KINDS for x in s.compiled.steps)]
+    raw = [
+        s
+        for s in chain
+        if s.status == 1
+        and s.recorded_checksum is None
+        and any(x.kind in RAW_KINDS for x in s.compiled.steps)
+    ]
     if not raw or caller_is_superuser(plpy):
         return None
     return raw[0]

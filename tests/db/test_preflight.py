@@ -422,3 +422,24 @@ def test_an_operator_cannot_run_raw_rollback_steps_or_accept_changed_raw_rows(
     assert not _is_superuser(operator, "admmgt_test_op13")
     for db in fleet.databases:
         assert hist(fleet, db) == [(1, "apply"), (2, "apply")]
+
+
+def test_an_operator_carries_a_superuser_approved_raw_script_to_the_tenants_left(
+    fleet: Fleet, operator: Conn
+) -> None:
+    operator.execute("RESET SESSION AUTHORIZATION")
+    orders_script(operator)
+    fleet.apply()
+    s.script(operator, 2)
+    s.step(operator, 2, 1, "CREATE TABLE mgttest.audit (id int)")
+    late = fleet.tenants[0]
+    with fleet.connect(late) as conn:
+        conn.execute("CREATE TABLE mgttest.audit (x int)")  # makes the tenant fail
+    call(operator, "applyscripts")  # a superuser: template and the other tenant
+    assert status(operator, 2)[0] == 1  # not every tenant has it yet
+    with fleet.connect(late) as conn:
+        conn.execute("DROP TABLE mgttest.audit")
+    operator.execute("SET SESSION AUTHORIZATION admmgt_test_op13")
+    call(operator, "applyscripts")
+    assert hist(fleet, late)[-1] == (2, "apply")
+    assert status(operator, 2)[0] == 2
