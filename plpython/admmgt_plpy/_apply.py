@@ -828,7 +828,7 @@ def _dry_run(
     if refusals:
         raise AdmmgtError(
             f"applyScripts (dry run): {len(refusals)} problem(s); a real run would refuse "
-            "the script(s) below (status 3), and no later script would go on:\n  "
+            "the script(s) below, and no later script would go on:\n  "
             + "\n  ".join(refusals)
             + "\nnothing was changed",
             hint="Fix the metadata rows named above, then run the dry run again.",
@@ -1101,7 +1101,7 @@ def plan_rollback(plpy: Any, script_id: int) -> list[dict[str, Any]]:
                     "dbname": tenant.database,
                     "cluster_name": tenant.cluster,
                     "rows_at_stake": n,
-                    "error": outcome.message if outcome.outcome == "failed" else None,
+                    "error": None if outcome.outcome in ("ok", "noop") else outcome.message,
                 }
             )
     for r in rows:
@@ -1114,8 +1114,11 @@ def _refuse_data_loss(
     script_id: int,
     counted: list[tuple[Tenant, Outcome]],
 ) -> None:
-    """Stop a rollback, before anything changed, that would drop rows (or cannot tell)."""
-    held = [(t, o) for t, o in counted if o.outcome != "noop"]
+    """Stop a rollback, before anything changed, that would drop rows (or cannot tell).
+
+    A database of an unreachable cluster is not counted: this run cannot touch
+    it either, and the call that finishes the rollback there counts it then."""
+    held = [(t, o) for t, o in counted if o.outcome in ("ok", "failed")]
     if not held:
         return
     lines = [
