@@ -49,6 +49,7 @@ def status_report(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     report = _install.status(conn)
     report["fleet"] = _rows(conn, "SELECT * FROM admmgt.fleet_status ORDER BY istemplate DESC, id")
     report["scripts"] = _rows(conn, "SELECT * FROM admmgt.script_status ORDER BY id")
+    report["changed_scripts"] = _install.changed_scripts(conn)
     return report
 
 
@@ -158,8 +159,15 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
                 "SELECT * FROM admmgt.fleet_status"
                 " WHERE scripts_behind > 0 OR last_error IS NOT NULL;"
             )
-    elif tenants:
+    elif tenants and not report.get("changed_scripts"):
         console.print("[green]every tenant is created, up to date and without errors[/green]")
+    for line in report.get("changed_scripts", []):
+        console.print(f"[red]applied script changed:[/red] {line}")
+    if report.get("changed_scripts"):
+        console.print(
+            "repair: CALL admmgt.repair_script(<id>, 'restore') or (..., 'accept');"
+            " docs/migrations.md"
+        )
 
 
 # ---------------------------------------------------------------------- log

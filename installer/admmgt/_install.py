@@ -103,7 +103,30 @@ def verify(conn: psycopg.Connection[Any], package: Package | None = None) -> lis
         problems += _verify_incremental(cur, package)
         problems += _verify_code(cur, package)
         problems += _verify_routines(conn, cur, package)
+    if not problems:  # the package's validate_scripts is installed: compare applied scripts
+        problems += [f"applied script changed: {c}" for c in changed_scripts(conn)]
     return problems
+
+
+def changed_scripts(conn: psycopg.Connection[Any]) -> list[str]:
+    """admmgt.validate_scripts() as lines: each changed field of an applied script."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regprocedure('admmgt.validate_scripts(integer)') IS NOT NULL")
+        row = cur.fetchone()
+        if not row or not row[0]:
+            return []
+        cur.execute(
+            "SELECT script_id, table_name, row_id, field, applied_value, current_value, problem"
+            " FROM admmgt.validate_scripts()"
+        )
+        lines = []
+        for sid, table, row_id, field, old, new, problem in cur.fetchall():
+            where = f"script {sid}" + (f": {table} row {row_id}" if table else "")
+            if field:
+                lines.append(f"{where} {field}: {old!r} -> {new!r} (changed after it was applied)")
+            else:
+                lines.append(f"{where}: {problem}")
+        return lines
 
 
 def status(conn: psycopg.Connection[Any]) -> dict[str, Any]:

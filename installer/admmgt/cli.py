@@ -96,7 +96,7 @@ def status(dsn: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         _fleet.render_status(console, report)
-    if _fleet.failing(report):
+    if _fleet.failing(report) or report["changed_scripts"]:
         sys.exit(1)
 
 

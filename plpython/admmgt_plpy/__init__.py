@@ -21,11 +21,14 @@ __all__ = [
     "detect_drift",
     "drop_database",
     "lifecyclemgt",
+    "plan_rollback",
     "plan_script",
     "refresh_stored_procedures",
     "refresh_views",
+    "repair_script",
     "replayscripts",
     "rollbackscript",
+    "validate_scripts",
 ]
 
 
@@ -43,16 +46,27 @@ def create_database(plpy: Any) -> None:
 
 @entry
 def drop_database(
-    plpy: Any, *, dbname: str, mode: str, terminate: bool, archive_name: str | None
+    plpy: Any,
+    *,
+    dbname: str,
+    mode: str,
+    terminate: bool,
+    archive_name: str | None,
+    missing_ok: bool = False,
 ) -> None:
     _provision.drop_database(
-        plpy, dbname=dbname, mode=mode, terminate=terminate, archive_name=archive_name
+        plpy,
+        dbname=dbname,
+        mode=mode,
+        terminate=terminate,
+        archive_name=archive_name,
+        missing_ok=missing_ok,
     )
 
 
 @entry
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
-    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run)
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False) -> None:
+    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run, execute=execute)
 
 
 @entry
@@ -105,8 +119,32 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
 
 
 @entry
-def rollbackscript(plpy: Any, *, script_id: int) -> None:
-    _apply.rollbackscript(plpy, script_id=script_id)
+def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> None:
+    _apply.rollbackscript(plpy, script_id=script_id, drop_data=drop_data)
+
+
+@entry
+def plan_rollback(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
+    return _apply.plan_rollback(plpy, script_id)
+
+
+@entry
+def validate_scripts(plpy: Any, *, script_id: int | None = None) -> list[dict[str, Any]]:
+    from admmgt_plpy import _applied
+
+    return _applied.validate_scripts(plpy, script_id=script_id)
+
+
+@entry
+def repair_script(plpy: Any, *, script_id: int, action: str) -> None:
+    from admmgt_plpy import _applied
+
+    _applied.repair_script(
+        plpy,
+        script_id=script_id,
+        action=action,
+        caller_is_superuser=_apply.caller_is_superuser(plpy),
+    )
 
 
 @entry

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from admmgt_plpy import _history, _sync
+from admmgt_plpy import _history, _preflight, _sync
 from admmgt_plpy._compile import Step
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
@@ -69,8 +69,13 @@ from admmgt_plpy._transient import (
 # ------------------------------------------------------------------ entry points
 
 
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False) -> None:
     check_mode(separatedb)
+    if execute and not dry_run:
+        raise AdmmgtError(
+            "applyScripts: t_execute => true is part of a dry run; nothing was applied",
+            hint="CALL admmgt.applyScripts(dry_run => true, t_execute => true);",
+        )
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "applyScripts")
     template, *copies = templates(plpy)
@@ -85,10 +90,12 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
         [r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 2")],
         "applyScripts",
     )
-    scripts = {i: _load_or_fail(plpy, i, dry_run) for i in ready}
+    refusals: list[str] = []
+    scripts = {i: _load_or_fail(plpy, i, dry_run, refusals) for i in ready}
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
-        _print_plan(plpy, [template, *copies], [x for x in scripts.values() if x is not None])
+        chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
+        _dry_run(plpy, settings, template, copies, chain, refusals, execute)
         return
 
     dblink = Dblink(plpy)
@@ -96,12 +103,15 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
     try:
         chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
-        checked = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
-        chain = (
-            _apply_to_template(plpy, dblink, clusters, settings, template, checked, recorder)
-            if checked is not None
-            else []
-        )
+        refuse = partial(_fail_script, plpy, recorder)
+        try:
+            chain = _validate_on_template(plpy, dblink, clusters, template, chain, refuse)
+        except _TemplateUnreadable as unread:
+            # A lock or a lost connection on the template: every script stays ready.
+            _record(plpy, recorder, template, unread.outcome, 0.0, f"template {template.label}")
+            _keep_ready(plpy, recorder, [s for s in chain if s.status == 1], unread.outcome)
+            chain = []
+        chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
         if chain:
             chains = _apply_to_copies(plpy, dblink, clusters, settings, copies, chain, recorder)
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
@@ -137,12 +147,13 @@ def _nothing_pending(plpy: Any) -> bool:
     return True
 
 
-def _load_or_fail(plpy: Any, script_id: int, dry_run: bool) -> Script | None:
+def _load_or_fail(plpy: Any, script_id: int, dry_run: bool, refusals: list[str]) -> Script | None:
     try:
         return load_script(plpy, script_id)
     except MetadataError as exc:
         if dry_run:
             plpy.notice(f"script {script_id} would be refused:\n{exc.message}")
+            refusals.append(f"script {script_id} cannot be compiled")
             return None
         raise AdmmgtError(
             f"script {script_id} cannot be compiled; nothing was applied:\n{exc.message}",
@@ -153,22 +164,36 @@ def _load_or_fail(plpy: Any, script_id: int, dry_run: bool) -> Script | None:
 # --------------------------------------------------------------------- template
 
 
+class _TemplateUnreadable(Exception):
+    """The template could not be read for a reason a re-run fixes."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
 def _validate_on_template(
     plpy: Any,
     dblink: Dblink,
     clusters: Clusters,
     template: Tenant,
     chain: list[Script],
-    recorder: RunRecorder,
-) -> list[Script] | None:
+    refuse: Callable[[Script, str], None],
+) -> list[Script]:
     """Refuse out-of-order scripts, then check types and tablespaces on the template.
 
     Read-only: the template is not changed before every ready script passed.
-    None when the template cannot be read now for a reason a re-run fixes (a
-    lock, a lost connection): recorded as retryable, every script stays ready.
+    ``refuse(script, why)`` records a refusal (status 3 in a run; a NOTICE and
+    the final error in a dry run, which calls this same path). Raises
+    _TemplateUnreadable when the template cannot be read now for a reason a
+    re-run fixes (a lock, a lost connection).
     """
     if not any(s.status == 1 for s in chain):
         return chain
+    blocked = _needs_superuser(plpy, chain)
+    if blocked is not None:
+        refuse(blocked, _SUPERUSER_ONLY.format(id=blocked.id))
+        chain = [s for s in chain if s.id < blocked.id]
     conn = None
     try:
         conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
@@ -180,13 +205,12 @@ def _validate_on_template(
         )
         top = max(have, default=0)
         for script in [s for s in chain if s.id not in have and s.id < top]:
-            _fail_script(
-                plpy,
-                recorder,
+            refuse(
                 script,
                 (
                     f"the template already has script {top}; scripts apply in id order, so give "
-                    "this one a higher id (a new scripts row)"
+                    "this one a higher id (a new scripts row); a script rolled back and then "
+                    "overtaken is never applied out of order"
                 ),
             )
             chain = [s for s in chain if s.id != script.id]
@@ -203,9 +227,7 @@ def _validate_on_template(
                 dblink.query(conn, "ROLLBACK")
                 dblink.query(conn, "BEGIN READ ONLY")
             if problem:
-                _fail_script(
-                    plpy, recorder, script, f"validation on the template failed: {problem}"
-                )
+                refuse(script, f"validation on the template failed: {problem}")
                 return [s for s in chain if s.id < script.id]
     except RemoteError as exc:
         blockers: list[dict[str, Any]] = []
@@ -221,21 +243,56 @@ def _validate_on_template(
                 f"scripts failed ({exc.describe()}); nothing was applied",
                 hint="Fix what the message names in the template, then call applyScripts again.",
             ) from None
-        outcome = _retryable_outcome(
-            template,
-            "template",
-            exc,
-            blockers,
-            "its history could not be read and the ready scripts not checked",
-            None,
-        )
-        _record(plpy, recorder, template, outcome, 0.0, f"template {template.label}")
-        _keep_ready(plpy, recorder, [s for s in chain if s.status == 1], outcome)
-        return None
+        raise _TemplateUnreadable(
+            _retryable_outcome(
+                template,
+                "template",
+                exc,
+                blockers,
+                "its history could not be read and the ready scripts not checked",
+                None,
+            )
+        ) from None
     finally:
         if conn is not None:
             dblink.disconnect(conn)
     return chain
+
+
+RAW_KINDS = {"sql": "raw SQL step", "proc_call": "procedure call"}
+_SUPERUSER_ONLY = (
+    "it has raw SQL steps or procedure calls, which run as superuser in the template, and "
+    "the caller is not a superuser; a superuser must apply it (CALL admmgt.applyScripts(); "
+    "as a superuser after reading admmgt.plan_script({id})), or remove those steps"
+)
+
+
+def caller_is_superuser(plpy: Any) -> bool:
+    """Whether the session's own role (not the SECURITY DEFINER owner) is a superuser."""
+    row = plpy.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user")
+    return bool(row and row[0]["rolsuper"])
+
+
+def _needs_superuser(plpy: Any, chain: list[Script]) -> Script | None:
+    """The first ready script with raw statements, not yet on the template, when
+    the caller is no superuser.
+
+    Raw SQL steps and procedure calls run as the superuser that admmgt connects
+    as; an admmgt_operator may write them (it edits the metadata) but only a
+    superuser may have them reach the template (docs/security.md). Once there
+    (metadata checksum recorded), their rows cannot change unnoticed, and any
+    caller may carry them to the tenants that still lack them.
+    """
+    raw = [
+        s
+        for s in chain
+        if s.status == 1
+        and s.recorded_checksum is None
+        and any(x.kind in RAW_KINDS for x in s.compiled.steps)
+    ]
+    if not raw or caller_is_superuser(plpy):
+        return None
+    return raw[0]
 
 
 def _apply_to_template(
@@ -261,7 +318,8 @@ def _apply_to_template(
             recorder.execute(
                 "UPDATE admmgt.scripts SET checksum = "
                 f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
-                f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
+                f"{_q(plpy, script.metadata_checksum)}, applied_rows = "
+                f"{_q(plpy, script.snapshot)}::jsonb, applied_to_template_at = now(),"
                 f" last_error = NULL WHERE id = {script.id}"
             )
     if outcome.outcome == "failed" and retryable(outcome.sqlstate):
@@ -869,9 +927,67 @@ def plan_script(plpy: Any, script_id: int) -> list[dict[str, Any]]:
     ]
 
 
+def _dry_run(
+    plpy: Any,
+    settings: Settings,
+    template: Tenant,
+    copies: list[Tenant],
+    chain: list[Script],
+    refusals: list[str],
+    execute: bool,
+) -> None:
+    """The pre-flight: every check a real run makes before touching the template
+    (the same _validate_on_template), the plan, and with ``execute`` the scripts
+    run in the template inside a transaction that is rolled back. Ends with an
+    ERROR naming every script a real run would refuse; changes nothing."""
+
+    def refuse(script: Script, why: str) -> None:
+        plpy.notice(f"script {script.id} would be refused: {why}")
+        refusals.append(f"script {script.id}: {why}")
+
+    dblink = Dblink(plpy)
+    clusters = Clusters(plpy)
+    try:
+        chain = _validate_on_template(plpy, dblink, clusters, template, chain, refuse)
+    except _TemplateUnreadable as unread:
+        raise AdmmgtError(
+            f"applyScripts (dry run): {unread.outcome.message}; nothing was changed",
+            hint="Re-run the dry run once the template is free.",
+        ) from None
+    ready = [s for s in chain if s.status == 1]
+    _print_plan(plpy, [template, *copies], ready)
+    if execute and ready:
+        result: list[Outcome] = []
+        job = _preflight.rehearse(
+            clusters.conninfo(template.cluster, template.database),
+            chain,
+            settings,
+            template.database,
+        )
+        Fanout(dblink, 1, 0, lambda _t, o, _ms: result.append(o)).run([template], lambda _: job)
+        outcome = result[0]
+        for line in outcome.private.get("report", []):
+            plpy.notice(f"applyScripts (hard dry run): {line}; rolled back")
+        if outcome.outcome == "failed":
+            plpy.notice(f"applyScripts (hard dry run): {outcome.message}")
+            refusals.append(outcome.message)
+        elif outcome.outcome != "ok":
+            plpy.notice(f"applyScripts (hard dry run): {outcome.message}")
+    if refusals:
+        raise AdmmgtError(
+            f"applyScripts (dry run): {len(refusals)} problem(s); a real run would refuse "
+            "the script(s) below, and no later script would go on:\n  "
+            + "\n  ".join(refusals)
+            + "\nnothing was changed",
+            hint="Fix the metadata rows named above, then run the dry run again.",
+        )
+
+
 def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -> None:
     if not scripts:
-        plpy.notice("applyScripts (dry run): no ready script compiles; nothing would be applied")
+        plpy.notice(
+            "applyScripts (dry run): no ready script passes the checks; nothing would be applied"
+        )
         return
     for script in scripts:
         lines = [
@@ -909,6 +1025,7 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     take_operation_lock(plpy, "migrations", "baseline")
     r = registered(plpy, dbname)
     target = Tenant.of(r)
+    _check_baseline_version(plpy, target, version)
     scripts = [
         load_script(plpy, s["id"])
         for s in plpy.execute(
@@ -928,6 +1045,14 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
             x["script_id"]: x["action"]
             for x in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)
         }
+        top = max((i for i, a in have.items() if a in ("apply", "baseline")), default=0)
+        if top > version:
+            raise AdmmgtError(
+                f'baseline of "{target.database}" to script {version} refused: its own history '
+                f"already has script {top}; a baseline records scripts a database has and never "
+                "moves it back; nothing was recorded",
+                hint=f"Baseline to {top} or higher, or undo later scripts with rollbackScript.",
+            )
         new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
         for script in new:
             dblink.query(conn, _history_insert(script, "baseline", 0))
@@ -949,6 +1074,28 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
     plpy.notice(
         f'baseline: "{target.database}" recorded at script {version} '
         f"({len(new)} script(s) marked as baseline, nothing run)"
+    )
+
+
+def _check_baseline_version(plpy: Any, target: Tenant, version: int) -> None:
+    """A baseline names a script that exists and is ready or applied."""
+    row = plpy.execute(
+        plpy.prepare("SELECT status FROM admmgt.scripts WHERE id = $1", ["int4"]), [version]
+    )
+    if row and row[0]["status"] in (1, 2):
+        return
+    known = [
+        str(r["id"])
+        for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status IN (1, 2) ORDER BY id")
+    ]
+    why = (
+        "does not exist"
+        if not row
+        else f"has status {row[0]['status']} (only ready (1) or applied (2) scripts count)"
+    )
+    raise AdmmgtError(
+        f'baseline of "{target.database}" refused: script {version} {why}; nothing was recorded',
+        hint="Pick one of the scripts: " + (", ".join(known[-20:]) or "none is ready yet"),
     )
 
 
@@ -1023,11 +1170,9 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
     plpy.notice(summary)
 
 
-def rollbackscript(plpy: Any, *, script_id: int) -> None:
-    """Undo the latest script: template first, then every updating tenant at it."""
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "migrations", "rollbackScript")
-    template, *copies = templates(plpy)
+def _rollback_of(plpy: Any, script_id: int) -> tuple[Script, tuple[Step, ...], bool]:
+    """The script to undo, its undo steps, and whether they are hand-written;
+    refuses a script that is not the template's latest or cannot be undone."""
     ids = _on_template(plpy)
     if not ids or ids[-1] != script_id:
         raise AdmmgtError(
@@ -1051,12 +1196,126 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
         undo = rollback_steps(script.compiled, handwritten)
     except MetadataError as exc:
         raise AdmmgtError(f"rollbackScript refused: {exc.message}", hint=exc.hint) from None
+    return script, undo, bool(handwritten)
+
+
+def _at_stake(
+    plpy: Any,
+    dblink: Dblink,
+    clusters: Clusters,
+    settings: Settings,
+    targets: list[Tenant],
+    stakes: list[_preflight.AtStake],
+) -> list[tuple[Tenant, Outcome]]:
+    """Count, in every database a rollback would touch, the rows its drops would take."""
+    found: list[tuple[Tenant, Outcome]] = []
+    if not stakes or not targets:
+        return found
+    Fanout(
+        dblink,
+        settings.max_parallel,
+        0,
+        lambda t, o, _ms: found.append((t, o)),
+        clusters,
+    ).run(
+        targets,
+        lambda t: _preflight.count_at_stake(
+            clusters.conninfo(t.cluster, t.database), t.database, stakes
+        ),
+    )
+    return found
+
+
+def plan_rollback(plpy: Any, script_id: int) -> list[dict[str, Any]]:
+    """What rollbackScript(script_id) would run, and per database the rows it would drop."""
+    settings = load_settings(plpy)
+    _, undo, _ = _rollback_of(plpy, script_id)
+    stakes = _preflight.data_at_stake(undo)
+    targets = templates(plpy) + updating_tenants(plpy, at=script_id)
+    counted = _at_stake(plpy, Dblink(plpy), Clusters(plpy), settings, targets, stakes)
+    by_step = {x.step: x for x in stakes}
+    rows: list[dict[str, Any]] = []
+    for number, step in enumerate(undo, 1):
+        stake = by_step.get(number)
+        row = {"step": number, "statement": step.sql, "drops": stake.what if stake else None}
+        if stake is None:
+            rows.append({**row, "dbname": None, "cluster_name": None, "rows_at_stake": None})
+            continue
+        for tenant, outcome in counted:
+            n = outcome.details.get("counts", {}).get(stake.what)
+            rows.append(
+                {
+                    **row,
+                    "dbname": tenant.database,
+                    "cluster_name": tenant.cluster,
+                    "rows_at_stake": n,
+                    "error": None if outcome.outcome in ("ok", "noop") else outcome.message,
+                }
+            )
+    for r in rows:
+        r.setdefault("error", None)
+    return rows
+
+
+def _refuse_data_loss(
+    plpy: Any,
+    script_id: int,
+    counted: list[tuple[Tenant, Outcome]],
+) -> None:
+    """Stop a rollback, before anything changed, that would drop rows (or cannot tell).
+
+    A database of an unreachable cluster is not counted: this run cannot touch
+    it either, and the call that finishes the rollback there counts it then."""
+    held = [(t, o) for t, o in counted if o.outcome in ("ok", "failed")]
+    if not held:
+        return
+    lines = [
+        f"{t.label}: "
+        + (o.message if o.outcome == "ok" else f"could not count the rows ({o.message})")
+        for t, o in held[:20]
+    ] + ([f"... and {len(held) - 20} more"] if len(held) > 20 else [])
+    raise AdmmgtError(
+        f"rollbackScript({script_id}) refused: it would drop data in {len(held)} "
+        "database(s); nothing was changed:\n  " + "\n  ".join(lines),
+        hint=f"Every row: SELECT * FROM admmgt.plan_rollback({script_id}); to drop them, "
+        f"CALL admmgt.rollbackScript({script_id}, t_drop_data => true);",
+    )
+
+
+def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> None:
+    """Undo the latest script: template first, then every updating tenant at it.
+
+    Before anything changes, the rows its drops would take are counted in every
+    database it would touch; any row stops it unless ``drop_data``. Without
+    ``drop_data`` each database's transaction checks again before its drops
+    (rows written meanwhile fail that database, not the data).
+    """
+    settings = load_settings(plpy)
+    take_operation_lock(plpy, "migrations", "rollbackScript")
+    template, *copies = templates(plpy)
+    script, undo, handwritten = _rollback_of(plpy, script_id)
+    if handwritten and not caller_is_superuser(plpy):
+        raise AdmmgtError(
+            f"rollbackScript({script_id}) refused: its hand-written rollback steps are raw SQL, "
+            "which runs as superuser, and the caller is not a superuser; nothing was changed",
+            hint="A superuser must run it, after reading admmgt.plan_rollback("
+            f"{script_id}) (docs/security.md).",
+        )
+    stakes = _preflight.data_at_stake(undo)
+    dblink = Dblink(plpy)
+    clusters = Clusters(plpy)
+    if stakes and not drop_data:
+        targets = [template, *copies, *updating_tenants(plpy, at=script_id)]
+        _refuse_data_loss(
+            plpy, script_id, _at_stake(plpy, dblink, clusters, settings, targets, stakes)
+        )
+        undo = _preflight.guards(stakes, script_id) + undo
     restore = SyncPlan.for_tenants(
         plpy, _sync.schemas_expression(settings.sync_schemas), [script_id]
     )
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    recorder = RunRecorder(plpy, dblink, clusters, "rollbackScript", {"script": script_id})
+    recorder = RunRecorder(
+        plpy, dblink, clusters, "rollbackScript", {"script": script_id, "drop_data": drop_data}
+    )
     try:
         first = _single(
             plpy,
@@ -1095,6 +1354,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
         if not stuck:
             recorder.execute(
                 "UPDATE admmgt.scripts SET status = 0, checksum = NULL, metadata_checksum = NULL,"
+                " applied_rows = NULL,"
                 f" applied_to_template_at = NULL, last_error = 'rolled back by run "
                 f"{recorder.run_id}' WHERE id = {script_id}"
             )
@@ -1164,6 +1424,10 @@ def _undo(
     return Outcome(
         "ok",
         f"script {script.id} rolled back",
-        details={"rolled_back": script.id, "version": _version(state)},
-        private={"executed": [(script.id, s.sql) for s in undo]},
+        details={
+            "rolled_back": script.id,
+            "version": _version(state),
+            "statements": [s.sql for s in undo if s.kind != "guard"],
+        },
+        private={"executed": [(script.id, s.sql) for s in undo if s.kind != "guard"]},
     )

@@ -464,9 +464,18 @@ def _tenant_role(conn: str, tenant: Tenant) -> Job:
 
 
 def drop_database(
-    plpy: Any, *, dbname: str, mode: str, terminate: bool, archive_name: str | None
+    plpy: Any,
+    *,
+    dbname: str,
+    mode: str,
+    terminate: bool,
+    archive_name: str | None,
+    missing_ok: bool = False,
 ) -> None:
-    """Remove a tenant: mark its row deleted, then drop or archive (rename) its database."""
+    """Remove a tenant: mark its row deleted, then drop or archive (rename) its database.
+
+    A database already gone from its cluster is refused, unless ``missing_ok``
+    (then only the registry row is marked deleted)."""
     mode = (mode or "").lower()
     if mode not in ("drop", "archive"):
         raise AdmmgtError(
@@ -505,6 +514,27 @@ def drop_database(
     )
     db = quote_ident(tenant.database)
     try:
+        found = dblink.query(
+            conn,
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = "
+            f"{quote_literal(tenant.database)}) AS found",
+            "found boolean",
+        )[0]["found"]
+        if not found:
+            if not missing_ok:
+                raise AdmmgtError(
+                    f'drop_database: database "{tenant.database}" does not exist on cluster '
+                    f'"{tenant.cluster}"; nothing was changed',
+                    hint="If it is gone for good, unregister it with CALL admmgt.drop_database("
+                    f"{quote_literal(tenant.database)}, {quote_literal(mode)}, "
+                    "t_missing_ok => true);",
+                )
+            role = _drop_tenant_role(dblink, conn, tenant) if mode == "drop" else ""
+            plpy.notice(
+                f'drop_database: database "{tenant.database}" was already gone from cluster '
+                f'"{tenant.cluster}"{role}; its registry row is marked deleted (t_missing_ok)'
+            )
+            return
         if terminate:
             dblink.query(
                 conn,

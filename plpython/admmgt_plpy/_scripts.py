@@ -55,6 +55,7 @@ class Script:
     compiled: CompiledScript
     metadata_checksum: str
     recorded_checksum: str | None  # metadata checksum when it reached the template
+    snapshot: str = ""  # its rows now, as scripts.applied_rows keeps them (JSON text)
 
     @property
     def changed_since_applied(self) -> bool:
@@ -63,11 +64,12 @@ class Script:
         )
 
 
-def load_script(plpy: Any, script_id: int) -> Script:
-    """Load and compile one script; MetadataError lists every problem in its rows."""
+def load_rows(plpy: Any, script_id: int) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The scripts row and every metadata row of one script, as QUERIES reads them."""
     head = plpy.execute(
         plpy.prepare(
             """SELECT id, description, status, created_date, metadata_checksum,
+                  applied_rows::text AS applied_rows,
                   (created_date AT TIME ZONE 'UTC')::date::text AS anchor
            FROM admmgt.scripts WHERE id = $1""",
             ["int4"],
@@ -84,6 +86,12 @@ def load_script(plpy: Any, script_id: int) -> Script:
     for name, query in QUERIES.items():
         plan = plpy.prepare(query, ["int4"])
         rows[name] = [dict(r) for r in plpy.execute(plan, [script_id])]
+    return row, rows
+
+
+def load_script(plpy: Any, script_id: int) -> Script:
+    """Load and compile one script; MetadataError lists every problem in its rows."""
+    row, rows = load_rows(plpy, script_id)
     meta = ScriptMetadata.from_rows(
         {k: row[k] for k in ("id", "description", "status", "created_date")}, **rows
     )
@@ -95,7 +103,14 @@ def load_script(plpy: Any, script_id: int) -> Script:
         compiled=compiled,
         metadata_checksum=_metadata_checksum(row["anchor"], rows),
         recorded_checksum=row["metadata_checksum"],
+        snapshot=snapshot(row["anchor"], rows),
     )
+
+
+def snapshot(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The rows as kept in scripts.applied_rows (JSON text): every column, so that
+    repair_script can put them back; NOT_CHECKSUMMED columns are not compared."""
+    return json.dumps({"anchor": anchor, "rows": rows}, sort_keys=True, default=str)
 
 
 def _metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
@@ -117,8 +132,11 @@ def refuse_changed(scripts: Iterable[Script], operation: str, problems: Sequence
     if found:
         raise AdmmgtError(
             f"{operation} refused: applied scripts were changed:\n  " + "\n  ".join(found),
-            hint="Put the rows back as they were and make the change a new script; applied "
-            "scripts are history. (admmgt.scripts.metadata_checksum holds the original.)",
+            hint="SELECT * FROM admmgt.validate_scripts(); names each changed table, row and "
+            "field, and admmgt.scripts.applied_rows keeps the rows as applied. Put them back "
+            "(CALL admmgt.repair_script(<id>, 'restore');) and make the change a new script, or, "
+            "if the databases already match the new rows, CALL admmgt.repair_script(<id>, "
+            "'accept');",
         )
 
 

@@ -2,7 +2,8 @@ CREATE OR REPLACE PROCEDURE admmgt.drop_database(
     t_dbname text,
     t_mode text,
     t_terminate boolean DEFAULT false,
-    t_archive_name text DEFAULT null
+    t_archive_name text DEFAULT null,
+    t_missing_ok boolean DEFAULT false
 )
 LANGUAGE plpython3u
 SECURITY DEFINER
@@ -11,7 +12,8 @@ AS $$
 plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
 admmgt_plpy.drop_database(
-    plpy, dbname=t_dbname, mode=t_mode, terminate=t_terminate, archive_name=t_archive_name)
+    plpy, dbname=t_dbname, mode=t_mode, terminate=t_terminate, archive_name=t_archive_name,
+    missing_ok=t_missing_ok)
 $$;
-COMMENT ON PROCEDURE admmgt.drop_database (text, text, boolean, text) IS
-'Removes a tenant: marks its registry row deleted, then drops its database (t_mode => ''drop'') or renames it to t_archive_name or <name>_archived_<timestamp> (t_mode => ''archive''). Refuses the template. Ends other sessions only with t_terminate => true.';
+COMMENT ON PROCEDURE admmgt.drop_database (text, text, boolean, text, boolean) IS
+'Removes a tenant: marks its registry row deleted, then drops its database (t_mode => ''drop'') or renames it to t_archive_name or <name>_archived_<timestamp> (t_mode => ''archive''). Refuses the template. Ends other sessions only with t_terminate => true. A database already gone from its cluster is refused, unless t_missing_ok => true, which only unregisters it.';
