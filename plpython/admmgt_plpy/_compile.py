@@ -1270,7 +1270,7 @@ class _Compiler:
                 self.hash_partitions(
                     table,
                     first,
-                    (table.name, suffix),
+                    (first,),
                     plan.sub_modulus,
                     f"the first partition of {owner_table}",
                     plan.sub_tablespace,
@@ -1293,7 +1293,7 @@ class _Compiler:
                 self.hash_partitions(
                     table,
                     list_name,
-                    (table.name, plan.column, child.value),
+                    (list_name,),
                     child.sub_modulus,
                     owner,
                     child.sub_tablespace,
