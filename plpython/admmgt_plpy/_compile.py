@@ -43,16 +43,6 @@ from ._calendar import (
     range_bound_literal,
 )
 from ._hashparts import check_modulus, hash_bound, hash_child
-from ._tenancy import (
-    CONTEXT_FUNCTION,
-    POLICY_SUFFIX,
-    TENANT_SETTING,
-    check_tenant_type,
-    context_function_sql,
-    policy_sql,
-    rls_sql,
-    same_type,
-)
 from ._names import (
     MetadataError,
     check_datatype,
@@ -63,6 +53,16 @@ from ._names import (
     qualified,
     quote_ident,
     quote_literal,
+)
+from ._tenancy import (
+    CONTEXT_FUNCTION,
+    POLICY_SUFFIX,
+    TENANT_SETTING,
+    check_tenant_type,
+    context_function_sql,
+    policy_sql,
+    rls_sql,
+    same_type,
 )
 
 __all__ = [
@@ -1093,7 +1093,9 @@ class _Compiler:
                 tablespace,
                 (),
                 subcolumn,
-                sub_modulus=self.modulus(first.subpartvalue, self.what(w, first.id, "subpartvalue")),
+                sub_modulus=self.modulus(
+                    first.subpartvalue, self.what(w, first.id, "subpartvalue")
+                ),
                 sub_tablespace=self.tablespace(
                     first.subparttbs, self.what(w, first.id, "subparttbs"), table.target
                 ),

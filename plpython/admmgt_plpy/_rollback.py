@@ -2,9 +2,9 @@
 
 Pure. A step whose effect the compiler knows how to undo is inverted (a table
 created is dropped, a column added is dropped, a key, index or row-level
-security policy added is dropped); one it cannot undo (ALTER or DROP COLUMN, procedure calls, raw SQL)
-makes the whole script need hand-written rollback steps, which then replace the
-generated ones entirely. Schemas created with IF NOT EXISTS, and the
+security policy added is dropped); one it cannot undo (ALTER or DROP COLUMN,
+procedure calls, raw SQL) makes the whole script need hand-written rollback
+steps, which then replace the generated ones entirely. Schemas created with IF NOT EXISTS, and the
 ``set_tenant_context`` function created with OR REPLACE, are left alone: the
 script cannot know whether it made them.
 """

@@ -124,26 +124,35 @@ def test_a_tenant_context_sees_only_its_rows_and_cannot_write_anothers(
             assert rows == [("a1",), ("a2",)]
             conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (1, 'a3')")
             # Another tenant's rows can neither be changed nor moved into.
-            assert conn.execute("UPDATE mgttest.notes SET body = 'x' WHERE tenant_id = 2").rowcount == 0
-        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
-            with conn.transaction():
-                conn.execute(app)
-                conn.execute("SELECT mgttest.set_tenant_context(1)")
-                conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (2, 'b2')")
-        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
-            with conn.transaction():
-                conn.execute(app)
-                conn.execute("SELECT mgttest.set_tenant_context(1)")
-                conn.execute("UPDATE mgttest.notes SET tenant_id = 2 WHERE body = 'a1'")
+            assert (
+                conn.execute("UPDATE mgttest.notes SET body = 'x' WHERE tenant_id = 2").rowcount
+                == 0
+            )
+        with (
+            pytest.raises(errors.InsufficientPrivilege, match="row-level security"),
+            conn.transaction(),
+        ):
+            conn.execute(app)
+            conn.execute("SELECT mgttest.set_tenant_context(1)")
+            conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (2, 'b2')")
+        with (
+            pytest.raises(errors.InsufficientPrivilege, match="row-level security"),
+            conn.transaction(),
+        ):
+            conn.execute(app)
+            conn.execute("SELECT mgttest.set_tenant_context(1)")
+            conn.execute("UPDATE mgttest.notes SET tenant_id = 2 WHERE body = 'a1'")
         # The context was transaction-local: the next transaction of the same session
         # (the next client of a pooled connection) sees nothing, and cannot insert.
         with conn.transaction():
             conn.execute(app)
             assert conn.execute("SELECT count(*) FROM mgttest.notes").fetchone() == (0,)
-        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
-            with conn.transaction():
-                conn.execute(app)
-                conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (1, 'x')")
+        with (
+            pytest.raises(errors.InsufficientPrivilege, match="row-level security"),
+            conn.transaction(),
+        ):
+            conn.execute(app)
+            conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (1, 'x')")
         with pytest.raises(errors.RaiseException, match="tenant_id is NULL"):
             conn.execute("SELECT mgttest.set_tenant_context(NULL)")
         # Tenant 2, in a fresh session that never set a context before.
@@ -191,8 +200,10 @@ def test_check_rls_flags_what_would_leak_and_drift_sees_rls_changes(
     with fleet.connect(tenant) as conn:
         conn.execute("CREATE TABLE mgttest.handmade (tenant_id bigint, body text)")
         conn.execute("CREATE VIEW mgttest.all_notes AS SELECT * FROM mgttest.notes")
-        conn.execute("CREATE VIEW mgttest.own_notes WITH (security_invoker = true) AS"
-                     " SELECT * FROM mgttest.notes")
+        conn.execute(
+            "CREATE VIEW mgttest.own_notes WITH (security_invoker = true) AS"
+            " SELECT * FROM mgttest.notes"
+        )
         conn.execute("ALTER TABLE mgttest.notes NO FORCE ROW LEVEL SECURITY")
     found = findings(fleet, tenant)
     assert ("no_policy", "mgttest.handmade") in found
@@ -234,24 +245,19 @@ def test_hash_partitioned_and_hash_sub_partitioned_tables_apply_take_rows_and_pa
     fleet: Fleet,
 ) -> None:
     s.script(fleet.admin, 1, "hash by tenant")
-    accounts = shared_table(
-        fleet.admin, 1, "accounts", [s.ID, ("name", "text")], haspart=1
-    )
+    accounts = shared_table(fleet.admin, 1, "accounts", [s.ID, ("name", "text")], haspart=1)
     partition(fleet.admin, accounts, "tenant_id", "hash", "4")
-    events = shared_table(
-        fleet.admin, 1, "events", [s.ID, ("happened_on", "date", 0)], haspart=1
-    )
-    partition(
-        fleet.admin, events, "happened_on", "range", "month", ("tenant_id", "hash", "2")
-    )
+    events = shared_table(fleet.admin, 1, "events", [s.ID, ("happened_on", "date", 0)], haspart=1)
+    partition(fleet.admin, events, "happened_on", "range", "month", ("tenant_id", "hash", "2"))
     orders = s.table(
-        fleet.admin, 1, "orders", [s.ID, ("region", "text", 0), ("customer", "bigint", 0)],
+        fleet.admin,
+        1,
+        "orders",
+        [s.ID, ("region", "text", 0), ("customer", "bigint", 0)],
         haspart=1,
     )
     for region in ("eu", "us"):
-        partition(
-            fleet.admin, orders, "region", "list", region, ("customer", "hash", "3")
-        )
+        partition(fleet.admin, orders, "region", "list", region, ("customer", "hash", "3"))
     fleet.apply()
     for db in fleet.databases:
         assert fleet.children(db, "mgttest.accounts") == {f"accounts_h{i}" for i in range(4)}
@@ -272,9 +278,7 @@ def test_hash_partitioned_and_hash_sub_partitioned_tables_apply_take_rows_and_pa
             " SELECT CASE WHEN c % 2 = 0 THEN 'eu' ELSE 'us' END, c"
             " FROM generate_series(1, 30) AS c"
         )
-        used = conn.execute(
-            "SELECT count(DISTINCT tableoid) FROM mgttest.accounts"
-        ).fetchone()
+        used = conn.execute("SELECT count(DISTINCT tableoid) FROM mgttest.accounts").fetchone()
         assert used is not None and used[0] == 4  # 40 tenants spread over all 4
         with conn.transaction():
             conn.execute("SELECT mgttest.set_tenant_context(7)")
@@ -294,10 +298,14 @@ def test_hash_partitioned_and_hash_sub_partitioned_tables_apply_take_rows_and_pa
         for month in months:
             assert fleet.children(db, f"mgttest.{month}") == {f"{month}_h0", f"{month}_h1"}
     assert drift(fleet) == []
-    assert findings(fleet, fleet.tenants[0]) & {
-        ("no_policy", "mgttest.accounts"),
-        ("no_policy", "mgttest.events"),
-    } == set()
+    assert (
+        findings(fleet, fleet.tenants[0])
+        & {
+            ("no_policy", "mgttest.accounts"),
+            ("no_policy", "mgttest.events"),
+        }
+        == set()
+    )
 
 
 def test_a_changed_modulus_is_refused_before_the_template_is_touched(fleet: Fleet) -> None:

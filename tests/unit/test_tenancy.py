@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ POLICY_TEST = (
 )
 
 
-def notes(**kw: object) -> dict[str, object]:
+def notes(**kw: Any) -> dict[str, Any]:
     return table(2, "notes", **{"tenantcolumn": "tenant_id", "tenanttype": "BIGINT", **kw})
 
 
@@ -109,16 +110,14 @@ def test_one_context_function_per_schema_and_type() -> None:
     ],
 )
 def test_hostile_or_incomplete_tenant_keys_are_refused(
-    fields: dict[str, object], expected: str
+    fields: dict[str, Any], expected: str
 ) -> None:
     found = problems(script(1), tables=[notes(**fields)], columns=[column(1, 2, "b", "text")])
     assert found == (expected,)
 
 
 def test_a_declared_key_column_of_another_type_is_refused() -> None:
-    found = problems(
-        script(1), tables=[notes()], columns=[column(7, 2, "tenant_id", "uuid")]
-    )
+    found = problems(script(1), tables=[notes()], columns=[column(7, 2, "tenant_id", "uuid")])
     assert found == (
         "script 1, script_table_columns row 7, datatype: column mgttest.notes.tenant_id is "
         "the table's tenant key, of type bigint (script_tables row 2, tenanttype), but is "
