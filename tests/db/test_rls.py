@@ -3,13 +3,16 @@ metadata, on a real server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import errors, sql
 
+from admmgt.cli import main
 from tests.db import scripts as s
 from tests.db.fleet import Fleet, call
 
@@ -225,6 +228,18 @@ def test_check_rls_flags_what_would_leak_and_drift_sees_rls_changes(
     changed = drift(fleet)
     assert (tenant, "table", "mgttest.notes", "different") in changed
     assert (tenant, "table", "mgttest.handmade", "extra") in changed
+    # `admmgt status --rls` shows the findings and exits 1.
+    runner = CliRunner()
+    shown = runner.invoke(main, ["--dsn", fleet.admin.info.dsn, "status", "--rls", "--json"])
+    assert shown.exit_code == 1, shown.output
+    report = json.loads(shown.stdout)
+    assert {"dbname": tenant, "finding": "no_policy", "object_name": "mgttest.handmade"} in [
+        {k: r[k] for k in ("dbname", "finding", "object_name")} for r in report["rls"]
+    ]
+    plain = runner.invoke(main, ["--dsn", fleet.admin.info.dsn, "status", "--rls"])
+    assert plain.exit_code == 1
+    assert "no_policy" in plain.output and "mgttest.handmade" in plain.output
+    assert runner.invoke(main, ["--dsn", fleet.admin.info.dsn, "status"]).exit_code == 0
 
 
 def test_a_policy_dropped_by_hand_is_drift(fleet: Fleet) -> None:
