@@ -208,7 +208,24 @@ def test_check_rls_flags_what_would_leak_and_drift_sees_rls_changes(
             " SELECT * FROM mgttest.notes"
         )
         conn.execute("ALTER TABLE mgttest.notes NO FORCE ROW LEVEL SECURITY")
+        # A policy calling a function that is not LEAKPROOF, on a table whose owner
+        # has BYPASSRLS (which FORCE does not bind).
+        conn.execute(
+            "CREATE FUNCTION mgttest.is_mine(t bigint) RETURNS boolean LANGUAGE sql STABLE"
+            " AS $$ SELECT t = current_setting('app.current_tenant_id', true)::bigint $$"
+        )
+        conn.execute("CREATE TABLE mgttest.leaky (tenant_id bigint NOT NULL)")
+        conn.execute(
+            "ALTER TABLE mgttest.leaky ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"
+        )
+        conn.execute("CREATE POLICY p ON mgttest.leaky USING (mgttest.is_mine(tenant_id))")
+        conn.execute(
+            sql.SQL("ALTER TABLE mgttest.leaky OWNER TO {}").format(sql.Identifier(roles["bypass"]))
+        )
     found = findings(fleet, tenant)
+    assert ("leaky_policy_function", "mgttest.is_mine(bigint)") in found
+    assert ("owner_bypasses", "mgttest.leaky") in found
+    assert not [f for f in found if f[1] == "mgttest.leaky" and f[0] != "owner_bypasses"]
     assert ("no_policy", "mgttest.handmade") in found
     assert ("not_forced", "mgttest.notes") in found
     assert ("view_not_invoker", "mgttest.all_notes") in found
@@ -387,3 +404,23 @@ def test_rollback_drops_the_policies_and_the_table(fleet: Fleet) -> None:
             assert conn.execute("SELECT count(*) FROM pg_policy").fetchone() == (0,)
             assert conn.execute("SELECT to_regclass('mgttest.plain')").fetchone() != (None,)
     assert drift(fleet) == []
+
+
+def test_a_held_back_tenant_replayed_gets_the_shared_table_as_the_template_has_it(
+    fleet: Fleet,
+) -> None:
+    held = fleet.tenants[0]
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET updateflag = false WHERE dbname = %s", (held,)
+    )
+    notes_script(fleet.admin)
+    fleet.apply()
+    with fleet.connect(held) as conn:
+        assert conn.execute("SELECT to_regclass('mgttest.notes')").fetchone() == (None,)
+    call(fleet.admin, "replayscripts", held, 1)
+    assert drift(fleet) == []
+    with fleet.connect(held) as conn:
+        assert conn.execute(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class"
+            " WHERE oid = 'mgttest.notes'::regclass"
+        ).fetchone() == (True, True)
