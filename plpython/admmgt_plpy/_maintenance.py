@@ -7,6 +7,9 @@ updateflag -- gets each period from the one containing today (UTC) through
 today + t_numdays that none of its partitions covers yet. What exists is read
 from each database's own catalog, so gaps are filled, a re-run creates nothing
 and a partition a DBA made by hand is respected (docs/maintenance.md).
+Hash sets never grow: a hash-partitioned table or list child is left alone,
+and a range table with hash sub-partitions gets each new range child with all
+of its hash children.
 
 One remote transaction per database, with lock_timeout and retries as the
 migration engine has. A period is skipped and reported, never failing the
