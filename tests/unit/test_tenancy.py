@@ -9,6 +9,7 @@ import pytest
 
 from admmgt_plpy._maintenance import _create_statements, range_sets
 from admmgt_plpy._rollback import rollback_steps
+from admmgt_plpy._scripts import _metadata_checksum
 from admmgt_plpy._tenancy import check_tenant_type
 from tests.unit.test_compile import column, compiled, partition, problems, script, table
 from tests.unit.test_maintenance import row as maintenance_row
@@ -244,3 +245,18 @@ def test_maintenance_leaves_hash_sets_alone_and_gives_new_range_children_their_h
             for r in range(3)
         ),
     ]
+
+
+def test_the_new_columns_leave_the_metadata_checksum_of_older_scripts_unchanged() -> None:
+    # Rows read before incremental SQL 017 had no tenantcolumn/tenanttype; after the
+    # upgrade they read NULL. A changed checksum would refuse every applied script.
+    before = {"tables": [{"id": 2, "tablename": "orders", "status": 2}], "columns": []}
+    after = {
+        "tables": [
+            {"id": 2, "tablename": "orders", "status": 2, "tenantcolumn": None, "tenanttype": None}
+        ],
+        "columns": [],
+    }
+    assert _metadata_checksum("2026-10-15", before) == _metadata_checksum("2026-10-15", after)
+    scoped = {"tables": [{**after["tables"][0], "tenantcolumn": "tenant_id"}], "columns": []}
+    assert _metadata_checksum("2026-10-15", scoped) != _metadata_checksum("2026-10-15", before)
