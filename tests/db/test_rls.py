@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from psycopg import errors, sql
 from admmgt.cli import main
 from tests.db import scripts as s
 from tests.db.fleet import Fleet, call
+from tests.db.test_lifecycle import lifecycle, policy, tables_in
 
 Conn = psycopg.Connection[Any]
 
@@ -424,3 +426,25 @@ def test_a_held_back_tenant_replayed_gets_the_shared_table_as_the_template_has_i
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class"
             " WHERE oid = 'mgttest.notes'::regclass"
         ).fetchone() == (True, True)
+
+
+def test_an_archived_range_child_takes_its_hash_partitions_along(fleet: Fleet) -> None:
+    s.script(fleet.admin, 1, "events by day, hashed by tenant")
+    fleet.admin.execute(
+        "UPDATE admmgt.scripts SET created_date = now() - interval '4 days' WHERE id = 1"
+    )
+    events = shared_table(fleet.admin, 1, "events", [s.ID, ("on_day", "date", 0)], haspart=1)
+    partition(fleet.admin, events, "on_day", "range", "day", ("tenant_id", "hash", "2"))
+    policy(
+        fleet.admin, "events", {"retention": "2 days", "action": "archive", "archive_schema": "old"}
+    )
+    fleet.apply()
+    fleet.maintain(1)
+    first = f"events_{fleet.today() - timedelta(days=4):%Y_%m_%d}"
+    assert fleet.children(fleet.template, f"mgttest.{first}") == {f"{first}_h0", f"{first}_h1"}
+    lines = lifecycle(fleet)
+    assert lines[-1].startswith("lifecycleMgt: "), lines
+    for db in fleet.databases:
+        assert tables_in(fleet, db, "old") == {first, f"{first}_h0", f"{first}_h1"}
+        assert not {first, f"{first}_h0", f"{first}_h1"} & tables_in(fleet, db, "mgttest")
+        assert fleet.children(db, f"old.{first}") == {f"{first}_h0", f"{first}_h1"}
