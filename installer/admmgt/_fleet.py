@@ -170,6 +170,31 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         )
 
 
+# ---------------------------------------------------------------------- rls
+
+
+def rls_findings(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Rows of admmgt.check_rls(): every database audited."""
+    return _rows(conn, "SELECT * FROM admmgt.check_rls()")
+
+
+def render_rls(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("[green]row-level security: nothing found by check_rls[/green]")
+        return
+    console.print("[bold]row-level security[/bold] (admmgt.check_rls):")
+    table = Table("database", "finding", "object", "detail")
+    table.columns[0].no_wrap = True
+    table.columns[-1].overflow = "fold"
+    for r in rows[:ATTENTION_ROWS]:
+        table.add_row(r["dbname"], r["finding"], r["object_name"], _short(r["detail"], 200))
+    console.print(table)
+    if len(rows) > ATTENTION_ROWS:
+        console.print(
+            f"... and {len(rows) - ATTENTION_ROWS} more: SELECT * FROM admmgt.check_rls();"
+        )
+
+
 # ---------------------------------------------------------------------- log
 
 

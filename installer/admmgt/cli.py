@@ -82,21 +82,32 @@ def verify(dsn: str) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts and CI.")
+@click.option(
+    "--rls",
+    is_flag=True,
+    help="Also audit row-level security in every database (admmgt.check_rls).",
+)
 @click.pass_obj
-def status(dsn: str, as_json: bool) -> None:
+def status(dsn: str, as_json: bool, rls: bool) -> None:
     """The fleet at a glance; exit 1 when a database has an error or failed.
 
     Version, template, tenants by status, scripts and how far each has spread,
     and the tenants that are behind, held back or failing (admmgt.fleet_status,
-    admmgt.script_status).
+    admmgt.script_status). With --rls, the findings of admmgt.check_rls() too,
+    and exit 1 when there are any.
     """
     with _connect(dsn) as conn:
         report = _fleet.status_report(conn)
+        if rls:
+            with err.status("auditing row-level security ..."):
+                report["rls"] = _fleet.rls_findings(conn)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         _fleet.render_status(console, report)
-    if _fleet.failing(report) or report["changed_scripts"]:
+        if rls:
+            _fleet.render_rls(console, report["rls"])
+    if _fleet.failing(report) or report["changed_scripts"] or report.get("rls"):
         sys.exit(1)
 
 

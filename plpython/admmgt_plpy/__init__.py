@@ -17,6 +17,7 @@ __all__ = [
     "applymaintenance",
     "applyscripts",
     "baseline",
+    "check_rls",
     "create_database",
     "detect_drift",
     "drop_database",
@@ -152,3 +153,10 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
     from admmgt_plpy import _drift
 
     return _drift.detect_drift(plpy, dbname=dbname)
+
+
+@entry
+def check_rls(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
+    from admmgt_plpy import _rls_audit
+
+    return _rls_audit.check_rls(plpy, dbname=dbname)

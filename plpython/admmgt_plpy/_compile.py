@@ -42,6 +42,7 @@ from ._calendar import (
     period_start,
     range_bound_literal,
 )
+from ._hashparts import check_modulus, hash_bound, hash_child
 from ._names import (
     MetadataError,
     check_datatype,
@@ -52,6 +53,16 @@ from ._names import (
     qualified,
     quote_ident,
     quote_literal,
+)
+from ._tenancy import (
+    CONTEXT_FUNCTION,
+    POLICY_SUFFIX,
+    TENANT_SETTING,
+    check_tenant_type,
+    context_function_sql,
+    policy_sql,
+    rls_sql,
+    same_type,
 )
 
 __all__ = [
@@ -189,6 +200,8 @@ class TableRow:
     haspart: int
     tblspace: str | None
     hasdefault: int
+    tenantcolumn: str | None = None
+    tenanttype: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, object]) -> TableRow:
@@ -202,6 +215,8 @@ class TableRow:
             haspart=_int(row, "haspart", t) or 0,
             tblspace=_text(row, "tblspace", t),
             hasdefault=_int(row, "hasdefault", t) or 0,
+            tenantcolumn=_text(row, "tenantcolumn", t),
+            tenanttype=_text(row, "tenanttype", t),
         )
 
 
@@ -565,16 +580,26 @@ class _ListChild:
     tablespace: str | None
     sub_interval: str | None
     sub_tablespace: str | None
+    sub_modulus: int | None = None  # hash sub-partitions instead of range
 
 
 @dataclass(frozen=True)
 class _PartitionPlan:
-    kind: str  # "range" or "list"
+    kind: str  # "range", "list" or "hash"
     column: str
     interval: str | None
     tablespace: str | None
     children: tuple[_ListChild, ...]
     subcolumn: str | None
+    modulus: int | None = None  # hash: the number of children
+    sub_modulus: int | None = None  # range: each range child is hash-partitioned
+    sub_tablespace: str | None = None
+
+
+@dataclass(frozen=True)
+class _TenantKey:
+    column: str
+    datatype: str
 
 
 def compile_script(meta: ScriptMetadata, *, anchor: date) -> CompiledScript:
@@ -594,6 +619,7 @@ class _Compiler:
         self.schemas_seen: set[str] = set()
         self.tables: dict[int, _Table] = {}
         self.tables_by_name: dict[tuple[str, str], _Table] = {}
+        self.tenant_contexts: set[tuple[str, str]] = set()
         self.invalid_count = 0
 
     # problems and checks -------------------------------------------------
@@ -841,7 +867,9 @@ class _Compiler:
         checked = [
             (c, self.ident(c.columnname, self.what(w_columns, c.id, "columnname"))) for c in columns
         ]
-        plan = self.partition_plan(table, partitions, {name for _, name in checked}, haspart)
+        tenant = self.tenant_key(table, checked)
+        names = {name for _, name in checked} | ({tenant.column} if tenant else set())
+        plan = self.partition_plan(table, partitions, names, haspart)
         primary_key = [
             name
             for c, name in checked
@@ -852,7 +880,13 @@ class _Compiler:
             for extra in (plan.column, plan.subcolumn):
                 if extra is not None and extra not in primary_key:
                     primary_key.append(extra)
+        if primary_key and tenant is not None:
+            # The tenant key leads, as in the composite keys of shared tables: the key's
+            # index serves every tenant's lookups, and uniqueness is per tenant.
+            primary_key = [tenant.column] + [c for c in primary_key if c != tenant.column]
         definitions: list[str] = []
+        if tenant is not None and tenant.column not in {name for _, name in checked}:
+            definitions.append(f"{quote_ident(tenant.column)} {tenant.datatype} NOT NULL")
         seen: dict[str, int] = {}
         for column, name in checked:
             if name in seen:
@@ -861,9 +895,8 @@ class _Compiler:
                     f"also defined by row {seen[name]}; remove one of them"
                 )
             seen[name] = column.id
-            definitions.append(
-                self.column_sql(column, name, table, in_primary_key=name in primary_key)
-            )
+            not_null = name in primary_key or (tenant is not None and name == tenant.column)
+            definitions.append(self.column_sql(column, name, table, in_primary_key=not_null))
         if primary_key:
             key_name = child_name(table.name, "pkey")
             self.claim_relation(
@@ -880,11 +913,92 @@ class _Compiler:
             sql += f" TABLESPACE {quote_ident(tablespace)}"
         self.emit(sql, "create_table", table.target)
         if plan is not None:
+            if hasdefault and plan.kind == "hash":
+                self.problem(
+                    f"{self.what(w, row.id, 'hasdefault')}: table {table.target} is "
+                    "hash-partitioned, and a hash-partitioned table cannot have a default "
+                    "partition; set hasdefault to 0"
+                )
             self.create_partitions(table, plan, hasdefault)
-        elif hasdefault:
+        if tenant is not None:
+            self.tenant_isolation(table, tenant, indexed=bool(primary_key))
+        if plan is None and hasdefault:
             self.problem(
                 f"{self.what(w, row.id, 'hasdefault')}: table {table.target} is not "
                 "partitioned, so it cannot have a default partition; set hasdefault to 0"
+            )
+
+    # tenant-scoped tables -------------------------------------------------
+
+    def tenant_key(self, table: _Table, checked: list[tuple[ColumnRow, str]]) -> _TenantKey | None:
+        """The tenant key of a shared table, checked; None for other tables."""
+        w = "script_tables"
+        row = table.row
+        column_set = row.tenantcolumn is not None and row.tenantcolumn.strip() != ""
+        type_set = row.tenanttype is not None and row.tenanttype.strip() != ""
+        if not column_set and not type_set:
+            return None
+        if not column_set or not type_set:
+            missing = "tenantcolumn" if not column_set else "tenanttype"
+            self.problem(
+                f"{self.what(w, row.id, missing)}: table {table.target} sets only one of "
+                "tenantcolumn and tenanttype; set both for a tenant-scoped table, or neither"
+            )
+            return None
+        column = self.ident(row.tenantcolumn, self.what(w, row.id, "tenantcolumn"))
+        try:
+            datatype = check_tenant_type(row.tenanttype, what=self.what(w, row.id, "tenanttype"))
+        except MetadataError as error:
+            self.problem(error.message)
+            return None
+        self.validations.append(
+            Validation("datatype", datatype, self.what(w, row.id, "tenanttype"), table.target)
+        )
+        for c, name in checked:
+            if name == column and c.datatype is not None and not same_type(c.datatype, datatype):
+                self.problem(
+                    f"{self.what('script_table_columns', c.id, 'datatype')}: column "
+                    f"{table.target}.{name} is the table's tenant key, of type {datatype} "
+                    f"(script_tables row {row.id}, tenanttype), but is declared "
+                    f"{c.datatype!r}; give both the same type, or leave the column out and "
+                    "let tenanttype define it"
+                )
+        return _TenantKey(column, datatype)
+
+    def tenant_isolation(self, table: _Table, tenant: _TenantKey, *, indexed: bool) -> None:
+        """Index the key, enable and force row-level security, add the policy and the context."""
+        if not indexed:
+            name = child_name(table.name, tenant.column, "idx")
+            self.claim_relation(table.schema, name, f"the tenant key index of {table.target}")
+            self.emit(
+                f"CREATE INDEX IF NOT EXISTS {quote_ident(name)} ON {table.sql_name} "
+                f"USING btree ({quote_ident(tenant.column)})",
+                "create_index",
+                table.target,
+                name=qualified(table.schema, name),
+            )
+        self.emit(
+            rls_sql(table.schema, table.name),
+            "enable_rls",
+            table.target,
+            note="row-level security is enabled and forced: the table's owner is bound too",
+        )
+        policy = child_name(table.name, POLICY_SUFFIX)
+        self.emit(
+            policy_sql(table.schema, table.name, policy, tenant.column, tenant.datatype),
+            "create_policy",
+            table.target,
+            name=quote_ident(policy),
+        )
+        key = (table.schema, tenant.datatype)
+        if key not in self.tenant_contexts:
+            self.tenant_contexts.add(key)
+            self.emit(
+                context_function_sql(table.schema, tenant.datatype),
+                "tenant_context",
+                table.schema,
+                note=f"{table.schema}.{CONTEXT_FUNCTION}({tenant.datatype}) sets "
+                f"{TENANT_SETTING}, transaction-local by default",
             )
 
     # partitions ----------------------------------------------------------
@@ -932,33 +1046,60 @@ class _Compiler:
             )
             return None
         kind = kinds.pop()
-        if kind not in ("range", "list"):
+        if kind not in ("range", "list", "hash"):
             self.problem(
                 f"{self.what(w, first.id, 'parttype')}: {first.parttype!r} is not a "
-                "partition type; use range or list"
+                "partition type; use range, list or hash"
             )
             return None
         column = self.partition_column(table, rows, columns)
-        if kind == "range":
+        if kind in ("range", "hash"):
             if len(rows) > 1:
                 self.problem(
-                    f"{self.what(w, rows[1].id, 'parttype')}: range-partitioned table "
+                    f"{self.what(w, rows[1].id, 'parttype')}: {kind}-partitioned table "
                     f"{table.target} has {len(rows)} script_table_partitions rows "
                     f"({', '.join(str(r.id) for r in rows)}); keep exactly one"
                 )
-            if any(
-                v is not None
-                for v in (first.subparttype, first.subpartcolumnname, first.subpartvalue)
-            ):
-                self.problem(
-                    f"{self.what(w, first.id, 'subparttype')}: a range partition cannot be "
-                    "sub-partitioned; clear the subpart columns or partition by list"
-                )
-            interval = self.interval(first.partvalue, self.what(w, first.id, "partvalue"))
             tablespace = self.tablespace(
                 first.parttbs, self.what(w, first.id, "parttbs"), table.target
             )
-            return _PartitionPlan("range", column, interval, tablespace, (), None)
+            has_sub = any(
+                v is not None
+                for v in (first.subparttype, first.subpartcolumnname, first.subpartvalue)
+            )
+            if kind == "hash":
+                if has_sub:
+                    self.problem(
+                        f"{self.what(w, first.id, 'subparttype')}: a hash partition cannot be "
+                        "sub-partitioned; clear the subpart columns"
+                    )
+                modulus = self.modulus(first.partvalue, self.what(w, first.id, "partvalue"))
+                return _PartitionPlan("hash", column, None, tablespace, (), None, modulus=modulus)
+            interval = self.interval(first.partvalue, self.what(w, first.id, "partvalue"))
+            if not has_sub:
+                return _PartitionPlan("range", column, interval, tablespace, (), None)
+            subtype = fold(first.subparttype.strip()) if first.subparttype else None
+            if subtype != "hash":
+                self.problem(
+                    f"{self.what(w, first.id, 'subparttype')}: {first.subparttype!r} is not "
+                    "supported under range partitions; use hash (subparttype hash, the "
+                    "modulus in subpartvalue), or partition by list"
+                )
+            subcolumn = self.sub_column(first, table, columns)
+            return _PartitionPlan(
+                "range",
+                column,
+                interval,
+                tablespace,
+                (),
+                subcolumn,
+                sub_modulus=self.modulus(
+                    first.subpartvalue, self.what(w, first.id, "subpartvalue")
+                ),
+                sub_tablespace=self.tablespace(
+                    first.subparttbs, self.what(w, first.id, "subparttbs"), table.target
+                ),
+            )
         children: list[_ListChild] = []
         values: dict[str, int] = {}
         subcolumns: dict[str, int] = {}
@@ -976,33 +1117,36 @@ class _Compiler:
                 )
             values[row.partvalue] = row.id
             sub_interval: str | None = None
+            sub_modulus: int | None = None
             sub_tablespace: str | None = None
             if any(
                 v is not None for v in (row.subparttype, row.subpartcolumnname, row.subpartvalue)
             ):
                 subtype = fold(row.subparttype.strip()) if row.subparttype else None
-                if subtype != "range":
+                if subtype not in ("range", "hash"):
                     self.problem(
                         f"{self.what(w, row.id, 'subparttype')}: {row.subparttype!r} is not "
-                        "supported; sub-partitions are range partitions (subparttype range)"
+                        "supported; sub-partitions are range or hash partitions (subparttype "
+                        "range or hash)"
                     )
-                subcolumn = self.ident(
-                    row.subpartcolumnname, self.what(w, row.id, "subpartcolumnname")
-                )
+                subcolumn = self.sub_column(row, table, columns)
                 subcolumns.setdefault(subcolumn, row.id)
-                if _is_identifier(row.subpartcolumnname) and subcolumn not in columns:
-                    self.problem(
-                        f"{self.what(w, row.id, 'subpartcolumnname')}: "
-                        f"{row.subpartcolumnname!r} is not a column of {table.target}; "
-                        "name one of its columns"
+                if subtype == "hash":
+                    sub_modulus = self.modulus(
+                        row.subpartvalue, self.what(w, row.id, "subpartvalue")
                     )
-                sub_interval = self.interval(row.subpartvalue, self.what(w, row.id, "subpartvalue"))
+                else:
+                    sub_interval = self.interval(
+                        row.subpartvalue, self.what(w, row.id, "subpartvalue")
+                    )
                 sub_tablespace = self.tablespace(
                     row.subparttbs, self.what(w, row.id, "subparttbs"), table.target
                 )
             tablespace = self.tablespace(row.parttbs, self.what(w, row.id, "parttbs"), table.target)
             children.append(
-                _ListChild(row.id, row.partvalue, tablespace, sub_interval, sub_tablespace)
+                _ListChild(
+                    row.id, row.partvalue, tablespace, sub_interval, sub_tablespace, sub_modulus
+                )
             )
         if len(subcolumns) > 1:
             self.problem(
@@ -1030,6 +1174,24 @@ class _Compiler:
             )
         return names[0]
 
+    def sub_column(self, row: PartitionRow, table: _Table, columns: set[str]) -> str:
+        w = "script_table_partitions"
+        subcolumn = self.ident(row.subpartcolumnname, self.what(w, row.id, "subpartcolumnname"))
+        if _is_identifier(row.subpartcolumnname) and subcolumn not in columns:
+            self.problem(
+                f"{self.what(w, row.id, 'subpartcolumnname')}: "
+                f"{row.subpartcolumnname!r} is not a column of {table.target}; "
+                "name one of its columns"
+            )
+        return subcolumn
+
+    def modulus(self, value: str | None, what: str) -> int:
+        try:
+            return check_modulus(value, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
+            return 2
+
     def interval(self, value: str | None, what: str) -> str:
         try:
             return check_interval(value, what=what)
@@ -1046,6 +1208,7 @@ class _Compiler:
         owner: str,
         *,
         partition_by: str | None = None,
+        partition_kind: str = "RANGE",
         tablespace: str | None = None,
     ) -> None:
         self.claim_relation(table.schema, name, owner)
@@ -1054,7 +1217,7 @@ class _Compiler:
             f"{qualified(table.schema, parent)} {bound}"
         )
         if partition_by is not None:
-            sql += f" PARTITION BY RANGE ({quote_ident(partition_by)})"
+            sql += f" PARTITION BY {partition_kind} ({quote_ident(partition_by)})"
         if tablespace is not None:
             sql += f" TABLESPACE {quote_ident(tablespace)}"
         self.emit(sql, "create_partition", f"{table.schema}.{name}")
@@ -1065,31 +1228,79 @@ class _Compiler:
         bound = f"FOR VALUES FROM ({range_bound_literal(lo)}) TO ({range_bound_literal(hi)})"
         return child_suffix(interval, lo), bound
 
+    def hash_partitions(
+        self,
+        table: _Table,
+        parent: str,
+        parts: tuple[str, ...],
+        modulus: int,
+        owner: str,
+        tablespace: str | None,
+    ) -> None:
+        """All ``modulus`` children of a hash-partitioned parent: a hash set never grows."""
+        for remainder in range(modulus):
+            self.create_partition(
+                table,
+                parent,
+                hash_child(*parts, remainder=remainder),
+                hash_bound(modulus, remainder),
+                f"hash partition {remainder} of {owner}",
+                tablespace=tablespace,
+            )
+
     def create_partitions(self, table: _Table, plan: _PartitionPlan, hasdefault: bool) -> None:
         owner_table = f"script_tables row {table.row.id}"
+        if plan.kind == "hash" and plan.modulus is not None:
+            self.hash_partitions(
+                table, table.name, (table.name,), plan.modulus, owner_table, plan.tablespace
+            )
+            return
         if plan.kind == "range" and plan.interval is not None:
             suffix, bound = self.range_bound(plan.interval)
+            first = child_name(table.name, suffix)
             self.create_partition(
                 table,
                 table.name,
-                child_name(table.name, suffix),
+                first,
                 bound,
                 f"the first partition of {owner_table}",
+                partition_by=plan.subcolumn if plan.sub_modulus is not None else None,
+                partition_kind="HASH",
                 tablespace=plan.tablespace,
             )
+            if plan.sub_modulus is not None:
+                self.hash_partitions(
+                    table,
+                    first,
+                    (first,),
+                    plan.sub_modulus,
+                    f"the first partition of {owner_table}",
+                    plan.sub_tablespace,
+                )
         for child in plan.children:
             owner = f"script_table_partitions row {child.row_id}"
             list_name = child_name(table.name, plan.column, child.value)
-            subcolumn = plan.subcolumn if child.sub_interval is not None else None
+            sub = child.sub_interval is not None or child.sub_modulus is not None
             self.create_partition(
                 table,
                 table.name,
                 list_name,
                 f"FOR VALUES IN ({quote_literal(child.value)})",
                 owner,
-                partition_by=subcolumn,
+                partition_by=plan.subcolumn if sub else None,
+                partition_kind="HASH" if child.sub_modulus is not None else "RANGE",
                 tablespace=child.tablespace,
             )
+            if child.sub_modulus is not None:
+                self.hash_partitions(
+                    table,
+                    list_name,
+                    (list_name,),
+                    child.sub_modulus,
+                    owner,
+                    child.sub_tablespace,
+                )
+                continue
             if child.sub_interval is None:
                 continue
             suffix, bound = self.range_bound(child.sub_interval)

@@ -15,7 +15,8 @@ tenant is visited in parallel (Fanout), in three steps:
 Managed schemas are every schema except admmgt's own, the system schemas and
 those of extensions. Objects belonging to an extension are left out (the
 extension itself is compared, with its version). Privileges, owners and
-comments are not compared.
+comments are not compared. Row-level security is: whether a table has it
+enabled and forced, and every policy.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ schemas AS (
 ),
 rels AS (
     SELECT c.oid, c.relkind, c.relispartition, c.relpersistence, c.reltablespace,
-           c.relpartbound, c.oid::regclass::text AS qname
+           c.relpartbound, c.relrowsecurity, c.relforcerowsecurity,
+           c.oid::regclass::text AS qname
     FROM pg_catalog.pg_class AS c JOIN schemas AS s ON s.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
       AND NOT EXISTS (SELECT FROM extension_members AS e
@@ -79,6 +81,8 @@ SELECT CASE WHEN r.relispartition THEN 'partition'
        || CASE WHEN r.relkind = 'p'
                THEN ' partitioned by ' || pg_catalog.pg_get_partkeydef(r.oid) ELSE '' END
        || CASE r.relpersistence WHEN 'u' THEN ' unlogged' ELSE '' END
+       || CASE WHEN r.relrowsecurity THEN ' row level security' ELSE '' END
+       || CASE WHEN r.relforcerowsecurity THEN ' forced' ELSE '' END
        || coalesce(' tablespace ' || (SELECT t.spcname FROM pg_catalog.pg_tablespace AS t
                                       WHERE t.oid = r.reltablespace), '')
 FROM rels AS r WHERE r.relkind IN ('r', 'p', 'f')
@@ -101,6 +105,20 @@ SELECT 'constraint', r.qname || '.' || pg_catalog.quote_ident(co.conname),
        pg_catalog.pg_get_constraintdef(co.oid)
 FROM pg_catalog.pg_constraint AS co JOIN rels AS r ON r.oid = co.conrelid
 WHERE co.conparentid = 0 AND co.conislocal
+UNION ALL
+SELECT 'policy', r.qname || '.' || pg_catalog.quote_ident(pol.polname),
+       CASE WHEN pol.polpermissive THEN 'permissive' ELSE 'restrictive' END
+       || ' for ' || CASE pol.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert'
+                                     WHEN 'w' THEN 'update' WHEN 'd' THEN 'delete'
+                                     ELSE 'all' END
+       || ' to ' || pg_catalog.array_to_string(ARRAY(
+              SELECT CASE WHEN x.oid = 0 THEN 'public'
+                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.oid)) END
+              FROM pg_catalog.unnest(pol.polroles) AS x (oid) ORDER BY 1), ', ')
+       || coalesce(' using (' || pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
+       || coalesce(' with check (' || pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid)
+                   || ')', '')
+FROM pg_catalog.pg_policy AS pol JOIN rels AS r ON r.oid = pol.polrelid
 UNION ALL
 SELECT 'index', ic.oid::regclass::text,
        pg_catalog.pg_get_indexdef(i.indexrelid)
@@ -174,7 +192,7 @@ FROM ({OBJECTS}) AS o"""
 FINGERPRINT_COLUMNS = "fingerprint text, objects integer"
 
 # Kinds whose name is "<table>.<name>": left out when their table is missing or extra.
-TABLE_PARTS = ("column", "constraint", "trigger")
+TABLE_PARTS = ("column", "constraint", "trigger", "policy")
 DETAIL_WIDTH = 160
 
 Objects = dict[tuple[str, str], str]

@@ -460,7 +460,18 @@ def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress)
                 )
             if action == "archive":
                 progress.doing = f"moving {name} to schema {archive}"
+                # A range child that is hash-partitioned itself (range-over-hash): SET
+                # SCHEMA moves only the parent, so its hash partitions are moved too.
+                inner = yield Run(
+                    conn,
+                    "SELECT c.oid::regclass::text AS c FROM pg_catalog.pg_inherits AS i"
+                    " JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid"
+                    f" WHERE i.inhparent = {quote_literal(me)}::regclass ORDER BY 1",
+                    "c text",
+                )
                 yield Run(conn, f"ALTER TABLE {me} SET SCHEMA {quote_ident(archive)}")
+                for row in inner:
+                    yield Run(conn, f"ALTER TABLE {row['c']} SET SCHEMA {quote_ident(archive)}")
         details[PAST[action]].append(
             f"{name} -> {archive}.{child.name}" if action == "archive" else name
         )

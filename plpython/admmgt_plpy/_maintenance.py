@@ -7,6 +7,9 @@ updateflag -- gets each period from the one containing today (UTC) through
 today + t_numdays that none of its partitions covers yet. What exists is read
 from each database's own catalog, so gaps are filled, a re-run creates nothing
 and a partition a DBA made by hand is respected (docs/maintenance.md).
+Hash sets never grow: a hash-partitioned table or list child is left alone,
+and a range table with hash sub-partitions gets each new range child with all
+of its hash children.
 
 One remote transaction per database, with lock_timeout and retries as the
 migration engine has. A period is skipped and reported, never failing the
@@ -25,6 +28,7 @@ from typing import Any
 
 from admmgt_plpy._calendar import check_interval, child_name, child_suffix, periods
 from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._hashparts import check_modulus, hash_bound, hash_child
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import check_identifier, fold, qualified, quote_ident, quote_literal
 from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
@@ -74,6 +78,11 @@ class RangeSet:
     column: str
     interval: str
     tablespace: str | None
+    # Range-over-hash: each new range child is itself hash-partitioned, with all of
+    # its hash children made at once (a hash set never grows).
+    hash_column: str | None = None
+    hash_modulus: int | None = None
+    hash_tablespace: str | None = None
 
     @property
     def target(self) -> str:
@@ -138,7 +147,18 @@ def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
 
     kind = fold(str(first["parttype"] or "").strip())
     column = check_identifier(first["partcolumnname"], what=p(first, "partcolumnname"))
+    if kind == "hash":
+        return []  # a hash set is made whole with its table and never grows
     if kind == "range":
+        hashed: dict[str, Any] = {}
+        if fold(str(first["subparttype"] or "").strip()) == "hash":
+            hashed = {
+                "hash_column": check_identifier(
+                    first["subpartcolumnname"], what=p(first, "subpartcolumnname")
+                ),
+                "hash_modulus": check_modulus(first["subpartvalue"], what=p(first, "subpartvalue")),
+                "hash_tablespace": _tablespace(first["subparttbs"], p(first, "subparttbs")),
+            }
         return [
             RangeSet(
                 tid,
@@ -149,15 +169,21 @@ def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
                 column,
                 check_interval(first["partvalue"], what=p(first, "partvalue")),
                 _tablespace(first["parttbs"], p(first, "parttbs")),
+                **hashed,
             )
         ]
     if kind != "list":
-        raise MetadataError(f"{p(first, 'parttype')}: {first['parttype']!r} is not range or list")
+        raise MetadataError(
+            f"{p(first, 'parttype')}: {first['parttype']!r} is not range, list or hash"
+        )
     result = []
     for row in rows:
         if all(row[k] is None for k in ("subparttype", "subpartcolumnname", "subpartvalue")):
             continue  # a plain list child: nothing to maintain
-        if fold(str(row["subparttype"] or "").strip()) != "range":
+        subtype = fold(str(row["subparttype"] or "").strip())
+        if subtype == "hash":
+            continue  # a hash set is made whole with its list child and never grows
+        if subtype != "range":
             raise MetadataError(f"{p(row, 'subparttype')}: {row['subparttype']!r} is not range")
         value = row["partvalue"]
         if not isinstance(value, str):
@@ -549,20 +575,35 @@ def _in_transaction(
             yield from _default_rows(conn, plan, move, details, progress)
         for child in plan.create:
             progress.doing = f"creating partition {rs.schema}.{child.name}"
-            yield Run(conn, _create_sql(rs, child))
+            for sql in _create_statements(rs, child):
+                yield Run(conn, sql)
             details["created"].append(f"{rs.schema}.{child.name}")
     details["missing"] = sorted(missing_tables)
     return {k: v for k, v in details.items() if v or k == "created"}
 
 
-def _create_sql(rs: RangeSet, child: Child) -> str:
+def _create_statements(rs: RangeSet, child: Child) -> list[str]:
+    """The range child, and, under range-over-hash, all of its hash children."""
     sql = (
         f"CREATE TABLE {qualified(rs.schema, child.name)} PARTITION OF "
         f"{qualified(rs.schema, rs.parent)} {child.bound}"
     )
+    if rs.hash_column is not None:
+        sql += f" PARTITION BY HASH ({quote_ident(rs.hash_column)})"
     if rs.tablespace is not None:
         sql += f" TABLESPACE {quote_ident(rs.tablespace)}"
-    return sql
+    statements = [sql]
+    if rs.hash_column is not None and rs.hash_modulus is not None:
+        for remainder in range(rs.hash_modulus):
+            sub = (
+                f"CREATE TABLE {qualified(rs.schema, hash_child(child.name, remainder=remainder))}"
+                f" PARTITION OF {qualified(rs.schema, child.name)}"
+                f" {hash_bound(rs.hash_modulus, remainder)}"
+            )
+            if rs.hash_tablespace is not None:
+                sub += f" TABLESPACE {quote_ident(rs.hash_tablespace)}"
+            statements.append(sub)
+    return statements
 
 
 def _default_rows(
@@ -656,7 +697,8 @@ def _default_rows(
             " INSERT INTO pg_temp.admmgt_moving SELECT * FROM moved",
         )
         progress.doing = f"creating partition {where}"
-        yield Run(conn, _create_sql(rs, child))
+        for sql in _create_statements(rs, child):
+            yield Run(conn, sql)
         progress.doing = f"moving {n} rows from {default_name} into {where}"
         yield Run(
             conn,

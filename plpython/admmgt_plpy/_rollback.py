@@ -1,10 +1,11 @@
 """The rollback of a script: hand-written steps, or the inverse of its compiled steps.
 
 Pure. A step whose effect the compiler knows how to undo is inverted (a table
-created is dropped, a column added is dropped, a key or index added is
-dropped); one it cannot undo (ALTER or DROP COLUMN, procedure calls, raw SQL)
-makes the whole script need hand-written rollback steps, which then replace the
-generated ones entirely. Schemas created with IF NOT EXISTS are left alone: the
+created is dropped, a column added is dropped, a key, index or row-level
+security policy added is dropped); one it cannot undo (ALTER or DROP COLUMN,
+procedure calls, raw SQL) makes the whole script need hand-written rollback
+steps, which then replace the generated ones entirely. Schemas created with IF NOT EXISTS, and the
+``set_tenant_context`` function created with OR REPLACE, are left alone: the
 script cannot know whether it made them.
 """
 
@@ -39,7 +40,16 @@ def invert(step: Step) -> Step | None:
         sql = f"ALTER TABLE {_table(step.target)} DROP CONSTRAINT IF EXISTS {step.name}"
     elif step.kind == "create_index" and step.name:
         sql = f"DROP INDEX IF EXISTS {step.name}"
-    elif step.kind == "create_schema":
+    elif step.kind == "create_policy" and step.name:
+        sql = f"DROP POLICY IF EXISTS {step.name} ON {_table(step.target)}"
+    elif step.kind == "enable_rls":
+        sql = (
+            f"ALTER TABLE IF EXISTS {_table(step.target)} NO FORCE ROW LEVEL SECURITY, "
+            "DISABLE ROW LEVEL SECURITY"
+        )
+    elif step.kind in ("create_schema", "tenant_context"):
+        # Made with IF NOT EXISTS / OR REPLACE: the script cannot know it made them,
+        # and another script's tables may rely on them.
         return None
     else:
         raise ValueError(step.kind)

@@ -45,6 +45,10 @@ QUERIES = {
 }
 # Columns admmgt writes itself, or that do not change what a script does.
 NOT_CHECKSUMMED = {"status", "created_date"}
+# Columns added to the metadata tables after metadata checksums were first
+# recorded: left out while NULL (what every older row holds), so an upgrade
+# does not make the scripts applied before it look changed.
+CHECKSUMMED_WHEN_SET = {"tenantcolumn", "tenanttype"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,14 @@ def snapshot(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
 
 def _metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
     canonical = {
-        name: [{k: v for k, v in sorted(r.items()) if k not in NOT_CHECKSUMMED} for r in items]
+        name: [
+            {
+                k: v
+                for k, v in sorted(r.items())
+                if k not in NOT_CHECKSUMMED and not (v is None and k in CHECKSUMMED_WHEN_SET)
+            }
+            for r in items
+        ]
         for name, items in rows.items()
     }
     text = json.dumps({"anchor": anchor, "rows": canonical}, sort_keys=True, default=str)

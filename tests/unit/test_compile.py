@@ -503,9 +503,46 @@ def test_composite_default_partitions_and_unpartitioned_list_child() -> None:
         ),
         (
             [table(2, "orders", haspart=1)],
-            [partition(1, 2, "orderdate", "hash", "4")],
-            "script 1, script_table_partitions row 1, parttype: 'hash' is not a partition "
-            "type; use range or list",
+            [partition(1, 2, "orderdate", "interval", "4")],
+            "script 1, script_table_partitions row 1, parttype: 'interval' is not a partition "
+            "type; use range, list or hash",
+        ),
+        (
+            [table(2, "orders", haspart=1)],
+            [partition(1, 2, "region", "hash", "4; drop table x")],
+            "script 1, script_table_partitions row 1, partvalue: '4; drop table x' is not a "
+            "hash modulus; give the number of hash partitions, a whole number from 2 to 256, "
+            "e.g. '4'",
+        ),
+        (
+            [table(2, "orders", haspart=1, hasdefault=1)],
+            [partition(1, 2, "region", "hash", "1")],
+            "script 1, script_table_partitions row 1, partvalue: '1' is not a hash modulus; "
+            "give the number of hash partitions, a whole number from 2 to 256, e.g. '4'\n"
+            "script 1, script_tables row 2, hasdefault: table mgttest.orders is "
+            "hash-partitioned, and a hash-partitioned table cannot have a default partition; "
+            "set hasdefault to 0",
+        ),
+        (
+            [table(2, "orders", haspart=1)],
+            [
+                partition(
+                    1,
+                    2,
+                    "orderdate",
+                    "range",
+                    "month",
+                    subpartcolumnname="region",
+                    subparttype="range",
+                    subpartvalue="month",
+                )
+            ],
+            "script 1, script_table_partitions row 1, subparttype: 'range' is not supported "
+            "under range partitions; use hash (subparttype hash, the modulus in "
+            "subpartvalue), or partition by list\n"
+            "script 1, script_table_partitions row 1, subpartvalue: 'month' is not a hash "
+            "modulus; give the number of hash partitions, a whole number from 2 to 256, "
+            "e.g. '4'",
         ),
         (
             [table(2, "orders", haspart=1)],
@@ -541,7 +578,7 @@ def test_composite_default_partitions_and_unpartitioned_list_child() -> None:
                 )
             ],
             "script 1, script_table_partitions row 1, subparttype: 'list' is not supported; "
-            "sub-partitions are range partitions (subparttype range)",
+            "sub-partitions are range or hash partitions (subparttype range or hash)",
         ),
         (
             [table(2, "orders", haspart=1)],
