@@ -26,6 +26,7 @@ __all__ = [
     "refresh_views",
     "replayscripts",
     "rollbackscript",
+    "tenant_usage",
 ]
 
 
@@ -114,3 +115,10 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
     from admmgt_plpy import _drift
 
     return _drift.detect_drift(plpy, dbname=dbname)
+
+
+@entry
+def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
+    from admmgt_plpy import _usage
+
+    return _usage.tenant_usage(plpy)
