@@ -50,7 +50,25 @@ from psycopg.rows import dict_row
 from admmgt_plpy._history import HAS_TABLE, VERSION
 
 # libpq keywords that must never travel to a child process's command line.
-SECRET_KEYWORDS = ("password",)
+SECRET_KEYWORDS = ("password", "sslpassword")
+LOCAL_KEYWORDS = (
+    "host",
+    "hostaddr",
+    "port",
+    "user",
+    "passfile",
+    "service",
+    "connect_timeout",
+    "sslmode",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "sslcrl",
+    "gssencmode",
+    "krbsrvname",
+    "channel_binding",
+    "target_session_attrs",
+)
 MESSAGE_CHARS = 2000
 
 
@@ -112,8 +130,13 @@ class Places:
     """
 
     def __init__(self, admin: psycopg.Connection[Any]) -> None:
-        self.local = _without_secrets(admin.info.get_parameters())
-        self.local.pop("dbname", None)
+        # Only keywords every libpq since PostgreSQL 13 knows: psycopg's own
+        # libpq may be newer than the pg_dump that reads this string.
+        self.local = {
+            k: v
+            for k, v in _without_secrets(admin.info.get_parameters()).items()
+            if k in LOCAL_KEYWORDS
+        }
         with admin.cursor(row_factory=dict_row) as cur:
             cur.execute("SELECT name, host, port, options, fdw_server FROM admmgt.clusters")
             self.clusters = {r["name"]: r for r in cur.fetchall()}
@@ -124,7 +147,7 @@ class Places:
 
     def conninfo(self, cluster: str, database: str) -> str:
         if cluster == "local" and (self.clusters.get("local") or {}).get("host") is None:
-            return make_conninfo(**self.local, dbname=database, application_name="admmgt")
+            return make_conninfo(**{**self.local, "dbname": database, "application_name": "admmgt"})
         row = self.clusters.get(cluster)
         if row is None:
             raise BackupError(

@@ -186,6 +186,7 @@ def top(dsn: str, limit: int, as_json: bool) -> None:
         "hit %",
         "slowest statement",
     )
+    table.columns[0].no_wrap = True
     table.columns[-1].overflow = "fold"
     for r in rows:
         if r["problem"]:
