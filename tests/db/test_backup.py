@@ -357,3 +357,43 @@ def test_top_json_is_valid_and_lists_the_heaviest_first(fleet: Fleet, admin_dsn:
     assert big in text and small in text
     status = cli(admin_dsn)("status").output
     assert "total size" in status and "connections" in status
+
+
+def test_a_tenant_on_another_cluster_is_measured_backed_up_and_restored_there(
+    fleet: Fleet, admin_dsn: str, tmp_path: Path, remote_clusters: dict[str, Any], test_id: str
+) -> None:
+    admin, run, c2 = fleet.admin, cli(admin_dsn), remote_clusters["c2"]
+    admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port, options) VALUES ('c2', %s, %s, %s)",
+        (c2.host, c2.sandbox.port, "user=postgres"),
+    )
+    far, copy = f"t{test_id}_far", f"t{test_id}_far2"
+    try:
+        with connect(c2.dsn) as conn:
+            conn.execute(f'CREATE DATABASE "{far}"')
+        with connect(c2.sandbox.dsn(far)) as conn:
+            conn.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 123) g")
+        admin.execute(
+            "INSERT INTO admmgt.vendor_db_settings (dbname, status, cluster_name)"
+            " VALUES (%s, 2, 'c2')",
+            (far,),
+        )
+        row = usage(admin)[far]
+        assert row["cluster_name"] == "c2" and row["problem"] is None and row["size_bytes"] > 0
+
+        run("backup", "--tenant", far, "--to", str(tmp_path))
+        (b,) = backups(admin, database=far)
+        assert b["outcome"] == "ok" and b["cluster_name"] == "c2"
+        assert Path(b["path"]).parent == tmp_path.resolve() / "c2" / far
+        out = run("restore", "--tenant", far, "--backup", str(b["id"]), "--as", copy).output
+        assert "on cluster c2" in out, out
+        with connect(c2.sandbox.dsn(copy)) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (123,)
+        assert not databases(admin, copy)  # not on the local cluster
+        assert admin.execute(
+            "SELECT cluster_name FROM admmgt.vendor_db_settings WHERE dbname = %s", (copy,)
+        ).fetchone() == ("c2",)
+    finally:
+        with connect(c2.dsn) as conn:
+            for name in (far, copy):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
