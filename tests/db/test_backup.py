@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg.conninfo import conninfo_to_dict
 
 from admmgt import _backup
 from admmgt.cli import main
@@ -279,8 +280,31 @@ def test_a_failed_dump_is_recorded_and_leaves_no_folder(
 
 
 def test_no_password_reaches_a_command_line(admin: Conn) -> None:
+    """pg_dump gets host, port and user of a user mapping's cluster, never its password."""
+    admin.execute(
+        "CREATE SERVER far_server FOREIGN DATA WRAPPER dblink_fdw"
+        " OPTIONS (host '/far/socket', port '6543')"
+    )
+    admin.execute(
+        "CREATE USER MAPPING FOR CURRENT_USER SERVER far_server"
+        " OPTIONS (user 'far_user', password 'hunter2-far')"
+    )
+    admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, options, fdw_server)"
+        " VALUES ('far', 'elsewhere', 'sslmode=disable', 'far_server')"
+    )
     places = _backup.Places(admin)
     assert "password" not in places.conninfo("local", "x")
+    far = conninfo_to_dict(places.conninfo("far", "x"))
+    assert far == {
+        "connect_timeout": "10",
+        "sslmode": "disable",
+        "host": "/far/socket",
+        "port": "6543",
+        "user": "far_user",
+        "dbname": "x",
+        "application_name": "admmgt",
+    }
     with pytest.raises(_backup.BackupError, match="password"):
         _backup._run_tool(["true"], "dbname=x password=secret")
 
