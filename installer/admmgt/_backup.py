@@ -369,8 +369,8 @@ def _version(conn: psycopg.Connection[Any]) -> int | None:
 
 def backup_one(places: Places, recorder: Recorder, t: Target, root: Path) -> Result:
     backup_id, folder = recorder.start(t, root)
-    conninfo = places.conninfo(t.cluster, t.database)
     try:
+        conninfo = places.conninfo(t.cluster, t.database)
         folder.parent.mkdir(parents=True, exist_ok=True)
         with psycopg.connect(conninfo) as tenant:
             # One snapshot for the version read here and for pg_dump.
@@ -397,7 +397,7 @@ def backup_one(places: Places, recorder: Recorder, t: Target, root: Path) -> Res
         if result.returncode != 0:
             raise BackupError(f"pg_dump failed: {_tool_message(result)}")
         files, sha256, size = manifest(folder)
-    except (BackupError, psycopg.Error, OSError) as exc:
+    except Exception as exc:  # recorded as this tenant's failure; the others go on
         shutil.rmtree(folder, ignore_errors=True)
         message = f'tenant "{t.label}": backup {backup_id} failed: {str(exc).strip()}'
         recorder.finish(backup_id, outcome="failed", message=message[:MESSAGE_CHARS])
