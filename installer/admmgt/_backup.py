@@ -500,9 +500,7 @@ def _exists(conn: psycopg.Connection[Any], database: str) -> bool:
 def _drop(conn: psycopg.Connection[Any], database: str) -> None:
     if not _exists(conn, database):  # IF EXISTS alone would print a NOTICE
         return
-    conn.execute(
-        sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database))
-    )
+    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
 def restore(
