@@ -503,6 +503,23 @@ def _drop(conn: psycopg.Connection[Any], database: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
+def _secure(conn: psycopg.Connection[Any], work: str, database: str) -> None:
+    """As create_database leaves a tenant: nothing for PUBLIC, CONNECT for its own
+    login role when admmgt made one (tenant_login_role) and it still exists."""
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(work)))
+    role = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s"
+        " AND shobj_description(oid, 'pg_authid') = %s",
+        (database, f"admmgt tenant role of database {database}"),
+    ).fetchone()
+    if role:
+        conn.execute(
+            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                sql.Identifier(work), sql.Identifier(database)
+            )
+        )
+
+
 def restore(
     admin: psycopg.Connection[Any],
     tenant: str,
@@ -554,6 +571,10 @@ def restore(
     live = rows[0] if rows else None
     places = Places(admin)
     work = f"{database[:40]}_restore_{backup_id}"
+    setting = admin.execute(
+        "SELECT value FROM admmgt.settings WHERE name = 'tenant_owner'"
+    ).fetchone()
+    owner = setting[0] if setting else ""
     with _maintenance(places, admin, cluster) as maint:
         exists = _exists(maint, database)
         if (live or exists) and not replace:
@@ -564,11 +585,12 @@ def restore(
                 "to restore beside it"
             )
         _drop(maint, work)  # left over from an interrupted restore
-        maint.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(work)))
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(work))
+        if owner:
+            create += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        maint.execute(create)
         try:
-            maint.execute(
-                sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(work))
-            )
+            _secure(maint, work, database)
             conninfo = places.conninfo(cluster, work)
             bindir = _bindir(maint.info.server_version)
             result = _run_tool(

@@ -163,8 +163,23 @@ def test_a_live_tenant_is_only_overwritten_with_replace(
         assert row_counts(conn) == {"mgttest.items": 0}  # untouched
     assert not databases(fleet.admin, f"{tenant}_restore_%")
 
-    out = run("restore", "--tenant", tenant, "--backup", str(b["id"]), "--replace").output
-    assert "replaced the old one" in out, out
+    # The tenant's login role (tenant_login_role) keeps its CONNECT; PUBLIC gets none.
+    fleet.admin.execute(f'CREATE ROLE "{tenant}" LOGIN')
+    try:
+        fleet.admin.execute(
+            f"COMMENT ON ROLE \"{tenant}\" IS 'admmgt tenant role of database {tenant}'"
+        )
+        out = run("restore", "--tenant", tenant, "--backup", str(b["id"]), "--replace").output
+        assert "replaced the old one" in out, out
+        privileges = fleet.admin.execute(
+            "SELECT has_database_privilege(%s, %s, 'CONNECT'),"
+            " has_database_privilege('public', %s, 'CONNECT')",
+            (tenant, tenant, tenant),
+        ).fetchone()
+        assert privileges == (True, False)
+    finally:
+        fleet.admin.execute(f'DROP OWNED BY "{tenant}"')
+        fleet.admin.execute(f'DROP ROLE "{tenant}"')
     with fleet.connect(tenant) as conn:
         assert row_counts(conn) == {"mgttest.items": 10}
     assert databases(fleet.admin, f"{tenant}%") == {tenant}
