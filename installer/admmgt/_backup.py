@@ -48,6 +48,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from admmgt_plpy._history import HAS_TABLE, VERSION
+from admmgt_plpy._locks import LOCK_CLASS, OPERATION_LOCKS
 
 # libpq keywords that must never travel to a child process's command line.
 SECRET_KEYWORDS = ("password", "sslpassword")
@@ -526,6 +527,32 @@ def restore(
     backup_id: int,
     new_name: str | None = None,
     replace: bool = False,
+) -> Restored:
+    """Restore backup ``backup_id`` of ``tenant`` (module docstring: order of operations).
+
+    Holds create_database's lock throughout: a restore creates, drops and
+    registers databases, so it never overlaps create_database, drop_database
+    or another restore of the same admin database.
+    """
+    lock = (LOCK_CLASS, OPERATION_LOCKS["create_database"])
+    taken = admin.execute("SELECT pg_try_advisory_lock(%s, %s)", lock).fetchone()
+    if not taken or not taken[0]:
+        raise BackupError(
+            "create_database, drop_database or another restore is running in this admin "
+            "database; try again when it has finished"
+        )
+    try:
+        return _restore(admin, tenant, backup_id, new_name, replace)
+    finally:
+        admin.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
+
+
+def _restore(
+    admin: psycopg.Connection[Any],
+    tenant: str,
+    backup_id: int,
+    new_name: str | None,
+    replace: bool,
 ) -> Restored:
     with admin.cursor(row_factory=dict_row) as cur:
         cur.execute("SELECT * FROM admmgt.backups WHERE id = %s", (backup_id,))

@@ -436,3 +436,21 @@ def test_a_tenant_on_another_cluster_is_measured_backed_up_and_restored_there(
         with connect(c2.dsn) as conn:
             for name in (far, copy):
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_restore_is_refused_while_create_database_runs(
+    fleet: Fleet, admin_dsn: str, tmp_path: Path
+) -> None:
+    admin, run = fleet.admin, cli(admin_dsn)
+    tenant = fleet.tenants[0]
+    run("backup", "--tenant", tenant, "--to", str(tmp_path))
+    (b,) = backups(admin)
+    new = f"{tenant}_copy"
+    with connect(admin_dsn) as other, other.transaction():
+        # What create_database holds while it runs (admmgt_plpy._locks).
+        other.execute("SELECT pg_advisory_xact_lock(1634560109, 1)")
+        out = run("restore", "--tenant", tenant, "--backup", str(b["id"]), "--as", new, code=1)
+        assert "create_database, drop_database or another restore is running" in out.output
+    assert not databases(admin, f"{new}%")
+    run("restore", "--tenant", tenant, "--backup", str(b["id"]), "--as", new)
+    assert databases(admin, f"{new}%") == {new}
