@@ -107,6 +107,7 @@ def test_twenty_tenants_in_parallel_then_one_dropped_and_restored_identically(
     fleet, run = small_fleet, cli(admin_dsn)
     out = run("backup", "--all", "--to", str(tmp_path), "-j", "4").output
     assert "backed up 20 of 20 tenant(s)" in out, out
+    assert "20/20 tenants" in out and "ETA" in out  # the progress bar's last state
     rows = backups(fleet.admin)
     assert [r["outcome"] for r in rows] == ["ok"] * 20
     assert {r["database"] for r in rows} == set(fleet.tenants)
