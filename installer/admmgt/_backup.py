@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +102,6 @@ class Result:
     message: str = ""
 
 
-@dataclass
-class Summary:
-    results: list[Result] = field(default_factory=list)
-    skipped_archived: list[str] = field(default_factory=list)
-    pruned: list[int] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[Result]:
-        return [r for r in self.results if not r.ok]
-
-
 # ------------------------------------------------------------ connections
 
 
@@ -165,9 +154,6 @@ class Places:
         params.update(self.fdw.get(cluster, {}))
         params.update(dbname=database, application_name="admmgt")
         return make_conninfo(**_without_secrets(params))
-
-    def maintenance_db(self, cluster: str, admin_db: str) -> str:
-        return admin_db if cluster == "local" else "postgres"
 
 
 def _fdw_params(cur: psycopg.Cursor[Any], server: str) -> dict[str, str]:
