@@ -50,7 +50,28 @@ def status_report(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     report["fleet"] = _rows(conn, "SELECT * FROM admmgt.fleet_status ORDER BY istemplate DESC, id")
     report["scripts"] = _rows(conn, "SELECT * FROM admmgt.script_status ORDER BY id")
     report["changed_scripts"] = _install.changed_scripts(conn)
+    report["usage"] = usage_totals(conn)
     return report
+
+
+def usage(conn: psycopg.Connection[Any], limit: int) -> list[dict[str, Any]]:
+    """The heaviest tenants of admmgt.tenant_usage: by size, the unknown last."""
+    return _rows(
+        conn,
+        "SELECT * FROM admmgt.tenant_usage ORDER BY size_bytes DESC NULLS LAST, database LIMIT %s",
+        (limit,),
+    )
+
+
+def usage_totals(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Size and connections summed over the tenants whose numbers are known."""
+    rows = _rows(
+        conn,
+        """SELECT sum(size_bytes) AS size_bytes, sum(connections) AS connections,
+                  count(*) FILTER (WHERE size_bytes IS NULL AND status = 2) AS unknown
+           FROM admmgt.tenant_usage""",
+    )
+    return rows[0]
 
 
 def failing(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,8 +128,10 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
             "behind the newest script", str(sum(d["scripts_behind"] > 0 for d in created))
         )
         counts.add_row("with an error", str(sum(bool(d["last_error"]) for d in tenants)))
-        total = sum(d["size_bytes"] or 0 for d in tenants)
-        counts.add_row("total size", _size(total))
+        totals = report["usage"]
+        unknown = f" ({totals['unknown']} unknown)" if totals["unknown"] else ""
+        counts.add_row("total size", _size(totals["size_bytes"]) + unknown)
+        counts.add_row("connections", str(totals["connections"] or 0) + unknown)
     console.print(counts)
 
     pending = report["pending_scripts"]

@@ -3,8 +3,8 @@
 initdb and pg_ctl refuse to run as root, so as root they run as the
 ``postgres`` OS user. The cluster listens only on a Unix socket in a private
 (0700) folder with trust authentication: only its owner (and root) can reach
-it, and no password exists anywhere. pg_cron is preloaded; fsync is off, since
-the data is disposable.
+it, and no password exists anywhere. pg_cron and pg_stat_statements are
+preloaded; fsync is off, since the data is disposable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 DEFAULT_PORT = 54320
 SETTINGS = {
     "listen_addresses": "''",
-    "shared_preload_libraries": "'pg_cron'",
+    "shared_preload_libraries": "'pg_cron,pg_stat_statements'",
     "cron.database_name": "'postgres'",
     "fsync": "off",
     "synchronous_commit": "off",
@@ -164,6 +164,10 @@ class Sandbox:
         lines = conf.read_text(encoding="utf-8").splitlines()
         present = {x.split("=", 1)[0].strip() for x in lines if "=" in x and x[:1] != "#"}
         missing = {k: v for k, v in self._settings().items() if k not in present}
+        # A sandbox made before pg_stat_statements was preloaded: the last line wins.
+        preload = [x for x in lines if x.split("=", 1)[0].strip() == "shared_preload_libraries"]
+        if preload and "pg_stat_statements" not in preload[-1]:
+            missing["shared_preload_libraries"] = SETTINGS["shared_preload_libraries"]
         if missing:
             with open(conf, "a", encoding="utf-8") as out:
                 out.writelines(f"{k} = {v}\n" for k, v in missing.items())

@@ -13,7 +13,7 @@ import click
 import psycopg
 from rich.console import Console
 
-from admmgt import _fleet, _install
+from admmgt import _backup_cli, _fleet, _install
 from admmgt._sandbox import DEFAULT_PORT, Sandbox, SandboxError
 from admmgt._version import __version__
 
@@ -331,6 +331,11 @@ def schedule(
         raise click.ClickException(str(exc)) from exc
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+
+
+# backup, restore and top (docs/backup.md) live in their own module.
+for _command in _backup_cli.COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ __all__ = [
     "repair_script",
     "replayscripts",
     "rollbackscript",
+    "tenant_usage",
     "validate_scripts",
 ]
 
@@ -160,3 +161,10 @@ def check_rls(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
     from admmgt_plpy import _rls_audit
 
     return _rls_audit.check_rls(plpy, dbname=dbname)
+
+
+@entry
+def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
+    from admmgt_plpy import _usage
+
+    return _usage.tenant_usage(plpy)

@@ -549,6 +549,11 @@ def drop_database(
         else:
             dblink.query(conn, f"ALTER DATABASE {db} RENAME TO {quote_ident(target)}")
             done = f'archived database "{tenant.database}" as "{target}"'
+            # `admmgt backup --all` finds the archive by this name (docs/backup.md).
+            plpy.execute(
+                "UPDATE admmgt.vendor_db_settings SET archived_as = "
+                f"{quote_literal(target)} WHERE id = {tenant.id}"
+            )
     except RemoteError as exc:
         if exc.sqlstate == "55006":
             raise AdmmgtError(

@@ -22,6 +22,10 @@ GRANT SELECT ON ALL TABLES IN SCHEMA admmgt TO admmgt_operator;
 REVOKE ALL ON admmgt._code, admmgt._migration FROM admmgt_operator;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA admmgt TO admmgt_operator;
 GRANT UPDATE (value) ON admmgt.settings TO admmgt_operator;
+-- `admmgt backup` and `admmgt restore` record backups; the view
+-- tenant_usage calls its internal function as the caller.
+GRANT INSERT, UPDATE ON admmgt.backups TO admmgt_operator;
+GRANT EXECUTE ON FUNCTION admmgt._tenant_usage() TO admmgt_operator;
 
 -- The metadata a DBA edits: the registry, the clusters and every script_* row
 -- table except the logs admmgt writes.

@@ -23,12 +23,14 @@ def test_install_status_json_and_verify_exit_codes(empty_dsn: str) -> None:
     with connect(empty_dsn) as conn:
         report = json.loads(status.output)
         assert report == json.loads(json.dumps(_fleet.status_report(conn)))
-        # The installer's summary plus the rows of fleet_status and script_status.
-        views = ("fleet", "scripts", "changed_scripts")
-        assert {k: v for k, v in report.items() if k not in views} == json.loads(
+        # The installer's summary plus the rows of fleet_status and script_status,
+        # the changed applied scripts, and the tenants' usage totals (tenant_usage).
+        extra = ("fleet", "scripts", "changed_scripts", "usage")
+        assert {k: v for k, v in report.items() if k not in extra} == json.loads(
             json.dumps(admmgt.status(conn))
         )
         assert (report["fleet"], report["scripts"], report["changed_scripts"]) == ([], [], [])
+        assert report["usage"] == {"size_bytes": None, "connections": None, "unknown": 0}
 
     assert runner.invoke(main, ["--dsn", empty_dsn, "verify"]).exit_code == 0
     with connect(empty_dsn) as conn:
