@@ -82,6 +82,13 @@ def upgrade(conn: psycopg.Connection[Any], package: Package | None = None) -> Re
         current = installed_version(cur)
         if current is None:
             raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+        if current == (package.version, package.code_checksum) and not (
+            _verify_incremental(cur, package)
+            or _verify_code(cur, package)
+            or _verify_routines(conn, cur, package)
+        ):
+            # Like install: the same version with the same code is a no-op.
+            return Report("unchanged", package.version)
         applied = _deploy(cur, package)
     action = "upgraded" if current[0] != package.version else "reinstalled"
     return Report(action, package.version, previous=current[0], applied=applied)
