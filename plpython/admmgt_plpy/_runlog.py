@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._eta import Eta
 from admmgt_plpy._remote import Clusters, Dblink, Outcome
 
 
@@ -30,6 +31,7 @@ class RunRecorder:
         self.dblink = dblink
         self.operation = operation
         self.started = time.monotonic()
+        self.eta = Eta(operation)
         self.counts: dict[str, int] = {}
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote"
@@ -90,9 +92,13 @@ class RunRecorder:
 
     def say(self, outcome: Outcome, line: str) -> None:
         """One target's progress NOTICE; none for a database of an unreachable
-        cluster, which the fan-out reported once for the whole cluster."""
+        cluster, which the fan-out reported once for the whole cluster. Every
+        few seconds of a long wave, a NOTICE with what is left (_eta)."""
         if outcome.outcome != "unreachable":
             self.plpy.notice(line)
+        eta = self.eta.line(line)
+        if eta:
+            self.plpy.notice(eta)
 
     def execute(self, sql: str) -> None:
         """Run and commit one statement in the admin database at once."""
