@@ -70,10 +70,15 @@ class Failure(click.ClickException):
             click.echo(f"hint: {self.hint}", file=out)
 
 
+SERVER_PREFIXES = ("admmgt: ", "plpy.Error: ")
+
+
 def server_failure(exc: psycopg.Error, code: int = ATTENTION) -> Failure:
     """A server ERROR as psql shows it: message, then HINT; no Python repr."""
     diag = exc.diag
     message = (diag.message_primary or str(exc)).strip()
+    for prefix in SERVER_PREFIXES:  # PL/Python's "<exception type>: "
+        message = message.removeprefix(prefix)
     if diag.sqlstate:
         message = f"ERROR {diag.sqlstate}: {message}"
     if diag.message_detail:

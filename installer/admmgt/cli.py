@@ -275,6 +275,79 @@ def maintain(dsn: str, days: int, move_default_rows: bool) -> None:
     )
 
 
+@main.group(context_settings=CONTEXT)
+def script() -> None:
+    """Scripts from SQL files (Flyway-style V7__add_tier.sql) and back to SQL."""
+
+
+@script.command("add")
+@dsn_option
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--draft", is_flag=True, help="Store as a draft (status 0) instead of ready (status 1)."
+)
+@click.pass_obj
+def script_add(dsn: str, path: Path, draft: bool) -> None:
+    """Store PATH (a V<version>__<description>.sql file, or a folder of them) as scripts.
+
+    Each file's statements become the script's raw steps, split by admmgt's
+    lexer; a file added before with the same checksum is left as it is. Then
+    `admmgt apply` applies them.
+    """
+    from admmgt import _scriptfiles
+
+    try:
+        files = _scriptfiles.read(path)
+    except _scriptfiles.ScriptFileError as exc:
+        raise Failure(str(exc), _shell.USAGE) from None
+    for f in files:
+        for warning in _scriptfiles.warnings(f):
+            err.print(f"warning: {warning}", highlight=False, markup=False)
+    with connect(dsn) as conn:
+        try:
+            lines = _scriptfiles.add(conn, files, ready=not draft)
+        except _scriptfiles.ScriptFileError as exc:
+            raise Failure(str(exc), _shell.ATTENTION) from None
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+
+
+@script.command("export")
+@dsn_option
+@click.argument("script_id", type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
+@click.pass_obj
+def script_export(dsn: str, script_id: int, output: Path | None) -> None:
+    """Write script SCRIPT_ID's compiled SQL (as applyScripts would run it)."""
+    from admmgt import _scriptfiles
+
+    with connect(dsn) as conn:
+        try:
+            text = _scriptfiles.export(conn, script_id)
+        except _scriptfiles.ScriptFileError as exc:
+            raise Failure(str(exc), _shell.USAGE, "`admmgt status` lists the scripts") from None
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False, markup=False)
+
+
+@script.command("drop")
+@dsn_option
+@click.argument("script_id", type=int)
+@click.pass_obj
+def script_drop(dsn: str, script_id: int) -> None:
+    """Discard script SCRIPT_ID, never applied, with its rows (CALL admmgt.drop_script)."""
+    with connect(dsn) as conn:
+        conn.execute("CALL admmgt.drop_script(%s)", (script_id,))
+
+
 @main.command()
 @dsn_option
 @click.option("--force", is_flag=True, help="Uninstall even while tenants are registered.")

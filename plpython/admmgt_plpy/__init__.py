@@ -20,6 +20,7 @@ __all__ = [
     "create_database",
     "detect_drift",
     "drop_database",
+    "drop_script",
     "lifecyclemgt",
     "plan_script",
     "refresh_stored_procedures",
@@ -114,3 +115,10 @@ def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
     from admmgt_plpy import _drift
 
     return _drift.detect_drift(plpy, dbname=dbname)
+
+
+@entry
+def drop_script(plpy: Any, *, script_id: int) -> None:
+    from admmgt_plpy import _drafts
+
+    _drafts.drop_script(plpy, script_id=script_id)

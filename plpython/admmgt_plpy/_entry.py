@@ -3,6 +3,13 @@
 Every SQL-callable entry point is wrapped by :func:`entry`, so an
 :class:`AdmmgtError` reaches psql as a plain ERROR with its HINT and SQLSTATE
 rather than as a Python traceback.
+
+PL/Python always writes an exception's message as "<type>: <message>"
+(plpy.error gives "plpy.Error: ..."). The error raised here is a subclass of
+plpy.Error named ``admmgt`` in module ``builtins``, which PL/Python prints
+without a module, so psql shows ``ERROR:  admmgt: <message>``. PL/Python
+also adds the Python frames as CONTEXT; that cannot be turned off from the
+function, and psql's ``\\set VERBOSITY terse`` hides it (docs/reference.md).
 """
 
 from __future__ import annotations
@@ -26,11 +33,26 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except AdmmgtError as exc:
             plpy: Any = args[0]
-            extra = {"hint": exc.hint} if exc.hint else {}  # hint=None would print "None"
-            plpy.error(exc.message, sqlstate=exc.sqlstate, **extra)
-            raise  # plpy.error raises; this line is for type checkers
+            error: Any = _error_class(plpy)(exc.message)
+            error.sqlstate = exc.sqlstate
+            if exc.hint:  # hint=None would print "None"
+                error.hint = exc.hint
+            raise error from None
 
     return wrapper
+
+
+_CLASSES: dict[int, type[Exception]] = {}
+
+
+def _error_class(plpy: Any) -> type[Exception]:
+    """plpy.Error under the name PL/Python prints before the message: "admmgt"."""
+    base = plpy.Error
+    found = _CLASSES.get(id(base))
+    if found is None:
+        found = type("admmgt", (base,), {"__module__": "builtins"})
+        _CLASSES[id(base)] = found
+    return found
 
 
 def not_implemented(name: str, issue: str) -> NotImplementedYet:
