@@ -229,28 +229,28 @@ def call(
     params: tuple[Any, ...],
     feed: ProgressFeed,
 ) -> RunResult:
-    """Run one CALL with ``feed`` showing its NOTICEs; read back the runs it made.
+    """Run one CALL, ``feed`` (the connection's notice handler, see connect)
+    showing its NOTICEs as a progress bar; read back the runs it made.
 
-    A server ERROR at the end of the CALL (admmgt raises one when a run
-    failed, and for a refused script) is exit 1 whatever its SQLSTATE.
+    The CALL goes as psql sends it: values bound client-side, one simple-
+    protocol query at top level, so a procedure that commits may. A server
+    ERROR at the end of the CALL (admmgt raises one when a run failed, and
+    for a refused script) is exit 1 whatever its SQLSTATE.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT coalesce(max(id), 0) FROM admmgt.runs")
         row = cur.fetchone()
     before = int(row[0]) if row else 0
-    conn.add_notice_handler(feed)
     result = RunResult()
     try:
-        with feed:
-            conn.execute(statement, params)
+        with feed, psycopg.ClientCursor(conn) as cur:
+            cur.execute(statement, params)
     except psycopg.Error as exc:
         if conn.closed:
             raise Failure(
                 f"lost the connection to PostgreSQL: {str(exc).strip()}", CANNOT_CONNECT
             ) from None
         result.error = server_failure(exc)
-    finally:
-        conn.remove_notice_handler(feed)
     with conn.cursor() as cur:
         cur.execute(
             """SELECT id, operation, outcome, summary, finished_at IS NOT NULL AS finished

@@ -80,7 +80,9 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     scripts = {i: _load_or_fail(plpy, i, dry_run) for i in ready}
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
-        _print_plan(plpy, [template, *copies], [x for x in scripts.values() if x is not None])
+        _print_plan(
+            plpy, [template, *copies], [x for x in scripts.values() if x is not None], len(ready)
+        )
         return
 
     dblink = Dblink(plpy)
@@ -95,7 +97,9 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
             _mark_applied(plpy, recorder, chain)
     finally:
-        summary = recorder.finish({"ok": "updated", "noop": "already up to date"})
+        summary = recorder.finish(
+            {"ok": "updated", "noop": "already up to date"}, counted="the template included"
+        )
     plpy.notice(summary)
 
 
@@ -730,9 +734,17 @@ def plan_script(plpy: Any, script_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -> None:
+def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script], ready: int) -> None:
     if not scripts:
-        plpy.notice("applyScripts (dry run): no ready script compiles; nothing would be applied")
+        plpy.notice(
+            "applyScripts (dry run): "
+            + (
+                f"none of the {ready} ready script(s) compiles (see above)"
+                if ready
+                else "no script is ready (status 1)"
+            )
+            + "; nothing would be applied"
+        )
         return
     for script in scripts:
         lines = [
@@ -754,12 +766,19 @@ def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -
     )
     behind = [r["dbname"].lower() for r in rows if r["v"] < scripts[-1].id]
     plpy.notice(
-        f"applyScripts (dry run): would apply scripts {', '.join(str(s.id) for s in scripts)} "
+        f"applyScripts (dry run): would apply {_script_list([s.id for s in scripts])} "
         f"to template {', '.join(t.label for t in all_templates)} first, "
         f"then to {len(behind)} tenant(s)"
         + (f": {', '.join(behind[:20])}{' ...' if len(behind) > 20 else ''}" if behind else "")
         + "; nothing was changed"
     )
+
+
+def _script_list(ids: list[int]) -> str:
+    """script 3; scripts 3 and 4; scripts 3, 4 and 5."""
+    if len(ids) == 1:
+        return f"script {ids[0]}"
+    return "scripts " + ", ".join(str(i) for i in ids[:-1]) + f" and {ids[-1]}"
 
 
 # --------------------------------------------------------------------- baseline
@@ -980,7 +999,9 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
             tenants, job
         )
     finally:
-        summary = recorder.finish({"ok": "rolled back", "noop": "not at that script"})
+        summary = recorder.finish(
+            {"ok": "rolled back", "noop": "not at that script"}, counted="the template included"
+        )
     plpy.notice(summary)
 
 

@@ -112,10 +112,11 @@ class RunRecorder:
         values = ", ".join(f"({sid}, {q(dbname)}, {q(sql)})" for sid, sql in executed)
         self.execute(f"INSERT INTO admmgt.script_log (scriptid, dbname, commstat) VALUES {values}")
 
-    def finish(self, words: dict[str, str] | None = None) -> str:
+    def finish(self, words: dict[str, str] | None = None, counted: str | None = None) -> str:
         """Close the run and return its one-line summary for the final NOTICE.
 
-        ``words`` names outcomes for the reader, e.g. {"ok": "created"}.
+        ``words`` names outcomes for the reader, e.g. {"ok": "created"};
+        ``counted`` says what the counts are of, e.g. "the template included".
         """
         if self.counts.get("failed") or self.counts.get("unreachable"):
             outcome = "failed"
@@ -138,4 +139,5 @@ class RunRecorder:
             ", ".join(f"{n} {words.get(k, k)}" for k, n in sorted(self.counts.items()))
             or "nothing done"
         )
-        return f"{self.operation}: {parts} in {elapsed:.1f} s (run {self.run_id})"
+        of = f"; {counted}" if counted and self.counts else ""
+        return f"{self.operation}: {parts} in {elapsed:.1f} s (run {self.run_id}{of})"
