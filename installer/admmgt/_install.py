@@ -26,6 +26,10 @@ class InstallError(Exception):
     """A precondition or consistency failure; the message says what to do."""
 
 
+class NotInstalledError(InstallError):
+    """admmgt is not installed in the database connected to (CLI exit code 4)."""
+
+
 @dataclass
 class Report:
     action: str  # installed | upgraded | unchanged | uninstalled
@@ -81,7 +85,9 @@ def upgrade(conn: psycopg.Connection[Any], package: Package | None = None) -> Re
         _lock_and_check(cur)
         current = installed_version(cur)
         if current is None:
-            raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+            raise NotInstalledError(
+                "admmgt is not installed in this database; run `admmgt install`"
+            )
         if current == (package.version, package.code_checksum) and not (
             _verify_incremental(cur, package)
             or _verify_code(cur, package)
@@ -120,7 +126,9 @@ def status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     with conn.cursor() as cur:
         current = installed_version(cur)
         if current is None:
-            raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+            raise NotInstalledError(
+                "admmgt is not installed in this database; run `admmgt install`"
+            )
         cur.execute(
             """SELECT status, count(*) FROM admmgt.vendor_db_settings
                WHERE NOT deleted AND NOT istemplate GROUP BY status ORDER BY status"""
@@ -148,7 +156,9 @@ def uninstall(conn: psycopg.Connection[Any], *, force: bool = False) -> Report:
         _lock_and_check(cur)
         current = installed_version(cur)
         if current is None:
-            raise InstallError("admmgt is not installed in this database; nothing to uninstall")
+            raise NotInstalledError(
+                "admmgt is not installed in this database; nothing to uninstall"
+            )
         cur.execute(
             "SELECT count(*) FROM admmgt.vendor_db_settings WHERE NOT deleted AND NOT istemplate"
         )

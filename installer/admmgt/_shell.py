@@ -123,8 +123,10 @@ def connect(
                 )
         try:
             yield conn
-        except _install.InstallError as exc:
+        except _install.NotInstalledError as exc:
             raise Failure(str(exc), NOT_INSTALLED) from None
+        except _install.InstallError as exc:  # refused: another version, tenants, rights
+            raise Failure(str(exc), ATTENTION) from None
         except (psycopg.errors.AdminShutdown, psycopg.errors.ConnectionFailure) as exc:
             raise Failure(
                 f"lost the connection to PostgreSQL: {str(exc).strip()}", CANNOT_CONNECT

@@ -88,10 +88,19 @@ def test_unreachable_server_is_exit_3_in_one_line() -> None:
 
 def test_commands_on_a_database_without_admmgt_say_so_in_one_line(empty_dsn: str) -> None:
     dbname = empty_dsn.split("dbname=")[1].split()[0]
-    for command in ("log", "drift", "status", "apply", "plan 1"):
+    for command in ("log", "drift", "status", "apply", "plan 1", "verify", "upgrade", "uninstall"):
         result = run("--dsn", empty_dsn, *command.split())
         assert result.exit_code == 4, (command, result.output)
         lines = result.output.strip().splitlines()
+        installer_words = {
+            "upgrade": "run `admmgt install`",
+            "uninstall": "nothing to uninstall",
+        }
+        if command in installer_words:
+            assert lines == [
+                f"admmgt: admmgt is not installed in this database; {installer_words[command]}"
+            ]
+            continue
         assert lines[0].startswith(f'admmgt: admmgt is not installed in database "{dbname}"')
         assert lines[1:] == [
             "hint: point --dsn at the admin database, or run `admmgt install` there"
