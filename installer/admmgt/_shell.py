@@ -204,8 +204,7 @@ class ProgressFeed(NoticePrinter):
                 self.task = self.progress.add_task(self.title, total=total)
             self.total, self.done = total, done
             self.progress.update(self.task, completed=done)
-        self.console = self.progress.console
-        super().__call__(diag)
+        super().__call__(diag)  # printed above a running bar by rich
 
 
 @dataclass
