@@ -210,13 +210,24 @@ def plan(dsn: str, script_id: int, as_json: bool) -> None:
         _fleet.render_plan(console, rows)
 
 
-def _run(dsn: str, title: str, statement: str, params: tuple[Any, ...] = ()) -> None:
-    """CALL a procedure with a progress bar; print a summary; exit 1 if anything failed."""
+def _run(
+    dsn: str, title: str, statement: str, params: tuple[Any, ...] = (), dry_run: bool = False
+) -> None:
+    """CALL a procedure with a progress bar; print a summary; exit 1 if anything failed.
+
+    A dry run records no run: it exits 1 when a ready script would be refused.
+    """
     feed = _shell.ProgressFeed(err, title)
     with connect(dsn, on_notice=feed) as conn:
         result = _shell.call(conn, statement, params, feed)
+        refused = _fleet.refused_scripts(conn) if dry_run and result.error is None else []
     if result.error is not None:
         result.error.show()
+    if dry_run:
+        for script_id in refused:
+            console.print(f"dry run: script {script_id} would be refused (the NOTICE says why)")
+        console.print("dry run: nothing was changed", highlight=False)
+        sys.exit(_shell.ATTENTION if refused or result.error else _shell.OK)
     _shell.print_summary(console, result, title)
     sys.exit(result.exit_code)
 
@@ -227,7 +238,7 @@ def _run(dsn: str, title: str, statement: str, params: tuple[Any, ...] = ()) -> 
 @click.pass_obj
 def apply(dsn: str, dry_run: bool) -> None:
     """Apply the ready scripts: template first, then every tenant (CALL admmgt.applyScripts)."""
-    _run(dsn, "applyScripts", "CALL admmgt.applyScripts(dry_run => %s)", (dry_run,))
+    _run(dsn, "applyScripts", "CALL admmgt.applyScripts(dry_run => %s)", (dry_run,), dry_run)
 
 
 @main.command()

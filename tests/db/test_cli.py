@@ -142,6 +142,7 @@ def test_apply_with_one_broken_tenant_exits_1_with_a_summary(fleet: Fleet, admin
 
     dry = run("apply", "--dry-run", "--dsn", admin_dsn)
     assert dry.exit_code == 0, dry.output
+    assert dry.stdout == "dry run: nothing was changed\n"
     no_repr(dry.output)
 
     result = run("apply", "--dsn", admin_dsn)
@@ -199,3 +200,17 @@ def test_maintain_plan_rollback_and_replay_mirror_the_procedures(
     bad_replay = run("replay", "nosuchtenant", "1", "--dsn", admin_dsn)
     assert bad_replay.exit_code == 1
     assert "nosuchtenant" in bad_replay.output
+
+
+def test_a_dry_run_with_a_script_that_would_be_refused_exits_1(
+    fleet: Fleet, admin_dsn: str
+) -> None:
+    s.script(fleet.admin, 1)
+    s.table(fleet.admin, 1, "orders", [s.ID, ("bad", "int; DROP TABLE x")])
+    dry = run("apply", "--dry-run", "--dsn", admin_dsn)
+    assert dry.exit_code == 1, dry.output
+    assert "NOTICE:  script 1 would be refused:" in dry.output
+    assert dry.stdout.splitlines() == [
+        "dry run: script 1 would be refused (the NOTICE says why)",
+        "dry run: nothing was changed",
+    ]
