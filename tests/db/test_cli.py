@@ -214,3 +214,21 @@ def test_a_dry_run_with_a_script_that_would_be_refused_exits_1(
         "dry run: script 1 would be refused (the NOTICE says why)",
         "dry run: nothing was changed",
     ]
+
+
+def test_schedule_list_json_is_valid(admin_dsn: str) -> None:
+    admin_db = admin_dsn.split("dbname=")[1].split()[0]
+    name = f"admmgt-lifecycle-{admin_db}"
+    try:
+        added = run("schedule", "--lifecycle", "0 4 1 1 *", "--dsn", admin_dsn)
+        assert added.exit_code == 0, added.output
+        listed = run("schedule", "--list", "--json", "--dsn", admin_dsn)
+        assert listed.exit_code == 0, listed.output
+        jobs = json.loads(listed.stdout)
+        assert [(j["jobname"], j["schedule"], j["last_status"]) for j in jobs] == [
+            (name, "0 4 1 1 *", None)
+        ]
+    finally:
+        run("schedule", "--remove", "all", "--dsn", admin_dsn)
+    empty = run("schedule", "--list", "--json", "--dsn", admin_dsn)
+    assert json.loads(empty.stdout) == []
