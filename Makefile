@@ -10,7 +10,7 @@ setup:
 	@./scripts/setup.sh
 
 demo: setup
-	@$(BIN)/admmgt demo --dir $(DEMO_DIR)
+	@$(BIN)/admmgt demo --yes --dir $(DEMO_DIR)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

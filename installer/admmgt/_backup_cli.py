@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 import psycopg
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -23,16 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from admmgt import _backup, _fleet
+from admmgt import _backup, _fleet, _shell
+from admmgt._shell import connect as _connect
 
-console = Console()
-err = Console(stderr=True)
-
-
-def _connect(dsn: str) -> Any:
-    from admmgt.cli import _connect as connect
-
-    return connect(dsn)
+console = _shell.make_console()
+err = _shell.make_console(stderr=True)
 
 
 @click.command()

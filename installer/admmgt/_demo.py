@@ -6,46 +6,65 @@ answers with. The sandbox is rebuilt each time, so the demo always starts clean.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.table import Table
 
-from admmgt import _install
+from admmgt import _fleet, _install
 from admmgt._sandbox import Sandbox
 
 TENANTS = ["BigClient", "ClientB", *[f"Tenant_{i:03d}" for i in range(3, 21)]]
 
+# Written the way docs/quickstart.md teaches: no explicit ids (script_tables.id
+# is an identity), rows found by script and table name, drafted with status 0.
 SCRIPT_1 = """\
-INSERT INTO admmgt.scripts (id, description) VALUES (1, 'customers and orders');
-INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status, haspart)
-VALUES (1, 1, 'mgttest', 'customers', 1, 0), (2, 1, 'mgttest', 'orders', 1, 1);
+INSERT INTO admmgt.scripts (id, description, status) VALUES (1, 'customers and orders', 0);
+INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, status, haspart)
+VALUES (1, 'mgttest', 'customers', 1, 0), (1, 'mgttest', 'orders', 1, 1);
 INSERT INTO admmgt.script_table_columns
     (tableid, scriptid, columnname, datatype, nullable, isprimarykey, isidentity, status)
-VALUES (1, 1, 'id', 'bigint', 0, 1, 1, 1), (1, 1, 'name', 'varchar(100)', 0, 0, 0, 1),
-       (2, 1, 'id', 'bigint', 0, 1, 1, 1), (2, 1, 'customerid', 'bigint', 0, 0, 0, 1),
-       (2, 1, 'region', 'varchar(10)', 0, 0, 0, 1), (2, 1, 'orderdate', 'date', 0, 0, 0, 1);
+SELECT t.id, 1, c.columnname, c.datatype, 0, c.isprimarykey, c.isidentity, 1
+FROM admmgt.script_tables AS t
+JOIN (VALUES
+    ('customers', 'id', 'bigint', 1, 1), ('customers', 'name', 'varchar(100)', 0, 0),
+    ('orders', 'id', 'bigint', 1, 1), ('orders', 'customerid', 'bigint', 0, 0),
+    ('orders', 'region', 'varchar(10)', 0, 0), ('orders', 'orderdate', 'date', 0, 0)
+) AS c (tablename, columnname, datatype, isprimarykey, isidentity) USING (tablename)
+WHERE t.scriptid = 1;
 INSERT INTO admmgt.script_table_partitions
     (tableid, partcolumnname, parttype, partvalue, subpartcolumnname, subparttype, subpartvalue)
-VALUES (2, 'region', 'list', 'EU', 'orderdate', 'range', 'month'),
-       (2, 'region', 'list', 'US', 'orderdate', 'range', 'month');
+SELECT t.id, 'region', 'list', p.region, 'orderdate', 'range', 'month'
+FROM admmgt.script_tables AS t CROSS JOIN (VALUES ('EU'), ('US')) AS p (region)
+WHERE t.scriptid = 1 AND t.tablename = 'orders';
 INSERT INTO admmgt.script_table_fkeys (scriptid, schemaname, childtablename, childcolumnname,
     parenttablename, parentcolumnname, keyorder, delrule, status)
 VALUES (1, 'mgttest', 'orders', 'customerid', 'customers', 'id', 1, 'CASCADE', 1);
 UPDATE admmgt.scripts SET status = 1 WHERE id = 1;"""
 
 SCRIPT_2 = """\
-INSERT INTO admmgt.scripts (id, description) VALUES (2, 'invoices; a note on orders');
-INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status)
-VALUES (3, 2, 'mgttest', 'invoices', 1);
+INSERT INTO admmgt.scripts (id, description, status) VALUES (2, 'invoices; a note on orders', 0);
+INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, status)
+VALUES (2, 'mgttest', 'invoices', 1);
 INSERT INTO admmgt.script_table_columns
     (tableid, scriptid, columnname, datatype, nullable, defaultval, isprimarykey, isidentity,
      status)
-VALUES (3, 2, 'id', 'bigint', 0, NULL, 1, 1, 1), (3, 2, 'total', 'numeric(12,2)', 0, '0', 0, 0, 1),
-       (2, 2, 'note', 'jsonb', 1, '''{}''::jsonb', 0, 0, 1);
+SELECT t.id, 2, c.columnname, c.datatype, c.nullable, c.defaultval, c.isprimarykey,
+       c.isidentity, 1
+FROM admmgt.script_tables AS t
+JOIN (VALUES
+    ('invoices', 'id', 'bigint', 0, NULL, 1, 1),
+    ('invoices', 'total', 'numeric(12,2)', 0, '0', 0, 0),
+    ('orders', 'note', 'jsonb', 1, '''{}''::jsonb', 0, 0)   -- on script 1's table
+) AS c (tablename, columnname, datatype, nullable, defaultval, isprimarykey, isidentity)
+    USING (tablename)
+WHERE t.schemaname = 'mgttest';
 UPDATE admmgt.scripts SET status = 1 WHERE id = 2;"""
 
 
@@ -56,10 +75,13 @@ class Story:
         conn.add_notice_handler(self._notice)
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
-        self.console.print(f"[cyan]NOTICE:[/cyan]  {diag.message_primary}", highlight=False)
+        line = escape(diag.message_primary or "")
+        self.console.print(f"[cyan]NOTICE:[/cyan]  {line}", highlight=False)
+        if diag.message_hint:
+            self.console.print(f"HINT:  {escape(diag.message_hint)}", highlight=False)
 
     def chapter(self, title: str, text: str) -> None:
-        self.console.rule(f"[bold]{title}")
+        _rule(self.console, f"[bold]{title}")
         self.console.print(text)
 
     def sql(self, statement: str, conn: psycopg.Connection[Any] | None = None) -> None:
@@ -69,9 +91,9 @@ class Story:
         try:
             (conn or self.conn).execute(statement)
         except psycopg.Error as exc:
-            self.console.print(f"[red]ERROR:[/red]  {exc.diag.message_primary}")
+            self.console.print(f"[red]ERROR:[/red]  {escape(exc.diag.message_primary or '')}")
             if exc.diag.message_hint:
-                self.console.print(f"HINT:  {exc.diag.message_hint}")
+                self.console.print(f"HINT:  {escape(exc.diag.message_hint)}", highlight=False)
 
     def query(self, statement: str) -> None:
         self.console.print(
@@ -80,15 +102,29 @@ class Story:
         cur = self.conn.execute(statement)
         table = Table(*[c.name for c in cur.description or []])
         for row in cur.fetchall():
-            table.add_row(*["" if v is None else str(v) for v in row])
+            table.add_row(*[_cell(v) for v in row])
         self.console.print(table)
+
+
+def _rule(console: Console, title: str = "") -> None:
+    """A chapter line, at most 100 columns even where output is not wrapped."""
+    console.print(Rule(title), width=min(console.width, 100))
+
+
+def _cell(value: Any) -> str:
+    """A value as psql prints it: jsonb as JSON, never a Python repr."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
 
 
 def run_demo(root: Path, port: int, console: Console) -> None:
     box = Sandbox(root, port)
     box.destroy()  # throwaway: every demo starts from nothing
     dsn = box.start()
-    console.rule("[bold]admmgt demo")
+    _rule(console, "[bold]admmgt demo")
     console.print(f"A throwaway PostgreSQL 15 in {root}, reached at:\n  {dsn}\n")
     with psycopg.connect(dsn, autocommit=True, application_name="admmgt demo") as conn:
         story = Story(console, conn)
@@ -194,12 +230,8 @@ def run_demo(root: Path, port: int, console: Console) -> None:
         )
 
         story.chapter("8. admmgt status", "$ admmgt status")
-        info = _install.status(conn)
-        console.print(
-            f"admmgt {info['version']}; tenants: {info['tenants']}; pending scripts: "
-            f"{[s['id'] for s in info['pending_scripts']] or 'none'}"
-        )
-    console.rule()
+        _fleet.render_status(console, _fleet.status_report(conn))
+    _rule(console)
     console.print(
         f'Explore it yourself:  psql "{dsn}"\n'
         f"Stop it:              .venv/bin/admmgt sandbox --dir {root} stop"

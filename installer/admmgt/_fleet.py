@@ -96,7 +96,19 @@ def _short(text: str | None, width: int = MESSAGE_WIDTH) -> str:
 
 
 def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
+    """An ISO time as psql shows it, to the second and with its zone."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    offset = moment.strftime("%z")  # +0100; psql writes +01, or +05:30
+    if offset:
+        zone = offset[:3] + (":" + offset[3:5] if offset[3:5] != "00" else "")
+        text += zone
+    return text
 
 
 def render_status(console: Console, report: dict[str, Any]) -> None:
@@ -260,6 +272,16 @@ def render_log(console: Console, rows: list[dict[str, Any]]) -> None:
 # -------------------------------------------------------------------- drift
 
 
+def is_registered(conn: psycopg.Connection[Any], dbname: str) -> bool:
+    """True when ``dbname`` is a database admmgt manages (not deleted)."""
+    found = _rows(
+        conn,
+        "SELECT 1 AS x FROM admmgt.vendor_db_settings WHERE dbname = %s AND NOT deleted",
+        (dbname,),
+    )
+    return bool(found)
+
+
 def drift(conn: psycopg.Connection[Any], dbname: str | None) -> list[dict[str, Any]]:
     """Rows of admmgt.detect_drift(dbname)."""
     return _rows(conn, "SELECT * FROM admmgt.detect_drift(%s)", (dbname,))
@@ -282,3 +304,42 @@ def render_drift(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
     tenants = len({r["dbname"] for r in rows})
     console.print(f"{len(rows)} difference(s) in {tenants} tenant(s)")
+
+
+# --------------------------------------------------------------------- plan
+
+
+def script_exists(conn: psycopg.Connection[Any], script_id: int) -> bool:
+    return bool(_rows(conn, "SELECT 1 AS x FROM admmgt.scripts WHERE id = %s", (script_id,)))
+
+
+def refused_scripts(conn: psycopg.Connection[Any]) -> list[int]:
+    """Ready scripts that do not compile (plan_script refuses them), by id."""
+    refused = []
+    for row in _rows(conn, "SELECT id FROM admmgt.scripts WHERE status = 1 ORDER BY id"):
+        try:
+            _rows(conn, "SELECT count(*) AS n FROM admmgt.plan_script(%s)", (row["id"],))
+        except psycopg.Error:
+            refused.append(int(row["id"]))
+    return refused
+
+
+def plan(conn: psycopg.Connection[Any], script_id: int) -> list[dict[str, Any]]:
+    """Rows of admmgt.plan_script(script_id), in the order applyScripts runs them."""
+    return _rows(conn, "SELECT * FROM admmgt.plan_script(%s) ORDER BY step", (script_id,))
+
+
+def render_plan(console: Console, rows: list[dict[str, Any]]) -> None:
+    """Each statement as SQL, under a comment naming its step (valid psql input)."""
+    if not rows:
+        console.print("-- the script compiles to no statement", highlight=False)
+        return
+    for r in rows:
+        note = "" if r["transactional"] else "; outside the transaction"
+        console.print(f"-- step {r['step']}: {r['kind']} {r['target']}{note}", highlight=False)
+        statement = r["statement"].rstrip()
+        console.print(
+            statement if statement.endswith(";") else statement + ";",
+            highlight=False,
+            markup=False,
+        )

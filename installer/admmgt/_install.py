@@ -26,6 +26,10 @@ class InstallError(Exception):
     """A precondition or consistency failure; the message says what to do."""
 
 
+class NotInstalledError(InstallError):
+    """admmgt is not installed in the database connected to (CLI exit code 4)."""
+
+
 @dataclass
 class Report:
     action: str  # installed | upgraded | unchanged | uninstalled
@@ -81,7 +85,17 @@ def upgrade(conn: psycopg.Connection[Any], package: Package | None = None) -> Re
         _lock_and_check(cur)
         current = installed_version(cur)
         if current is None:
-            raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+            raise NotInstalledError(
+                "admmgt is not installed in this database; run `admmgt install`"
+            )
+        if current == (package.version, package.code_checksum) and not (
+            _verify_incremental(cur, package)
+            or _verify_code(cur, package)
+            or _verify_dblink(cur)
+            or _verify_routines(conn, cur, package)
+        ):
+            # Like install: the same version with the same code is a no-op.
+            return Report("unchanged", package.version)
         applied = _deploy(cur, package)
     action = "upgraded" if current[0] != package.version else "reinstalled"
     return Report(action, package.version, previous=current[0], applied=applied)
@@ -102,6 +116,7 @@ def verify(conn: psycopg.Connection[Any], package: Package | None = None) -> lis
             problems.append("code checksum in admmgt._version differs from the package's")
         problems += _verify_incremental(cur, package)
         problems += _verify_code(cur, package)
+        problems += _verify_dblink(cur)
         problems += _verify_routines(conn, cur, package)
     if not problems:  # the package's validate_scripts is installed: compare applied scripts
         problems += [f"applied script changed: {c}" for c in changed_scripts(conn)]
@@ -134,7 +149,9 @@ def status(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     with conn.cursor() as cur:
         current = installed_version(cur)
         if current is None:
-            raise InstallError("admmgt is not installed in this database; run `admmgt install`")
+            raise NotInstalledError(
+                "admmgt is not installed in this database; run `admmgt install`"
+            )
         cur.execute(
             """SELECT status, count(*) FROM admmgt.vendor_db_settings
                WHERE NOT deleted AND NOT istemplate GROUP BY status ORDER BY status"""
@@ -162,7 +179,9 @@ def uninstall(conn: psycopg.Connection[Any], *, force: bool = False) -> Report:
         _lock_and_check(cur)
         current = installed_version(cur)
         if current is None:
-            raise InstallError("admmgt is not installed in this database; nothing to uninstall")
+            raise NotInstalledError(
+                "admmgt is not installed in this database; nothing to uninstall"
+            )
         cur.execute(
             "SELECT count(*) FROM admmgt.vendor_db_settings WHERE NOT deleted AND NOT istemplate"
         )
@@ -174,6 +193,11 @@ def uninstall(conn: psycopg.Connection[Any], *, force: bool = False) -> Report:
                 "uninstalling forgets them (their databases stay). Use --force to proceed."
             )
         cur.execute("DROP SCHEMA admmgt CASCADE")
+        # The installer's dblink schema goes too (with dblink, as when it lived
+        # in schema admmgt); a dblink installed elsewhere stays.
+        cur.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DBLINK_SCHEMA))
+        )
     return Report("uninstalled", current[0])
 
 
@@ -231,11 +255,42 @@ def _deploy(cur: Cursor[Any], package: Package) -> list[str]:
     return applied
 
 
+DBLINK_SCHEMA = "admmgt_dblink"
+
+
 def _create_extensions(cur: Cursor[Any]) -> None:
     cur.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
-    # dblink goes into schema admmgt (closed to PUBLIC) unless the database
-    # already has it elsewhere; the Python finds it wherever it is.
-    cur.execute("CREATE EXTENSION IF NOT EXISTS dblink SCHEMA admmgt")
+    # dblink's 41 functions go into a schema of their own, closed to PUBLIC, so
+    # that \df admmgt.* lists admmgt's routines only. A dblink an earlier
+    # release put into schema admmgt moves there; one the database already had
+    # elsewhere stays. The Python finds it wherever it is (_remote.Dblink).
+    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(DBLINK_SCHEMA)))
+    cur.execute(
+        sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(DBLINK_SCHEMA))
+    )
+    cur.execute(
+        sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            sql.Identifier(DBLINK_SCHEMA),
+            sql.Literal(
+                "The dblink extension, which admmgt's procedures use to reach the template "
+                "and the tenants; closed to PUBLIC. Created by the admmgt installer."
+            ),
+        )
+    )
+    cur.execute(
+        """SELECT n.nspname FROM pg_catalog.pg_extension AS e
+           JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+           WHERE e.extname = 'dblink'"""
+    )
+    found = cur.fetchone()
+    if found is None:
+        cur.execute(
+            sql.SQL("CREATE EXTENSION dblink SCHEMA {}").format(sql.Identifier(DBLINK_SCHEMA))
+        )
+    elif found[0] == "admmgt":
+        cur.execute(
+            sql.SQL("ALTER EXTENSION dblink SET SCHEMA {}").format(sql.Identifier(DBLINK_SCHEMA))
+        )
 
 
 def _run_incremental(cur: Cursor[Any], package: Package) -> list[str]:
@@ -306,6 +361,20 @@ def _verify_incremental(cur: Cursor[Any], package: Package) -> list[str]:
         for name in sorted(set(recorded) - {f.name for f in package.incremental})
     ]
     return problems
+
+
+def _verify_dblink(cur: Cursor[Any]) -> list[str]:
+    cur.execute(
+        """SELECT n.nspname FROM pg_catalog.pg_extension AS e
+           JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+           WHERE e.extname = 'dblink'"""
+    )
+    found = cur.fetchone()
+    if found is None:
+        return ["the dblink extension is missing (run `admmgt upgrade`)"]
+    if found[0] == "admmgt":
+        return [f"dblink is in schema admmgt (run `admmgt upgrade` to move it to {DBLINK_SCHEMA})"]
+    return []
 
 
 def _verify_code(cur: Cursor[Any], package: Package) -> list[str]:

@@ -1,42 +1,73 @@
-"""The `admmgt` command: install and manage the control plane, run a sandbox."""
+"""The `admmgt` command: install and manage the control plane, run a sandbox.
+
+Exit codes (docs/cli.md): 0 ok, 1 needs attention, 2 usage, 3 cannot connect,
+4 admmgt not installed or internal error. `--dsn` goes before or after the
+subcommand; `-h` is help (libpq's host is part of --dsn or PGHOST).
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import psycopg
-from rich.console import Console
 
-from admmgt import _backup_cli, _fleet, _install
+from admmgt import _backup_cli, _fleet, _install, _shell
 from admmgt._sandbox import DEFAULT_PORT, Sandbox, SandboxError
+from admmgt._shell import Failure, connect, dumps
 from admmgt._version import __version__
 
-console = Console()
-err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = _shell.make_console()
+err = _shell.make_console(stderr=True)
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-@contextmanager
-def _connect(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    """Connect with --dsn, or the PG* environment variables when it is empty."""
-    try:
-        conn = psycopg.connect(dsn, autocommit=True, application_name="admmgt")
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
-    with conn:
-        conn.add_notice_handler(lambda diag: err.print(f"[dim]{diag.message_primary}[/dim]"))
+class AdmmgtGroup(click.Group):
+    """Maps whatever escapes a subcommand to one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            yield conn
-        except _install.InstallError as exc:
-            raise click.ClickException(str(exc)) from exc
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except psycopg.Error as exc:
+            raise _shell.server_failure(exc, _shell.INTERNAL) from None
+        except Exception as exc:
+            if os.environ.get("ADMMGT_DEBUG"):
+                traceback.print_exc()
+            raise Failure(
+                f"internal error: {type(exc).__name__}: {exc}",
+                _shell.INTERNAL,
+                "set ADMMGT_DEBUG=1 to see the traceback, and report it",
+            ) from None
 
 
-@click.group()
+def _set_dsn(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """--dsn after the subcommand wins over the one before it."""
+    if value is not None:
+        ctx.obj = value
+
+
+def dsn_option(fn: Any) -> Any:
+    return click.option(
+        "--dsn",
+        default=None,
+        expose_value=False,
+        callback=_set_dsn,
+        help="libpq connection string of the admin database (also before the command).",
+    )(fn)
+
+
+@click.group(cls=AdmmgtGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="admmgt")
 @click.option(
     "--dsn",
@@ -47,40 +78,57 @@ def _connect(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 )
 @click.pass_context
 def main(ctx: click.Context, dsn: str) -> None:
-    """admmgt: a control plane for database-per-tenant PostgreSQL fleets."""
+    """admmgt: a control plane for database-per-tenant PostgreSQL fleets.
+
+    Exit codes: 0 ok, 1 needs attention (a failed run, drift, failed tenants),
+    2 usage, 3 cannot connect, 4 admmgt not installed or internal error.
+    """
     ctx.obj = dsn
 
 
 @main.command()
+@dsn_option
 @click.pass_obj
 def install(dsn: str) -> None:
     """Install admmgt into the admin database (a no-op if already installed)."""
-    with _connect(dsn) as conn:
-        console.print(str(_install.install(conn)))
+    with connect(dsn, need_admmgt=False) as conn:
+        console.print(str(_install.install(conn)), highlight=False)
 
 
 @main.command()
+@dsn_option
 @click.pass_obj
 def upgrade(dsn: str) -> None:
-    """Apply new incremental SQL, then re-create routines and code."""
-    with _connect(dsn) as conn:
-        console.print(str(_install.upgrade(conn)))
+    """Apply new incremental SQL, then re-create routines and code (a no-op at the same version)."""
+    with connect(dsn, need_admmgt=False) as conn:
+        console.print(str(_install.upgrade(conn)), highlight=False)
 
 
 @main.command()
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: version and problems.")
 @click.pass_obj
-def verify(dsn: str) -> None:
+def verify(dsn: str, as_json: bool) -> None:
     """Compare the installed SQL and Python with this package; exit 1 on any difference."""
-    with _connect(dsn) as conn:
+    with connect(dsn) as conn:  # exit 4 where admmgt is not installed
         problems = _install.verify(conn)
-    if problems:
+    if as_json:
+        click.echo(
+            dumps({"package_version": __version__, "ok": not problems, "problems": problems})
+        )
+    elif problems:
         for problem in problems:
-            err.print(f"[red]✗[/red] {problem}")
-        sys.exit(1)
-    console.print(f"admmgt {__version__}: installed SQL and Python match the package")
+            err.print(f"[red]✗[/red] {problem}", highlight=False)
+    else:
+        console.print(
+            f"admmgt {__version__}: installed SQL and Python match the package", highlight=False
+        )
+    if problems:
+        sys.exit(_shell.ATTENTION)
 
 
 @main.command()
+@dsn_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts and CI.")
 @click.option(
     "--rls",
@@ -96,75 +144,273 @@ def status(dsn: str, as_json: bool, rls: bool) -> None:
     admmgt.script_status). With --rls, the findings of admmgt.check_rls() too,
     and exit 1 when there are any.
     """
-    with _connect(dsn) as conn:
+    with connect(dsn) as conn:
         report = _fleet.status_report(conn)
         if rls:
             with err.status("auditing row-level security ..."):
                 report["rls"] = _fleet.rls_findings(conn)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(dumps(report))
     else:
         _fleet.render_status(console, report)
         if rls:
             _fleet.render_rls(console, report["rls"])
     if _fleet.failing(report) or report["changed_scripts"] or report.get("rls"):
-        sys.exit(1)
+        sys.exit(_shell.ATTENTION)
 
 
 @main.command()
+@dsn_option
 @click.option("--limit", default=20, show_default=True, help="How many rows to show.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only targets that failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.run_history rows).")
 @click.pass_obj
 def log(dsn: str, limit: int, failed_only: bool, as_json: bool) -> None:
     """Recent runs and what each did to every database, newest first (admmgt.run_history)."""
-    with _connect(dsn) as conn:
+    with connect(dsn) as conn:
         rows = _fleet.history(conn, limit, failed_only)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(dumps(rows))
     else:
         _fleet.render_log(console, rows)
 
 
 @main.command()
+@dsn_option
 @click.option("--dbname", default=None, help="Check this tenant only.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.detect_drift rows).")
 @click.pass_obj
 def drift(dsn: str, dbname: str | None, as_json: bool) -> None:
     """Compare every tenant's schemas with the template's; exit 1 on any difference."""
-    with _connect(dsn) as conn, err.status("comparing tenants with the template ..."):
-        rows = _fleet.drift(conn, dbname)
+    with connect(dsn) as conn:
+        if dbname is not None and not _fleet.is_registered(conn, dbname):
+            raise Failure(
+                f'no database "{dbname}" is registered in admmgt.vendor_db_settings',
+                _shell.USAGE,
+                "--dbname takes a tenant's name as in `admmgt status`; the admin database "
+                "goes in --dsn",
+            )
+        with err.status("comparing tenants with the template ..."):
+            rows = _fleet.drift(conn, dbname)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(dumps(rows))
     else:
         _fleet.render_drift(console, rows)
     if rows:
-        sys.exit(1)
+        sys.exit(_shell.ATTENTION)
 
 
 @main.command()
+@dsn_option
+@click.argument("script_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.plan_script rows).")
+@click.pass_obj
+def plan(dsn: str, script_id: int, as_json: bool) -> None:
+    """The statements script SCRIPT_ID compiles to, in order (admmgt.plan_script)."""
+    with connect(dsn) as conn:
+        if not _fleet.script_exists(conn, script_id):
+            raise Failure(
+                f"script {script_id} does not exist in admmgt.scripts",
+                _shell.USAGE,
+                "`admmgt status` lists the scripts",
+            )
+        rows = _fleet.plan(conn, script_id)
+    if as_json:
+        click.echo(dumps(rows))
+    else:
+        _fleet.render_plan(console, rows)
+
+
+def _run(
+    dsn: str, title: str, statement: str, params: tuple[Any, ...] = (), dry_run: bool = False
+) -> None:
+    """CALL a procedure with a progress bar; print a summary; exit 1 if anything failed.
+
+    A dry run records no run: it exits 1 when a ready script would be refused.
+    """
+    feed = _shell.ProgressFeed(err, title)
+    with connect(dsn, on_notice=feed) as conn:
+        result = _shell.call(conn, statement, params, feed)
+        refused = _fleet.refused_scripts(conn) if dry_run and result.error is None else []
+    if result.error is not None:
+        result.error.show()
+    if dry_run:
+        for script_id in refused:
+            console.print(f"dry run: script {script_id} would be refused (the NOTICE says why)")
+        console.print("dry run: nothing was changed", highlight=False)
+        sys.exit(_shell.ATTENTION if refused or result.error else _shell.OK)
+    _shell.print_summary(console, result, title)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@dsn_option
+@click.option("--dry-run", is_flag=True, help="Say what would be applied, changing nothing.")
+@click.pass_obj
+def apply(dsn: str, dry_run: bool) -> None:
+    """Apply the ready scripts: template first, then every tenant (CALL admmgt.applyScripts)."""
+    _run(dsn, "applyScripts", "CALL admmgt.applyScripts(dry_run => %s)", (dry_run,), dry_run)
+
+
+@main.command()
+@dsn_option
+@click.argument("script_id", type=int)
+@click.pass_obj
+def rollback(dsn: str, script_id: int) -> None:
+    """Undo script SCRIPT_ID everywhere, newest script only (CALL admmgt.rollbackScript)."""
+    _run(dsn, "rollbackScript", "CALL admmgt.rollbackScript(%s)", (script_id,))
+
+
+@main.command()
+@dsn_option
+@click.argument("dbname")
+@click.argument("target_script_id", type=int)
+@click.pass_obj
+def replay(dsn: str, dbname: str, target_script_id: int) -> None:
+    """Bring tenant DBNAME to TARGET_SCRIPT_ID, script by script (CALL admmgt.replayScripts)."""
+    _run(
+        dsn,
+        "replayScripts",
+        "CALL admmgt.replayScripts(%s, %s)",
+        (dbname, target_script_id),
+    )
+
+
+@main.command()
+@dsn_option
+@click.option(
+    "--days",
+    type=click.IntRange(0, 3660),
+    default=30,
+    show_default=True,
+    help="Create partitions this many days ahead (t_numdays).",
+)
+@click.option("--move-default-rows", is_flag=True, help="t_move_default_rows => true.")
+@click.pass_obj
+def maintain(dsn: str, days: int, move_default_rows: bool) -> None:
+    """Partition maintenance in the template and every tenant (CALL admmgt.applyMaintenance)."""
+    _run(
+        dsn,
+        "applyMaintenance",
+        "CALL admmgt.applyMaintenance(t_numdays => %s, t_move_default_rows => %s)",
+        (days, move_default_rows),
+    )
+
+
+@main.group(context_settings=CONTEXT)
+def script() -> None:
+    """Scripts from SQL files (Flyway-style V7__add_tier.sql) and back to SQL."""
+
+
+@script.command("add")
+@dsn_option
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--draft", is_flag=True, help="Store as a draft (status 0) instead of ready (status 1)."
+)
+@click.pass_obj
+def script_add(dsn: str, path: Path, draft: bool) -> None:
+    """Store PATH (a V<version>__<description>.sql file, or a folder of them) as scripts.
+
+    Each file's statements become the script's raw steps, split by admmgt's
+    lexer; a file added before with the same checksum is left as it is. Then
+    `admmgt apply` applies them.
+    """
+    from admmgt import _scriptfiles
+
+    try:
+        files = _scriptfiles.read(path)
+    except _scriptfiles.ScriptFileError as exc:
+        raise Failure(str(exc), _shell.USAGE) from None
+    for f in files:
+        for warning in _scriptfiles.warnings(f):
+            err.print(f"warning: {warning}", highlight=False, markup=False)
+    with connect(dsn) as conn:
+        try:
+            lines = _scriptfiles.add(conn, files, ready=not draft)
+        except _scriptfiles.ScriptFileError as exc:
+            raise Failure(str(exc), _shell.ATTENTION) from None
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+
+
+@script.command("export")
+@dsn_option
+@click.argument("script_id", type=int)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
+@click.pass_obj
+def script_export(dsn: str, script_id: int, output: Path | None) -> None:
+    """Write script SCRIPT_ID's compiled SQL (as applyScripts would run it)."""
+    from admmgt import _scriptfiles
+
+    with connect(dsn) as conn:
+        try:
+            text = _scriptfiles.export(conn, script_id)
+        except _scriptfiles.ScriptFileError as exc:
+            raise Failure(str(exc), _shell.USAGE, "`admmgt status` lists the scripts") from None
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False, markup=False)
+
+
+@script.command("drop")
+@dsn_option
+@click.argument("script_id", type=int)
+@click.pass_obj
+def script_drop(dsn: str, script_id: int) -> None:
+    """Discard script SCRIPT_ID, never applied, with its rows (CALL admmgt.drop_script)."""
+    with connect(dsn) as conn:
+        conn.execute("CALL admmgt.drop_script(%s)", (script_id,))
+
+
+@main.command()
+@dsn_option
 @click.option("--force", is_flag=True, help="Uninstall even while tenants are registered.")
 @click.pass_obj
 def uninstall(dsn: str, force: bool) -> None:
     """Drop schema admmgt (tenant databases are left alone)."""
-    with _connect(dsn) as conn:
-        console.print(str(_install.uninstall(conn, force=force)))
+    with connect(dsn, need_admmgt=False) as conn:
+        console.print(str(_install.uninstall(conn, force=force)), highlight=False)
 
 
-@main.group()
-@click.option(
-    "--dir",
-    "root",
-    type=click.Path(path_type=Path),
-    default=Path(".sandbox/demo"),
-    show_default=True,
-    help="Folder of the sandbox cluster.",
-)
+def default_sandbox_dir() -> Path:
+    """Where `sandbox` and `demo` keep their cluster unless --dir says otherwise.
+
+    Never relative to the current folder. Root's server runs as the postgres
+    OS user, which cannot enter /root, so root's sandbox lives in /var/tmp.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/tmp/admmgt/sandbox")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "admmgt" / "sandbox"
+
+
+def _dir_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--dir",
+        "root",
+        type=click.Path(path_type=Path),
+        default=None,
+        envvar="ADMMGT_SANDBOX_DIR",
+        show_envvar=True,
+        help=f"{help_text} [default: {default_sandbox_dir()}]",
+    )
+
+
+@main.group(context_settings=CONTEXT)
+@_dir_option("Folder of the sandbox cluster.")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
 @click.pass_context
-def sandbox(ctx: click.Context, root: Path, port: int) -> None:
+def sandbox(ctx: click.Context, root: Path | None, port: int) -> None:
     """A throwaway local PostgreSQL 15 cluster (Unix socket only)."""
-    ctx.obj = Sandbox(root.resolve(), port)
+    ctx.obj = Sandbox((root or default_sandbox_dir()).resolve(), port)
 
 
 def _sandbox_call(action: str, box: Sandbox) -> None:
@@ -176,7 +422,7 @@ def _sandbox_call(action: str, box: Sandbox) -> None:
         elif action == "destroy":
             box.destroy()
     except SandboxError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Failure(str(exc), _shell.INTERNAL) from None
 
 
 @sandbox.command("start")
@@ -198,12 +444,12 @@ def sandbox_stop(box: Sandbox) -> None:
 @sandbox.command("status")
 @click.pass_obj
 def sandbox_status(box: Sandbox) -> None:
-    """Say whether the cluster runs, and its DSN."""
+    """Say whether the cluster runs, and its DSN; exit 3 when it does not run."""
     if box.is_running():
         click.echo(f"running: {box.dsn()}")
     else:
         click.echo(f"not running ({box.root})")
-        sys.exit(3)
+        sys.exit(_shell.CANNOT_CONNECT)
 
 
 @sandbox.command("destroy")
@@ -215,26 +461,31 @@ def sandbox_destroy(box: Sandbox) -> None:
 
 
 @main.command()
-@click.option(
-    "--dir",
-    "root",
-    type=click.Path(path_type=Path),
-    default=Path(".sandbox/demo"),
-    show_default=True,
-    help="Folder of the throwaway cluster.",
-)
+@_dir_option("Folder of the throwaway cluster.")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
-def demo(root: Path, port: int) -> None:
-    """Start a sandbox cluster and walk through admmgt on it."""
+@click.option("--yes", "-y", is_flag=True, help="Destroy a running sandbox without asking.")
+def demo(root: Path | None, port: int, yes: bool) -> None:
+    """Start a sandbox cluster and walk through admmgt on it (rebuilt from nothing)."""
     from admmgt._demo import run_demo
 
+    root = (root or default_sandbox_dir()).resolve()
+    if not yes and Sandbox(root, port).is_running():
+        question = f"The sandbox in {root} is running; the demo destroys it. Go on?"
+        if not sys.stdin.isatty():
+            raise Failure(
+                f"the sandbox in {root} is running and the demo would destroy it",
+                _shell.USAGE,
+                "pass --yes to destroy it, or --dir for another folder",
+            )
+        click.confirm(question, abort=True)
     try:
-        run_demo(root.resolve(), port, console)
+        run_demo(root, port, console)
     except (SandboxError, _install.InstallError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Failure(str(exc), _shell.INTERNAL) from None
 
 
 @main.command()
+@dsn_option
 @click.option(
     "--maintenance",
     "maintenance",
@@ -259,6 +510,7 @@ def demo(root: Path, port: int) -> None:
     help="Schedule lifecycleMgt (retention), e.g. '0 4 * * *' (04:00 every day, server time).",
 )
 @click.option("--list", "list_jobs", is_flag=True, help="List this admin database's jobs.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: print the jobs as JSON.")
 @click.option(
     "--remove",
     type=click.Choice(["maintenance", "lifecycle", "all"]),
@@ -272,6 +524,7 @@ def schedule(
     move_default_rows: bool,
     lifecycle: str | None,
     list_jobs: bool,
+    as_json: bool,
     remove: str | None,
 ) -> None:
     """Run admmgt's periodic procedures with pg_cron (docs/maintenance.md).
@@ -314,6 +567,9 @@ def schedule(
             )
         if list_jobs:
             jobs = cron.jobs()
+            if as_json:
+                click.echo(dumps([dataclasses.asdict(job) for job in jobs]))
+                return
             if not jobs:
                 click.echo(f"no admmgt jobs for database {cron.admin_db}")
             for job in jobs:
@@ -328,14 +584,16 @@ def schedule(
                     f"  in {job.database}{state}; {last}"
                 )
     except ScheduleError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Failure(str(exc), _shell.NOT_INSTALLED) from None
     except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+        raise Failure(
+            f"cannot connect to PostgreSQL: {str(exc).strip()}", _shell.CANNOT_CONNECT
+        ) from None
 
 
 # backup, restore and top (docs/backup.md) live in their own module.
 for _command in _backup_cli.COMMANDS:
-    main.add_command(_command)
+    main.add_command(dsn_option(_command))
 
 
 if __name__ == "__main__":

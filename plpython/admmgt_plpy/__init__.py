@@ -21,6 +21,7 @@ __all__ = [
     "create_database",
     "detect_drift",
     "drop_database",
+    "drop_script",
     "lifecyclemgt",
     "plan_rollback",
     "plan_script",
@@ -168,3 +169,10 @@ def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
     from admmgt_plpy import _usage
 
     return _usage.tenant_usage(plpy)
+
+
+@entry
+def drop_script(plpy: Any, *, script_id: int) -> None:
+    from admmgt_plpy import _drafts
+
+    _drafts.drop_script(plpy, script_id=script_id)

@@ -95,7 +95,7 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = F
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
         chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
-        _dry_run(plpy, settings, template, copies, chain, refusals, execute)
+        _dry_run(plpy, settings, template, copies, chain, refusals, execute, len(ready))
         return
 
     dblink = Dblink(plpy)
@@ -117,7 +117,9 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = F
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
             _mark_applied(plpy, recorder, chain)
     finally:
-        summary = recorder.finish({"ok": "updated", "noop": "already up to date"})
+        summary = recorder.finish(
+            {"ok": "updated", "noop": "already up to date"}, counted="the template included"
+        )
     plpy.notice(summary)
 
 
@@ -935,6 +937,7 @@ def _dry_run(
     chain: list[Script],
     refusals: list[str],
     execute: bool,
+    ready_count: int,
 ) -> None:
     """The pre-flight: every check a real run makes before touching the template
     (the same _validate_on_template), the plan, and with ``execute`` the scripts
@@ -955,7 +958,7 @@ def _dry_run(
             hint="Re-run the dry run once the template is free.",
         ) from None
     ready = [s for s in chain if s.status == 1]
-    _print_plan(plpy, [template, *copies], ready)
+    _print_plan(plpy, [template, *copies], ready, ready_count)
     if execute and ready:
         result: list[Outcome] = []
         job = _preflight.rehearse(
@@ -983,10 +986,16 @@ def _dry_run(
         )
 
 
-def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -> None:
+def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script], ready: int) -> None:
     if not scripts:
         plpy.notice(
-            "applyScripts (dry run): no ready script passes the checks; nothing would be applied"
+            "applyScripts (dry run): "
+            + (
+                f"none of the {ready} ready script(s) passes the checks (see above)"
+                if ready
+                else "no script is ready (status 1)"
+            )
+            + "; nothing would be applied"
         )
         return
     for script in scripts:
@@ -1009,12 +1018,19 @@ def _print_plan(plpy: Any, all_templates: list[Tenant], scripts: list[Script]) -
     )
     behind = [r["dbname"].lower() for r in rows if r["v"] < scripts[-1].id]
     plpy.notice(
-        f"applyScripts (dry run): would apply scripts {', '.join(str(s.id) for s in scripts)} "
+        f"applyScripts (dry run): would apply {_script_list([s.id for s in scripts])} "
         f"to template {', '.join(t.label for t in all_templates)} first, "
         f"then to {len(behind)} tenant(s)"
         + (f": {', '.join(behind[:20])}{' ...' if len(behind) > 20 else ''}" if behind else "")
         + "; nothing was changed"
     )
+
+
+def _script_list(ids: list[int]) -> str:
+    """script 3; scripts 3 and 4; scripts 3, 4 and 5."""
+    if len(ids) == 1:
+        return f"script {ids[0]}"
+    return "scripts " + ", ".join(str(i) for i in ids[:-1]) + f" and {ids[-1]}"
 
 
 # --------------------------------------------------------------------- baseline
@@ -1379,7 +1395,9 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
             tenants, job
         )
     finally:
-        summary = recorder.finish({"ok": "rolled back", "noop": "not at that script"})
+        summary = recorder.finish(
+            {"ok": "rolled back", "noop": "not at that script"}, counted="the template included"
+        )
     plpy.notice(summary)
 
 

@@ -3,6 +3,13 @@
 Every SQL-callable entry point is wrapped by :func:`entry`, so an
 :class:`AdmmgtError` reaches psql as a plain ERROR with its HINT and SQLSTATE
 rather than as a Python traceback.
+
+PL/Python always writes an exception's message as "<type>: <message>"
+(plpy.error gives "plpy.Error: ..."). The error raised here is a subclass of
+plpy.Error named ``admmgt`` in module ``builtins``, which PL/Python prints
+without a module, so psql shows ``ERROR:  admmgt: <message>``. PL/Python
+also adds the Python frames as CONTEXT; that cannot be turned off from the
+function, and psql's ``\\set VERBOSITY terse`` hides it (docs/reference.md).
 """
 
 from __future__ import annotations
@@ -28,21 +35,39 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except AdmmgtError as exc:
             plpy: Any = args[0]
-            extra = {"hint": exc.hint} if exc.hint else {}  # hint=None would print "None"
-            plpy.error(exc.message, sqlstate=exc.sqlstate, **extra)
-            raise  # plpy.error raises; this line is for type checkers
+            raise _plpy_error(plpy, exc.message, exc.sqlstate, exc.hint) from None
         except RemoteError as exc:
             # A remote failure no operation handled: one line, not a traceback.
-            plpy = args[0]
-            plpy.error(
+            raise _plpy_error(
+                args[0],
                 f"{fn.__name__}: a remote database failed ({exc.describe()}); "
                 "each database's own transaction rolled back what it had not committed",
-                sqlstate=exc.sqlstate,
-                hint="Re-run once the cause is fixed; admmgt.run_log shows what was done.",
-            )
-            raise
+                exc.sqlstate,
+                "Re-run once the cause is fixed; admmgt.run_log shows what was done.",
+            ) from None
 
     return wrapper
+
+
+def _plpy_error(plpy: Any, message: str, sqlstate: str, hint: str | None) -> Exception:
+    error: Any = _error_class(plpy)(message)
+    error.sqlstate = sqlstate
+    if hint:  # hint=None would print "None"
+        error.hint = hint
+    return error
+
+
+_CLASSES: dict[int, type[Exception]] = {}
+
+
+def _error_class(plpy: Any) -> type[Exception]:
+    """plpy.Error under the name PL/Python prints before the message: "admmgt"."""
+    base = plpy.Error
+    found = _CLASSES.get(id(base))
+    if found is None:
+        found = type("admmgt", (base,), {"__module__": "builtins"})
+        _CLASSES[id(base)] = found
+    return found
 
 
 def not_implemented(name: str, issue: str) -> NotImplementedYet:

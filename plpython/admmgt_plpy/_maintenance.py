@@ -417,7 +417,10 @@ def applymaintenance(
     try:
         run_fleet(plpy, dblink, clusters, settings, recorder, all_templates, tenants, job, tally)
     finally:
-        summary = recorder.finish({"ok": "with new partitions", "noop": "nothing to create"})
+        summary = recorder.finish(
+            {"ok": "with new partitions", "noop": "nothing to create"},
+            counted="the template included",
+        )
     extra = f"; {totals['created']} partitions created through {through.isoformat()}"
     if totals["moved"]:
         extra += f", {totals['moved']} after moving rows out of a default partition"

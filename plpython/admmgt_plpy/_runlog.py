@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._eta import Eta
 from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
 from admmgt_plpy._transient import connection_cause, connection_lost
 
@@ -36,6 +37,7 @@ class RunRecorder:
         self.dblink = dblink
         self.operation = operation
         self.started = time.monotonic()
+        self.eta = Eta(operation)
         self.counts: dict[str, int] = {}
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote"
@@ -131,9 +133,13 @@ class RunRecorder:
 
     def say(self, outcome: Outcome, line: str) -> None:
         """One target's progress NOTICE; none for a database of an unreachable
-        cluster, which the fan-out reported once for the whole cluster."""
+        cluster, which the fan-out reported once for the whole cluster. Every
+        few seconds of a long wave, a NOTICE with what is left (_eta)."""
         if outcome.outcome != "unreachable":
             self.plpy.notice(line)
+        eta = self.eta.line(line)
+        if eta:
+            self.plpy.notice(eta)
 
     def execute(self, sql: str) -> None:
         """Run and commit one statement in the admin database at once."""
@@ -147,10 +153,11 @@ class RunRecorder:
         values = ", ".join(f"({sid}, {q(dbname)}, {q(sql)})" for sid, sql in executed)
         self.execute(f"INSERT INTO admmgt.script_log (scriptid, dbname, commstat) VALUES {values}")
 
-    def finish(self, words: dict[str, str] | None = None) -> str:
+    def finish(self, words: dict[str, str] | None = None, counted: str | None = None) -> str:
         """Close the run and return its one-line summary for the final NOTICE.
 
-        ``words`` names outcomes for the reader, e.g. {"ok": "created"}.
+        ``words`` names outcomes for the reader, e.g. {"ok": "created"};
+        ``counted`` says what the counts are of, e.g. "the template included".
         """
         if self.counts.get("failed") or self.counts.get("unreachable"):
             outcome = "failed"
@@ -172,4 +179,5 @@ class RunRecorder:
             ", ".join(f"{n} {words.get(k, k)}" for k, n in sorted(self.counts.items()))
             or "nothing done"
         )
-        return f"{self.operation}: {parts} in {elapsed:.1f} s (run {self.run_id})"
+        of = f"; {counted}" if counted and self.counts else ""
+        return f"{self.operation}: {parts} in {elapsed:.1f} s (run {self.run_id}{of})"

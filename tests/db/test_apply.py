@@ -346,7 +346,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet) -> None:
     assert lines[0].startswith("script 1 (orders), 2 statements")
     assert '  2. CREATE TABLE "mgttest"."orders" (' in lines[0]
     assert lines[-1].startswith(
-        f"applyScripts (dry run): would apply scripts 1 to template "
+        f"applyScripts (dry run): would apply script 1 to template "
         f"{fleet.template} first, then to 3 tenant(s)"
     )
     assert fleet.history(fleet.template) == []

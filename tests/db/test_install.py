@@ -93,6 +93,7 @@ def test_upgrade_from_previous_release_keeps_data_and_equals_fresh_install(
             " (SELECT value FROM admmgt.settings WHERE name = 'failure_limit')"
         ).fetchone()
         assert admmgt.verify(conn) == []
+        assert _dblink_schema(conn) == "admmgt_dblink"  # 0.1.0 had it in schema admmgt
     assert report.previous == "0.1.0"
     assert kept == ("BigClient", "x", "7")
     upgraded, fresh = _snapshot(empty_dsn), _snapshot(admin_dsn)
@@ -153,6 +154,34 @@ def test_uninstall_refuses_while_tenants_are_registered(admin: psycopg.Connectio
         admmgt.uninstall(admin)
     admmgt.uninstall(admin, force=True)
     assert admin.execute("SELECT to_regnamespace('admmgt')").fetchone() == (None,)
+    assert admin.execute("SELECT to_regnamespace('admmgt_dblink')").fetchone() == (None,)
+
+
+def _dblink_schema(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute(
+        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'dblink'"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_dblink_lives_in_its_own_schema_closed_to_public(admin: psycopg.Connection[Any]) -> None:
+    assert _dblink_schema(admin) == "admmgt_dblink"
+    listed = admin.execute(
+        "SELECT count(*) FROM pg_proc WHERE pronamespace = 'admmgt'::regnamespace"
+        " AND proname LIKE 'dblink%'"
+    ).fetchone()
+    assert listed == (0,)  # \df admmgt.* shows admmgt's routines only
+    usage = admin.execute("SELECT has_schema_privilege('public', 'admmgt_dblink', 'USAGE')")
+    assert usage.fetchone() == (False,)
+    # An install made when dblink lived in schema admmgt is told, and upgrade moves it.
+    admin.execute("ALTER EXTENSION dblink SET SCHEMA admmgt")
+    assert admmgt.verify(admin) == [
+        "dblink is in schema admmgt (run `admmgt upgrade` to move it to admmgt_dblink)"
+    ]
+    assert admmgt.upgrade(admin).action == "reinstalled"
+    assert _dblink_schema(admin) == "admmgt_dblink"
+    assert admmgt.verify(admin) == []
+    assert admmgt.upgrade(admin).action == "unchanged"
 
 
 def test_non_superuser_cannot_install(empty_dsn: str) -> None:
@@ -206,7 +235,7 @@ def test_public_can_neither_read_tables_nor_call_procedures(
     with pytest.raises(errors.InsufficientPrivilege):
         admin.execute("CALL admmgt.create_database()")
     with pytest.raises(errors.InsufficientPrivilege):
-        admin.execute("SELECT admmgt.dblink_connect('x')")
+        admin.execute("SELECT admmgt_dblink.dblink_connect('x')")
 
 
 def test_no_admmgt_routine_is_executable_by_public(admin: psycopg.Connection[Any]) -> None:

@@ -324,7 +324,7 @@ def test_a_bad_policy_refuses_the_whole_run_and_changes_nothing(
         lifecycle(fleet)
     text = str(failure.value.diag.message_primary)
     assert text.startswith(
-        f"plpy.Error: lifecycleMgt refused; nothing was changed: script_tables row {table_id[0]} "
+        f"admmgt: lifecycleMgt refused; nothing was changed: script_tables row {table_id[0]} "
         "(mgttest.bad), lifecycle"
     )
     assert re.search(message, text), text
