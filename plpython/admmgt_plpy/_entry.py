@@ -50,10 +50,10 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _plpy_error(plpy: Any, message: str, sqlstate: str, hint: str | None) -> Exception:
-    error: Any = _error_class(plpy)(message)
-    error.sqlstate = sqlstate
+    error = _error_class(plpy)(message)
+    error.sqlstate = sqlstate  # type: ignore[attr-defined]
     if hint:  # hint=None would print "None"
-        error.hint = hint
+        error.hint = hint  # type: ignore[attr-defined]
     return error
 
 
