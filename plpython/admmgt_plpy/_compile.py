@@ -510,8 +510,15 @@ class Validation:
     """Something the server must accept before the template is touched.
 
     ``kind``: ``datatype`` (``SELECT %L::regtype``), ``tablespace`` (must exist),
-    or the SQL expressions ``default``, ``using`` and ``predicate`` (validated by
-    applying to the template; ``datatype`` then holds the column's type if known).
+    ``relation`` and ``table`` (a name this script creates in schema ``target``:
+    no relation, and for ``table`` no type either, may have it already), or
+    the SQL expressions ``default``, ``using`` and ``predicate``, which the
+    template's server parses as one expression of that kind
+    (admmgt_plpy._validate). For an expression, ``datatype`` is the type its
+    value must convert to (None: the column's type on the template),
+    ``column`` the column it belongs to, and ``columns`` the columns this
+    script has given ``target`` at that point: (name, type), type None for a
+    dropped column; the template's catalog has the others.
     """
 
     kind: str
@@ -519,14 +526,22 @@ class Validation:
     what: str
     target: str
     datatype: str | None = None
+    column: str | None = None
+    columns: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
 class CompiledScript:
+    """``columns``: (table, column, type) for every column the script creates,
+    adds, retypes (the new type) or drops (None), in step order; validation
+    of a later script in the same run reads them, since its template does not
+    have them yet."""
+
     script_id: int
     steps: tuple[Step, ...]
     checksum: str
     validations: tuple[Validation, ...]
+    columns: tuple[tuple[str, str, str | None], ...] = ()
 
 
 def _checksum(steps: Sequence[Step]) -> str:
@@ -595,6 +610,8 @@ class _Compiler:
         self.tables: dict[int, _Table] = {}
         self.tables_by_name: dict[tuple[str, str], _Table] = {}
         self.invalid_count = 0
+        # The columns this script gives each table ("schema.table"), in step order.
+        self.columns: dict[str, dict[str, str | None]] = {}
 
     # problems and checks -------------------------------------------------
 
@@ -627,15 +644,40 @@ class _Compiler:
         return text
 
     def expression(
-        self, value: object, what: str, kind: str, target: str, datatype: str | None = None
+        self,
+        value: object,
+        what: str,
+        kind: str,
+        target: str,
+        datatype: str | None = None,
+        column: str | None = None,
     ) -> str:
+        """The checked expression, in parentheses: no text can close its clause."""
         try:
             text = check_expression(value, what=what)
         except MetadataError as error:
             self.problem(error.message)
-            return "NULL"
-        self.validations.append(Validation(kind, text, what, target, datatype))
-        return text
+            return "(NULL)"
+        columns = tuple(self.columns.get(target, {}).items())
+        self.validations.append(Validation(kind, text, what, target, datatype, column, columns))
+        return f"({text})"
+
+    def name(self, value: str | None, what: str) -> str | None:
+        """An optional object name: None when NULL; refused when blank or padded,
+        since it would otherwise be created under another name than given."""
+        if value is None:
+            return None
+        if not value.strip() or value != value.strip():
+            self.problem(
+                f"{what}: {value!r} is not a name: "
+                + ("it is blank" if not value.strip() else "it has spaces around it")
+                + "; give the name exactly, or NULL to let admmgt name it"
+            )
+            return self._placeholder()
+        return self.ident(value, what)
+
+    def set_column(self, table: _Table, name: str, datatype: str | None) -> None:
+        self.columns.setdefault(table.target, {})[name] = datatype
 
     def tablespace(self, value: str | None, what: str, target: str) -> str | None:
         if value is None or not value.strip():
@@ -650,14 +692,21 @@ class _Compiler:
         self.problem(f"{what}: {value!r} is not a flag; use 0 or 1")
         return False
 
-    def claim_relation(self, schema: str, name: str, owner: str) -> None:
-        """Refuse two objects of this script that would get the same relation name."""
+    def claim_relation(self, schema: str, name: str, owner: str, *, table: bool = False) -> None:
+        """Refuse two objects of this script that would get the same relation name,
+        and have the template checked for a relation (or, for a table, a type)
+        of that name: CREATE ... IF NOT EXISTS would skip, not create, the object."""
         other = self.relation_names.setdefault((schema, name), owner)
         if other != owner:
             self.problem(
                 f"script {self.script_id}, {owner}: the name {schema}.{name} is also the "
                 f"name of {other}; give one of them another name"
             )
+            return
+        self.validations.append(
+            Validation("table" if table else "relation", name, f"script {self.script_id}, {owner}",
+                       schema)
+        )
 
     def emit(
         self,
@@ -724,7 +773,14 @@ class _Compiler:
                 problems=tuple(self.problems),
             )
         steps = tuple(self.steps)
-        return CompiledScript(self.script_id, steps, _checksum(steps), tuple(self.validations))
+        columns = tuple(
+            (target, name, datatype)
+            for target, named in self.columns.items()
+            for name, datatype in named.items()
+        )
+        return CompiledScript(
+            self.script_id, steps, _checksum(steps), tuple(self.validations), columns
+        )
 
     # tables --------------------------------------------------------------
 
@@ -809,6 +865,7 @@ class _Compiler:
                 "default",
                 table.target,
                 datatype,
+                name,
             )
             parts.append(f"DEFAULT {expression}")
         if not nullable or identity or in_primary_key:
@@ -827,7 +884,7 @@ class _Compiler:
                 "create_schema",
                 table.schema,
             )
-        self.claim_relation(table.schema, table.name, f"script_tables row {row.id}")
+        self.claim_relation(table.schema, table.name, f"script_tables row {row.id}", table=True)
         haspart = self.flag(row.haspart, self.what(w, row.id, "haspart"))
         hasdefault = self.flag(row.hasdefault, self.what(w, row.id, "hasdefault"))
         tablespace = self.tablespace(row.tblspace, self.what(w, row.id, "tblspace"), table.target)
@@ -864,6 +921,7 @@ class _Compiler:
             definitions.append(
                 self.column_sql(column, name, table, in_primary_key=name in primary_key)
             )
+            self.set_column(table, name, (column.datatype or "").strip() or None)
         if primary_key:
             key_name = child_name(table.name, "pkey")
             self.claim_relation(
@@ -1048,7 +1106,7 @@ class _Compiler:
         partition_by: str | None = None,
         tablespace: str | None = None,
     ) -> None:
-        self.claim_relation(table.schema, name, owner)
+        self.claim_relation(table.schema, name, owner, table=True)
         sql = (
             f"CREATE TABLE {qualified(table.schema, name)} PARTITION OF "
             f"{qualified(table.schema, parent)} {bound}"
@@ -1133,6 +1191,7 @@ class _Compiler:
             self.flag(column.isprimarykey, self.what(w, column.id, "isprimarykey"))
         name = self.ident(column.columnname, self.what(w, column.id, "columnname"))
         definition = self.column_sql(column, name, table, in_primary_key=False)
+        self.set_column(table, name, (column.datatype or "").strip() or None)
         note = None
         if column.nullable == 0 and column.isidentity != 1 and not (column.defaultval or ""):
             note = (
@@ -1174,9 +1233,11 @@ class _Compiler:
                     "using",
                     table.target,
                     datatype,
+                    name,
                 )
                 action += f" USING {using}"
             actions.append(action)
+            self.set_column(table, name, datatype)
             note = f"changes the type of {table.target}.{name}; this may rewrite the table"
         elif change.usingexpr is not None and change.usingexpr.strip():
             self.problem(
@@ -1198,6 +1259,7 @@ class _Compiler:
                 "default",
                 table.target,
                 datatype,
+                name,
             )
             actions.append(f"{column} SET DEFAULT {expression}")
         if change.setnullable is not None:
@@ -1248,6 +1310,7 @@ class _Compiler:
                 f"column {table.name}.{name} but dropintended is not set; set it to true "
                 "to confirm"
             )
+        self.set_column(table, name, None)
         self.emit(
             f"ALTER TABLE {table.sql_name} DROP COLUMN {quote_ident(name)}",
             "drop_column",
@@ -1273,11 +1336,7 @@ class _Compiler:
             schema = self.ident(row.schemaname, self.what(w, row.id, "schemaname"))
             child = self.ident(row.childtablename, self.what(w, row.id, "childtablename"))
             parent = self.ident(row.parenttablename, self.what(w, row.id, "parenttablename"))
-            constraint = None
-            if row.constraintname is not None and row.constraintname.strip():
-                constraint = self.ident(
-                    row.constraintname.strip(), self.what(w, row.id, "constraintname")
-                )
+            constraint = self.name(row.constraintname, self.what(w, row.id, "constraintname"))
             groups.setdefault((schema, child, parent, constraint), []).append(row)
         compiled: list[tuple[tuple[str, str, str], str]] = []
         constraint_owners: dict[tuple[str, str, str], int] = {}
@@ -1390,16 +1449,17 @@ class _Compiler:
                 "and PostgreSQL cannot build an index CONCURRENTLY on a partitioned table; "
                 "set concurrently to 0, or build it per partition with script_steps"
             )
-        if index.indexname is not None and index.indexname.strip():
-            name = self.ident(index.indexname.strip(), self.what(w, index.id, "indexname"))
-        else:
-            name = child_name(table.name, *columns, "idx")
+        given = self.name(index.indexname, self.what(w, index.id, "indexname"))
+        name = given if given is not None else child_name(table.name, *columns, "idx")
         self.claim_relation(table.schema, name, f"script_indexes row {index.id}")
         sql = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
         if concurrently:
-            sql += " CONCURRENTLY"
+            # IF NOT EXISTS only where a retry must find the index of an
+            # interrupted build; elsewhere a relation of the same name must
+            # fail the step, not silently leave the index uncreated.
+            sql += " CONCURRENTLY IF NOT EXISTS"
         sql += (
-            f" IF NOT EXISTS {quote_ident(name)} ON {table.sql_name} USING {method} "
+            f" {quote_ident(name)} ON {table.sql_name} USING {method} "
             f"({', '.join(quote_ident(c) for c in columns)})"
         )
         if index.wherepredicate is not None and index.wherepredicate.strip():
@@ -1409,7 +1469,7 @@ class _Compiler:
                 "predicate",
                 table.target,
             )
-            sql += f" WHERE ({predicate})"
+            sql += f" WHERE {predicate}"
         note = None
         if concurrently:
             note = (
