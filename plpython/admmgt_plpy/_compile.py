@@ -704,8 +704,9 @@ class _Compiler:
             )
             return
         self.validations.append(
-            Validation("table" if table else "relation", name, f"script {self.script_id}, {owner}",
-                       schema)
+            Validation(
+                "table" if table else "relation", name, f"script {self.script_id}, {owner}", schema
+            )
         )
 
     def emit(

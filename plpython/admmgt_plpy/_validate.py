@@ -148,8 +148,10 @@ def _tablespace(session: _Session, v: Validation) -> str | None:
 def _name_taken(session: _Session, v: Validation, earlier: Sequence[CompiledScript]) -> str | None:
     schema, name = v.target, v.text
     for other in earlier:
-        if any(o.kind in ("relation", "table") and (o.target, o.text) == (schema, name)
-               for o in other.validations):
+        if any(
+            o.kind in ("relation", "table") and (o.target, o.text) == (schema, name)
+            for o in other.validations
+        ):
             return (
                 f"{v.what}: {schema}.{name} is also created by script {other.script_id}, which "
                 "runs first in this run; give the object another name"
@@ -172,9 +174,7 @@ def _name_taken(session: _Session, v: Validation, earlier: Sequence[CompiledScri
     )
 
 
-def _columns(
-    session: _Session, v: Validation, earlier: Sequence[CompiledScript]
-) -> dict[str, str]:
+def _columns(session: _Session, v: Validation, earlier: Sequence[CompiledScript]) -> dict[str, str]:
     """The columns of ``v.target`` at ``v``'s point of the script: name -> type."""
     columns: dict[str, str | None] = dict(session.catalog_columns(v.target))
     for other in earlier:

@@ -293,7 +293,8 @@ def test_demo_script_2_adds_a_column_to_an_earlier_table_and_a_new_table() -> No
         '    CONSTRAINT "invoices_pkey" PRIMARY KEY ("id")\n'
         ")",
         'ALTER TABLE "mgttest"."orders" ADD COLUMN "note" character varying(200) DEFAULT (\'n/a\')',
-        'ALTER TABLE "mgttest"."orders" ADD COLUMN "details" jsonb DEFAULT (\'{}\'::jsonb) NOT NULL',
+        'ALTER TABLE "mgttest"."orders" ADD COLUMN "details" jsonb '
+        "DEFAULT ('{}'::jsonb) NOT NULL",
         'ALTER TABLE "mgttest"."invoices" ADD CONSTRAINT "invoices_customerid_fkey" '
         'FOREIGN KEY ("customerid") REFERENCES "mgttest"."customers" ("id")',
     ]

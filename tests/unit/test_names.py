@@ -27,6 +27,8 @@ def test_metadata_error_is_the_package_error_with_a_hint() -> None:
     assert isinstance(error, AdmmgtError)
     assert error.hint == "fix it"
     assert error.problems == ("bad",)
+
+
 NOT_FOLDED = "a letter outside ASCII that would be created as '{}'; write the name in lower case"
 
 
@@ -174,7 +176,7 @@ def test_check_datatype_refuses_empty() -> None:
         "'a, evil int'",
         "x IN (1, 2)",
         "now()::timestamp with time zone",
-        "\"select\" > 0",
+        '"select" > 0',
         "selected > 0",
     ],
 )
