@@ -4,8 +4,8 @@ one of which ("c3") wants a password that lives only in a user mapping."""
 from __future__ import annotations
 
 import os
-import socket
 import pwd
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -653,14 +653,14 @@ class _Listener:
         "passfile=/tmp/elsewhere",
     ],
 )
-def test_an_operator_cannot_send_a_mapped_password_elsewhere(
-    fleet3: Fleet3, options: str
-) -> None:
+def test_an_operator_cannot_send_a_mapped_password_elsewhere(fleet3: Fleet3, options: str) -> None:
     fleet3.add("c3")
     port = fleet3.remotes["c3"].sandbox.port  # the foreign server's port, on another address
     listener = _Listener(port)
     try:
-        fleet3.admin.execute("UPDATE admmgt.clusters SET options = %s WHERE name = 'c3'", (options,))
+        fleet3.admin.execute(
+            "UPDATE admmgt.clusters SET options = %s WHERE name = 'c3'", (options,)
+        )
         with pytest.raises(psycopg.Error) as refused:
             fleet3.admin.execute("CALL admmgt.add_cluster('c3')")
         orders_script(fleet3.admin)  # the template wave reaches c3's template copy

@@ -41,7 +41,7 @@ def test_options_are_read_like_libpq() -> None:
     ["postgresql://evil/db", "sslmode", "sslmode verify-full", "user='open", "Host=x", "=x"],
 )
 def test_options_that_libpq_would_read_otherwise_are_refused(text: str) -> None:
-    with pytest.raises(AdmmgtError, match='cluster "c9": admmgt.clusters.options is not a list'):
+    with pytest.raises(AdmmgtError, match=r'cluster "c9": admmgt\.clusters\.options is not a list'):
         parse_options("c9", text)
 
 
