@@ -29,6 +29,7 @@ partitions beyond the anchor period are maintenance's job.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -703,11 +704,17 @@ class _Compiler:
                 f"name of {other}; give one of them another name"
             )
             return
-        self.validations.append(
-            Validation(
-                "table" if table else "relation", name, f"script {self.script_id}, {owner}", schema
+        # The template check names the row and the field the name comes from.
+        found = re.search(r"(script_\w+) row (\d+)", owner)
+        what = f"script {self.script_id}, {owner}"
+        if found is not None:
+            field = {"script_indexes": "indexname", "script_table_partitions": "partvalue"}.get(
+                found.group(1), "tablename"
             )
-        )
+            what = f"script {self.script_id}, {found.group(0)}, {field}"
+            if owner != found.group(0):
+                what += f" ({owner})"
+        self.validations.append(Validation("table" if table else "relation", name, what, schema))
 
     def emit(
         self,
@@ -1237,6 +1244,19 @@ class _Compiler:
                     name,
                 )
                 action += f" USING {using}"
+            elif datatype != "invalid":
+                # Without USING, PostgreSQL converts the column itself by assignment.
+                self.validations.append(
+                    Validation(
+                        "using",
+                        quote_ident(name),
+                        self.what(w, change.id, "newdatatype"),
+                        table.target,
+                        datatype,
+                        name,
+                        tuple(self.columns.get(table.target, {}).items()),
+                    )
+                )
             actions.append(action)
             self.set_column(table, name, datatype)
             note = f"changes the type of {table.target}.{name}; this may rewrite the table"

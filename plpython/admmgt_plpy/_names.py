@@ -190,6 +190,7 @@ class _Scan:
     problem: str | None
     commas: tuple[int, ...] = ()
     subquery: str | None = None
+    parameter: str | None = None
 
 
 _DOLLAR_TAG = re.compile(r"\$([^\W\d]\w*)?\$")
@@ -214,6 +215,7 @@ def _scan(text: str) -> _Scan:
     semicolons: list[int] = []
     commas: list[int] = []
     subquery: str | None = None
+    parameter: str | None = None
     depth = 0
     brackets = 0
     after_open = False  # the last token was '(' (whitespace aside)
@@ -221,7 +223,7 @@ def _scan(text: str) -> _Scan:
     n = len(text)
 
     def scan(problem: str | None) -> _Scan:
-        return _Scan(tuple(semicolons), problem, tuple(commas), subquery)
+        return _Scan(tuple(semicolons), problem, tuple(commas), subquery, parameter)
 
     while i < n:
         char = text[i]
@@ -254,9 +256,10 @@ def _scan(text: str) -> _Scan:
             i = end
             continue
         if char == "$":
-            parameter = _PARAMETER.match(text, i)
-            if parameter:
-                i = parameter.end()
+            found = _PARAMETER.match(text, i)
+            if found:
+                parameter = parameter or found.group(0)
+                i = found.end()
                 continue
             tag = _DOLLAR_TAG.match(text, i)
             if tag:
@@ -339,6 +342,8 @@ def check_expression(text: object, *, what: str) -> str:
             "it contains ',' outside parentheses, which would end the expression and start "
             "another item of the statement"
         )
+    if reason is None and scan.parameter is not None:
+        reason = f"it contains a parameter ({scan.parameter}), which nothing would fill in"
     if reason is None and scan.subquery is not None:
         reason = (
             f"it contains a subquery ({scan.subquery} after '('), which PostgreSQL does not "
@@ -347,8 +352,8 @@ def check_expression(text: object, *, what: str) -> str:
     if reason is not None:
         raise MetadataError(
             f"{what}: {text!r} is refused as an SQL expression: {reason}; "
-            "write one expression, with no ';', top-level ',', subquery or comments "
-            "outside quotes"
+            "write one expression, with no ';', top-level ',', subquery, parameter or "
+            "comments outside quotes"
         )
     return stripped
 

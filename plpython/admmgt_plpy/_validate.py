@@ -15,7 +15,8 @@ transaction that the caller opened, with nothing executed:
    functions and set-returning functions), against a stand-in row with the
    table's columns at that point of the script (``jsonb_to_recordset('[]')``
    with a column list: no table is needed, so a table the script creates
-   works too). A default sees no columns at all;
+   works too). A default sees no columns at all. A value that converts to
+   its type only by an explicit cast is refused too (``_assignable``);
 4. an index predicate must also use only IMMUTABLE functions. With
    ``constraint_exclusion = on`` the planner proves ``P AND NOT P`` false
    only from clauses free of mutable functions (the same
@@ -111,21 +112,30 @@ def script_problems(
     problems: list[str] = []
     failed_types: set[str] = set()
     for v in script.validations:
-        if v.kind == "datatype":
-            problem = _datatype(session, v)
-            if problem:
-                failed_types.add(v.text)
-        elif v.kind == "tablespace":
-            problem = _tablespace(session, v)
-        elif v.kind in ("relation", "table"):
-            problem = _name_taken(session, v, earlier)
-        elif v.kind in _KIND:
-            problem = _expression(session, v, earlier, failed_types)
-        else:
-            problem = None
+        try:
+            problem = _check(session, v, earlier, failed_types)
+        except RemoteError as exc:  # anything the checks did not expect still refuses
+            problem = f"{v.what}: {v.text!r} was refused by the template's server: {exc.describe()}"
         if problem:
             problems.append(problem)
     return problems
+
+
+def _check(
+    session: _Session, v: Validation, earlier: Sequence[CompiledScript], failed_types: set[str]
+) -> str | None:
+    if v.kind == "datatype":
+        problem = _datatype(session, v)
+        if problem:
+            failed_types.add(v.text)
+        return problem
+    if v.kind == "tablespace":
+        return _tablespace(session, v)
+    if v.kind in ("relation", "table"):
+        return _name_taken(session, v, earlier)
+    if v.kind in _KIND:
+        return _expression(session, v, earlier, failed_types)
+    return None
 
 
 def _datatype(session: _Session, v: Validation) -> str | None:
@@ -221,6 +231,38 @@ def _expression(
     session.run(f"DEALLOCATE {_STATEMENT}")
     if v.kind == "predicate":
         return _immutable(session, v, source, value)
+    if datatype is not None:
+        return _assignable(session, v, source, datatype, kind)
+    return None
+
+
+def _assignable(
+    session: _Session, v: Validation, source: str, datatype: str, kind: str
+) -> str | None:
+    """A default or USING value must convert to its column's type without an
+    explicit cast (PostgreSQL's assignment conversion). ``::`` in the first
+    check allows more, so the value's type must also unite with the column's
+    type (UNION, implicit casts only) unless the column's type is a string
+    type, to which every value converts on assignment."""
+    try:
+        session.run(
+            f"PREPARE {_STATEMENT} AS SELECT ({v.text}){source} UNION ALL SELECT NULL::{datatype}"
+        )
+    except RemoteError as exc:
+        rows = session.run(
+            "SELECT t.typcategory::text AS category FROM pg_catalog.pg_type AS t"
+            f" WHERE t.oid = {quote_literal(datatype)}::regtype",
+            "category text",
+        )
+        if exc.sqlstate == "42804" and rows and rows[0]["category"] == "S":
+            return None
+        message = exc.message.replace("UNION types", "types")
+        return (
+            f"{v.what}: {v.text!r} is refused as {kind} of type {datatype} by the template's "
+            f"server: {exc.sqlstate} {message}; PostgreSQL converts it to the column's type "
+            f"only where no explicit cast is needed, so cast the value to {datatype} yourself"
+        )
+    session.run(f"DEALLOCATE {_STATEMENT}")
     return None
 
 

@@ -846,7 +846,7 @@ def test_index_problems() -> None:
         "name of script_indexes row 1; give one of them another name",
         "script 2, script_indexes row 3, wherepredicate: 'true) ; drop table x; --' is "
         "refused as an SQL expression: it has an unmatched ')'; write one expression, with "
-        "no ';', top-level ',', subquery or comments outside quotes",
+        "no ';', top-level ',', subquery, parameter or comments outside quotes",
         "script 2, script_indexes row 4, columnnames: the index has no columns; list the "
         "column names to index",
         "script 2, script_indexes row 5, columnnames[1]: 'a b' is not a valid identifier: "
@@ -936,7 +936,7 @@ def test_all_problems_of_a_script_are_reported_together() -> None:
         "only, e.g. numeric(12,2) or text[]",
         "script 4, script_table_columns row 31, defaultval: '0); drop table x; --' is "
         "refused as an SQL expression: it has an unmatched ')'; write one expression, with "
-        "no ';', top-level ',', subquery or comments outside quotes",
+        "no ';', top-level ',', subquery, parameter or comments outside quotes",
         "script 4, script_table_columns row 32, defaultval: '1' is set on an identity "
         "column; clear defaultval or isidentity",
     )

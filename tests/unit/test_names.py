@@ -166,7 +166,7 @@ def test_check_datatype_refuses_empty() -> None:
         "coalesce(a, b) + (1 * 2)",
         "amount::numeric(12,2)",
         "status = ANY (ARRAY['a', 'b'])",
-        "a$b$c > $1",
+        "a$b$c > 1",
         "x - 1",
         "'--not a comment'",
         "U&'d\\0061t'",
@@ -215,6 +215,7 @@ SUBQUERY = (
         ("1e'\\'' ; 'x'", "it contains ';' outside quotes"),
         ("a]", "it has an unmatched ']'"),
         ("ARRAY[1", "it has an unmatched '['"),
+        ("a$b$c > $1", "it contains a parameter ($1), which nothing would fill in"),
         # issue 20: a top-level comma ends one item of ALTER/CREATE TABLE and starts another
         ("'a', evil int", TOP_LEVEL_COMMA),
         ("'x', drop column k1", TOP_LEVEL_COMMA),
@@ -236,7 +237,8 @@ def test_check_expression_refuses(text: str, reason: str) -> None:
         check_expression(text, what=what)
     assert caught.value.message == (
         f"{what}: {text!r} is refused as an SQL expression: {reason}; "
-        "write one expression, with no ';', top-level ',', subquery or comments outside quotes"
+        "write one expression, with no ';', top-level ',', subquery, parameter or comments "
+        "outside quotes"
     )
 
 
