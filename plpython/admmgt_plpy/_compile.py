@@ -591,6 +591,7 @@ class _PartitionPlan:
     tablespace: str | None
     children: tuple[_ListChild, ...]
     subcolumn: str | None
+    row_id: int = 0  # the (first) script_table_partitions row
 
 
 def compile_script(meta: ScriptMetadata, *, anchor: date) -> CompiledScript:
@@ -1024,7 +1025,7 @@ class _Compiler:
             tablespace = self.tablespace(
                 first.parttbs, self.what(w, first.id, "parttbs"), table.target
             )
-            return _PartitionPlan("range", column, interval, tablespace, (), None)
+            return _PartitionPlan("range", column, interval, tablespace, (), None, first.id)
         children: list[_ListChild] = []
         values: dict[str, int] = {}
         subcolumns: dict[str, int] = {}
@@ -1131,9 +1132,19 @@ class _Compiler:
         bound = f"FOR VALUES FROM ({range_bound_literal(lo)}) TO ({range_bound_literal(hi)})"
         return child_suffix(interval, lo), bound
 
+    def bound_value(
+        self, table: _Table, literal: str, row_id: int, field: str, column: str
+    ) -> None:
+        """Have the template check that a partition bound suits its column's type."""
+        datatype = self.columns.get(table.target, {}).get(column)
+        what = self.what("script_table_partitions", row_id, field)
+        self.validations.append(Validation("value", literal, what, table.target, datatype, column))
+
     def create_partitions(self, table: _Table, plan: _PartitionPlan, hasdefault: bool) -> None:
         owner_table = f"script_tables row {table.row.id}"
         if plan.kind == "range" and plan.interval is not None:
+            lo = range_bound_literal(period_start(plan.interval, self.anchor))
+            self.bound_value(table, lo, plan.row_id, "partcolumnname", plan.column)
             suffix, bound = self.range_bound(plan.interval)
             self.create_partition(
                 table,
@@ -1145,6 +1156,9 @@ class _Compiler:
             )
         for child in plan.children:
             owner = f"script_table_partitions row {child.row_id}"
+            self.bound_value(
+                table, quote_literal(child.value), child.row_id, "partvalue", plan.column
+            )
             list_name = child_name(table.name, plan.column, child.value)
             subcolumn = plan.subcolumn if child.sub_interval is not None else None
             self.create_partition(
@@ -1373,6 +1387,8 @@ class _Compiler:
             constraint_owners[key] = rows[0].id
             compiled.append((key, sql))
         for (schema, child, sql_name), sql in sorted(compiled):
+            what = self.what(w, constraint_owners[(schema, child, sql_name)], "constraintname")
+            self.validations.append(Validation("constraint", sql_name, what, f"{schema}.{child}"))
             self.emit(sql, "foreign_key", f"{schema}.{child}", name=sql_name)
 
     def foreign_key(
@@ -1469,6 +1485,17 @@ class _Compiler:
                 f"{self.what(w, index.id, 'concurrently')}: {table.target} is partitioned, "
                 "and PostgreSQL cannot build an index CONCURRENTLY on a partitioned table; "
                 "set concurrently to 0, or build it per partition with script_steps"
+            )
+        for i, column in enumerate(columns, start=1):
+            self.validations.append(
+                Validation(
+                    "column",
+                    quote_ident(column),
+                    self.what(w, index.id, f"columnnames[{i}]"),
+                    table.target,
+                    column=column,
+                    columns=tuple(self.columns.get(table.target, {}).items()),
+                )
             )
         given = self.name(index.indexname, self.what(w, index.id, "indexname"))
         name = given if given is not None else child_name(table.name, *columns, "idx")

@@ -9,13 +9,15 @@ transaction that the caller opened, with nothing executed:
 2. no relation (and, for a table, no type) already has a name the script
    creates, on the template or in an earlier script of the same run:
    ``CREATE INDEX IF NOT EXISTS`` would skip it, ``CREATE TABLE`` would fail;
+   nor has the child table a constraint of a foreign key's name;
 3. every expression is PREPAREd -- parsed and analysed, never executed -- as
    exactly one expression of its kind, converted to its column's type, in a
    WHERE clause (so that PostgreSQL itself refuses aggregates, window
    functions and set-returning functions), against a stand-in row with the
    table's columns at that point of the script (``jsonb_to_recordset('[]')``
    with a column list: no table is needed, so a table the script creates
-   works too). A default sees no columns at all. A value that converts to
+   works too). A default and a partition bound see no columns at all; an
+   index column must be one of the stand-in's. A value that converts to
    its type only by an explicit cast is refused too (``_assignable``);
 4. an index predicate must also use only IMMUTABLE functions. With
    ``constraint_exclusion = on`` the planner proves ``P AND NOT P`` false
@@ -44,6 +46,8 @@ _KIND = {
     "default": "a default",
     "using": "a USING expression",
     "predicate": "an index predicate",
+    "value": "a partition bound",
+    "column": "an index column",
 }
 _COLUMNS = """
 SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
@@ -133,6 +137,8 @@ def _check(
         return _tablespace(session, v)
     if v.kind in ("relation", "table"):
         return _name_taken(session, v, earlier)
+    if v.kind == "constraint":
+        return _constraint_taken(session, v)
     if v.kind in _KIND:
         return _expression(session, v, earlier, failed_types)
     return None
@@ -184,6 +190,22 @@ def _name_taken(session: _Session, v: Validation, earlier: Sequence[CompiledScri
     )
 
 
+def _constraint_taken(session: _Session, v: Validation) -> str | None:
+    schema, _, table = v.target.partition(".")
+    rows = session.run(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = "
+        f"pg_catalog.to_regclass({quote_literal(qualified(schema, table))}) AND conname = "
+        f"{quote_literal(v.text)}) AS taken",
+        "taken boolean",
+    )
+    if rows and rows[0]["taken"]:
+        return (
+            f"{v.what}: table {v.target} already has a constraint {v.text} on the template; "
+            "give the foreign key another constraintname"
+        )
+    return None
+
+
 def _columns(session: _Session, v: Validation, earlier: Sequence[CompiledScript]) -> dict[str, str]:
     """The columns of ``v.target`` at ``v``'s point of the script: name -> type."""
     columns: dict[str, str | None] = dict(session.catalog_columns(v.target))
@@ -209,7 +231,7 @@ def _expression(
     value = f"({v.text})" if datatype is None else f"(({v.text})::{datatype})"
     condition = f"{value} IS NULL" if v.kind != "predicate" else value
     table = v.target.partition(".")[2]
-    if v.kind == "default":
+    if v.kind in ("default", "value"):
         source = ""  # a default may refer to no column
     elif columns:
         listed = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns.items())
@@ -231,7 +253,7 @@ def _expression(
     session.run(f"DEALLOCATE {_STATEMENT}")
     if v.kind == "predicate":
         return _immutable(session, v, source, value)
-    if datatype is not None:
+    if datatype is not None and v.kind != "column":
         return _assignable(session, v, source, datatype, kind)
     return None
 

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from admmgt_plpy._calendar import child_name
 from tests.db.fleet import Notices, call, make_template
 from tests.fix_db import connect
 
@@ -81,14 +82,24 @@ def new_script(admin: Conn, sid: int) -> None:
     )
 
 
-def new_table(admin: Conn, sid: int, name: str) -> int:
+def new_table(
+    admin: Conn,
+    sid: int,
+    name: str,
+    *,
+    schema: str = SCHEMA,
+    tblspace: str | None = None,
+    haspart: int = 0,
+) -> int:
     return one(
         admin,
-        "INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, status)"
-        " VALUES (%s, %s, %s, 1)",
+        "INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, tblspace, haspart,"
+        " status) VALUES (%s, %s, %s, %s, %s, 1)",
         sid,
-        SCHEMA,
+        schema,
         name,
+        tblspace,
+        haspart,
     )
 
 
@@ -121,15 +132,50 @@ def change(admin: Conn, sid: int, tid: int, column: str, **values: Any) -> int:
     )
 
 
-def index(admin: Conn, sid: int, tid: int, name: str | None, predicate: str | None = None) -> int:
+def index(
+    admin: Conn,
+    sid: int,
+    tid: int,
+    name: str | None,
+    predicate: str | None = None,
+    *,
+    columns: tuple[str, ...] = ("k1",),
+    method: str | None = None,
+) -> int:
     return one(
         admin,
         "INSERT INTO admmgt.script_indexes (scriptid, tableid, indexname, columnnames,"
-        " wherepredicate, status) VALUES (%s, %s, %s, '{k1}', %s, 1)",
+        " wherepredicate, method, status) VALUES (%s, %s, %s, %s, %s, coalesce(%s, 'btree'), 1)",
         sid,
         tid,
         name,
+        list(columns),
         predicate,
+        method,
+    )
+
+
+def partition(admin: Conn, tid: int, column: str, value: str) -> int:
+    return one(
+        admin,
+        "INSERT INTO admmgt.script_table_partitions (tableid, partcolumnname, parttype,"
+        " partvalue) VALUES (%s, %s, 'list', %s)",
+        tid,
+        column,
+        value,
+    )
+
+
+def foreign_key(admin: Conn, sid: int, child: str, name: str) -> int:
+    return one(
+        admin,
+        "INSERT INTO admmgt.script_table_fkeys (scriptid, schemaname, childtablename,"
+        " childcolumnname, parenttablename, parentcolumnname, constraintname, status)"
+        " VALUES (%s, %s, %s, 'h', 'pk1', 'id', %s, 1)",
+        sid,
+        SCHEMA,
+        child,
+        name,
     )
 
 
@@ -137,8 +183,15 @@ BASE_COLUMNS = (("k1", "integer"), ("k2", "text"), ("k3", "integer"), ("v", "int
 
 
 def base_tables(admin: Conn, names: list[str]) -> dict[str, int]:
-    """Script 1: one table per name, columns k1 int, k2 text, k3 int, v int, s text."""
+    """Script 1: one table per name, columns k1 int, k2 text, k3 int, v int, s text,
+    and pk1 (id bigint primary key) for foreign keys to refer to."""
     new_script(admin, 1)
+    pk1 = new_table(admin, 1, "pk1")
+    admin.execute(
+        "INSERT INTO admmgt.script_table_columns (tableid, scriptid, columnname, datatype,"
+        " nullable, isprimarykey, status) VALUES (%s, 1, 'id', 'bigint', 0, 1, 1)",
+        (pk1,),
+    )
     ids = {}
     for name in names:
         ids[name] = new_table(admin, 1, name)
@@ -159,9 +212,10 @@ class Case:
     value: str
     ok: bool
     row: tuple[str, int, str] = ("", 0, "")  # (metadata table, row id, field) once written
-    relations: tuple[str, ...] = ()  # what it creates, as the metadata names them
-    table: str = ""  # the table whose columns it declares
+    relations: tuple[str, ...] = ()  # what it creates: "schema.name" or "schema name"
+    table: str = ""  # the table ("schema.name") whose columns it declares
     columns: tuple[str, ...] = ()  # ... and those columns, in order
+    constraints: tuple[str, ...] = ()  # constraint names it declares on that table
 
 
 Y, N = True, False
@@ -277,6 +331,26 @@ BAD_NAMES = [
     "x)",
 ]
 GOOD_NAMES = ["Mixed_Case", "\u00edndice", "a$b", "_u", "select", "\u00e9" * 30]
+# admmgt.script_indexes refuses any other method with a CHECK constraint.
+METHODS: list[tuple[str, bool]] = [("btree", Y), ("hash", Y), ("brin", Y)]
+INDEX_COLUMNS: list[tuple[str, bool]] = [
+    ("k1", Y),
+    ("K2", Y),
+    ("nosuch", N),
+    ('k1") where (true', N),
+    ("k1, k2", N),
+    ("k1 desc", N),
+    ("lower(k2)", N),
+]
+# List partition values: always literals; the child's name is derived from them.
+TEXT_VALUES = [
+    "o'hara",
+    "a, b); drop table mgttest.b1; --",
+    "$$x",
+    "\\'; select 1; --",
+    "\u00e9t\u00e9",
+]
+INT_VALUES: list[tuple[str, bool]] = [("12", Y), ("abc", N), ("1); drop table mgttest.b1; --", N)]
 TYPES: list[tuple[str, bool]] = [
     ("int; drop table mgttest.b1", N),
     ("int, evil int", N),
@@ -307,10 +381,16 @@ def cases() -> list[Case]:
         add(field, "k1", field == "usingexpr")
     for value, ok in PREDICATES:
         add("wherepredicate", value, ok)
-    for field in ("indexname", "tablename", "columnname"):
+    for field in ("indexname", "tablename", "columnname", "schemaname", "constraintname"):
         for name in BAD_NAMES:
             add(field, name, False)
-        suffix = {"indexname": "_i", "tablename": "_t", "columnname": ""}[field]
+        suffix = {
+            "indexname": "_i",
+            "tablename": "_t",
+            "columnname": "",
+            "schemaname": "_s",
+            "constraintname": "_c",
+        }[field]
         for name in GOOD_NAMES:
             add(field, name[: 63 - len(suffix.encode())] + suffix if name else name, True)
     add("indexname", "b100", False)  # an existing table's name
@@ -318,7 +398,24 @@ def cases() -> list[Case]:
     for field in ("datatype", "newdatatype"):
         for value, ok in TYPES:
             add(field, value, ok)
+    for name in BAD_NAMES[:8]:
+        add("tblspace", name, not name.strip())  # blank: the default tablespace, like NULL
+    add("tblspace", "nosuch_space", False)
+    add("tblspace", "pg_default", True)
+    for value, ok in METHODS:
+        add("method", value, ok)
+    for value, ok in INDEX_COLUMNS:
+        add("columnnames", value, ok)
+    for value in TEXT_VALUES:
+        add("partvalue (text)", value, True)
+    for value, ok in INT_VALUES:
+        add("partvalue (int)", value, ok)
     return found
+
+
+def q(name: str) -> str:
+    """A relation of the test schema, as the catalog snapshot names it."""
+    return f"{SCHEMA}.{name}"
 
 
 def fold(name: str) -> str:
@@ -335,11 +432,11 @@ def write(admin: Conn, case: Case, base: dict[str, int]) -> None:
         tid = new_table(admin, sid, f"f{sid}")
         row = new_column(admin, sid, tid, "h", "text", value)
         case.row = ("script_table_columns", row, "defaultval")
-        case.relations, case.table, case.columns = (f"f{sid}",), f"f{sid}", ("h",)
+        case.relations, case.table, case.columns = (q(f"f{sid}"),), q(f"f{sid}"), ("h",)
     elif case.field == "defaultval (added column)":
         row = new_column(admin, sid, base[b], "h", "text", value)
         case.row = ("script_table_columns", row, "defaultval")
-        case.table, case.columns = b, (*(c for c, _ in BASE_COLUMNS), "s", "h")
+        case.table, case.columns = q(b), (*(c for c, _ in BASE_COLUMNS), "s", "h")
     elif case.field in ("setdefault", "usingexpr", "newdatatype"):
         if case.field == "setdefault":
             row = change(admin, sid, base[b], "s", setdefault=value)
@@ -348,20 +445,55 @@ def write(admin: Conn, case: Case, base: dict[str, int]) -> None:
         else:
             row = change(admin, sid, base[b], "v", newdatatype=value)
         case.row = ("script_column_changes", row, case.field)
-        case.table, case.columns = b, (*(c for c, _ in BASE_COLUMNS), "s")
+        case.table, case.columns = q(b), (*(c for c, _ in BASE_COLUMNS), "s")
     elif case.field == "wherepredicate":
         row = index(admin, sid, base[b], f"i{sid}", value)
         case.row = ("script_indexes", row, "wherepredicate")
-        case.relations = (f"i{sid}",)
+        case.relations = (q(f"i{sid}"),)
     elif case.field == "indexname":
         row = index(admin, sid, base[b], value)
         case.row = ("script_indexes", row, "indexname")
-        case.relations = (fold(value),)
+        case.relations = (q(fold(value)),)
+    elif case.field in ("method", "columnnames"):
+        if case.field == "method":
+            row = index(admin, sid, base[b], f"i{sid}", method=value)
+        else:
+            row = index(admin, sid, base[b], f"i{sid}", columns=(value,))
+        case.row = ("script_indexes", row, "method" if case.field == "method" else "columnnames[1]")
+        case.relations = (q(f"i{sid}"),)
     elif case.field == "tablename":
         tid = new_table(admin, sid, value)
         new_column(admin, sid, tid, "h", "text")
         case.row = ("script_tables", tid, "tablename")
-        case.relations, case.table, case.columns = (fold(value),), fold(value), ("h",)
+        case.relations, case.table, case.columns = (q(fold(value)),), q(fold(value)), ("h",)
+    elif case.field in ("schemaname", "tblspace"):
+        if case.field == "schemaname":
+            tid = new_table(admin, sid, f"f{sid}", schema=value)
+            table = f"{fold(value)}.f{sid}"
+            case.relations = (table, f"schema {fold(value)}")
+        else:
+            tid = new_table(admin, sid, f"f{sid}", tblspace=value)
+            table = q(f"f{sid}")
+            case.relations = (table,)
+        new_column(admin, sid, tid, "h", "text")
+        case.row = ("script_tables", tid, case.field)
+        case.table, case.columns = table, ("h",)
+    elif case.field == "constraintname":
+        tid = new_table(admin, sid, f"f{sid}")
+        new_column(admin, sid, tid, "h", "bigint")
+        row = foreign_key(admin, sid, f"f{sid}", value)
+        case.row = ("script_table_fkeys", row, "constraintname")
+        case.relations, case.table, case.columns = (q(f"f{sid}"),), q(f"f{sid}"), ("h",)
+        case.constraints = (fold(value),)
+    elif case.field.startswith("partvalue"):
+        datatype = "text" if case.field == "partvalue (text)" else "integer"
+        tid = new_table(admin, sid, f"p{sid}", haspart=1)
+        new_column(admin, sid, tid, "h", datatype)
+        row = partition(admin, tid, "h", value)
+        case.row = ("script_table_partitions", row, "partvalue")
+        child = child_name(f"p{sid}", "h", value)  # the documented derivation
+        case.relations = (q(f"p{sid}"), q(child))
+        case.table, case.columns = q(f"p{sid}"), ("h",)
     elif case.field in ("columnname", "datatype"):
         tid = new_table(admin, sid, f"f{sid}")
         if case.field == "columnname":
@@ -370,7 +502,7 @@ def write(admin: Conn, case: Case, base: dict[str, int]) -> None:
             row = new_column(admin, sid, tid, "h", value)
         case.row = ("script_table_columns", row, case.field)
         name = fold(value) if case.field == "columnname" else "h"
-        case.relations, case.table, case.columns = (f"f{sid}",), f"f{sid}", (name,)
+        case.relations, case.table, case.columns = (q(f"f{sid}"),), q(f"f{sid}"), (name,)
     else:  # pragma: no cover - a case without a writer is a bug in this file
         raise AssertionError(case.field)
 
@@ -450,22 +582,25 @@ def test_hostile_values_in_every_field_run_nothing_undeclared(admin: Conn, templ
 
     # 0 statements the metadata did not declare, 0 objects under another name
     after = snapshot(dsn)
-    created = {f"{SCHEMA}.{name}" for c in accepted for name in c.relations}
+    created = {name for c in accepted for name in c.relations}
     assert set(after) - set(before) == created
     assert set(before) - set(after) == set()
-    owner = before[f"{SCHEMA}.b100"][1]
-    declared = {f"{SCHEMA}.{c.table}": c.columns for c in accepted if c.table}
+    owner = before[q("b100")][1]
+    declared = {c.table: c for c in accepted if c.table}
     for name, entry in after.items():
-        if name.startswith(f"{SCHEMA}."):
-            assert entry[1] == owner, name
-            assert entry[3] == [], name  # no constraint was declared anywhere
-            if name in declared:
-                assert column_names(entry) == list(declared[name]), name
-        if name in before and name not in declared and not name.startswith(f"{SCHEMA}.b"):
-            assert entry == before[name], name
-    for name in before:
-        if name.startswith(f"{SCHEMA}.b") and name not in declared:
-            assert column_names(after[name]) == column_names(before[name]), name
+        if name in created or name.startswith(q("b")):
+            assert entry[1] == owner, name  # nobody changed an owner
+        if name in declared:
+            assert column_names(entry) == list(declared[name].columns), name
+            # a declared foreign key is the only constraint a case may add
+            assert [c.split(" ")[0] for c in entry[3]] == list(declared[name].constraints), name
+        elif name in created:
+            assert entry[3] == [], name
+        elif name.startswith(q("b")):
+            assert column_names(entry) == column_names(before[name]), name
+            assert entry[3] == before[name][3], name
+        else:
+            assert entry == before[name], name  # nothing else changed
     print(
         f"{len(all_cases)} hostile values: {len(accepted)} accepted and applied,"
         f" {sum(1 for v in verdicts.values() if v[0] == 'compiler')} refused by the compiler,"

@@ -309,7 +309,8 @@ def test_demo_script_2_adds_a_column_to_an_earlier_table_and_a_new_table() -> No
 
 def test_validations_name_every_type_and_expression() -> None:
     result = demo_script_1()
-    values = tuple(v for v in result.validations if v.kind not in ("table", "relation"))
+    names_only = ("table", "relation", "value", "constraint")
+    values = tuple(v for v in result.validations if v.kind not in names_only)
     assert values[:5] == (
         Validation(
             "datatype",
@@ -354,6 +355,10 @@ def test_validations_name_every_type_and_expression() -> None:
     assert ("table", "mgttest", "customers") in names
     assert ("relation", "mgttest", "customers_pkey") in names
     assert ("table", "mgttest", "orders_region_eu_2026_10") in names
+    # ... and every partition bound against its column's type
+    assert ("value", "mgttest.orders", "'eu'") in names
+    assert ("value", "mgttest.orders", "'us'") in names
+    assert ("constraint", "mgttest.orders", "orders_customerid_fkey") in names
 
 
 def test_checksum_is_stable_and_depends_on_anchor_and_metadata() -> None:
@@ -807,7 +812,11 @@ def test_indexes() -> None:
         "mgttest.customers_profile_idx that IF NOT EXISTS would skip, so drop it before a "
         "retry"
     )
-    assert [v for v in result.validations if v.kind != "relation"] == [
+    assert [v.what for v in result.validations if v.kind == "column"][:2] == [
+        "script 2, script_indexes row 1, columnnames[1]",
+        "script 2, script_indexes row 1, columnnames[2]",
+    ]
+    assert [v for v in result.validations if v.kind not in ("relation", "column")] == [
         Validation(
             "predicate",
             "name <> ''",
