@@ -1018,3 +1018,37 @@ def test_rows_from_plpy_with_text_dates_arrays_and_booleans() -> None:
     assert [s.kind for s in result.steps] == ["drop_column", "create_index"]
     with pytest.raises(MetadataError, match=r"script_tables row 3, haspart: 'yes' is not an"):
         ScriptMetadata.from_rows(script(1), tables=[table(3, "t", haspart="yes")])
+
+
+def test_a_blank_or_padded_index_name_is_refused_not_replaced() -> None:
+    # issue 20: '' used to become orders_region_idx, ' x ' became x
+    found = problems(
+        script(2),
+        referenced_tables=[ORDERS],
+        indexes=[
+            index(1, 2, ["region"], indexname=""),
+            index(2, 2, ["region"], indexname=" by_region "),
+        ],
+    )
+    assert found == (
+        "script 2, script_indexes row 1, indexname: '' is not a name: it is blank; give the "
+        "name exactly, or NULL to let admmgt name it",
+        "script 2, script_indexes row 2, indexname: ' by_region ' is not a name: it has "
+        "spaces around it; give the name exactly, or NULL to let admmgt name it",
+    )
+
+
+def test_every_expression_is_emitted_in_parentheses() -> None:
+    # issue 20: a balanced, ;-free text cannot end its clause or start another item
+    result = compile_script(
+        ScriptMetadata.from_rows(
+            script(2),
+            referenced_tables=[ORDERS],
+            columns=[column(9, 2, "note", "text", scriptid=2, defaultval="'a, b'")],
+            indexes=[index(1, 2, ["region"], wherepredicate="region <> 'x'")],
+        ),
+        anchor=ANCHOR,
+    )
+    sql = [step.sql for step in result.steps]
+    assert sql[0].endswith("ADD COLUMN \"note\" text DEFAULT ('a, b')")
+    assert sql[1].endswith("WHERE (region <> 'x')")
