@@ -52,7 +52,6 @@ from admmgt_plpy._scripts import (
     load_applied,
     load_script,
     refuse_changed,
-    validation_queries,
 )
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._sync import Definition
@@ -65,6 +64,7 @@ from admmgt_plpy._transient import (
     find_blockers,
     retryable,
 )
+from admmgt_plpy._validate import READ_ONLY, TemplateBusy, script_problems
 
 # ------------------------------------------------------------------ entry points
 
@@ -182,7 +182,8 @@ def _validate_on_template(
     chain: list[Script],
     refuse: Callable[[Script, str], None],
 ) -> list[Script]:
-    """Refuse out-of-order scripts, then check types and tablespaces on the template.
+    """Refuse out-of-order scripts, then have the template's server check every
+    ready script (types, tablespaces, names, expressions: admmgt_plpy._validate).
 
     Read-only: the template is not changed before every ready script passed.
     ``refuse(script, why)`` records a refusal (status 3 in a run; a NOTICE and
@@ -216,22 +217,25 @@ def _validate_on_template(
                 ),
             )
             chain = [s for s in chain if s.id != script.id]
-        checks = [(s, d, q) for s in chain if s.status == 1 for d, q in validation_queries(s)]
-        dblink.query(conn, "BEGIN READ ONLY")
-        for script, what, query in checks:
-            try:
-                ok = dblink.query(conn, query, "ok boolean")[0]["ok"]
-                problem = None if ok else what
-            except RemoteError as exc:
-                if retryable(exc.sqlstate):
-                    raise  # not the script's fault: handled below
-                problem = f"{what}: {exc.message}"
-                dblink.query(conn, "ROLLBACK")
-                dblink.query(conn, "BEGIN READ ONLY")
-            if problem:
-                refuse(script, f"validation on the template failed: {problem}")
+        # Every problem of a script at once (admmgt_plpy._validate), and the
+        # first script refused stops the chain: later ones may build on it.
+        pending = [s for s in chain if s.status == 1 and s.id not in have]
+        dblink.query(conn, READ_ONLY)
+        for index, script in enumerate(pending):
+            earlier = [s.compiled for s in pending[:index]]
+            problems = script_problems(dblink, conn, script.compiled, earlier)
+            if problems:
+                count = len(problems)
+                why = (
+                    f"validation on the template failed: {problems[0]}"
+                    if count == 1
+                    else f"validation on the template failed, {count} problems:\n"
+                    + "\n".join(problems)
+                )
+                refuse(script, why)
                 return [s for s in chain if s.id < script.id]
-    except RemoteError as exc:
+    except (RemoteError, TemplateBusy) as caught:
+        exc = caught.error if isinstance(caught, TemplateBusy) else caught
         blockers: list[dict[str, Any]] = []
         if exc.sqlstate in RETRYABLE and conn is not None:
             try:

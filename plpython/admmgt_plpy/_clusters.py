@@ -32,6 +32,7 @@ from admmgt_plpy._remote import (
     Outcome,
     RemoteError,
     Run,
+    check_options,
     redact,
 )
 from admmgt_plpy._runlog import RunRecorder
@@ -75,6 +76,8 @@ def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
         )
     if existing:
         _check_same(name, dict(existing[0]), given)
+    fdw_server = given.get("fdw_server") or (existing[0]["fdw_server"] if existing else None)
+    check_options(name, options, mapped=bool(fdw_server))  # routing: host, port, server only
     if name == home.cluster:
         raise AdmmgtError(
             f'cluster "{name}" holds the home template "{home.database}"; nothing to build',

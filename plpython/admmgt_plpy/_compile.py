@@ -29,6 +29,7 @@ partitions beyond the anchor period are maintenance's job.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -525,8 +526,15 @@ class Validation:
     """Something the server must accept before the template is touched.
 
     ``kind``: ``datatype`` (``SELECT %L::regtype``), ``tablespace`` (must exist),
-    or the SQL expressions ``default``, ``using`` and ``predicate`` (validated by
-    applying to the template; ``datatype`` then holds the column's type if known).
+    ``relation`` and ``table`` (a name this script creates in schema ``target``:
+    no relation, and for ``table`` no type either, may have it already), or
+    the SQL expressions ``default``, ``using`` and ``predicate``, which the
+    template's server parses as one expression of that kind
+    (admmgt_plpy._validate). For an expression, ``datatype`` is the type its
+    value must convert to (None: the column's type on the template),
+    ``column`` the column it belongs to, and ``columns`` the columns this
+    script has given ``target`` at that point: (name, type), type None for a
+    dropped column; the template's catalog has the others.
     """
 
     kind: str
@@ -534,14 +542,22 @@ class Validation:
     what: str
     target: str
     datatype: str | None = None
+    column: str | None = None
+    columns: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
 class CompiledScript:
+    """``columns``: (table, column, type) for every column the script creates,
+    adds, retypes (the new type) or drops (None), in step order; validation
+    of a later script in the same run reads them, since its template does not
+    have them yet."""
+
     script_id: int
     steps: tuple[Step, ...]
     checksum: str
     validations: tuple[Validation, ...]
+    columns: tuple[tuple[str, str, str | None], ...] = ()
 
 
 def _checksum(steps: Sequence[Step]) -> str:
@@ -591,6 +607,7 @@ class _PartitionPlan:
     tablespace: str | None
     children: tuple[_ListChild, ...]
     subcolumn: str | None
+    row_id: int = 0  # the (first) script_table_partitions row
     modulus: int | None = None  # hash: the number of children
     sub_modulus: int | None = None  # range: each range child is hash-partitioned
     sub_tablespace: str | None = None
@@ -621,6 +638,8 @@ class _Compiler:
         self.tables_by_name: dict[tuple[str, str], _Table] = {}
         self.tenant_contexts: set[tuple[str, str]] = set()
         self.invalid_count = 0
+        # The columns this script gives each table ("schema.table"), in step order.
+        self.columns: dict[str, dict[str, str | None]] = {}
 
     # problems and checks -------------------------------------------------
 
@@ -653,15 +672,40 @@ class _Compiler:
         return text
 
     def expression(
-        self, value: object, what: str, kind: str, target: str, datatype: str | None = None
+        self,
+        value: object,
+        what: str,
+        kind: str,
+        target: str,
+        datatype: str | None = None,
+        column: str | None = None,
     ) -> str:
+        """The checked expression, in parentheses: no text can close its clause."""
         try:
             text = check_expression(value, what=what)
         except MetadataError as error:
             self.problem(error.message)
-            return "NULL"
-        self.validations.append(Validation(kind, text, what, target, datatype))
-        return text
+            return "(NULL)"
+        columns = tuple(self.columns.get(target, {}).items())
+        self.validations.append(Validation(kind, text, what, target, datatype, column, columns))
+        return f"({text})"
+
+    def name(self, value: str | None, what: str) -> str | None:
+        """An optional object name: None when NULL; refused when blank or padded,
+        since it would otherwise be created under another name than given."""
+        if value is None:
+            return None
+        if not value.strip() or value != value.strip():
+            self.problem(
+                f"{what}: {value!r} is not a name: "
+                + ("it is blank" if not value.strip() else "it has spaces around it")
+                + "; give the name exactly, or NULL to let admmgt name it"
+            )
+            return self._placeholder()
+        return self.ident(value, what)
+
+    def set_column(self, table: _Table, name: str, datatype: str | None) -> None:
+        self.columns.setdefault(table.target, {})[name] = datatype
 
     def tablespace(self, value: str | None, what: str, target: str) -> str | None:
         if value is None or not value.strip():
@@ -676,14 +720,28 @@ class _Compiler:
         self.problem(f"{what}: {value!r} is not a flag; use 0 or 1")
         return False
 
-    def claim_relation(self, schema: str, name: str, owner: str) -> None:
-        """Refuse two objects of this script that would get the same relation name."""
+    def claim_relation(self, schema: str, name: str, owner: str, *, table: bool = False) -> None:
+        """Refuse two objects of this script that would get the same relation name,
+        and have the template checked for a relation (or, for a table, a type)
+        of that name: CREATE ... IF NOT EXISTS would skip, not create, the object."""
         other = self.relation_names.setdefault((schema, name), owner)
         if other != owner:
             self.problem(
                 f"script {self.script_id}, {owner}: the name {schema}.{name} is also the "
                 f"name of {other}; give one of them another name"
             )
+            return
+        # The template check names the row and the field the name comes from.
+        found = re.search(r"(script_\w+) row (\d+)", owner)
+        what = f"script {self.script_id}, {owner}"
+        if found is not None:
+            field = {"script_indexes": "indexname", "script_table_partitions": "partvalue"}.get(
+                found.group(1), "tablename"
+            )
+            what = f"script {self.script_id}, {found.group(0)}, {field}"
+            if owner != found.group(0):
+                what += f" ({owner})"
+        self.validations.append(Validation("table" if table else "relation", name, what, schema))
 
     def emit(
         self,
@@ -750,7 +808,14 @@ class _Compiler:
                 problems=tuple(self.problems),
             )
         steps = tuple(self.steps)
-        return CompiledScript(self.script_id, steps, _checksum(steps), tuple(self.validations))
+        columns = tuple(
+            (target, name, datatype)
+            for target, named in self.columns.items()
+            for name, datatype in named.items()
+        )
+        return CompiledScript(
+            self.script_id, steps, _checksum(steps), tuple(self.validations), columns
+        )
 
     # tables --------------------------------------------------------------
 
@@ -835,6 +900,7 @@ class _Compiler:
                 "default",
                 table.target,
                 datatype,
+                name,
             )
             parts.append(f"DEFAULT {expression}")
         if not nullable or identity or in_primary_key:
@@ -853,7 +919,7 @@ class _Compiler:
                 "create_schema",
                 table.schema,
             )
-        self.claim_relation(table.schema, table.name, f"script_tables row {row.id}")
+        self.claim_relation(table.schema, table.name, f"script_tables row {row.id}", table=True)
         haspart = self.flag(row.haspart, self.what(w, row.id, "haspart"))
         hasdefault = self.flag(row.hasdefault, self.what(w, row.id, "hasdefault"))
         tablespace = self.tablespace(row.tblspace, self.what(w, row.id, "tblspace"), table.target)
@@ -887,6 +953,7 @@ class _Compiler:
         definitions: list[str] = []
         if tenant is not None and tenant.column not in {name for _, name in checked}:
             definitions.append(f"{quote_ident(tenant.column)} {tenant.datatype} NOT NULL")
+            self.set_column(table, tenant.column, tenant.datatype)
         seen: dict[str, int] = {}
         for column, name in checked:
             if name in seen:
@@ -897,6 +964,7 @@ class _Compiler:
             seen[name] = column.id
             not_null = name in primary_key or (tenant is not None and name == tenant.column)
             definitions.append(self.column_sql(column, name, table, in_primary_key=not_null))
+            self.set_column(table, name, (column.datatype or "").strip() or None)
         if primary_key:
             key_name = child_name(table.name, "pkey")
             self.claim_relation(
@@ -1074,10 +1142,12 @@ class _Compiler:
                         "sub-partitioned; clear the subpart columns"
                     )
                 modulus = self.modulus(first.partvalue, self.what(w, first.id, "partvalue"))
-                return _PartitionPlan("hash", column, None, tablespace, (), None, modulus=modulus)
+                return _PartitionPlan(
+                    "hash", column, None, tablespace, (), None, first.id, modulus=modulus
+                )
             interval = self.interval(first.partvalue, self.what(w, first.id, "partvalue"))
             if not has_sub:
-                return _PartitionPlan("range", column, interval, tablespace, (), None)
+                return _PartitionPlan("range", column, interval, tablespace, (), None, first.id)
             subtype = fold(first.subparttype.strip()) if first.subparttype else None
             if subtype != "hash":
                 self.problem(
@@ -1093,6 +1163,7 @@ class _Compiler:
                 tablespace,
                 (),
                 subcolumn,
+                first.id,
                 sub_modulus=self.modulus(
                     first.subpartvalue, self.what(w, first.id, "subpartvalue")
                 ),
@@ -1211,7 +1282,7 @@ class _Compiler:
         partition_kind: str = "RANGE",
         tablespace: str | None = None,
     ) -> None:
-        self.claim_relation(table.schema, name, owner)
+        self.claim_relation(table.schema, name, owner, table=True)
         sql = (
             f"CREATE TABLE {qualified(table.schema, name)} PARTITION OF "
             f"{qualified(table.schema, parent)} {bound}"
@@ -1248,6 +1319,14 @@ class _Compiler:
                 tablespace=tablespace,
             )
 
+    def bound_value(
+        self, table: _Table, literal: str, row_id: int, field: str, column: str
+    ) -> None:
+        """Have the template check that a partition bound suits its column's type."""
+        datatype = self.columns.get(table.target, {}).get(column)
+        what = self.what("script_table_partitions", row_id, field)
+        self.validations.append(Validation("value", literal, what, table.target, datatype, column))
+
     def create_partitions(self, table: _Table, plan: _PartitionPlan, hasdefault: bool) -> None:
         owner_table = f"script_tables row {table.row.id}"
         if plan.kind == "hash" and plan.modulus is not None:
@@ -1256,6 +1335,8 @@ class _Compiler:
             )
             return
         if plan.kind == "range" and plan.interval is not None:
+            lo = range_bound_literal(period_start(plan.interval, self.anchor))
+            self.bound_value(table, lo, plan.row_id, "partcolumnname", plan.column)
             suffix, bound = self.range_bound(plan.interval)
             first = child_name(table.name, suffix)
             self.create_partition(
@@ -1279,6 +1360,9 @@ class _Compiler:
                 )
         for child in plan.children:
             owner = f"script_table_partitions row {child.row_id}"
+            self.bound_value(
+                table, quote_literal(child.value), child.row_id, "partvalue", plan.column
+            )
             list_name = child_name(table.name, plan.column, child.value)
             sub = child.sub_interval is not None or child.sub_modulus is not None
             self.create_partition(
@@ -1344,6 +1428,7 @@ class _Compiler:
             self.flag(column.isprimarykey, self.what(w, column.id, "isprimarykey"))
         name = self.ident(column.columnname, self.what(w, column.id, "columnname"))
         definition = self.column_sql(column, name, table, in_primary_key=False)
+        self.set_column(table, name, (column.datatype or "").strip() or None)
         note = None
         if column.nullable == 0 and column.isidentity != 1 and not (column.defaultval or ""):
             note = (
@@ -1385,9 +1470,24 @@ class _Compiler:
                     "using",
                     table.target,
                     datatype,
+                    name,
                 )
                 action += f" USING {using}"
+            elif datatype != "invalid":
+                # Without USING, PostgreSQL converts the column itself by assignment.
+                self.validations.append(
+                    Validation(
+                        "using",
+                        quote_ident(name),
+                        self.what(w, change.id, "newdatatype"),
+                        table.target,
+                        datatype,
+                        name,
+                        tuple(self.columns.get(table.target, {}).items()),
+                    )
+                )
             actions.append(action)
+            self.set_column(table, name, datatype)
             note = f"changes the type of {table.target}.{name}; this may rewrite the table"
         elif change.usingexpr is not None and change.usingexpr.strip():
             self.problem(
@@ -1409,6 +1509,7 @@ class _Compiler:
                 "default",
                 table.target,
                 datatype,
+                name,
             )
             actions.append(f"{column} SET DEFAULT {expression}")
         if change.setnullable is not None:
@@ -1459,6 +1560,7 @@ class _Compiler:
                 f"column {table.name}.{name} but dropintended is not set; set it to true "
                 "to confirm"
             )
+        self.set_column(table, name, None)
         self.emit(
             f"ALTER TABLE {table.sql_name} DROP COLUMN {quote_ident(name)}",
             "drop_column",
@@ -1484,11 +1586,7 @@ class _Compiler:
             schema = self.ident(row.schemaname, self.what(w, row.id, "schemaname"))
             child = self.ident(row.childtablename, self.what(w, row.id, "childtablename"))
             parent = self.ident(row.parenttablename, self.what(w, row.id, "parenttablename"))
-            constraint = None
-            if row.constraintname is not None and row.constraintname.strip():
-                constraint = self.ident(
-                    row.constraintname.strip(), self.what(w, row.id, "constraintname")
-                )
+            constraint = self.name(row.constraintname, self.what(w, row.id, "constraintname"))
             groups.setdefault((schema, child, parent, constraint), []).append(row)
         compiled: list[tuple[tuple[str, str, str], str]] = []
         constraint_owners: dict[tuple[str, str, str], int] = {}
@@ -1504,6 +1602,8 @@ class _Compiler:
             constraint_owners[key] = rows[0].id
             compiled.append((key, sql))
         for (schema, child, sql_name), sql in sorted(compiled):
+            what = self.what(w, constraint_owners[(schema, child, sql_name)], "constraintname")
+            self.validations.append(Validation("constraint", sql_name, what, f"{schema}.{child}"))
             self.emit(sql, "foreign_key", f"{schema}.{child}", name=sql_name)
 
     def foreign_key(
@@ -1601,16 +1701,28 @@ class _Compiler:
                 "and PostgreSQL cannot build an index CONCURRENTLY on a partitioned table; "
                 "set concurrently to 0, or build it per partition with script_steps"
             )
-        if index.indexname is not None and index.indexname.strip():
-            name = self.ident(index.indexname.strip(), self.what(w, index.id, "indexname"))
-        else:
-            name = child_name(table.name, *columns, "idx")
+        for i, column in enumerate(columns, start=1):
+            self.validations.append(
+                Validation(
+                    "column",
+                    quote_ident(column),
+                    self.what(w, index.id, f"columnnames[{i}]"),
+                    table.target,
+                    column=column,
+                    columns=tuple(self.columns.get(table.target, {}).items()),
+                )
+            )
+        given = self.name(index.indexname, self.what(w, index.id, "indexname"))
+        name = given if given is not None else child_name(table.name, *columns, "idx")
         self.claim_relation(table.schema, name, f"script_indexes row {index.id}")
         sql = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
         if concurrently:
-            sql += " CONCURRENTLY"
+            # IF NOT EXISTS only where a retry must find the index of an
+            # interrupted build; elsewhere a relation of the same name must
+            # fail the step, not silently leave the index uncreated.
+            sql += " CONCURRENTLY IF NOT EXISTS"
         sql += (
-            f" IF NOT EXISTS {quote_ident(name)} ON {table.sql_name} USING {method} "
+            f" {quote_ident(name)} ON {table.sql_name} USING {method} "
             f"({', '.join(quote_ident(c) for c in columns)})"
         )
         if index.wherepredicate is not None and index.wherepredicate.strip():
@@ -1620,7 +1732,7 @@ class _Compiler:
                 "predicate",
                 table.target,
             )
-            sql += f" WHERE ({predicate})"
+            sql += f" WHERE {predicate}"
         note = None
         if concurrently:
             note = (

@@ -12,6 +12,7 @@ template first (see docs/metadata.md).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from . import _errors
@@ -80,8 +81,19 @@ def check_identifier(name: object, *, what: str) -> str:
         )
     folded = fold(name)
     reason: str | None = None
+    # Python folds letters that PostgreSQL never folds (the Kelvin sign K to
+    # ASCII k, capital letters outside ASCII): such a name would be created
+    # under another name than the one given, so it is refused instead.
+    changed = next((c for c in name if ord(c) > 127 and c.lower() != c), None)
     if not folded:
         reason = "it is empty"
+    elif changed is not None:
+        reason = (
+            f"it contains {changed!r}, a letter outside ASCII that would be created as "
+            f"{changed.lower()!r}; write the name in lower case"
+        )
+    elif unicodedata.normalize("NFC", name) != name:
+        reason = "it is not in Unicode normal form NFC; retype it as composed characters"
     elif len(folded.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
         reason = f"it is {len(folded.encode('utf-8'))} bytes long"
     elif not identifier_char(folded[0], first=True):
@@ -166,14 +178,26 @@ def _unbalanced(text: str, pair: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Scan:
-    """What the lexer found outside quoted text."""
+    """What the lexer found outside quoted text.
+
+    ``commas``: ``,`` outside every parenthesis and bracket (a list separator
+    of the enclosing statement, never part of one expression). ``subquery``:
+    the keyword (SELECT, VALUES, TABLE or WITH) that starts a parenthesized
+    query, the only way a subquery can be written.
+    """
 
     semicolons: tuple[int, ...]
     problem: str | None
+    commas: tuple[int, ...] = ()
+    subquery: str | None = None
+    parameter: str | None = None
 
 
 _DOLLAR_TAG = re.compile(r"\$([^\W\d]\w*)?\$")
 _PARAMETER = re.compile(r"\$\d+")
+# A query in parentheses starts with one of these (after any more '('), so an
+# expression without one of them right after a '(' holds no subquery.
+_QUERY_KEYWORDS = frozenset({"select", "values", "table", "with"})
 
 
 def _scan(text: str) -> _Scan:
@@ -181,25 +205,43 @@ def _scan(text: str) -> _Scan:
 
     Understands '...' (with '' escapes), E'...' (backslash escapes too),
     "..." identifiers and $tag$...$tag$ bodies. Outside them it reports every
-    ``;`` and the first ``--``, ``/*`` or parenthesis imbalance. Identifier and
-    number runs are consumed whole so that ``a$b$`` is a name, not a dollar
-    quote, and only a lone ``e``/``E`` before a quote opens an escape string:
-    getting either wrong could hide a ``;`` inside what looks like a string.
+    ``;`` and top-level ``,``, the first ``--``, ``/*`` or parenthesis or
+    bracket imbalance, and the first keyword that opens a subquery. Identifier
+    and number runs are consumed whole so that ``a$b$`` is a name, not a
+    dollar quote, and only a lone ``e``/``E`` before a quote opens an escape
+    string: getting either wrong could hide a ``;`` inside what looks like a
+    string.
     """
     semicolons: list[int] = []
+    commas: list[int] = []
+    subquery: str | None = None
+    parameter: str | None = None
     depth = 0
+    brackets = 0
+    after_open = False  # the last token was '(' (whitespace aside)
     i = 0
     n = len(text)
+
+    def scan(problem: str | None) -> _Scan:
+        return _Scan(tuple(semicolons), problem, tuple(commas), subquery, parameter)
+
     while i < n:
         char = text[i]
+        if char.isspace():
+            i += 1
+            continue
+        opened, after_open = after_open, False
         if char.isalpha() or char == "_" or ord(char) > 127:
             start = i
             while i < n and (text[i].isalnum() or text[i] in "_$" or ord(text[i]) > 127):
                 i += 1
+            word = text[start:i].lower()
+            if opened and subquery is None and word in _QUERY_KEYWORDS:
+                subquery = word.upper()
             if i - start == 1 and text[start] in "eE" and i < n and text[i] == "'":
                 end = _end_of_quoted(text, i + 1, "'", backslash=True)
                 if end < 0:
-                    return _Scan(tuple(semicolons), "it has an unterminated E'...' string")
+                    return scan("it has an unterminated E'...' string")
                 i = end
             continue
         if char.isdigit():
@@ -210,42 +252,49 @@ def _scan(text: str) -> _Scan:
             end = _end_of_quoted(text, i + 1, char, backslash=False)
             if end < 0:
                 kind = "string" if char == "'" else "quoted identifier"
-                return _Scan(tuple(semicolons), f"it has an unterminated {kind}")
+                return scan(f"it has an unterminated {kind}")
             i = end
             continue
         if char == "$":
-            parameter = _PARAMETER.match(text, i)
-            if parameter:
-                i = parameter.end()
+            found = _PARAMETER.match(text, i)
+            if found:
+                parameter = parameter or found.group(0)
+                i = found.end()
                 continue
             tag = _DOLLAR_TAG.match(text, i)
             if tag:
                 close = text.find(tag.group(0), tag.end())
                 if close < 0:
-                    return _Scan(
-                        tuple(semicolons),
-                        f"it has an unterminated dollar-quoted string {tag.group(0)}",
-                    )
+                    return scan(f"it has an unterminated dollar-quoted string {tag.group(0)}")
                 i = close + len(tag.group(0))
                 continue
             i += 1
             continue
         if text.startswith("--", i) or text.startswith("/*", i):
-            return _Scan(
-                tuple(semicolons), f"it contains a comment ({text[i : i + 2]}) outside quotes"
-            )
+            return scan(f"it contains a comment ({text[i : i + 2]}) outside quotes")
         if char == ";":
             semicolons.append(i)
+        elif char == "," and depth == 0 and brackets == 0:
+            commas.append(i)
         elif char == "(":
             depth += 1
+            after_open = True
         elif char == ")":
             depth -= 1
             if depth < 0:
-                return _Scan(tuple(semicolons), "it has an unmatched ')'")
+                return scan("it has an unmatched ')'")
+        elif char == "[":
+            brackets += 1
+        elif char == "]":
+            brackets -= 1
+            if brackets < 0:
+                return scan("it has an unmatched ']'")
         i += 1
     if depth:
-        return _Scan(tuple(semicolons), "it has an unmatched '('")
-    return _Scan(tuple(semicolons), None)
+        return scan("it has an unmatched '('")
+    if brackets:
+        return scan("it has an unmatched '['")
+    return scan(None)
 
 
 def _end_of_quoted(text: str, i: int, quote: str, *, backslash: bool) -> int:
@@ -268,10 +317,15 @@ def _end_of_quoted(text: str, i: int, quote: str, *, backslash: bool) -> int:
 def check_expression(text: object, *, what: str) -> str:
     """Pre-check a default, USING expression or index predicate; return it stripped.
 
-    These are SQL text by nature, so they cannot be quoted: instead the lexer
-    refuses a ``;``, ``--`` or ``/*`` outside quoted text and unbalanced
-    parentheses, which is what could turn an expression into more statements.
-    The expression itself is validated by the server on the template.
+    These are SQL text by nature, so they cannot be quoted. The lexer refuses
+    what could make the text more than one expression: a ``;``, ``--`` or
+    ``/*`` outside quoted text, unbalanced parentheses or brackets, and a
+    ``,`` outside them (which would end one item of an ALTER TABLE or CREATE
+    TABLE list and start another). It also refuses subqueries, which
+    PostgreSQL allows in none of these places. The compiler emits the text
+    inside parentheses, so nothing in it can close the clause it is in; the
+    server then parses it as exactly one expression of its kind on the
+    template (admmgt_plpy._validate) before anything is applied.
     """
     if not isinstance(text, str) or not text.strip():
         raise MetadataError(
@@ -283,10 +337,23 @@ def check_expression(text: object, *, what: str) -> str:
     reason = scan.problem
     if reason is None and scan.semicolons:
         reason = "it contains ';' outside quotes"
+    if reason is None and scan.commas:
+        reason = (
+            "it contains ',' outside parentheses, which would end the expression and start "
+            "another item of the statement"
+        )
+    if reason is None and scan.parameter is not None:
+        reason = f"it contains a parameter ({scan.parameter}), which nothing would fill in"
+    if reason is None and scan.subquery is not None:
+        reason = (
+            f"it contains a subquery ({scan.subquery} after '('), which PostgreSQL does not "
+            "allow in a default, USING expression or index predicate"
+        )
     if reason is not None:
         raise MetadataError(
             f"{what}: {text!r} is refused as an SQL expression: {reason}; "
-            "write one expression, with no ';' or comments outside quotes"
+            "write one expression, with no ';', top-level ',', subquery, parameter or "
+            "comments outside quotes"
         )
     return stripped
 

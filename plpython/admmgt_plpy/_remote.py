@@ -47,6 +47,104 @@ def redact(text: str, conninfo: str | None = None) -> str:
     return _PASSWORD.sub(r"\1***", text)
 
 
+# libpq keywords that decide which server a connection reaches, or (service,
+# servicefile) read those from a file, or name the database admmgt chooses. They
+# come from clusters.host and clusters.port or, for a cluster whose password is
+# in a user mapping, from its foreign server only: libpq prefers hostaddr to
+# host, so a hostaddr in clusters.options would send that password elsewhere.
+ROUTING_KEYWORDS = ("host", "hostaddr", "port", "service", "servicefile", "dbname")
+# A mapped cluster's password goes only where its foreign server says, with the
+# credentials of its user mapping.
+MAPPED_KEYWORDS = ("passfile",)
+_KEYWORD = re.compile(r"[a-z_]+")
+
+
+def parse_options(cluster_name: str, text: str | None) -> list[tuple[str, str]]:
+    """(keyword, value) pairs of ``clusters.options``, read the way libpq reads a
+    connection string; anything else (a URI, a keyword without ``=``, an open
+    quote) is refused. Values are never echoed: one may be a secret."""
+    pairs: list[tuple[str, str]] = []
+    if text is None:
+        return pairs
+    i, n = 0, len(text)
+
+    def refuse(reason: str) -> AdmmgtError:
+        return AdmmgtError(
+            f'cluster "{cluster_name}": admmgt.clusters.options is not a list of libpq '
+            f"keyword=value settings: {reason}; nothing was connected",
+            hint="Write settings such as sslmode=verify-full connect_timeout=5, quoting a value "
+            "with spaces in single quotes (docs/clusters.md).",
+        )
+
+    if text.lstrip().startswith(("postgresql://", "postgres://")):
+        raise refuse("it is a URI")
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return pairs
+        start = i
+        while i < n and not text[i].isspace() and text[i] != "=":
+            i += 1
+        keyword = text[start:i]
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n or text[i] != "=" or not _KEYWORD.fullmatch(keyword):
+            raise refuse(f"{keyword[:40]!r} is not followed by = or is not a keyword")
+        i += 1
+        while i < n and text[i].isspace():
+            i += 1
+        value: list[str] = []
+        if i < n and text[i] == "'":
+            i += 1
+            while True:
+                if i >= n:
+                    raise refuse(f"the value of {keyword} has no closing quote")
+                if text[i] == "\\" and i + 1 < n:
+                    value.append(text[i + 1])
+                    i += 2
+                elif text[i] == "'":
+                    i += 1
+                    break
+                else:
+                    value.append(text[i])
+                    i += 1
+        else:
+            while i < n and not text[i].isspace():
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(text[i])
+                i += 1
+        pairs.append((keyword, "".join(value)))
+
+
+def check_options(cluster_name: str, text: str | None, *, mapped: bool) -> list[tuple[str, str]]:
+    """``parse_options``, refusing the keywords that are admmgt's or the foreign server's."""
+    pairs = parse_options(cluster_name, text)
+    refused = ROUTING_KEYWORDS + (MAPPED_KEYWORDS if mapped else ())
+    taken = sorted({k for k, _ in pairs if k in refused or k == "password"})
+    if taken:
+        where = (
+            "the host, port and credentials of a cluster with a user mapping come from its "
+            "foreign server only"
+            if mapped
+            else "the host and port come from admmgt.clusters.host and .port"
+        )
+        raise AdmmgtError(
+            f'cluster "{cluster_name}": admmgt.clusters.options sets {", ".join(taken)}, which '
+            f"admmgt does not take from options: {where}; nothing was connected",
+            hint="Remove "
+            + ", ".join(taken)
+            + " from admmgt.clusters.options"
+            + (
+                " and set them on the foreign server (ALTER SERVER ... OPTIONS (SET host ...))."
+                if mapped
+                else " and set admmgt.clusters.host and port."
+            ),
+        )
+    return pairs
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str
@@ -107,25 +205,31 @@ class Clusters:
     def conninfo(self, cluster_name: str, dbname: str) -> str:
         """A libpq connection string; it may hold a password, so it is never shown.
 
-        The cluster's own ``options`` come first, so that what admmgt sets here
-        wins (libpq takes the last of a repeated keyword): the database, and for
-        a cluster with a user mapping the host and port of its foreign server,
-        so that editing admmgt.clusters cannot send that password elsewhere.
+        The cluster's own ``options`` are parsed and may not set a routing
+        keyword (``ROUTING_KEYWORDS``; for a cluster with a user mapping also
+        ``passfile``): the host and port come from admmgt.clusters, or for a
+        cluster with a user mapping from its foreign server only, so that
+        editing admmgt.clusters cannot send that password elsewhere.
         """
         cluster = self.get(cluster_name)
-        parts: dict[str, str] = {}
-        if cluster_name != "local" and "connect_timeout" not in (cluster.options or ""):
+        mapped = bool(cluster.fdw_server)
+        # Parsed, checked and written again, never pasted: a keyword admmgt
+        # sets below cannot be given twice, nor hidden in a malformed string.
+        parts = dict(check_options(cluster_name, cluster.options, mapped=mapped))
+        if cluster_name != "local" and "connect_timeout" not in parts:
             parts["connect_timeout"] = "10"  # a silent host must not stall every cluster
         if cluster.host is None and cluster_name == "local":
             parts.update(
                 host=self.local_host, port=str(cluster.port or self.local_port), user=self.user
             )
-        else:
+        elif not mapped:
             if cluster.host:
                 parts["host"] = cluster.host
             if cluster.port:
                 parts["port"] = str(cluster.port)
-        if cluster.fdw_server:
+        if mapped:
+            # Host, hostaddr and port of the foreign server only (not
+            # clusters.host or .port, which an operator may edit).
             parts.update(self._fdw_options(cluster))
         # NOTICEs of remote sessions ("already exists, skipping") would go to
         # the server log through dblink's libpq; admmgt reports what matters.
@@ -134,8 +238,7 @@ class Clusters:
             application_name="admmgt",
             options=f"-c client_min_messages=warning -c lock_timeout={self.wait_timeout_ms}",
         )
-        text = " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
-        return f"{cluster.options} {text}" if cluster.options else text
+        return " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
 
     def _fdw_options(self, cluster: Cluster) -> dict[str, str]:
         """The foreign server's options, then its user mapping's (user, password)."""

@@ -17,7 +17,6 @@ from typing import Any
 
 from admmgt_plpy._compile import CompiledScript, ScriptMetadata, compile_script
 from admmgt_plpy._errors import AdmmgtError, MetadataError
-from admmgt_plpy._names import quote_literal
 
 # Each query takes the script id as $1. Rows come in id order, so the
 # metadata checksum does not depend on the plan.
@@ -161,31 +160,3 @@ def load_applied(plpy: Any, ids: Iterable[int], operation: str) -> list[Script]:
             problems.append(f"script {script_id}: its rows no longer compile ({exc.message})")
     refuse_changed(scripts, operation, problems)
     return scripts
-
-
-def validation_queries(script: Script) -> list[tuple[str, str]]:
-    """(description, query) pairs: each query must succeed on the template and return ok.
-
-    Data types go through regtype input, which parses exactly one type name:
-    a string smuggling SQL is a syntax error there, never executed.
-    """
-    checks = []
-    for v in script.compiled.validations:
-        if v.kind == "datatype":
-            checks.append(
-                (
-                    f"{v.what}: data type {v.text!r}",
-                    f"SELECT {quote_literal(v.text)}::regtype IS NOT NULL AS ok",
-                )
-            )
-        elif v.kind == "tablespace":
-            checks.append(
-                (
-                    f"{v.what}: tablespace {v.text!r} does not exist",
-                    (
-                        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tablespace WHERE spcname = "
-                        f"{quote_literal(v.text)}) AS ok"
-                    ),
-                )
-            )
-    return checks

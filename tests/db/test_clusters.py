@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -611,3 +612,68 @@ def test_a_script_failing_on_a_clusters_template_holds_back_only_that_cluster(
     assert fleet3.history("local", fleet3.prefix + "h2") == [(1, "apply")]
     status = fleet3.admin.execute("SELECT status FROM admmgt.scripts WHERE id = 1").fetchone()
     assert status == (1,)  # not applied everywhere yet: the next run tries c2 again
+
+
+# ------------------------------------------------------- routing (issue 20)
+
+
+class _Listener:
+    """Counts TCP connections to 127.0.0.1:port: where a redirected libpq would go."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.accepted = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stopped = True
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "hostaddr=127.0.0.1",
+        " hostaddr = '127.0.0.1' sslmode=disable",
+        "host=127.0.0.1 hostaddr=127.0.0.1",
+        "service=elsewhere",
+        "passfile=/tmp/elsewhere",
+    ],
+)
+def test_an_operator_cannot_send_a_mapped_password_elsewhere(fleet3: Fleet3, options: str) -> None:
+    fleet3.add("c3")
+    port = fleet3.remotes["c3"].sandbox.port  # the foreign server's port, on another address
+    listener = _Listener(port)
+    try:
+        fleet3.admin.execute(
+            "UPDATE admmgt.clusters SET options = %s WHERE name = 'c3'", (options,)
+        )
+        with pytest.raises(psycopg.Error) as refused:
+            fleet3.admin.execute("CALL admmgt.add_cluster('c3')")
+        orders_script(fleet3.admin)  # the template wave reaches c3's template copy
+        said = [str(refused.value)]
+        try:
+            said += fleet3.run("CALL admmgt.applyScripts()")
+        except psycopg.Error as exc:
+            said += [str(exc), *fleet3.notices.take()]
+    finally:
+        listener.close()
+    assert listener.accepted == 0
+    assert 'cluster "c3": admmgt.clusters.options sets' in said[0]
+    assert "from its foreign server only" in said[0]
+    assert any('cluster "c3": admmgt.clusters.options sets' in x for x in said[1:])
+    assert fleet3.history("c3", fleet3.template) == []
+    assert fleet3.databases("c3") == {fleet3.template}

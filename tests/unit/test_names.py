@@ -29,6 +29,9 @@ def test_metadata_error_is_the_package_error_with_a_hint() -> None:
     assert error.problems == ("bad",)
 
 
+NOT_FOLDED = "a letter outside ASCII that would be created as '{}'; write the name in lower case"
+
+
 def test_fold_lowers_like_unquoted_names() -> None:
     assert fold("BigClient") == "bigclient"
     assert fold("Straße") == "straße"
@@ -63,6 +66,10 @@ def test_check_identifier_accepts_and_folds(name: str, expected: str) -> None:
         ("tab\x00le", "it contains '\\x00'"),
         ("tab\nle", "it contains '\\n'"),
         ("a-b", "it contains '-'"),
+        # issue 20: Python would fold these to another name than PostgreSQL keeps
+        ("\u212a_idx", f"it contains '\u212a', {NOT_FOLDED.format('k')}"),
+        ("\u00c9tat", f"it contains '\u00c9', {NOT_FOLDED.format(chr(0xE9))}"),
+        ("e\u0301tat", "it is not in Unicode normal form NFC; retype it as composed characters"),
     ],
 )
 def test_check_identifier_refuses_with_what_value_and_rule(name: str, reason: str) -> None:
@@ -159,14 +166,32 @@ def test_check_datatype_refuses_empty() -> None:
         "coalesce(a, b) + (1 * 2)",
         "amount::numeric(12,2)",
         "status = ANY (ARRAY['a', 'b'])",
-        "a$b$c > $1",
+        "a$b$c > 1",
         "x - 1",
         "'--not a comment'",
         "U&'d\\0061t'",
+        # commas inside parentheses, brackets or quotes are one expression
+        "coalesce(a, b)",
+        "ARRAY[1, 2]",
+        "'a, evil int'",
+        "x IN (1, 2)",
+        "now()::timestamp with time zone",
+        '"select" > 0',
+        "selected > 0",
     ],
 )
 def test_check_expression_accepts(text: str) -> None:
     assert check_expression(f" {text} ", what="w") == text
+
+
+TOP_LEVEL_COMMA = (
+    "it contains ',' outside parentheses, which would end the expression and start another "
+    "item of the statement"
+)
+SUBQUERY = (
+    "it contains a subquery ({} after '('), which PostgreSQL does not allow in a default, "
+    "USING expression or index predicate"
+)
 
 
 @pytest.mark.parametrize(
@@ -188,6 +213,22 @@ def test_check_expression_accepts(text: str) -> None:
         # After a number an E string starts (PostgreSQL 15 lexes 1e'..' as 1, e'..'),
         # so the ; here is outside quotes and must be seen.
         ("1e'\\'' ; 'x'", "it contains ';' outside quotes"),
+        ("a]", "it has an unmatched ']'"),
+        ("ARRAY[1", "it has an unmatched '['"),
+        ("a$b$c > $1", "it contains a parameter ($1), which nothing would fill in"),
+        # issue 20: a top-level comma ends one item of ALTER/CREATE TABLE and starts another
+        ("'a', evil int", TOP_LEVEL_COMMA),
+        ("'x', drop column k1", TOP_LEVEL_COMMA),
+        ("'x', owner to pg_monitor", TOP_LEVEL_COMMA),
+        ("v::bigint, drop column k3", TOP_LEVEL_COMMA),
+        ("'a', constraint fz_evil check (true)", TOP_LEVEL_COMMA),
+        # issue 20: subqueries are allowed in no expression field
+        ("(select pg_sleep(5))", SUBQUERY.format("SELECT")),
+        ("(select 1) is null", SUBQUERY.format("SELECT")),
+        ("exists ( (SELECT 1) )", SUBQUERY.format("SELECT")),
+        ("x in (values (1))", SUBQUERY.format("VALUES")),
+        ("array(table t)", SUBQUERY.format("TABLE")),
+        ("(with q as (select 1) select * from q)", SUBQUERY.format("WITH")),
     ],
 )
 def test_check_expression_refuses(text: str, reason: str) -> None:
@@ -196,7 +237,8 @@ def test_check_expression_refuses(text: str, reason: str) -> None:
         check_expression(text, what=what)
     assert caught.value.message == (
         f"{what}: {text!r} is refused as an SQL expression: {reason}; "
-        "write one expression, with no ';' or comments outside quotes"
+        "write one expression, with no ';', top-level ',', subquery, parameter or comments "
+        "outside quotes"
     )
 
 
