@@ -313,17 +313,6 @@ def script_exists(conn: psycopg.Connection[Any], script_id: int) -> bool:
     return bool(_rows(conn, "SELECT 1 AS x FROM admmgt.scripts WHERE id = %s", (script_id,)))
 
 
-def refused_scripts(conn: psycopg.Connection[Any]) -> list[int]:
-    """Ready scripts that do not compile (plan_script refuses them), by id."""
-    refused = []
-    for row in _rows(conn, "SELECT id FROM admmgt.scripts WHERE status = 1 ORDER BY id"):
-        try:
-            _rows(conn, "SELECT count(*) AS n FROM admmgt.plan_script(%s)", (row["id"],))
-        except psycopg.Error:
-            refused.append(int(row["id"]))
-    return refused
-
-
 def plan(conn: psycopg.Connection[Any], script_id: int) -> list[dict[str, Any]]:
     """Rows of admmgt.plan_script(script_id), in the order applyScripts runs them."""
     return _rows(conn, "SELECT * FROM admmgt.plan_script(%s) ORDER BY step", (script_id,))

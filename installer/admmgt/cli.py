@@ -226,19 +226,20 @@ def _run(
 ) -> None:
     """CALL a procedure with a progress bar; print a summary; exit 1 if anything failed.
 
-    A dry run records no run: it exits 1 when a ready script would be refused.
+    A dry run records no run: it exits 1 when a ready script would be refused
+    (the dry run ends with an ERROR naming each).
     """
     feed = _shell.ProgressFeed(err, title)
     with connect(dsn, on_notice=feed) as conn:
         result = _shell.call(conn, statement, params, feed)
-        refused = _fleet.refused_scripts(conn) if dry_run and result.error is None else []
     if result.error is not None:
         result.error.show()
     if dry_run:
-        for script_id in refused:
-            console.print(f"dry run: script {script_id} would be refused (the NOTICE says why)")
+        # The dry run ends with an ERROR listing every script a real run would refuse.
+        if result.error is not None:
+            console.print("dry run: a real run would refuse what the ERROR above names")
         console.print("dry run: nothing was changed", highlight=False)
-        sys.exit(_shell.ATTENTION if refused or result.error else _shell.OK)
+        sys.exit(_shell.ATTENTION if result.error else _shell.OK)
     _shell.print_summary(console, result, title)
     sys.exit(result.exit_code)
 

@@ -214,7 +214,7 @@ def test_a_dry_run_with_a_script_that_would_be_refused_exits_1(
     assert dry.exit_code == 1, dry.output
     assert "NOTICE:  script 1 would be refused:" in dry.output
     assert dry.stdout.splitlines() == [
-        "dry run: script 1 would be refused (the NOTICE says why)",
+        "dry run: a real run would refuse what the ERROR above names",
         "dry run: nothing was changed",
     ]
 
