@@ -5,11 +5,11 @@ A table's ``lifecycle`` JSON is its retention policy (docs/maintenance.md):
 - a partitioned table: ``{"retention": "90 days", "action": "drop"}`` (or
   ``"detach"``, or ``"archive"`` with an optional ``"archive_schema"``):
   range children -- and the range sub-partitions of list children -- whose
-  upper bound is at or before today (UTC) - retention are dropped, detached
-  or detached and moved to the archive schema. The newest child of each
+  upper bound is at or before today (UTC, the fleet's clock: _clock) - retention
+  are dropped, detached or detached and moved to the archive schema. The newest child of each
   parent and default partitions are never touched;
 - a plain table: ``{"retention": "30 days", "column": "created_at"}`` (and an
-  optional ``"batch_size"``): rows whose column is older than now() -
+  optional ``"batch_size"``): rows whose column is older than fleet_now() -
   retention are deleted in batches, each batch its own short transaction.
 
 Every policy is checked (keys, types, identifiers, and the interval by the
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from admmgt_plpy import _clock
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._maintenance import (
@@ -182,8 +183,9 @@ def check_retention(plpy: Any, policy: Policy) -> tuple[date, str]:
     w = f"script_tables row {policy.table_id} ({policy.target}), lifecycle"
     plan = plpy.prepare(
         """SELECT $1::interval > interval '0' AS positive,
-                  (((now() AT TIME ZONE 'UTC')::date - $1::interval)::date)::text AS day,
-                  to_char((now() - $1::interval) AT TIME ZONE 'UTC',
+                  (((admmgt.fleet_now() AT TIME ZONE 'UTC')::date - $1::interval)::date)::text
+                  AS day,
+                  to_char((admmgt.fleet_now() - $1::interval) AT TIME ZONE 'UTC',
                           'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS cutoff""",
         ["text"],
     )
@@ -300,6 +302,7 @@ def lifecyclemgt(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     all_templates = templates(plpy)
     rules = load_rules(plpy)
     name = "lifecycleMgt (dry run)" if dry_run else "lifecycleMgt"
+    _clock.announce(plpy, name)
     if not rules:
         plpy.notice(
             f"{name}: no table of a script applied to the template has a retention policy "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
+from admmgt_plpy import _clock
 from admmgt_plpy._calendar import check_interval, child_name, child_suffix, periods
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
@@ -353,9 +354,7 @@ def applymaintenance(
     settings = load_settings(plpy)
     take_operation_lock(plpy, "maintenance", "applyMaintenance")
     all_templates = templates(plpy)
-    today = date.fromisoformat(
-        plpy.execute("SELECT (now() AT TIME ZONE 'UTC')::date::text AS d")[0]["d"]
-    )
+    today = _clock.announce(plpy, "applyMaintenance")
     through = today + timedelta(days=numdays)
     sets, problems = range_sets([dict(r) for r in plpy.execute(METADATA_QUERY)])
     for problem in problems:
