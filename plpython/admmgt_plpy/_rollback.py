@@ -39,7 +39,7 @@ def invert(step: Step) -> Step | None:
         sql = f"ALTER TABLE {_table(step.target)} DROP CONSTRAINT IF EXISTS {step.name}"
     elif step.kind == "create_index" and step.name:
         sql = f"DROP INDEX IF EXISTS {step.name}"
-    elif step.kind == "create_schema":
+    elif step.kind in ("create_schema", "set_tablespace"):  # the table's DROP undoes it
         return None
     else:
         raise ValueError(step.kind)

@@ -136,7 +136,8 @@ class Fleet:
             }
 
     def today(self) -> date:
-        row = self.admin.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
+        """Today (UTC) on the fleet's clock (admmgt.fleet_now, pinned or not)."""
+        row = self.admin.execute("SELECT (admmgt.fleet_now() AT TIME ZONE 'UTC')::date").fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]
 

@@ -30,7 +30,8 @@ def range_table(
     """A script creating mgttest.<name>, range-partitioned by `day` on column `on_day`."""
     s.script(admin, script_id, name)
     admin.execute(
-        "UPDATE admmgt.scripts SET created_date = now() - make_interval(days => %s) WHERE id = %s",
+        "UPDATE admmgt.scripts SET created_date = admmgt.fleet_now() - make_interval(days => %s)"
+        " WHERE id = %s",
         (anchor_days_ago, script_id),
     )
     table_id = s.table(
@@ -53,7 +54,8 @@ def orders_table(
     range-sub-partitioned on `orderdate` by the interval given (None: a plain list child)."""
     s.script(admin, script_id, "orders")
     admin.execute(
-        "UPDATE admmgt.scripts SET created_date = now() - make_interval(days => %s) WHERE id = %s",
+        "UPDATE admmgt.scripts SET created_date = admmgt.fleet_now() - make_interval(days => %s)"
+        " WHERE id = %s",
         (anchor_days_ago, script_id),
     )
     table_id = s.table(

@@ -391,7 +391,9 @@ def test_range_partition_with_default_and_tablespaces() -> None:
         '    "id" bigint NOT NULL,\n'
         '    "happened_on" date NOT NULL,\n'
         '    CONSTRAINT "events_pkey" PRIMARY KEY ("id", "happened_on")\n'
-        ') PARTITION BY RANGE ("happened_on") TABLESPACE "fast"',
+        ') PARTITION BY RANGE ("happened_on")',
+        # a partitioned table takes its tablespace this way (see the next test)
+        'ALTER TABLE "mgttest"."events" SET TABLESPACE "fast"',
         'CREATE TABLE "mgttest"."events_2026_10" PARTITION OF "mgttest"."events" '
         "FOR VALUES FROM ('2026-10-01') TO ('2027-01-01') TABLESPACE \"cold\"",
         'CREATE TABLE "mgttest"."events_default" PARTITION OF "mgttest"."events" DEFAULT',
@@ -407,6 +409,49 @@ def test_range_partition_with_default_and_tablespaces() -> None:
             "mgttest.events",
         ),
     ]
+
+
+def test_the_poc_demos_pg_default_goes_where_postgresql_accepts_it() -> None:
+    """PostgreSQL refuses TABLESPACE <the database's default> on a partitioned
+    relation (0A000), so partitioned relations get ALTER TABLE ... SET TABLESPACE
+    (accepted for every tablespace), and leaves keep the clause."""
+    result = compiled(
+        script(1),
+        tables=[table(1, "test_table", haspart=1, tblspace="pg_default")],
+        columns=[
+            column(1, 1, "id", "bigint", isprimarykey=1, isidentity=1, nullable=0),
+            column(5, 1, "status", "varchar(1)", nullable=0),
+            column(6, 1, "inactive_date", "timestamp"),
+        ],
+        partitions=[
+            partition(1, 1, "status", "list", "A", parttbs="pg_default"),
+            partition(
+                2,
+                1,
+                "status",
+                "list",
+                "X",
+                subpartcolumnname="INACTIVE_DATE",
+                subparttype="RANGE",
+                subpartvalue="quarter",
+                parttbs="pg_default",
+                subparttbs="pg_default",
+            ),
+        ],
+    )
+    assert [s.sql for s in result.steps[2:]] == [
+        'ALTER TABLE "mgttest"."test_table" SET TABLESPACE "pg_default"',
+        'CREATE TABLE "mgttest"."test_table_status_a" PARTITION OF "mgttest"."test_table" '
+        "FOR VALUES IN ('A') TABLESPACE \"pg_default\"",
+        'CREATE TABLE "mgttest"."test_table_status_x" PARTITION OF "mgttest"."test_table" '
+        "FOR VALUES IN ('X') PARTITION BY RANGE (\"inactive_date\")",
+        'ALTER TABLE "mgttest"."test_table_status_x" SET TABLESPACE "pg_default"',
+        'CREATE TABLE "mgttest"."test_table_status_x_2026_10" PARTITION OF '
+        "\"mgttest\".\"test_table_status_x\" FOR VALUES FROM ('2026-10-01') TO ('2027-01-01') "
+        'TABLESPACE "pg_default"',
+    ]
+    assert result.steps[1].sql.endswith('PARTITION BY LIST ("status")')
+    assert [s.kind for s in result.steps].count("set_tablespace") == 2
 
 
 @pytest.mark.parametrize(
@@ -458,7 +503,8 @@ def test_composite_default_partitions_and_unpartitioned_list_child() -> None:
     )
     assert [s.sql for s in result.steps[2:]] == [
         'CREATE TABLE "mgttest"."orders_region_eu" PARTITION OF "mgttest"."orders" '
-        'FOR VALUES IN (\'EU\') PARTITION BY RANGE ("orderdate") TABLESPACE "ts1"',
+        "FOR VALUES IN ('EU') PARTITION BY RANGE (\"orderdate\")",
+        'ALTER TABLE "mgttest"."orders_region_eu" SET TABLESPACE "ts1"',
         'CREATE TABLE "mgttest"."orders_region_eu_2026_10" PARTITION OF '
         "\"mgttest\".\"orders_region_eu\" FOR VALUES FROM ('2026-10-01') TO ('2026-11-01') "
         'TABLESPACE "ts2"',
