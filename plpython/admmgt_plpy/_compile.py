@@ -641,6 +641,13 @@ class _Compiler:
         if value is None or not value.strip():
             return None
         name = self.ident(value.strip(), what)
+        if name == "pg_global":
+            # The proof of concept dropped it silently; PostgreSQL refuses it for tables.
+            self.problem(
+                f"{what}: pg_global holds only shared system catalogs and takes no table; "
+                "write pg_default (or leave it empty) for the database's default tablespace"
+            )
+            return None
         self.validations.append(Validation("tablespace", name, what, target))
         return name
 

@@ -23,6 +23,7 @@ database's catalog and counts rows, lists what would go, and changes nothing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -98,6 +99,21 @@ class Policy:
         return f"{self.schema}.{self.table}"
 
 
+_POC_AGE = re.compile(r"\s*current_date\s*-\s*(\d+)\s*", re.IGNORECASE)
+
+
+def _poc_form(value: dict[str, Any]) -> tuple[str, int] | None:
+    """(column, days) if ``value`` is the proof of concept's lifecycle form,
+    ``{"status": "X", "inactive_date": "current_date-100"}``; else None."""
+    if "retention" in value:
+        return None
+    for key, item in value.items():
+        match = _POC_AGE.fullmatch(item) if isinstance(item, str) else None
+        if match:
+            return str(key), int(match.group(1))
+    return None
+
+
 def parse_policy(row: dict[str, Any]) -> Policy:
     """A script_tables row's ``lifecycle`` as a Policy, or MetadataError saying what to write.
 
@@ -117,6 +133,20 @@ def parse_policy(row: dict[str, Any]) -> Policy:
         value = None
     if not isinstance(value, dict):
         raise MetadataError(f"{w}: {raw!r} is not a JSON object; write {example}")
+    poc = _poc_form(value)
+    if poc is not None:
+        column, days = poc
+        if partitioned:
+            instead = f'{{"retention": "{days} days", "action": "drop"}}'
+            scope = "whole range partitions and sub-partitions of the table"
+        else:
+            instead = f'{{"retention": "{days} days", "column": "{column}"}}'
+            scope = f"every row whose {column} is older, whatever its other columns hold"
+        raise MetadataError(
+            f"{w}: {json.dumps(value)} is the proof of concept's form (rows matching the other "
+            f"keys whose {column} is before current_date - {days}); admmgt's retention removes "
+            f"{scope}: write {instead} (docs/from-poc.md)"
+        )
     allowed = PARTITIONED_KEYS if partitioned else PLAIN_KEYS
     for key in value:
         if key in allowed:

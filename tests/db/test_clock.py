@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import errors
 
 import admmgt
+from admmgt.cli import main
 from tests.db import clock
 from tests.db.fleet import Fleet
 
@@ -78,3 +81,20 @@ def test_every_date_dependent_run_says_the_clock_is_pinned(fleet: Fleet) -> None
     pinned = [x for x in lines if "the fleet's clock is pinned at 2026-06-30 12:00:00 UTC" in x]
     assert [x.split(":")[0] for x in pinned] == ["applyMaintenance", "lifecycleMgt"], lines
     assert "pinned by postgres (test)" in pinned[0]
+
+
+def test_admmgt_status_shows_a_pinned_clock(fleet: Fleet, admin_dsn: str) -> None:
+    def status(*args: str) -> str:
+        result = CliRunner().invoke(main, ["--dsn", admin_dsn, "status", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert "clock" not in status()
+    assert json.loads(status("--json"))["clock"] is None
+    clock.pin(fleet.admin, "2026-12-31")
+    assert "clock: pinned at 2026-12-31 12:00:00 UTC by postgres (test)" in status()
+    assert json.loads(status("--json"))["clock"] == {
+        "pinned_at": "2026-12-31 12:00:00 UTC",
+        "pinned_by": "postgres",
+        "reason": "test",
+    }

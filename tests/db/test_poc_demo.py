@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from admmgt._catalog import schema_snapshot
 from tests.db import clock
@@ -184,3 +185,25 @@ def test_the_poc_demo_as_written_brings_template_and_tenant_to_script_5(
     assert admin.execute("SELECT array_agg(status ORDER BY id) FROM admmgt.scripts").fetchone() == (
         [2, 2, 2, 2, 2],
     )
+
+    # The demo's lifecycle value is the proof of concept's own form: applyScripts
+    # took it (above); lifecycleMgt refuses it, changing nothing, and says what to
+    # write. Written so, it drops the X sub-partitions older than 100 days.
+    with pytest.raises(psycopg.Error) as refused:
+        admin.execute("call admmgt.lifecycleMgt()")
+    assert "script_tables row 1 (mgttest.test_table), lifecycle" in str(refused.value)
+    assert 'write {"retention": "100 days", "action": "drop"}' in str(refused.value)
+    admin.execute(
+        "update admmgt.script_tables set lifecycle = %s where id = 1",
+        ('{"retention": "100 days", "action": "drop"}',),
+    )
+    clock.pin(admin, "2027-06-01")  # 100 days before: 2027-02-21, after Q4 2026 ended
+    admin.execute("call admmgt.lifecycleMgt()")
+    for db in databases:
+        with connect(template_dsn.replace(f"dbname={template}", f"dbname={db}")) as conn:
+            names = [p[1] for p in clock.partitions(conn)]
+            assert names == [
+                "test_table_status_a",
+                "test_table_status_x",
+                "test_table_status_x_2027_01",
+            ], db

@@ -1041,3 +1041,17 @@ def test_rows_from_plpy_with_text_dates_arrays_and_booleans() -> None:
     assert [s.kind for s in result.steps] == ["drop_column", "create_index"]
     with pytest.raises(MetadataError, match=r"script_tables row 3, haspart: 'yes' is not an"):
         ScriptMetadata.from_rows(script(1), tables=[table(3, "t", haspart="yes")])
+
+
+def test_pg_global_which_the_proof_of_concept_ignored_is_refused_with_what_to_write() -> None:
+    with pytest.raises(MetadataError) as failure:
+        compiled(
+            script(1),
+            tables=[table(1, "t", haspart=1, tblspace="pg_global")],
+            columns=[column(1, 1, "d", "date", nullable=0)],
+            partitions=[partition(1, 1, "d", "range", "month", parttbs="pg_global")],
+        )
+    message = failure.value.message
+    assert "script 1, script_tables row 1, tblspace: pg_global holds only shared" in message
+    assert "script 1, script_table_partitions row 1, parttbs: pg_global" in message
+    assert "write pg_default (or leave it empty)" in message
