@@ -188,8 +188,7 @@ def test_partitions_at_a_pinned_date(fleet: Fleet, day: str) -> None:
     clock.pin(fleet.admin, day)
     calendar_script(fleet.admin)
     fleet.apply()
-    lines = fleet.maintain(2)
-    assert lines[0].startswith(f"applyMaintenance: the fleet's clock is pinned at {day} 12:00:00")
+    fleet.maintain(2)
     through = fleet.admin.execute(
         "SELECT arguments->>'from', arguments->>'through' FROM admmgt.runs"
         " WHERE operation = 'applyMaintenance'"
