@@ -20,6 +20,7 @@ from tests.db.test_maintenance import orders_table, range_table
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
+NOW = "'2026-06-15 12:00+00'::timestamptz"  # the pinned clock below, for rows in tenants
 
 
 @pytest.fixture(autouse=True)
@@ -182,7 +183,7 @@ def test_the_dry_run_lists_what_would_go_and_changes_nothing(fleet: Fleet) -> No
     tenant = fleet.tenants[1]
     with fleet.connect(tenant) as conn:
         conn.execute(
-            "INSERT INTO mgttest.logs (at) SELECT '2026-06-15 12:00+00'::timestamptz - make_interval(days => d)"
+            f"INSERT INTO mgttest.logs (at) SELECT {NOW} - make_interval(days => d)"
             " FROM generate_series(1, 10) AS d WHERE d <> 7"
         )
     before = {db: fleet.children(db, "mgttest.ev_drop") for db in fleet.databases}
@@ -246,10 +247,10 @@ def test_expired_rows_are_deleted_in_batches_each_its_own_transaction(fleet: Fle
     with fleet.connect(busy) as conn:
         # 25 expired rows (31..55 days old), 6 live ones (0..5 days), one just inside
         conn.execute(
-            "INSERT INTO mgttest.logs (created_at, n) SELECT '2026-06-15 12:00+00'::timestamptz - make_interval(days => d), d"
+            f"INSERT INTO mgttest.logs (created_at, n) SELECT {NOW} - make_interval(days => d), d"
             " FROM generate_series(31, 55) AS d UNION ALL"
-            " SELECT '2026-06-15 12:00+00'::timestamptz - make_interval(days => d), d FROM generate_series(0, 5) AS d"
-            " UNION ALL SELECT '2026-06-15 12:00+00'::timestamptz - interval '29 days 23 hours', 29"
+            f" SELECT {NOW} - make_interval(days => d), d FROM generate_series(0, 5) AS d"
+            f" UNION ALL SELECT {NOW} - interval '29 days 23 hours', 29"
         )
         # every deleted row records the transaction that deleted it
         conn.execute("CREATE TABLE public.deleted_by (n int, xid xid8)")
@@ -269,7 +270,7 @@ def test_expired_rows_are_deleted_in_batches_each_its_own_transaction(fleet: Fle
     with fleet.connect(light) as conn:
         conn.execute(
             "INSERT INTO mgttest.logs (created_at, n)"
-            " VALUES ('2026-06-15 12:00+00'::timestamptz - interval '40 days', 40), ('2026-06-15 12:00+00'::timestamptz, 0)"
+            f" VALUES ({NOW} - interval '40 days', 40), ({NOW}, 0)"
         )
 
     lines = lifecycle(fleet)
@@ -352,7 +353,7 @@ def test_a_tenant_whose_column_is_not_a_date_fails_alone_naming_it(fleet: Fleet)
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
             conn.execute(
-                "INSERT INTO mgttest.logs (created_at) VALUES ('2026-06-15 12:00+00'::timestamptz - interval '1 year')"
+                f"INSERT INTO mgttest.logs (created_at) VALUES ({NOW} - interval '1 year')"
             )
     with fleet.connect(odd) as conn:
         conn.execute("ALTER TABLE mgttest.logs ALTER COLUMN created_at TYPE text")
