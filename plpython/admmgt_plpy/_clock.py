@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-__all__ = ["NOW_SQL", "announce", "today"]
+__all__ = ["NOW_SQL", "announce"]
 
 # The SQL expression for "now" in every date computation.
 NOW_SQL = "admmgt.fleet_now()"
@@ -40,8 +40,3 @@ def announce(plpy: Any, operation: str) -> date:
             "CALL admmgt._unpin_clock();)"
         )
     return date.fromisoformat(row["today"])
-
-
-def today(plpy: Any) -> date:
-    """Today (UTC) on the fleet's clock, without a NOTICE."""
-    return date.fromisoformat(plpy.execute(_READ)[0]["today"])

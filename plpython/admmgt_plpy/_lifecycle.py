@@ -212,10 +212,10 @@ def check_retention(plpy: Any, policy: Policy) -> tuple[date, str]:
     """
     w = f"script_tables row {policy.table_id} ({policy.target}), lifecycle"
     plan = plpy.prepare(
-        """SELECT $1::interval > interval '0' AS positive,
-                  (((admmgt.fleet_now() AT TIME ZONE 'UTC')::date - $1::interval)::date)::text
+        f"""SELECT $1::interval > interval '0' AS positive,
+                  ((({_clock.NOW_SQL} AT TIME ZONE 'UTC')::date - $1::interval)::date)::text
                   AS day,
-                  to_char((admmgt.fleet_now() - $1::interval) AT TIME ZONE 'UTC',
+                  to_char(({_clock.NOW_SQL} - $1::interval) AT TIME ZONE 'UTC',
                           'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS cutoff""",
         ["text"],
     )
