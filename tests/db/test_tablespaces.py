@@ -116,3 +116,47 @@ def test_partitions_go_where_the_metadata_says_in_a_real_and_the_default_tablesp
                 "INSERT INTO mgttest.ledger (booked_on) VALUES ('2027-05-10'), ('2027-03-01')"
             )
             assert conn.execute("SELECT count(*) FROM mgttest.ledger_2027_05").fetchone() == (1,)
+
+
+def test_a_database_whose_default_is_another_tablespace_gets_the_same_meaning(
+    tablespace: str, cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    """The template's default tablespace is the real one: naming it on a partitioned
+    table is what PostgreSQL refuses now (not pg_default), and pg_default on the
+    leaves puts them in pg_default. Dropping the clause for 'pg_default', as the
+    proof of concept did, would have got both wrong."""
+    template, tenant = f"{tenant_prefix}tpl", f"{tenant_prefix}c0"
+    with connect(cluster_dsn) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TABLESPACE {}").format(
+                sql.Identifier(template), sql.Identifier(tablespace)
+            )
+        )
+    with connect(admin.info.dsn.replace(f"dbname={admin.info.dbname}", f"dbname={template}")) as c:
+        c.execute("CREATE SCHEMA mgttest")
+    admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status) VALUES (%s, true, 2),"
+        " (%s, false, 1)",
+        (template, tenant),
+    )
+    admin.execute("CALL admmgt.create_database()")
+    clock.pin(admin, "2026-04-30")
+    s.script(admin, 1, "in the database's default tablespace", ready=False)
+    events = s.table(admin, 1, "events", [s.ID, ("happened_on", "date", 0)], haspart=1)
+    admin.execute("UPDATE admmgt.script_tables SET tblspace = %s", (tablespace,))
+    admin.execute(
+        "INSERT INTO admmgt.script_table_partitions (tableid, partcolumnname, parttype,"
+        " partvalue, parttbs) VALUES (%s, 'happened_on', 'range', 'month', 'pg_default')",
+        (events,),
+    )
+    admin.execute("UPDATE admmgt.scripts SET status = 1")
+    admin.execute("CALL admmgt.applyScripts()")
+    admin.execute("CALL admmgt.applyMaintenance(t_numdays => 2)")
+    for db in (template, tenant):
+        dsn = admin.info.dsn.replace(f"dbname={admin.info.dbname}", f"dbname={db}")
+        with connect(dsn) as conn:
+            assert where(conn) == {
+                "events": "default",  # the tablespace named is this database's default
+                "events_2026_04": "pg_default",
+                "events_2026_05": "pg_default",
+            }, db
