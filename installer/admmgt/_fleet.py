@@ -51,6 +51,7 @@ def status_report(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     report["scripts"] = _rows(conn, "SELECT * FROM admmgt.script_status ORDER BY id")
     report["changed_scripts"] = _install.changed_scripts(conn)
     report["usage"] = usage_totals(conn)
+    report["clock"] = _pinned_clock(conn)
     return report
 
 
@@ -72,6 +73,18 @@ def usage_totals(conn: psycopg.Connection[Any]) -> dict[str, Any]:
            FROM admmgt.tenant_usage""",
     )
     return rows[0]
+
+
+def _pinned_clock(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The owner's pin of the fleet's clock (admmgt._clock), or None when it follows now()."""
+    if conn.execute("SELECT to_regclass('admmgt._clock')").fetchone() == (None,):
+        return None  # installed before the clock existed
+    rows = _rows(
+        conn,
+        "SELECT to_char(pinned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
+        " AS pinned_at, pinned_by, reason FROM admmgt._clock",
+    )
+    return rows[0] if rows else None
 
 
 def failing(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -125,6 +138,15 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
             or "none registered"
         )
     )
+
+    clock = report.get("clock")
+    if clock:
+        console.print(
+            f"[bold red]clock: pinned at {clock['pinned_at']}[/bold red] by {clock['pinned_by']}"
+            + (f" ({clock['reason']})" if clock["reason"] else "")
+            + "; every admmgt date is computed from it (the owner unpins it with"
+            " CALL admmgt._unpin_clock();)"
+        )
 
     counts = Table("tenants", "count")
     for name, count in report["tenants"].items():

@@ -342,7 +342,9 @@ def _replace_routines(cur: Cursor[Any], package: Package) -> None:
                                AND d.objid = p.oid AND d.deptype = 'e')"""
     )
     for (routine,) in cur.fetchall():
-        cur.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(routine)))
+        # CASCADE: a column default may call an admmgt routine (scripts.created_date
+        # calls admmgt.fleet_now()); the idempotent SQL below sets it again.
+        cur.execute(sql.SQL("DROP ROUTINE {} CASCADE").format(sql.SQL(routine)))
     for f in package.idempotent:
         cur.execute(f.text.encode("utf-8"))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from admmgt_plpy import _apply, _maintenance, _provision, _sync
+from admmgt_plpy import _apply, _clock, _maintenance, _provision, _sync
 from admmgt_plpy._entry import entry
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
 def add_cluster(plpy: Any, *, name: str, **given: Any) -> None:
     from admmgt_plpy import _clusters
 
+    _clock.announce(plpy, "add_cluster")
     _clusters.add_cluster(plpy, name=name, given=given)
 
 
@@ -69,6 +70,7 @@ def drop_database(
 
 @entry
 def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False) -> None:
+    _clock.announce(plpy, "applyScripts")
     _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run, execute=execute)
 
 

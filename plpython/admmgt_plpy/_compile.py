@@ -711,6 +711,13 @@ class _Compiler:
         if value is None or not value.strip():
             return None
         name = self.ident(value.strip(), what)
+        if name == "pg_global":
+            # The proof of concept dropped it silently; PostgreSQL refuses it for tables.
+            self.problem(
+                f"{what}: pg_global holds only shared system catalogs and takes no table; "
+                "write pg_default (or leave it empty) for the database's default tablespace"
+            )
+            return None
         self.validations.append(Validation("tablespace", name, what, target))
         return name
 
@@ -977,10 +984,11 @@ class _Compiler:
         sql = f"CREATE TABLE {table.sql_name} (\n    " + ",\n    ".join(definitions) + "\n)"
         if plan is not None:
             sql += f" PARTITION BY {plan.kind.upper()} ({quote_ident(plan.column)})"
-        if tablespace is not None:
+        elif tablespace is not None:
             sql += f" TABLESPACE {quote_ident(tablespace)}"
         self.emit(sql, "create_table", table.target)
         if plan is not None:
+            self.set_partitioned_tablespace(table.sql_name, table.target, tablespace)
             if hasdefault and plan.kind == "hash":
                 self.problem(
                     f"{self.what(w, row.id, 'hasdefault')}: table {table.target} is "
@@ -1289,9 +1297,34 @@ class _Compiler:
         )
         if partition_by is not None:
             sql += f" PARTITION BY {partition_kind} ({quote_ident(partition_by)})"
-        if tablespace is not None:
+        elif tablespace is not None:
             sql += f" TABLESPACE {quote_ident(tablespace)}"
         self.emit(sql, "create_partition", f"{table.schema}.{name}")
+        if partition_by is not None:
+            self.set_partitioned_tablespace(
+                qualified(table.schema, name), f"{table.schema}.{name}", tablespace
+            )
+
+    def set_partitioned_tablespace(
+        self, sql_name: str, target: str, tablespace: str | None
+    ) -> None:
+        """A partitioned relation's tablespace: the one its new partitions default to.
+
+        PostgreSQL refuses ``CREATE TABLE ... PARTITION BY ... TABLESPACE x`` when
+        x is the database's default tablespace (0A000, "cannot specify default
+        tablespace for partitioned relations"), which the proof of concept's demo
+        does with ``pg_default``. ``ALTER TABLE ... SET TABLESPACE x`` on the
+        empty partitioned table means the same and is accepted for every x (the
+        database's default is stored as 0), whatever each database's default is,
+        so the compiled SQL stays one text for the template and every tenant.
+        """
+        if tablespace is None:
+            return
+        self.emit(
+            f"ALTER TABLE {sql_name} SET TABLESPACE {quote_ident(tablespace)}",
+            "set_tablespace",
+            target,
+        )
 
     def range_bound(self, interval: str) -> tuple[str, str]:
         lo = period_start(interval, self.anchor)

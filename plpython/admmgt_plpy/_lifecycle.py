@@ -5,11 +5,11 @@ A table's ``lifecycle`` JSON is its retention policy (docs/maintenance.md):
 - a partitioned table: ``{"retention": "90 days", "action": "drop"}`` (or
   ``"detach"``, or ``"archive"`` with an optional ``"archive_schema"``):
   range children -- and the range sub-partitions of list children -- whose
-  upper bound is at or before today (UTC) - retention are dropped, detached
-  or detached and moved to the archive schema. The newest child of each
+  upper bound is at or before today (UTC, the fleet's clock: _clock) - retention
+  are dropped, detached or detached and moved to the archive schema. The newest child of each
   parent and default partitions are never touched;
 - a plain table: ``{"retention": "30 days", "column": "created_at"}`` (and an
-  optional ``"batch_size"``): rows whose column is older than now() -
+  optional ``"batch_size"``): rows whose column is older than fleet_now() -
   retention are deleted in batches, each batch its own short transaction.
 
 Every policy is checked (keys, types, identifiers, and the interval by the
@@ -23,10 +23,12 @@ database's catalog and counts rows, lists what would go, and changes nothing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from admmgt_plpy import _clock
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._maintenance import (
@@ -97,6 +99,21 @@ class Policy:
         return f"{self.schema}.{self.table}"
 
 
+_POC_AGE = re.compile(r"\s*current_date\s*-\s*(\d+)\s*", re.IGNORECASE)
+
+
+def _poc_form(value: dict[str, Any]) -> tuple[str, int] | None:
+    """(column, days) if ``value`` is the proof of concept's lifecycle form,
+    ``{"status": "X", "inactive_date": "current_date-100"}``; else None."""
+    if "retention" in value:
+        return None
+    for key, item in value.items():
+        match = _POC_AGE.fullmatch(item) if isinstance(item, str) else None
+        if match:
+            return str(key), int(match.group(1))
+    return None
+
+
 def parse_policy(row: dict[str, Any]) -> Policy:
     """A script_tables row's ``lifecycle`` as a Policy, or MetadataError saying what to write.
 
@@ -116,6 +133,20 @@ def parse_policy(row: dict[str, Any]) -> Policy:
         value = None
     if not isinstance(value, dict):
         raise MetadataError(f"{w}: {raw!r} is not a JSON object; write {example}")
+    poc = _poc_form(value)
+    if poc is not None:
+        column, days = poc
+        if partitioned:
+            instead = f'{{"retention": "{days} days", "action": "drop"}}'
+            scope = "whole range partitions and sub-partitions of the table"
+        else:
+            instead = f'{{"retention": "{days} days", "column": "{column}"}}'
+            scope = f"every row whose {column} is older, whatever its other columns hold"
+        raise MetadataError(
+            f"{w}: {json.dumps(value)} is the proof of concept's form (rows matching the other "
+            f"keys whose {column} is before current_date - {days}); admmgt's retention removes "
+            f"{scope}: write {instead} (docs/from-poc.md)"
+        )
     allowed = PARTITIONED_KEYS if partitioned else PLAIN_KEYS
     for key in value:
         if key in allowed:
@@ -181,9 +212,10 @@ def check_retention(plpy: Any, policy: Policy) -> tuple[date, str]:
     """
     w = f"script_tables row {policy.table_id} ({policy.target}), lifecycle"
     plan = plpy.prepare(
-        """SELECT $1::interval > interval '0' AS positive,
-                  (((now() AT TIME ZONE 'UTC')::date - $1::interval)::date)::text AS day,
-                  to_char((now() - $1::interval) AT TIME ZONE 'UTC',
+        f"""SELECT $1::interval > interval '0' AS positive,
+                  ((({_clock.NOW_SQL} AT TIME ZONE 'UTC')::date - $1::interval)::date)::text
+                  AS day,
+                  to_char(({_clock.NOW_SQL} - $1::interval) AT TIME ZONE 'UTC',
                           'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS cutoff""",
         ["text"],
     )
@@ -300,6 +332,7 @@ def lifecyclemgt(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     all_templates = templates(plpy)
     rules = load_rules(plpy)
     name = "lifecycleMgt (dry run)" if dry_run else "lifecycleMgt"
+    _clock.announce(plpy, name)
     if not rules:
         plpy.notice(
             f"{name}: no table of a script applied to the template has a retention policy "

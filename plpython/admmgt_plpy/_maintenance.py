@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
+from admmgt_plpy import _clock
 from admmgt_plpy._calendar import check_interval, child_name, child_suffix, periods
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._hashparts import check_modulus, hash_bound, hash_child
@@ -380,9 +381,7 @@ def applymaintenance(
     settings = load_settings(plpy)
     take_operation_lock(plpy, "maintenance", "applyMaintenance")
     all_templates = templates(plpy)
-    today = date.fromisoformat(
-        plpy.execute("SELECT (now() AT TIME ZONE 'UTC')::date::text AS d")[0]["d"]
-    )
+    today = _clock.announce(plpy, "applyMaintenance")
     through = today + timedelta(days=numdays)
     sets, problems = range_sets([dict(r) for r in plpy.execute(METADATA_QUERY)])
     for problem in problems:
@@ -593,9 +592,16 @@ def _create_statements(rs: RangeSet, child: Child) -> list[str]:
     )
     if rs.hash_column is not None:
         sql += f" PARTITION BY HASH ({quote_ident(rs.hash_column)})"
-    if rs.tablespace is not None:
+    elif rs.tablespace is not None:
         sql += f" TABLESPACE {quote_ident(rs.tablespace)}"
     statements = [sql]
+    if rs.hash_column is not None and rs.tablespace is not None:
+        # A partitioned relation takes its tablespace this way, whatever the
+        # database's default is (the compiler's set_partitioned_tablespace).
+        statements.append(
+            f"ALTER TABLE {qualified(rs.schema, child.name)} SET TABLESPACE "
+            f"{quote_ident(rs.tablespace)}"
+        )
     if rs.hash_column is not None and rs.hash_modulus is not None:
         for remainder in range(rs.hash_modulus):
             sub = (

@@ -47,7 +47,7 @@ def invert(step: Step) -> Step | None:
             f"ALTER TABLE IF EXISTS {_table(step.target)} NO FORCE ROW LEVEL SECURITY, "
             "DISABLE ROW LEVEL SECURITY"
         )
-    elif step.kind in ("create_schema", "tenant_context"):
+    elif step.kind in ("create_schema", "tenant_context", "set_tablespace"):
         # Made with IF NOT EXISTS / OR REPLACE: the script cannot know it made them,
         # and another script's tables may rely on them.
         return None

@@ -14,4 +14,4 @@ admmgt_plpy.applymaintenance(
 )
 $$;
 COMMENT ON PROCEDURE admmgt.applymaintenance (integer, integer, boolean) IS
-'Creates every missing range partition from the period containing today (UTC) through today + t_numdays, in the template and every created tenant with updateflag, one transaction per database (docs/maintenance.md). Periods that overlap an existing partition, or whose rows sit in a default partition, are reported, not created; t_move_default_rows => true moves such rows into the new partition. t_separatedb 1 = database per tenant (0 is not available yet).';
+'Creates every missing range partition from the period containing today (UTC, on the fleet''s clock admmgt.fleet_now()) through today + t_numdays, in the template and every created tenant with updateflag, one transaction per database (docs/maintenance.md). Periods that overlap an existing partition, or whose rows sit in a default partition, are reported, not created; t_move_default_rows => true moves such rows into the new partition. t_separatedb 1 = database per tenant (0 is not available yet).';

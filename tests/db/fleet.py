@@ -26,6 +26,10 @@ class Notices:
         lines, self.lines = self.lines, []
         return lines
 
+    def take_without_clock(self) -> list[str]:
+        """take(), without the NOTICE that the fleet's clock is pinned (tests/db/clock.py)."""
+        return [x for x in self.take() if "the fleet's clock is pinned at" not in x]
+
 
 def make_template(
     cluster_dsn: str, admin: psycopg.Connection[Any], name: str, ddl: str = "CREATE SCHEMA mgttest"
@@ -112,7 +116,7 @@ class Fleet:
     def apply(self) -> list[str]:
         notices = Notices(self.admin)
         call(self.admin, "applyscripts")
-        lines = notices.take()
+        lines = notices.take_without_clock()
         assert not [line for line in lines if "FAILED" in line], lines
         return lines
 
@@ -122,7 +126,7 @@ class Fleet:
             "CALL admmgt.applyMaintenance(t_numdays => %s, t_move_default_rows => %s)",
             (numdays, move),
         )
-        return notices.take()
+        return notices.take_without_clock()
 
     def children(self, db: str, parent: str) -> set[str]:
         with self.connect(db) as conn:
@@ -136,7 +140,8 @@ class Fleet:
             }
 
     def today(self) -> date:
-        row = self.admin.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
+        """Today (UTC) on the fleet's clock (admmgt.fleet_now, pinned or not)."""
+        row = self.admin.execute("SELECT (admmgt.fleet_now() AT TIME ZONE 'UTC')::date").fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]
 

@@ -74,16 +74,20 @@ def step(admin: Conn, script_id: int, order: int, sql: str, *, transactional: bo
 ID = ("id", "bigint", 0, None, 1, 1)
 
 
-# The proof of concept's demo scripts 1, 2, 4 and 5, as INSERTs in its style:
-# related tables, a list/range composite partitioned table, a column added
-# later, a jsonb column, and a new table plus a column on another table.
+# The shape of the proof of concept's demo scripts 1, 2, 4 and 5, as INSERTs in
+# its style and with its values (pg_default on the partitioned table, its list
+# children and their sub-partitions; upper-case RANGE; drafts set ready at the
+# end): related tables, a list/range composite partitioned table, a column
+# added later, a jsonb column, and a new table plus a column on another table.
+# tests/db/test_poc_demo.py runs the demo's own statements as written.
 POC_DEMO = """
 INSERT INTO admmgt.scripts (id, description, status) VALUES
     (1, 'customers and orders', 0), (2, 'note on orders', 0),
     (4, 'jsonb profile', 0), (5, 'payments and order channel', 0);
-INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status, haspart)
-VALUES (101, 1, 'mgttest', 'customers', 1, 0), (102, 1, 'mgttest', 'orders', 1, 1),
-       (103, 5, 'mgttest', 'payments', 1, 0);
+INSERT INTO admmgt.script_tables (id, scriptid, schemaname, tablename, status, haspart, tblspace)
+VALUES (101, 1, 'mgttest', 'customers', 0, 0, 'pg_default'),
+       (102, 1, 'mgttest', 'orders', 0, 1, 'pg_default'),
+       (103, 5, 'mgttest', 'payments', 0, 0, NULL);
 INSERT INTO admmgt.script_table_columns
     (tableid, scriptid, columnname, datatype, nullable, defaultval, isprimarykey,
      isidentity, status) VALUES
@@ -101,13 +105,14 @@ INSERT INTO admmgt.script_table_columns
     (102, 5, 'channel', 'varchar(20)', 1, '''web''', 0, 0, 1);
 INSERT INTO admmgt.script_table_partitions
     (tableid, partcolumnname, parttype, partvalue, subpartcolumnname, subparttype,
-     subpartvalue) VALUES
-    (102, 'region', 'list', 'EU', 'orderdate', 'range', 'month'),
-    (102, 'region', 'list', 'US', 'orderdate', 'range', 'month');
+     subpartvalue, parttbs, subparttbs) VALUES
+    (102, 'region', 'list', 'EU', 'ORDERDATE', 'RANGE', 'month', 'pg_default', 'pg_default'),
+    (102, 'region', 'list', 'US', 'orderdate', 'RANGE', 'month', 'pg_default', 'pg_default');
 INSERT INTO admmgt.script_table_fkeys
     (scriptid, schemaname, childtablename, childcolumnname, parenttablename,
      parentcolumnname, keyorder, delrule, novalidate, status) VALUES
     (1, 'mgttest', 'orders', 'customerid', 'customers', 'id', 1, 'CASCADE', 0, 1),
     (5, 'mgttest', 'payments', 'customerid', 'customers', 'id', 1, NULL, 1, 1);
+UPDATE admmgt.script_tables SET status = 1;
 UPDATE admmgt.scripts SET status = 1;
 """

@@ -16,6 +16,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from admmgt_plpy._drift import OBJECTS
+from tests.db import clock
 from tests.db import scripts as s
 from tests.db.fleet import Notices, call, history, make_template
 from tests.db.test_maintenance import range_table
@@ -409,6 +410,7 @@ def test_a_password_in_the_options_is_refused(fleet3: Fleet3) -> None:
 def test_a_cluster_added_after_five_scripts_gets_the_home_templates_catalog(
     fleet3: Fleet3,
 ) -> None:
+    clock.pin(fleet3.admin, "2026-12-01")  # the partitions below follow from this date
     fleet3.admin.execute(s.POC_DEMO)  # scripts 1, 2, 4, 5
     s.script(fleet3.admin, 6, "a function, changed later by refresh")
     s.step(
@@ -440,8 +442,26 @@ def test_a_cluster_added_after_five_scripts_gets_the_home_templates_catalog(
     for cluster in ("local", "c3"):
         with fleet3.connect(cluster, fleet3.template) as conn:
             catalogs.append(sorted(conn.execute(OBJECTS).fetchall()))
-    assert len(catalogs[0]) > 30
     assert catalogs[0] == catalogs[1]
+    # Script 1 made December's sub-partitions (its anchor is the pinned day);
+    # maintenance 40 days ahead added January's: the copy has exactly these.
+    with fleet3.connect("c3", fleet3.template) as conn:
+        assert clock.partitions(conn) == [
+            ("orders", "orders_region_eu", "FOR VALUES IN ('EU')"),
+            ("orders", "orders_region_us", "FOR VALUES IN ('US')"),
+            *[
+                (
+                    f"orders_region_{r}",
+                    f"orders_region_{r}_{y}_{m}",
+                    f"FOR VALUES FROM ('{lo}') TO ('{hi}')",
+                )
+                for r in ("eu", "us")
+                for y, m, lo, hi in (
+                    ("2026", "12", "2026-12-01", "2027-01-01"),
+                    ("2027", "01", "2027-01-01", "2027-02-01"),
+                )
+            ],
+        ]
     assert [h[0] for h in fleet3.history("c3", fleet3.template)] == [1, 2, 4, 5, 6]
 
     # A second call re-checks and builds nothing; tenants can now live there.

@@ -13,12 +13,21 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.db import clock
 from tests.db import scripts as s
 from tests.db.fleet import Fleet, Notices, schedule_cli, wait_for_cron_run
 from tests.db.test_maintenance import orders_table, range_table
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
+NOW = "'2026-06-15 12:00+00'::timestamptz"  # the pinned clock below, for rows in tenants
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock(admin: Conn) -> None:
+    """Every test here runs at noon UTC on 15 June 2026 on the fleet's clock; rows are
+    dated from that instant ('2026-06-15 12:00+00'), never from the server's now()."""
+    clock.pin(admin, "2026-06-15")
 
 
 def policy(admin: Conn, table: str, value: dict[str, Any] | str) -> None:
@@ -32,7 +41,7 @@ def policy(admin: Conn, table: str, value: dict[str, Any] | str) -> None:
 def lifecycle(fleet: Fleet, *, dry_run: bool = False) -> list[str]:
     notices = Notices(fleet.admin)
     fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
-    return notices.take()
+    return notices.take_without_clock()
 
 
 def day_children(fleet: Fleet, table: str, days_ago: range) -> dict[int, str]:
@@ -174,7 +183,7 @@ def test_the_dry_run_lists_what_would_go_and_changes_nothing(fleet: Fleet) -> No
     tenant = fleet.tenants[1]
     with fleet.connect(tenant) as conn:
         conn.execute(
-            "INSERT INTO mgttest.logs (at) SELECT now() - make_interval(days => d)"
+            f"INSERT INTO mgttest.logs (at) SELECT {NOW} - make_interval(days => d)"
             " FROM generate_series(1, 10) AS d WHERE d <> 7"
         )
     before = {db: fleet.children(db, "mgttest.ev_drop") for db in fleet.databases}
@@ -238,10 +247,10 @@ def test_expired_rows_are_deleted_in_batches_each_its_own_transaction(fleet: Fle
     with fleet.connect(busy) as conn:
         # 25 expired rows (31..55 days old), 6 live ones (0..5 days), one just inside
         conn.execute(
-            "INSERT INTO mgttest.logs (created_at, n) SELECT now() - make_interval(days => d), d"
+            f"INSERT INTO mgttest.logs (created_at, n) SELECT {NOW} - make_interval(days => d), d"
             " FROM generate_series(31, 55) AS d UNION ALL"
-            " SELECT now() - make_interval(days => d), d FROM generate_series(0, 5) AS d"
-            " UNION ALL SELECT now() - interval '29 days 23 hours', 29"
+            f" SELECT {NOW} - make_interval(days => d), d FROM generate_series(0, 5) AS d"
+            f" UNION ALL SELECT {NOW} - interval '29 days 23 hours', 29"
         )
         # every deleted row records the transaction that deleted it
         conn.execute("CREATE TABLE public.deleted_by (n int, xid xid8)")
@@ -255,13 +264,13 @@ def test_expired_rows_are_deleted_in_batches_each_its_own_transaction(fleet: Fle
             " FOR EACH ROW EXECUTE FUNCTION public.note_delete()"
         )
         conn.execute(
-            "INSERT INTO mgttest.visits (on_day) SELECT current_date - d"
+            "INSERT INTO mgttest.visits (on_day) SELECT '2026-06-15'::date - d"
             " FROM generate_series(0, 6) AS d"
         )
     with fleet.connect(light) as conn:
         conn.execute(
             "INSERT INTO mgttest.logs (created_at, n)"
-            " VALUES (now() - interval '40 days', 40), (now(), 0)"
+            f" VALUES ({NOW} - interval '40 days', 40), ({NOW}, 0)"
         )
 
     lines = lifecycle(fleet)
@@ -274,8 +283,9 @@ def test_expired_rows_are_deleted_in_batches_each_its_own_transaction(fleet: Fle
         visits = conn.execute("SELECT count(*) FROM mgttest.visits").fetchone()
     assert left == [0, 1, 2, 3, 4, 5, 29]
     assert deleted == (25, 3, 31)  # in 3 transactions: 10 + 10 + 5
-    # date column: a day is expired when it is before (now() - 2 days)
-    assert visits is not None and visits[0] in (2, 3)
+    # date column: a day is expired when it is before (fleet_now() - 2 days): the
+    # pinned day and the day before are left
+    assert visits == (2,)
     with fleet.connect(light) as conn:
         assert [r[0] for r in conn.execute("SELECT n FROM mgttest.logs")] == [0]
     line = next(x for x in lines if f"{busy}: " in x)
@@ -342,7 +352,9 @@ def test_a_tenant_whose_column_is_not_a_date_fails_alone_naming_it(fleet: Fleet)
     odd, fine = fleet.tenants
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
-            conn.execute("INSERT INTO mgttest.logs (created_at) VALUES (now() - interval '1 year')")
+            conn.execute(
+                f"INSERT INTO mgttest.logs (created_at) VALUES ({NOW} - interval '1 year')"
+            )
     with fleet.connect(odd) as conn:
         conn.execute("ALTER TABLE mgttest.logs ALTER COLUMN created_at TYPE text")
     lines = lifecycle(fleet)
@@ -386,7 +398,7 @@ def test_a_locked_tenant_is_reported_and_the_others_proceed(fleet: Fleet) -> Non
 def test_the_proof_of_concept_call_and_nothing_to_do(fleet: Fleet, admin_dsn: str) -> None:
     notices = Notices(fleet.admin)
     fleet.admin.execute("CALL admmgt.lifecycleMgt()")
-    assert notices.take() == [
+    assert notices.take_without_clock() == [
         "lifecycleMgt: no table of a script applied to the template has a retention policy "
         "(script_tables.lifecycle); nothing to do"
     ]

@@ -405,7 +405,9 @@ def test_range_partition_with_default_and_tablespaces() -> None:
         '    "id" bigint NOT NULL,\n'
         '    "happened_on" date NOT NULL,\n'
         '    CONSTRAINT "events_pkey" PRIMARY KEY ("id", "happened_on")\n'
-        ') PARTITION BY RANGE ("happened_on") TABLESPACE "fast"',
+        ') PARTITION BY RANGE ("happened_on")',
+        # a partitioned table takes its tablespace this way (see the next test)
+        'ALTER TABLE "mgttest"."events" SET TABLESPACE "fast"',
         'CREATE TABLE "mgttest"."events_2026_10" PARTITION OF "mgttest"."events" '
         "FOR VALUES FROM ('2026-10-01') TO ('2027-01-01') TABLESPACE \"cold\"",
         'CREATE TABLE "mgttest"."events_default" PARTITION OF "mgttest"."events" DEFAULT',
@@ -421,6 +423,49 @@ def test_range_partition_with_default_and_tablespaces() -> None:
             "mgttest.events",
         ),
     ]
+
+
+def test_the_poc_demos_pg_default_goes_where_postgresql_accepts_it() -> None:
+    """PostgreSQL refuses TABLESPACE <the database's default> on a partitioned
+    relation (0A000), so partitioned relations get ALTER TABLE ... SET TABLESPACE
+    (accepted for every tablespace), and leaves keep the clause."""
+    result = compiled(
+        script(1),
+        tables=[table(1, "test_table", haspart=1, tblspace="pg_default")],
+        columns=[
+            column(1, 1, "id", "bigint", isprimarykey=1, isidentity=1, nullable=0),
+            column(5, 1, "status", "varchar(1)", nullable=0),
+            column(6, 1, "inactive_date", "timestamp"),
+        ],
+        partitions=[
+            partition(1, 1, "status", "list", "A", parttbs="pg_default"),
+            partition(
+                2,
+                1,
+                "status",
+                "list",
+                "X",
+                subpartcolumnname="INACTIVE_DATE",
+                subparttype="RANGE",
+                subpartvalue="quarter",
+                parttbs="pg_default",
+                subparttbs="pg_default",
+            ),
+        ],
+    )
+    assert [s.sql for s in result.steps[2:]] == [
+        'ALTER TABLE "mgttest"."test_table" SET TABLESPACE "pg_default"',
+        'CREATE TABLE "mgttest"."test_table_status_a" PARTITION OF "mgttest"."test_table" '
+        "FOR VALUES IN ('A') TABLESPACE \"pg_default\"",
+        'CREATE TABLE "mgttest"."test_table_status_x" PARTITION OF "mgttest"."test_table" '
+        "FOR VALUES IN ('X') PARTITION BY RANGE (\"inactive_date\")",
+        'ALTER TABLE "mgttest"."test_table_status_x" SET TABLESPACE "pg_default"',
+        'CREATE TABLE "mgttest"."test_table_status_x_2026_10" PARTITION OF '
+        "\"mgttest\".\"test_table_status_x\" FOR VALUES FROM ('2026-10-01') TO ('2027-01-01') "
+        'TABLESPACE "pg_default"',
+    ]
+    assert result.steps[1].sql.endswith('PARTITION BY LIST ("status")')
+    assert [s.kind for s in result.steps].count("set_tablespace") == 2
 
 
 @pytest.mark.parametrize(
@@ -472,7 +517,8 @@ def test_composite_default_partitions_and_unpartitioned_list_child() -> None:
     )
     assert [s.sql for s in result.steps[2:]] == [
         'CREATE TABLE "mgttest"."orders_region_eu" PARTITION OF "mgttest"."orders" '
-        'FOR VALUES IN (\'EU\') PARTITION BY RANGE ("orderdate") TABLESPACE "ts1"',
+        "FOR VALUES IN ('EU') PARTITION BY RANGE (\"orderdate\")",
+        'ALTER TABLE "mgttest"."orders_region_eu" SET TABLESPACE "ts1"',
         'CREATE TABLE "mgttest"."orders_region_eu_2026_10" PARTITION OF '
         "\"mgttest\".\"orders_region_eu\" FOR VALUES FROM ('2026-10-01') TO ('2026-11-01') "
         'TABLESPACE "ts2"',
@@ -1089,3 +1135,17 @@ def test_every_expression_is_emitted_in_parentheses() -> None:
     sql = [step.sql for step in result.steps]
     assert sql[0].endswith("ADD COLUMN \"note\" text DEFAULT ('a, b')")
     assert sql[1].endswith("WHERE (region <> 'x')")
+
+
+def test_pg_global_which_the_proof_of_concept_ignored_is_refused_with_what_to_write() -> None:
+    with pytest.raises(MetadataError) as failure:
+        compiled(
+            script(1),
+            tables=[table(1, "t", haspart=1, tblspace="pg_global")],
+            columns=[column(1, 1, "d", "date", nullable=0)],
+            partitions=[partition(1, 1, "d", "range", "month", parttbs="pg_global")],
+        )
+    message = failure.value.message
+    assert "script 1, script_tables row 1, tblspace: pg_global holds only shared" in message
+    assert "script 1, script_table_partitions row 1, parttbs: pg_global" in message
+    assert "write pg_default (or leave it empty)" in message

@@ -138,3 +138,21 @@ def test_a_parent_with_unreadable_bounds_or_not_by_range_is_left_alone() -> None
     expired, notes = expired_children(rs, day(10), ParentState("l", ranges))
     assert expired == [] and "is not range-partitioned in this database" in notes[0]
     assert expired_children(rs, day(10), ParentState("r")) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("haspart", "instead"),
+    [
+        (1, 'write {"retention": "100 days", "action": "drop"}'),
+        (0, 'write {"retention": "100 days", "column": "inactive_date"}'),
+    ],
+)
+def test_the_proof_of_concepts_lifecycle_form_is_refused_with_what_to_write(
+    haspart: int, instead: str
+) -> None:
+    poc = {"status": "X", "inactive_date": "current_date-100"}  # the POC demo's value
+    with pytest.raises(MetadataError) as failure:
+        parse_policy(row(poc, haspart=haspart))
+    assert "is the proof of concept's form" in failure.value.message
+    assert "inactive_date is before current_date - 100" in failure.value.message
+    assert instead in failure.value.message
