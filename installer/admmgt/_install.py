@@ -341,10 +341,21 @@ def _replace_routines(cur: Cursor[Any], package: Package) -> None:
                              WHERE d.classid = 'pg_catalog.pg_proc'::regclass
                                AND d.objid = p.oid AND d.deptype = 'e')"""
     )
-    for (routine,) in cur.fetchall():
-        # CASCADE: a column default may call an admmgt routine (scripts.created_date
-        # calls admmgt.fleet_now()); the idempotent SQL below sets it again.
+    routines = [r for (r,) in cur.fetchall()]
+    # CASCADE: a column default may call an admmgt routine (scripts.created_date
+    # calls admmgt.fleet_now()); the idempotent SQL below sets it again, so the
+    # "drop cascades to default value" NOTICEs are noise: kept from the client.
+    cur.execute(
+        "SELECT pg_catalog.current_setting('client_min_messages'),"
+        " pg_catalog.set_config('client_min_messages', 'warning', true)"
+    )
+    row = cur.fetchone()
+    for routine in routines:
         cur.execute(sql.SQL("DROP ROUTINE {} CASCADE").format(sql.SQL(routine)))
+    cur.execute(
+        "SELECT pg_catalog.set_config('client_min_messages', %s, true)",
+        (row[0] if row else "notice",),
+    )
     for f in package.idempotent:
         cur.execute(f.text.encode("utf-8"))
 

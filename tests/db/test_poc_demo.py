@@ -70,21 +70,14 @@ update admmgt.script_table_columns  set status = 1 where scriptid = 2;
 call admmgt.applyScripts(1);
 """
 
+# The demo's procedure, written our own way: it adds the rows '1' to '5'.
 TEMPLATE_SQL = """
 CREATE OR REPLACE PROCEDURE mgttest.testproc1()
-LANGUAGE 'plpgsql'
-AS $BODY$
-DECLARE
-    t_int int;
-
-BEGIN
-    t_int := 1;
-    WHILE t_int <= 5 LOOP
-        insert into mgttest.parenttable(newcolumn) values(t_int::varchar);
-        t_int := t_int + 1;
-    END LOOP;
-END;
-$BODY$;
+LANGUAGE sql
+AS $$
+    INSERT INTO mgttest.parenttable (newcolumn)
+    SELECT n::varchar FROM generate_series(1, 5) AS n
+$$;
 """
 
 SCRIPTS_3_TO_5 = """

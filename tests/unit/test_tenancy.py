@@ -68,7 +68,7 @@ def test_the_key_leads_the_primary_key_and_a_declared_key_column_is_made_not_nul
         ],
     )
     create = result.steps[1].sql
-    assert '"tenant_id" int8 DEFAULT 0 NOT NULL' in create
+    assert '"tenant_id" int8 DEFAULT (0) NOT NULL' in create
     assert 'PRIMARY KEY ("tenant_id", "id")' in create
     assert create.count('"tenant_id"') == 2  # not added a second time
     assert "create_index" not in [s.kind for s in result.steps]  # the key serves
