@@ -11,6 +11,7 @@ from typing import Any
 
 from admmgt_plpy import _apply, _maintenance, _provision, _sync
 from admmgt_plpy._entry import entry
+from admmgt_plpy._runguard import refuse_transaction_block
 
 __all__ = [
     "add_cluster",
@@ -33,11 +34,13 @@ __all__ = [
 def add_cluster(plpy: Any, *, name: str, **given: Any) -> None:
     from admmgt_plpy import _clusters
 
+    refuse_transaction_block(plpy, "add_cluster")
     _clusters.add_cluster(plpy, name=name, given=given)
 
 
 @entry
 def create_database(plpy: Any) -> None:
+    refuse_transaction_block(plpy, "create_database")
     _provision.create_database(plpy)
 
 
@@ -45,14 +48,17 @@ def create_database(plpy: Any) -> None:
 def drop_database(
     plpy: Any, *, dbname: str, mode: str, terminate: bool, archive_name: str | None
 ) -> None:
+    refuse_transaction_block(plpy, "drop_database")
     _provision.drop_database(
         plpy, dbname=dbname, mode=mode, terminate=terminate, archive_name=archive_name
     )
 
 
 @entry
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
-    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run)
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, raise_failure: bool = True) -> None:
+    if not dry_run:
+        refuse_transaction_block(plpy, "applyScripts")
+    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run, raise_failure=raise_failure)
 
 
 @entry
@@ -62,6 +68,7 @@ def plan_script(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
 
 @entry
 def baseline(plpy: Any, *, dbname: str, version: int) -> None:
+    refuse_transaction_block(plpy, "baseline")
     _apply.baseline(plpy, dbname=dbname, version=version)
 
 
@@ -69,6 +76,7 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
 def applymaintenance(
     plpy: Any, *, separatedb: int, numdays: int, move_default_rows: bool = False
 ) -> None:
+    refuse_transaction_block(plpy, "applyMaintenance")
     _maintenance.applymaintenance(
         plpy, separatedb=separatedb, numdays=numdays, move_default_rows=move_default_rows
     )
@@ -78,6 +86,8 @@ def applymaintenance(
 def lifecyclemgt(plpy: Any, *, separatedb: int = 1, dry_run: bool = False) -> None:
     from admmgt_plpy import _lifecycle
 
+    if not dry_run:
+        refuse_transaction_block(plpy, "lifecycleMgt")
     _lifecycle.lifecyclemgt(plpy, separatedb=separatedb, dry_run=dry_run)
 
 
@@ -85,6 +95,7 @@ def lifecyclemgt(plpy: Any, *, separatedb: int = 1, dry_run: bool = False) -> No
 def refresh_stored_procedures(
     plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
 ) -> None:
+    refuse_transaction_block(plpy, "refresh_stored_procedures")
     _sync.refresh(
         plpy, "routines", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
     )
@@ -94,19 +105,30 @@ def refresh_stored_procedures(
 def refresh_views(
     plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
 ) -> None:
+    refuse_transaction_block(plpy, "refresh_views")
     _sync.refresh(
         plpy, "views", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
     )
 
 
 @entry
-def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
-    _apply.replayscripts(plpy, separatedb=separatedb, dbname=dbname, targetscriptid=targetscriptid)
+def replayscripts(
+    plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
+) -> None:
+    refuse_transaction_block(plpy, "replayScripts")
+    _apply.replayscripts(
+        plpy,
+        separatedb=separatedb,
+        dbname=dbname,
+        targetscriptid=targetscriptid,
+        raise_failure=raise_failure,
+    )
 
 
 @entry
-def rollbackscript(plpy: Any, *, script_id: int) -> None:
-    _apply.rollbackscript(plpy, script_id=script_id)
+def rollbackscript(plpy: Any, *, script_id: int, raise_failure: bool = True) -> None:
+    refuse_transaction_block(plpy, "rollbackScript")
+    _apply.rollbackscript(plpy, script_id=script_id, raise_failure=raise_failure)
 
 
 @entry

@@ -46,6 +46,7 @@ from admmgt_plpy._remote import (
     Run,
 )
 from admmgt_plpy._rollback import rollback_steps
+from admmgt_plpy._runguard import end_run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import (
     Script,
@@ -61,7 +62,7 @@ from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transactio
 # ------------------------------------------------------------------ entry points
 
 
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
+def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, raise_failure: bool = True) -> None:
     check_mode(separatedb)
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "applyScripts")
@@ -77,7 +78,8 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
         [r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 2")],
         "applyScripts",
     )
-    scripts = {i: _load_or_fail(plpy, i, dry_run) for i in ready}
+    broken: dict[int, MetadataError] = {}
+    scripts = {i: _load_or_fail(plpy, i, dry_run, broken) for i in ready}
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
         _print_plan(plpy, [template, *copies], [x for x in scripts.values() if x is not None])
@@ -86,17 +88,33 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
     recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
+    words = {"ok": "updated", "noop": "already up to date"}
     try:
-        chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
-        chain = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
-        chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
+        for script_id, exc in broken.items():
+            # Refused like a validation failure (status 3, last_error, a failed
+            # run); nothing at all is applied while a ready script cannot compile.
+            _fail_script(
+                plpy,
+                recorder,
+                script_id,
+                f"cannot be compiled; nothing was applied:\n{exc.message}",
+                template,
+            )
+        if broken:
+            chain = []
+        else:
+            chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
+        if chain:
+            chain = _validate_on_template(plpy, dblink, clusters, template, chain, recorder)
+            chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
         if chain:
             chains = _apply_to_copies(plpy, dblink, clusters, settings, copies, chain, recorder)
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
             _mark_applied(plpy, recorder, chain)
-    finally:
-        summary = recorder.finish({"ok": "updated", "noop": "already up to date"})
-    plpy.notice(summary)
+    except BaseException:
+        plpy.notice(recorder.finish(words))
+        raise
+    end_run(plpy, recorder, words, raise_failure=raise_failure)
 
 
 def _nothing_pending(plpy: Any) -> bool:
@@ -125,17 +143,18 @@ def _nothing_pending(plpy: Any) -> bool:
     return True
 
 
-def _load_or_fail(plpy: Any, script_id: int, dry_run: bool) -> Script | None:
+def _load_or_fail(
+    plpy: Any, script_id: int, dry_run: bool, broken: dict[int, MetadataError]
+) -> Script | None:
+    """The compiled script, or None with the reason in ``broken`` (a dry run says it)."""
     try:
         return load_script(plpy, script_id)
     except MetadataError as exc:
         if dry_run:
             plpy.notice(f"script {script_id} would be refused:\n{exc.message}")
-            return None
-        raise AdmmgtError(
-            f"script {script_id} cannot be compiled; nothing was applied:\n{exc.message}",
-            hint=exc.hint or "Fix the metadata rows named above, then call applyScripts again.",
-        ) from None
+        else:
+            broken[script_id] = exc
+        return None
 
 
 # --------------------------------------------------------------------- template
@@ -168,11 +187,12 @@ def _validate_on_template(
             _fail_script(
                 plpy,
                 recorder,
-                script,
+                script.id,
                 (
                     f"the template already has script {top}; scripts apply in id order, so give "
                     "this one a higher id (a new scripts row)"
                 ),
+                template,
             )
             chain = [s for s in chain if s.id != script.id]
         checks = [(s, d, q) for s in chain if s.status == 1 for d, q in validation_queries(s)]
@@ -187,7 +207,11 @@ def _validate_on_template(
                 dblink.query(conn, "BEGIN READ ONLY")
             if problem:
                 _fail_script(
-                    plpy, recorder, script, f"validation on the template failed: {problem}"
+                    plpy,
+                    recorder,
+                    script.id,
+                    f"validation on the template failed: {problem}",
+                    template,
                 )
                 return [s for s in chain if s.id < script.id]
     finally:
@@ -225,20 +249,23 @@ def _apply_to_template(
         failed_id = outcome.details.get("script")
         failed = next((s for s in chain if s.id == failed_id), None)
         if failed is not None:
-            _fail_script(
-                plpy, recorder, failed, f"failed on the template: {outcome.message}", notice=False
-            )
+            _fail_script(plpy, recorder, failed.id, f"failed on the template: {outcome.message}")
     return [s for s in chain if s.id in have]
 
 
 def _fail_script(
-    plpy: Any, recorder: RunRecorder, script: Script, why: str, notice: bool = True
+    plpy: Any, recorder: RunRecorder, script_id: int, why: str, refused_on: Tenant | None = None
 ) -> None:
+    """Status 3 and last_error. A script ``refused_on`` the template before it ran
+    is also logged there as failed (so the run fails) and said in a NOTICE; one
+    that failed on the template was already logged and said by its outcome."""
     recorder.execute(
-        f"UPDATE admmgt.scripts SET status = 3, last_error = {_q(plpy, why)} WHERE id = {script.id}"
+        f"UPDATE admmgt.scripts SET status = 3, last_error = {_q(plpy, why)} WHERE id = {script_id}"
     )
-    if notice:
-        plpy.notice(f"script {script.id}: {why}; it touches no tenant (status 3)")
+    if refused_on is not None:
+        message = f"script {script_id}: {why}; it touches no tenant (status 3)"
+        recorder.refused(refused_on.database, refused_on.cluster, script_id, message)
+        plpy.notice(message)
 
 
 # ---------------------------------------------------------------------- tenants
@@ -842,7 +869,9 @@ def _on_template(plpy: Any, up_to: int | None = None) -> list[int]:
     ]
 
 
-def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
+def replayscripts(
+    plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
+) -> None:
     """Bring one tenant (typically held back) to a script the template has."""
     check_mode(separatedb)
     settings = load_settings(plpy)
@@ -870,6 +899,7 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
     recorder = RunRecorder(
         plpy, dblink, clusters, "replayScripts", {"dbname": dbname, "target": targetscriptid}
     )
+    words = {"ok": "replayed", "noop": "already there"}
     try:
         _single(
             plpy,
@@ -879,22 +909,35 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
             recorder,
             targetscriptid,
         )
-    finally:
-        summary = recorder.finish({"ok": "replayed", "noop": "already there"})
-    plpy.notice(summary)
+    except BaseException:
+        plpy.notice(recorder.finish(words))
+        raise
+    end_run(plpy, recorder, words, raise_failure=raise_failure)
 
 
-def rollbackscript(plpy: Any, *, script_id: int) -> None:
-    """Undo the latest script: template first, then every updating tenant at it."""
+def rollbackscript(plpy: Any, *, script_id: int, raise_failure: bool = True) -> None:
+    """Undo the latest script: template first, then every updating tenant at it.
+
+    Called again after a rollback of the same script that was interrupted (or
+    failed on some tenants) once the template was done, it finishes it: the
+    template and the databases already undone are no-ops, the rest are undone.
+    """
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "rollbackScript")
     template, *copies = templates(plpy)
     ids = _on_template(plpy)
-    if not ids or ids[-1] != script_id:
+    if (not ids or ids[-1] != script_id) and not _unfinished_rollback(plpy, script_id, ids):
+        if script_id in ids:
+            raise AdmmgtError(
+                f"script {script_id} is not the latest script applied to the template "
+                f"({ids[-1]}); roll back the later ones first",
+                hint="Scripts are undone newest first.",
+            )
         raise AdmmgtError(
-            f"script {script_id} is not the latest script applied to the template "
-            f"({ids[-1] if ids else 'none is'}); roll back the later ones first",
-            hint="Scripts are undone newest first.",
+            f"script {script_id} is not applied to the template (the latest there is "
+            f"{ids[-1] if ids else 'none'}) and no tenant is left at it; nothing to roll back",
+            hint="SELECT dbname, scriptversion FROM admmgt.fleet_status; shows each "
+            "database's version.",
         )
     (script,) = load_applied(plpy, [script_id], "rollbackScript")  # must match the databases
     handwritten = [
@@ -918,6 +961,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
     recorder = RunRecorder(plpy, dblink, clusters, "rollbackScript", {"script": script_id})
+    words = {"ok": "rolled back", "noop": "not at that script"}
     try:
         first = _single(
             plpy,
@@ -932,7 +976,7 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
                 f"rollbackScript: the template failed; no tenant was touched and script "
                 f"{script_id} stays applied"
             )
-            return
+            raise _Stop
         undo_job = partial(
             _undo,
             script=script,
@@ -979,9 +1023,45 @@ def rollbackscript(plpy: Any, *, script_id: int) -> None:
         Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
             tenants, job
         )
-    finally:
-        summary = recorder.finish({"ok": "rolled back", "noop": "not at that script"})
-    plpy.notice(summary)
+    except _Stop:
+        pass
+    except BaseException:
+        plpy.notice(recorder.finish(words))
+        raise
+    end_run(plpy, recorder, words, raise_failure=raise_failure)
+
+
+class _Stop(Exception):
+    """The run ends early; what it did is recorded and end_run reports it."""
+
+
+def _unfinished_rollback(plpy: Any, script_id: int, on_template: list[int]) -> bool:
+    """True when a rollback of ``script_id`` got past the template (the script is
+    back to status 0 there) but updating tenants are still at it, and nothing
+    later reached the template since: calling rollbackScript again finishes it."""
+    if on_template and on_template[-1] > script_id:
+        return False
+    row = plpy.execute(
+        plpy.prepare(
+            """SELECT s.status = 0 AND s.applied_to_template_at IS NULL
+                  AND EXISTS (SELECT FROM admmgt.runs AS r
+                              WHERE r.operation = 'rollbackScript'
+                                AND r.arguments ->> 'script' = s.id::text)
+                  AND EXISTS (SELECT FROM admmgt.vendor_db_settings AS v
+                              WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2
+                                AND v.updateflag AND v.scriptversion = s.id) AS unfinished
+               FROM admmgt.scripts AS s WHERE s.id = $1""",
+            ["int4"],
+        ),
+        [script_id],
+    )
+    if not row or not row[0]["unfinished"]:
+        return False
+    plpy.notice(
+        f"rollbackScript: finishing the earlier rollback of script {script_id}: the template "
+        "no longer has it, some tenants still do"
+    )
+    return True
 
 
 def _undo(
