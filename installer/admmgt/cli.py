@@ -84,7 +84,11 @@ def verify(dsn: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts and CI.")
 @click.pass_obj
 def status(dsn: str, as_json: bool) -> None:
-    """The fleet at a glance; exit 1 when a database has an error or failed.
+    """The fleet at a glance; exit 1 when anything needs attention.
+
+    Exit 1 for a database with an error or failed, a tenant ahead of its
+    template, a registry row its own history contradicts, a failed script, or a
+    run still running or interrupted.
 
     Version, template, tenants by status, scripts and how far each has spread,
     and the tenants that are behind, held back or failing (admmgt.fleet_status,
@@ -96,7 +100,7 @@ def status(dsn: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         _fleet.render_status(console, report)
-    if _fleet.failing(report):
+    if _fleet.problems(report):
         sys.exit(1)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from admmgt_plpy import _apply, _maintenance, _provision, _sync
 from admmgt_plpy._entry import entry
-from admmgt_plpy._runguard import refuse_transaction_block
 
 __all__ = [
     "add_cluster",
@@ -34,13 +33,11 @@ __all__ = [
 def add_cluster(plpy: Any, *, name: str, **given: Any) -> None:
     from admmgt_plpy import _clusters
 
-    refuse_transaction_block(plpy, "add_cluster")
     _clusters.add_cluster(plpy, name=name, given=given)
 
 
 @entry
 def create_database(plpy: Any) -> None:
-    refuse_transaction_block(plpy, "create_database")
     _provision.create_database(plpy)
 
 
@@ -48,7 +45,6 @@ def create_database(plpy: Any) -> None:
 def drop_database(
     plpy: Any, *, dbname: str, mode: str, terminate: bool, archive_name: str | None
 ) -> None:
-    refuse_transaction_block(plpy, "drop_database")
     _provision.drop_database(
         plpy, dbname=dbname, mode=mode, terminate=terminate, archive_name=archive_name
     )
@@ -56,8 +52,6 @@ def drop_database(
 
 @entry
 def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, raise_failure: bool = True) -> None:
-    if not dry_run:
-        refuse_transaction_block(plpy, "applyScripts")
     _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run, raise_failure=raise_failure)
 
 
@@ -68,7 +62,6 @@ def plan_script(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
 
 @entry
 def baseline(plpy: Any, *, dbname: str, version: int) -> None:
-    refuse_transaction_block(plpy, "baseline")
     _apply.baseline(plpy, dbname=dbname, version=version)
 
 
@@ -76,7 +69,6 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
 def applymaintenance(
     plpy: Any, *, separatedb: int, numdays: int, move_default_rows: bool = False
 ) -> None:
-    refuse_transaction_block(plpy, "applyMaintenance")
     _maintenance.applymaintenance(
         plpy, separatedb=separatedb, numdays=numdays, move_default_rows=move_default_rows
     )
@@ -86,8 +78,6 @@ def applymaintenance(
 def lifecyclemgt(plpy: Any, *, separatedb: int = 1, dry_run: bool = False) -> None:
     from admmgt_plpy import _lifecycle
 
-    if not dry_run:
-        refuse_transaction_block(plpy, "lifecycleMgt")
     _lifecycle.lifecyclemgt(plpy, separatedb=separatedb, dry_run=dry_run)
 
 
@@ -95,7 +85,6 @@ def lifecyclemgt(plpy: Any, *, separatedb: int = 1, dry_run: bool = False) -> No
 def refresh_stored_procedures(
     plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
 ) -> None:
-    refuse_transaction_block(plpy, "refresh_stored_procedures")
     _sync.refresh(
         plpy, "routines", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
     )
@@ -105,7 +94,6 @@ def refresh_stored_procedures(
 def refresh_views(
     plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
 ) -> None:
-    refuse_transaction_block(plpy, "refresh_views")
     _sync.refresh(
         plpy, "views", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
     )
@@ -115,7 +103,6 @@ def refresh_views(
 def replayscripts(
     plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
 ) -> None:
-    refuse_transaction_block(plpy, "replayScripts")
     _apply.replayscripts(
         plpy,
         separatedb=separatedb,
@@ -127,7 +114,6 @@ def replayscripts(
 
 @entry
 def rollbackscript(plpy: Any, *, script_id: int, raise_failure: bool = True) -> None:
-    refuse_transaction_block(plpy, "rollbackScript")
     _apply.rollbackscript(plpy, script_id=script_id, raise_failure=raise_failure)
 
 

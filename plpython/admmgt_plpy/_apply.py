@@ -67,7 +67,7 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, raise_failure: bo
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "applyScripts")
     template, *copies = templates(plpy)
-    if not dry_run and _nothing_pending(plpy):
+    if not dry_run and not _unfinished(plpy, "applyScripts") and _nothing_pending(plpy):
         return
     # Each script is loaded and compiled once; applied ones must match their rows.
     ready = [
@@ -115,6 +115,22 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, raise_failure: bo
         plpy.notice(recorder.finish(words))
         raise
     end_run(plpy, recorder, words, raise_failure=raise_failure)
+
+
+def _unfinished(plpy: Any, operation: str, arguments: str | None = None) -> bool:
+    """True when an earlier run of ``operation`` (with these jsonb ``arguments``)
+    was interrupted and not resumed yet (admmgt.unfinished_runs)."""
+    return bool(
+        plpy.execute(
+            plpy.prepare(
+                """SELECT EXISTS (SELECT FROM admmgt.unfinished_runs WHERE operation = $1
+                     AND state = 'interrupted' AND ($2::jsonb IS NULL OR arguments = $2::jsonb))
+                   AS yes""",
+                ["text", "text"],
+            ),
+            [operation, arguments],
+        )[0]["yes"]
+    )
 
 
 def _nothing_pending(plpy: Any) -> bool:
@@ -1037,8 +1053,9 @@ class _Stop(Exception):
 
 def _unfinished_rollback(plpy: Any, script_id: int, on_template: list[int]) -> bool:
     """True when a rollback of ``script_id`` got past the template (the script is
-    back to status 0 there) but updating tenants are still at it, and nothing
-    later reached the template since: calling rollbackScript again finishes it."""
+    back to status 0 there) but updating tenants are still at it (or its run was
+    interrupted), and nothing later reached the template since: calling
+    rollbackScript again finishes it."""
     if on_template and on_template[-1] > script_id:
         return False
     row = plpy.execute(
@@ -1047,9 +1064,12 @@ def _unfinished_rollback(plpy: Any, script_id: int, on_template: list[int]) -> b
                   AND EXISTS (SELECT FROM admmgt.runs AS r
                               WHERE r.operation = 'rollbackScript'
                                 AND r.arguments ->> 'script' = s.id::text)
-                  AND EXISTS (SELECT FROM admmgt.vendor_db_settings AS v
-                              WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2
-                                AND v.updateflag AND v.scriptversion = s.id) AS unfinished
+                  AND (EXISTS (SELECT FROM admmgt.vendor_db_settings AS v
+                               WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2
+                                 AND v.updateflag AND v.scriptversion = s.id)
+                       OR EXISTS (SELECT FROM admmgt.unfinished_runs AS u
+                                  WHERE u.operation = 'rollbackScript' AND u.state = 'interrupted'
+                                    AND u.arguments ->> 'script' = s.id::text)) AS unfinished
                FROM admmgt.scripts AS s WHERE s.id = $1""",
             ["int4"],
         ),

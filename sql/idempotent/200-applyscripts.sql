@@ -1,4 +1,4 @@
-CREATE OR REPLACE PROCEDURE admmgt.applyscripts(
+CREATE OR REPLACE PROCEDURE admmgt._applyscripts(
     t_separatedb integer DEFAULT 1, dry_run boolean DEFAULT false, t_raise boolean DEFAULT true
 )
 LANGUAGE plpython3u
@@ -8,6 +8,20 @@ AS $$
 plpy.execute("SELECT admmgt._load_code()")
 import admmgt_plpy
 admmgt_plpy.applyscripts(plpy, separatedb=t_separatedb, dry_run=dry_run, raise_failure=t_raise)
+$$;
+COMMENT ON PROCEDURE admmgt._applyscripts (integer, boolean, boolean) IS
+'The body of admmgt.applyscripts, which calls it once it made sure it runs outside any transaction block; call admmgt.applyscripts instead.';
+CREATE OR REPLACE PROCEDURE admmgt.applyscripts(
+    t_separatedb integer DEFAULT 1, dry_run boolean DEFAULT false, t_raise boolean DEFAULT true
+)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT dry_run THEN
+        CALL admmgt._outside_transaction_block('applyscripts');
+    END IF;
+    CALL admmgt._applyscripts(t_separatedb, dry_run, t_raise);
+END
 $$;
 COMMENT ON PROCEDURE admmgt.applyscripts (integer, boolean, boolean) IS
 'Applies every ready script in id order: validated, then the template, then every created tenant with updateflag that is behind, each script atomically per database, N tenants at a time. t_separatedb 1 = database per tenant (0 is not available yet). dry_run => true prints the plan and changes nothing. Refused inside a transaction block. A failed database or a refused script ends the CALL with an ERROR (SQLSTATE ZA001) after every outcome is recorded; t_raise => false reports them as NOTICEs only.';
