@@ -11,9 +11,10 @@ from typing import Any
 
 import click
 import psycopg
+import psycopg.sql
 from rich.console import Console
 
-from admmgt import _fleet, _install
+from admmgt import _detach, _fleet, _install
 from admmgt._sandbox import DEFAULT_PORT, Sandbox, SandboxError
 from admmgt._version import __version__
 
@@ -108,15 +109,102 @@ def status(dsn: str, as_json: bool) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many rows to show.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only targets that failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.run_history rows).")
+@click.option(
+    "--follow", is_flag=True, help="Print a run's databases as they finish, until it ends."
+)
+@click.option("--run", "run_id", type=int, default=None, help="With --follow: this run.")
 @click.pass_obj
-def log(dsn: str, limit: int, failed_only: bool, as_json: bool) -> None:
-    """Recent runs and what each did to every database, newest first (admmgt.run_history)."""
+def log(
+    dsn: str, limit: int, failed_only: bool, as_json: bool, follow: bool, run_id: int | None
+) -> None:
+    """Recent runs and what each did to every database, newest first (admmgt.run_history).
+
+    --follow watches one run (the newest, or --run) from any session, e.g. one
+    started with --detach; it exits 1 unless the run ends ok or noop.
+    """
+    if follow:
+        with _connect(dsn) as conn:
+            outcome = _detach.follow(conn, run_id, _show_progress)
+        console.print(f"run outcome: {outcome}")
+        if outcome not in ("ok", "noop"):
+            sys.exit(1)
+        return
     with _connect(dsn) as conn:
         rows = _fleet.history(conn, limit, failed_only)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
         _fleet.render_log(console, rows)
+
+
+def _show_progress(r: dict[str, Any]) -> None:
+    message = (r["message"] or "").removeprefix(f'tenant "{r["dbname"]}": ')
+    console.print(
+        f"run {r['run_id']} {r['operation']}: {r['dbname']} {r['outcome']}"
+        + (f" ({message})" if message else ""),
+        highlight=False,
+    )
+
+
+def _call(dsn: str, procedure: str, args: tuple[Any, ...], detach: bool) -> None:
+    """CALL admmgt.<procedure>(args) here (NOTICEs on stderr, exit 1 on its ERROR), or
+    --detach: on a connection that outlives this command (see _detach)."""
+    if detach:
+        try:
+            run_id, pid = _detach.start(dsn, procedure, args)
+        except (_detach.DetachError, psycopg.Error) as exc:
+            raise click.ClickException(str(exc)) from exc
+        console.print(
+            f"run {run_id} started (backend pid {pid}); it goes on without this command. "
+            f"Watch it: admmgt log --follow --run {run_id}",
+            highlight=False,
+        )
+        return
+    with _connect(dsn) as conn:
+        try:
+            conn.execute(
+                psycopg.sql.SQL("CALL admmgt.{}({})").format(
+                    psycopg.sql.Identifier(procedure),
+                    psycopg.sql.SQL(", ").join(psycopg.sql.Literal(a) for a in args),
+                )
+            )
+        except psycopg.Error as exc:
+            err.print(f"[red]{exc.diag.message_primary or exc}[/red]")
+            if exc.diag.message_hint:
+                err.print(exc.diag.message_hint)
+            sys.exit(1)
+
+
+_DETACH = click.option(
+    "--detach", is_flag=True, help="Start the run and return; it survives this command."
+)
+
+
+@main.command()
+@_DETACH
+@click.pass_obj
+def apply(dsn: str, detach: bool) -> None:
+    """CALL admmgt.applyscripts(): every ready script, template first."""
+    _call(dsn, "applyscripts", (), detach)
+
+
+@main.command()
+@click.argument("script_id", type=int)
+@_DETACH
+@click.pass_obj
+def rollback(dsn: str, script_id: int, detach: bool) -> None:
+    """CALL admmgt.rollbackscript(SCRIPT_ID); again to finish an interrupted one."""
+    _call(dsn, "rollbackscript", (script_id,), detach)
+
+
+@main.command()
+@click.argument("dbname")
+@click.argument("script_id", type=int)
+@_DETACH
+@click.pass_obj
+def replay(dsn: str, dbname: str, script_id: int, detach: bool) -> None:
+    """CALL admmgt.replayscripts(DBNAME, SCRIPT_ID): one tenant up to a script."""
+    _call(dsn, "replayscripts", (dbname, script_id), detach)
 
 
 @main.command()

@@ -24,7 +24,7 @@ except plpy.SPIError:
         sqlstate="25001",
         hint=f"CALL admmgt.{t_operation}(...) on its own: outside BEGIN ... COMMIT, as the only "
         "statement of its query string (psql -c runs a string of several statements as one "
-        "transaction), and not from a function or DO block.",
+        "transaction), and not from a function.",
     )
 $$;
 COMMENT ON PROCEDURE admmgt._outside_transaction_block (text) IS

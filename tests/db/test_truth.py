@@ -306,3 +306,37 @@ def test_status_flags_a_registry_its_own_history_contradicts(fleet: Fleet) -> No
         (fleet.tenants[0],),
     ).fetchone()
     assert row == (1, True)
+
+
+# ------------------------------------------------------------ detached runs
+
+
+def test_a_detached_apply_outlives_its_command_and_is_followed_from_another(
+    fleet: Fleet,
+) -> None:
+    orders(fleet.admin)
+    s.step(fleet.admin, 1, 1, "SELECT pg_sleep(0.5)")
+    fleet.admin.execute("UPDATE admmgt.settings SET value = '1' WHERE name = 'max_parallel'")
+    runner = CliRunner()
+    started = runner.invoke(main, ["--dsn", fleet.admin.info.dsn, "apply", "--detach"])
+    assert started.exit_code == 0, started.output
+    assert "run 2 started" in started.output
+    # the command is gone, its run is not: nothing is said to a client any more
+    row = fleet.admin.execute("SELECT outcome FROM admmgt.runs WHERE id = 2").fetchone()
+    assert row == (None,)
+    followed = runner.invoke(main, ["--dsn", fleet.admin.info.dsn, "log", "--follow", "--run", "2"])
+    assert followed.exit_code == 0, followed.output
+    for db in [fleet.template, *fleet.tenants]:
+        assert f"{db} ok" in followed.output
+    assert "run outcome: ok" in followed.output
+    for db in [fleet.template, *fleet.tenants]:
+        assert fleet.history(db) == [(1, "apply")]
+
+
+def test_a_detached_run_that_cannot_start_says_why(fleet: Fleet) -> None:
+    orders(fleet.admin)
+    with connect(fleet.admin.info.dsn) as first, first.transaction():
+        first.execute("SELECT pg_advisory_xact_lock(1634560109, 2)")
+        result = CliRunner().invoke(main, ["--dsn", fleet.admin.info.dsn, "apply", "--detach"])
+    assert result.exit_code == 1
+    assert "applyScripts is already running" in result.output
