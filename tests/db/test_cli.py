@@ -24,10 +24,10 @@ def test_install_status_json_and_verify_exit_codes(empty_dsn: str) -> None:
         report = json.loads(status.output)
         assert report == json.loads(json.dumps(_fleet.status_report(conn)))
         # The installer's summary plus the rows of fleet_status and script_status.
-        assert {k: v for k, v in report.items() if k not in ("fleet", "scripts")} == json.loads(
-            json.dumps(admmgt.status(conn))
-        )
-        assert (report["fleet"], report["scripts"]) == ([], [])
+        assert {
+            k: v for k, v in report.items() if k not in ("fleet", "scripts", "runs")
+        } == json.loads(json.dumps(admmgt.status(conn)))
+        assert (report["fleet"], report["scripts"], report["runs"]) == ([], [], [])
 
     assert runner.invoke(main, ["--dsn", empty_dsn, "verify"]).exit_code == 0
     with connect(empty_dsn) as conn:
