@@ -254,12 +254,16 @@ def _apply_to_template(
                 _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
     have = set(outcome.private.get("have", []))
     for script in chain:
-        if script.id in outcome.details.get("applied", []):
+        # Applied now, or by an earlier run that was interrupted before it
+        # recorded so (the template's own history has it): record it once.
+        now = script.id in outcome.details.get("applied", [])
+        if now or (script.id in have and script.status == 1):
             recorder.execute(
                 "UPDATE admmgt.scripts SET checksum = "
                 f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
                 f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
                 f" last_error = NULL WHERE id = {script.id}"
+                + ("" if now else " AND applied_to_template_at IS NULL")
             )
     if outcome.outcome == "failed":
         failed_id = outcome.details.get("script")
