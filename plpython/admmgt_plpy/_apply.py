@@ -247,24 +247,32 @@ def _apply_to_template(
     """Bring the template to the end of the chain; return the scripts it now has."""
     capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
     job = _migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
-    outcome = _single(plpy, dblink, template, job, recorder, label=f"template {template.label}")
-    for script_id, points in outcome.private.get("captured", {}).items():
-        for before, kinds in points.items():
-            for kind, definitions in kinds.items():
-                _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
+
+    def arrived(outcome: Outcome) -> None:
+        """What the template's scripts leave in the admin database, committed
+        before the NOTICE that a vanished client would turn into FATAL."""
+        for script_id, points in outcome.private.get("captured", {}).items():
+            for before, kinds in points.items():
+                for kind, definitions in kinds.items():
+                    _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
+        have = set(outcome.private.get("have", []))
+        for script in chain:
+            # Applied now, or by an earlier run that was interrupted before it
+            # recorded so (the template's own history has it): record it once.
+            now = script.id in outcome.details.get("applied", [])
+            if now or (script.id in have and script.status == 1):
+                recorder.execute(
+                    "UPDATE admmgt.scripts SET checksum = "
+                    f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
+                    f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
+                    f" last_error = NULL WHERE id = {script.id}"
+                    + ("" if now else " AND applied_to_template_at IS NULL")
+                )
+
+    outcome = _single(
+        plpy, dblink, template, job, recorder, label=f"template {template.label}", before=arrived
+    )
     have = set(outcome.private.get("have", []))
-    for script in chain:
-        # Applied now, or by an earlier run that was interrupted before it
-        # recorded so (the template's own history has it): record it once.
-        now = script.id in outcome.details.get("applied", [])
-        if now or (script.id in have and script.status == 1):
-            recorder.execute(
-                "UPDATE admmgt.scripts SET checksum = "
-                f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
-                f"{_q(plpy, script.metadata_checksum)}, applied_to_template_at = now(),"
-                f" last_error = NULL WHERE id = {script.id}"
-                + ("" if now else " AND applied_to_template_at IS NULL")
-            )
     if outcome.outcome == "failed":
         failed_id = outcome.details.get("script")
         failed = next((s for s in chain if s.id == failed_id), None)
@@ -442,12 +450,16 @@ def _single(
     recorder: RunRecorder,
     scriptid: int | None = None,
     label: str | None = None,
+    before: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Run one job on one database, _record it, and return its outcome."""
+    """Run one job on one database, _record it, and return its outcome;
+    ``before`` is called with the outcome before it is recorded and said."""
     result: list[Outcome] = []
 
     def on_done(t: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
         result.append(outcome)
+        if before is not None:
+            before(outcome)
         _record(plpy, recorder, t, outcome, elapsed_ms, label or t.database, scriptid)
 
     Fanout(dblink, 1, 0, on_done).run([target], lambda _: job)
