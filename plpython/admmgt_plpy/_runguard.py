@@ -57,3 +57,24 @@ def end_run(
         "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
         f"{recorder.operation} again; t_raise => false reports failures as NOTICEs only.",
     )
+
+
+def end_interrupted(plpy: Any, operation: str) -> None:
+    """For an operation that found nothing to do and records no run: if a run of
+    it was interrupted, record a noop run, which ends it (unfinished_runs lists
+    an interrupted run until a later run of the same operation ends)."""
+    row = plpy.execute(
+        plpy.prepare(
+            """SELECT EXISTS (SELECT FROM admmgt.unfinished_runs
+                              WHERE operation = $1 AND state = 'interrupted') AS yes""",
+            ["text"],
+        ),
+        [operation],
+    )
+    if not row[0]["yes"]:
+        return
+    from admmgt_plpy._remote import Clusters, Dblink
+    from admmgt_plpy._runlog import RunRecorder  # imports this module
+
+    recorder = RunRecorder(plpy, Dblink(plpy), Clusters(plpy), operation, {"after": "interrupted"})
+    plpy.notice(recorder.finish() + "; an interrupted run of it is now over")

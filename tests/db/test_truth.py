@@ -340,3 +340,25 @@ def test_a_detached_run_that_cannot_start_says_why(fleet: Fleet) -> None:
         result = CliRunner().invoke(main, ["--dsn", fleet.admin.info.dsn, "apply", "--detach"])
     assert result.exit_code == 1
     assert "applyScripts is already running" in result.output
+
+
+def test_an_interrupted_run_of_an_operation_with_nothing_left_to_do_is_ended_by_its_next_call(
+    fleet: Fleet,
+) -> None:
+    # As a create_database whose client was killed after its last tenant: its
+    # backend (a pid that is no backend's) is gone, and nothing is pending.
+    fleet.admin.execute(
+        "INSERT INTO admmgt.runs (operation, pid, backend_start) VALUES"
+        " ('create_database', 0, now())"
+    )
+    assert fleet.admin.execute(
+        "SELECT operation, state FROM admmgt.unfinished_runs"
+    ).fetchall() == [("create_database", "interrupted")]
+    assert status(fleet.admin)[0] == 1
+    call(fleet.admin, "create_database")  # nothing pending
+    assert fleet.admin.execute("SELECT count(*) FROM admmgt.unfinished_runs").fetchone() == (0,)
+    outcomes = fleet.admin.execute(
+        "SELECT outcome FROM admmgt.runs WHERE operation = 'create_database' ORDER BY id"
+    ).fetchall()
+    assert [r[0] for r in outcomes] == ["ok", "interrupted", "noop"]
+    assert status(fleet.admin)[0] == 0
