@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from admmgt_plpy._errors import RunFailed
@@ -78,3 +80,29 @@ def end_interrupted(plpy: Any, operation: str) -> None:
 
     recorder = RunRecorder(plpy, Dblink(plpy), Clusters(plpy), operation, {"after": "interrupted"})
     plpy.notice(recorder.finish() + "; an interrupted run of it is now over")
+
+
+@contextmanager
+def failures_raised(plpy: Any, operation: str, raise_failure: bool) -> Iterator[None]:
+    """For operations that close their run themselves: once the body returned,
+    raise RunFailed if a run it recorded (by this backend) failed."""
+    before = plpy.execute("SELECT coalesce(max(id), 0) AS id FROM admmgt.runs")[0]["id"]
+    yield
+    if not raise_failure:
+        return
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, summary::text AS summary FROM admmgt.runs
+               WHERE id > $1 AND pid = pg_backend_pid() AND outcome = 'failed' ORDER BY id""",
+            ["int8"],
+        ),
+        [before],
+    )
+    if rows:
+        run = rows[-1]
+        raise RunFailed(
+            f"{operation} run {run['id']} failed ({run['summary']}); every outcome is recorded",
+            hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {run['id']} "
+            "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
+            f"{operation} again; t_raise => false reports failures as NOTICEs only.",
+        )
