@@ -52,6 +52,7 @@ def status_report(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     report["changed_scripts"] = _install.changed_scripts(conn)
     report["usage"] = usage_totals(conn)
     report["clock"] = _pinned_clock(conn)
+    report["runs"] = _rows(conn, "SELECT * FROM admmgt.unfinished_runs ORDER BY run_id")
     return report
 
 
@@ -90,6 +91,31 @@ def _pinned_clock(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
 def failing(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Databases with a recorded error or status 3: `admmgt status` exits 1 for them."""
     return [d for d in report["fleet"] if d["last_error"] or d["status"] == 3]
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """Everything `admmgt status` exits 1 for, one line each: failed or erroring
+    databases, tenants ahead of their template, registry rows their own history
+    contradicts, failed scripts, and runs still running or interrupted."""
+    found = [f"{d['database']}: {d['status_word']}, error recorded" for d in failing(report)]
+    found += [
+        f"{d['database']}: at script {d['scriptversion']}, ahead of the template"
+        for d in report["fleet"]
+        if d.get("ahead_of_template")
+    ]
+    found += [
+        f"{d['database']}: registry says {d['scriptversion']}, its history {d['history_version']}"
+        for d in report["fleet"]
+        if d.get("registry_disagrees")
+    ]
+    found += [f"script {s['id']}: failed" for s in report["scripts"] if s.get("status") == 3]
+    found += [f"run {r['run_id']} ({r['operation']}) {r['state']}" for r in report.get("runs", [])]
+    found += [f"applied script changed: {c}" for c in report.get("changed_scripts", [])]
+    found += [
+        f"{r['dbname']}: row-level security: {r['finding']} {r['object_name']}"
+        for r in report.get("rls") or []
+    ]
+    return found
 
 
 def _size(size: int | None) -> str:
@@ -190,11 +216,36 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
             )
         console.print(scripts)
 
+    for r in report.get("runs", []):
+        args = ", ".join(f"{k} {v}" for k, v in (r["arguments"] or {}).items())
+        colour = "yellow" if r["state"] == "running" else "red"
+        console.print(
+            f"[{colour}]run {r['run_id']} ({r['operation']}{': ' + args if args else ''}) "
+            f"{r['state']}[/{colour}]: pid {r['pid'] or '?'}, started {_when(r['started_at'])}, "
+            f"{r['databases_done']} database(s) recorded"
+            + (f", the last {r['last_database']}" if r["last_database"] else "")
+            + (f"; call {r['operation']} again to resume it" if r["state"] == "interrupted" else "")
+        )
     attention = [
-        d for d in fleet if d["last_error"] or d["status"] in (1, 3) or d["scripts_behind"] > 0
+        d
+        for d in fleet
+        if d["last_error"]
+        or d["status"] in (1, 3)
+        or d["scripts_behind"] > 0
+        or d.get("ahead_of_template")
+        or d.get("registry_disagrees")
     ]
+    ahead = sum(bool(d.get("ahead_of_template")) for d in fleet)
+    if ahead:
+        console.print(
+            f"[red]{ahead} tenant(s) ahead of the template[/red] "
+            "(a script the template no longer has)"
+        )
     if attention:
-        console.print("[bold]needs attention[/bold] (failed, pending creation or behind):")
+        console.print(
+            "[bold]needs attention[/bold] (failed, pending creation, behind, ahead or "
+            "contradicted by its own history):"
+        )
         table = Table("database", "status", "version", "behind", "last run", "last error")
         table.columns[0].no_wrap = True
         table.columns[-1].overflow = "fold"
@@ -204,7 +255,13 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
             table.add_row(
                 d["database"] + (" (template)" if d["istemplate"] else ""),
                 (f"[red]{d['status_word']}[/red]" if d["status"] == 3 else d["status_word"]) + held,
-                str(d["scriptversion"] if d["scriptversion"] is not None else "-"),
+                str(d["scriptversion"] if d["scriptversion"] is not None else "-")
+                + (" [red](ahead)[/red]" if d.get("ahead_of_template") else "")
+                + (
+                    f" [red](history: {d['history_version']})[/red]"
+                    if d.get("registry_disagrees")
+                    else ""
+                ),
                 str(d["scripts_behind"]),
                 last_run,
                 f"[red]{_short(d['last_error'], 200)}[/red]" if d["last_error"] else "",
@@ -216,7 +273,7 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
                 "SELECT * FROM admmgt.fleet_status"
                 " WHERE scripts_behind > 0 OR last_error IS NOT NULL;"
             )
-    elif tenants and not report.get("changed_scripts"):
+    elif tenants and not problems(report):
         console.print("[green]every tenant is created, up to date and without errors[/green]")
     for line in report.get("changed_scripts", []):
         console.print(f"[red]applied script changed:[/red] {line}")

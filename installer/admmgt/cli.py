@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from admmgt import _backup_cli, _fleet, _install, _shell
+from admmgt import _backup_cli, _detach, _fleet, _install, _shell
 from admmgt._sandbox import DEFAULT_PORT, Sandbox, SandboxError
 from admmgt._shell import Failure, connect, dumps
 from admmgt._version import __version__
@@ -137,7 +137,12 @@ def verify(dsn: str, as_json: bool) -> None:
 )
 @click.pass_obj
 def status(dsn: str, as_json: bool, rls: bool) -> None:
-    """The fleet at a glance; exit 1 when a database has an error or failed.
+    """The fleet at a glance; exit 1 when anything needs attention.
+
+    Exit 1 for a database with an error or failed, a tenant ahead of its
+    template, a registry row its own history contradicts, a failed or changed
+    applied script, a run still running or interrupted, or (with --rls) a
+    row-level security finding.
 
     Version, template, tenants by status, scripts and how far each has spread,
     and the tenants that are behind, held back or failing (admmgt.fleet_status,
@@ -155,7 +160,7 @@ def status(dsn: str, as_json: bool, rls: bool) -> None:
         _fleet.render_status(console, report)
         if rls:
             _fleet.render_rls(console, report["rls"])
-    if _fleet.failing(report) or report["changed_scripts"] or report.get("rls"):
+    if _fleet.problems(report):
         sys.exit(_shell.ATTENTION)
 
 
@@ -164,15 +169,62 @@ def status(dsn: str, as_json: bool, rls: bool) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many rows to show.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only targets that failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (admmgt.run_history rows).")
+@click.option(
+    "--follow", is_flag=True, help="Print a run's databases as they finish, until it ends."
+)
+@click.option("--run", "run_id", type=int, default=None, help="With --follow: this run.")
 @click.pass_obj
-def log(dsn: str, limit: int, failed_only: bool, as_json: bool) -> None:
-    """Recent runs and what each did to every database, newest first (admmgt.run_history)."""
+def log(
+    dsn: str, limit: int, failed_only: bool, as_json: bool, follow: bool, run_id: int | None
+) -> None:
+    """Recent runs and what each did to every database, newest first (admmgt.run_history).
+
+    --follow watches one run (the newest, or --run) from any session, e.g. one
+    started with --detach; it exits 1 unless the run ends ok or noop.
+    """
+    if follow:
+        with connect(dsn) as conn:
+            outcome = _detach.follow(conn, run_id, _show_progress)
+        console.print(f"run outcome: {outcome}")
+        if outcome not in ("ok", "noop"):
+            sys.exit(_shell.ATTENTION)
+        return
     with connect(dsn) as conn:
         rows = _fleet.history(conn, limit, failed_only)
     if as_json:
         click.echo(dumps(rows))
     else:
         _fleet.render_log(console, rows)
+
+
+def _show_progress(r: dict[str, Any]) -> None:
+    message = (r["message"] or "").removeprefix(f'tenant "{r["dbname"]}": ')
+    console.print(
+        f"run {r['run_id']} {r['operation']}: {r['dbname']} {r['outcome']}"
+        + (f" ({message})" if message else ""),
+        highlight=False,
+    )
+
+
+def _start_detached(dsn: str, procedure: str, args: tuple[Any, ...]) -> None:
+    """--detach: CALL admmgt.<procedure>(args) on a connection that outlives this
+    command (_detach: it sends nothing to a client that could vanish)."""
+    try:
+        run_id, pid = _detach.start(dsn, procedure, args)
+    except _detach.DetachError as exc:
+        raise Failure(str(exc), _shell.ATTENTION) from None
+    except psycopg.Error as exc:
+        raise _shell.server_failure(exc) from None
+    console.print(
+        f"run {run_id} started (backend pid {pid}); it goes on without this command. "
+        f"Watch it: admmgt log --follow --run {run_id}",
+        highlight=False,
+    )
+
+
+_DETACH = click.option(
+    "--detach", is_flag=True, help="Start the run and return; it survives this command."
+)
 
 
 @main.command()
@@ -247,18 +299,29 @@ def _run(
 @main.command()
 @dsn_option
 @click.option("--dry-run", is_flag=True, help="Say what would be applied, changing nothing.")
+@_DETACH
 @click.pass_obj
-def apply(dsn: str, dry_run: bool) -> None:
+def apply(dsn: str, dry_run: bool, detach: bool) -> None:
     """Apply the ready scripts: template first, then every tenant (CALL admmgt.applyScripts)."""
+    if detach:
+        if dry_run:
+            raise click.UsageError("--dry-run changes nothing: run it without --detach")
+        _start_detached(dsn, "applyscripts", ())
+        return
     _run(dsn, "applyScripts", "CALL admmgt.applyScripts(dry_run => %s)", (dry_run,), dry_run)
 
 
 @main.command()
 @dsn_option
 @click.argument("script_id", type=int)
+@_DETACH
 @click.pass_obj
-def rollback(dsn: str, script_id: int) -> None:
-    """Undo script SCRIPT_ID everywhere, newest script only (CALL admmgt.rollbackScript)."""
+def rollback(dsn: str, script_id: int, detach: bool) -> None:
+    """Undo script SCRIPT_ID everywhere, newest script only (CALL admmgt.rollbackScript);
+    again to finish an interrupted one."""
+    if detach:
+        _start_detached(dsn, "rollbackscript", (script_id,))
+        return
     _run(dsn, "rollbackScript", "CALL admmgt.rollbackScript(%s)", (script_id,))
 
 
@@ -266,9 +329,13 @@ def rollback(dsn: str, script_id: int) -> None:
 @dsn_option
 @click.argument("dbname")
 @click.argument("target_script_id", type=int)
+@_DETACH
 @click.pass_obj
-def replay(dsn: str, dbname: str, target_script_id: int) -> None:
+def replay(dsn: str, dbname: str, target_script_id: int, detach: bool) -> None:
     """Bring tenant DBNAME to TARGET_SCRIPT_ID, script by script (CALL admmgt.replayScripts)."""
+    if detach:
+        _start_detached(dsn, "replayscripts", (dbname, target_script_id))
+        return
     _run(
         dsn,
         "replayScripts",

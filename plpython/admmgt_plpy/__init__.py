@@ -11,6 +11,7 @@ from typing import Any
 
 from admmgt_plpy import _apply, _clock, _maintenance, _provision, _sync
 from admmgt_plpy._entry import entry
+from admmgt_plpy._runguard import failures_raised
 
 __all__ = [
     "add_cluster",
@@ -44,8 +45,9 @@ def add_cluster(plpy: Any, *, name: str, **given: Any) -> None:
 
 
 @entry
-def create_database(plpy: Any) -> None:
-    _provision.create_database(plpy)
+def create_database(plpy: Any, *, raise_failure: bool = True) -> None:
+    with failures_raised(plpy, "create_database", raise_failure):
+        _provision.create_database(plpy)
 
 
 @entry
@@ -69,9 +71,13 @@ def drop_database(
 
 
 @entry
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False) -> None:
+def applyscripts(
+    plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False, raise_failure: bool = True
+) -> None:
     _clock.announce(plpy, "applyScripts")
-    _apply.applyscripts(plpy, separatedb=separatedb, dry_run=dry_run, execute=execute)
+    _apply.applyscripts(
+        plpy, separatedb=separatedb, dry_run=dry_run, execute=execute, raise_failure=raise_failure
+    )
 
 
 @entry
@@ -86,46 +92,79 @@ def baseline(plpy: Any, *, dbname: str, version: int) -> None:
 
 @entry
 def applymaintenance(
-    plpy: Any, *, separatedb: int, numdays: int, move_default_rows: bool = False
+    plpy: Any,
+    *,
+    separatedb: int,
+    numdays: int,
+    move_default_rows: bool = False,
+    raise_failure: bool = True,
 ) -> None:
-    _maintenance.applymaintenance(
-        plpy, separatedb=separatedb, numdays=numdays, move_default_rows=move_default_rows
-    )
+    with failures_raised(plpy, "applyMaintenance", raise_failure):
+        _maintenance.applymaintenance(
+            plpy, separatedb=separatedb, numdays=numdays, move_default_rows=move_default_rows
+        )
 
 
 @entry
-def lifecyclemgt(plpy: Any, *, separatedb: int = 1, dry_run: bool = False) -> None:
+def lifecyclemgt(
+    plpy: Any, *, separatedb: int = 1, dry_run: bool = False, raise_failure: bool = True
+) -> None:
     from admmgt_plpy import _lifecycle
 
-    _lifecycle.lifecyclemgt(plpy, separatedb=separatedb, dry_run=dry_run)
+    with failures_raised(plpy, "lifecycleMgt", raise_failure):
+        _lifecycle.lifecyclemgt(plpy, separatedb=separatedb, dry_run=dry_run)
 
 
 @entry
 def refresh_stored_procedures(
-    plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
+    plpy: Any,
+    *,
+    separatedb: int,
+    scriptid: int | None,
+    drop_orphans: bool = False,
+    raise_failure: bool = True,
 ) -> None:
-    _sync.refresh(
-        plpy, "routines", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
-    )
+    with failures_raised(plpy, "refresh_stored_procedures", raise_failure):
+        _sync.refresh(
+            plpy, "routines", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
+        )
 
 
 @entry
 def refresh_views(
-    plpy: Any, *, separatedb: int, scriptid: int | None, drop_orphans: bool = False
+    plpy: Any,
+    *,
+    separatedb: int,
+    scriptid: int | None,
+    drop_orphans: bool = False,
+    raise_failure: bool = True,
 ) -> None:
-    _sync.refresh(
-        plpy, "views", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
+    with failures_raised(plpy, "refresh_views", raise_failure):
+        _sync.refresh(
+            plpy, "views", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
+        )
+
+
+@entry
+def replayscripts(
+    plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
+) -> None:
+    _apply.replayscripts(
+        plpy,
+        separatedb=separatedb,
+        dbname=dbname,
+        targetscriptid=targetscriptid,
+        raise_failure=raise_failure,
     )
 
 
 @entry
-def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
-    _apply.replayscripts(plpy, separatedb=separatedb, dbname=dbname, targetscriptid=targetscriptid)
-
-
-@entry
-def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> None:
-    _apply.rollbackscript(plpy, script_id=script_id, drop_data=drop_data)
+def rollbackscript(
+    plpy: Any, *, script_id: int, drop_data: bool = False, raise_failure: bool = True
+) -> None:
+    _apply.rollbackscript(
+        plpy, script_id=script_id, drop_data=drop_data, raise_failure=raise_failure
+    )
 
 
 @entry

@@ -46,6 +46,7 @@ from admmgt_plpy._remote import (
     Run,
 )
 from admmgt_plpy._rollback import rollback_steps
+from admmgt_plpy._runguard import end_run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import (
     Script,
@@ -68,8 +69,13 @@ from admmgt_plpy._validate import READ_ONLY, TemplateBusy, script_problems
 
 # ------------------------------------------------------------------ entry points
 
+# What a run's counts are of, for the summary NOTICE.
+TEMPLATE_INCLUDED = "the template included"
 
-def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False) -> None:
+
+def applyscripts(
+    plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False, raise_failure: bool = True
+) -> None:
     check_mode(separatedb)
     if execute and not dry_run:
         raise AdmmgtError(
@@ -79,7 +85,7 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = F
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "applyScripts")
     template, *copies = templates(plpy)
-    if not dry_run and _nothing_pending(plpy):
+    if not dry_run and not _unfinished(plpy, "applyScripts") and _nothing_pending(plpy):
         return
     # Each script is loaded and compiled once; applied ones must match their rows.
     ready = [
@@ -90,37 +96,71 @@ def applyscripts(plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = F
         [r["id"] for r in plpy.execute("SELECT id FROM admmgt.scripts WHERE status = 2")],
         "applyScripts",
     )
-    refusals: list[str] = []
-    scripts = {i: _load_or_fail(plpy, i, dry_run, refusals) for i in ready}
+    broken: dict[int, MetadataError] = {}
+    scripts = {i: _load_or_fail(plpy, i, dry_run, broken) for i in ready}
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
     if dry_run:
         chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
+        refusals = [f"script {i} cannot be compiled" for i in broken]
         _dry_run(plpy, settings, template, copies, chain, refusals, execute, len(ready))
         return
 
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
     recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
+    words = {"ok": "updated", "noop": "already up to date"}
     try:
-        chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
-        refuse = partial(_fail_script, plpy, recorder)
-        try:
-            chain = _validate_on_template(plpy, dblink, clusters, template, chain, refuse)
-        except _TemplateUnreadable as unread:
-            # A lock or a lost connection on the template: every script stays ready.
-            _record(plpy, recorder, template, unread.outcome, 0.0, f"template {template.label}")
-            _keep_ready(plpy, recorder, [s for s in chain if s.status == 1], unread.outcome)
+        for script_id, exc in broken.items():
+            # Refused like a validation failure (status 3, last_error, a failed
+            # run); nothing at all is applied while a ready script cannot compile.
+            _fail_script(
+                plpy,
+                recorder,
+                script_id,
+                f"cannot be compiled; nothing was applied:\n{exc.message}",
+                template,
+            )
+        if broken:
             chain = []
-        chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
+        else:
+            chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
+        if chain:
+
+            def refuse(script: Script, why: str) -> None:
+                _fail_script(plpy, recorder, script.id, why, template)
+
+            try:
+                chain = _validate_on_template(plpy, dblink, clusters, template, chain, refuse)
+            except _TemplateUnreadable as unread:
+                # A lock or a lost connection on the template: every script stays ready.
+                _record(plpy, recorder, template, unread.outcome, 0.0, f"template {template.label}")
+                _keep_ready(plpy, recorder, [s for s in chain if s.status == 1], unread.outcome)
+                chain = []
+            chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
         if chain:
             chains = _apply_to_copies(plpy, dblink, clusters, settings, copies, chain, recorder)
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
             _mark_applied(plpy, recorder, chain)
-    finally:
-        summary = recorder.finish(
-            {"ok": "updated", "noop": "already up to date"}, counted="the template included"
-        )
-    plpy.notice(summary)
+    except BaseException:
+        plpy.notice(recorder.finish(words, TEMPLATE_INCLUDED))
+        raise
+    end_run(plpy, recorder, words, raise_failure=raise_failure, counted=TEMPLATE_INCLUDED)
+
+
+def _unfinished(plpy: Any, operation: str, arguments: str | None = None) -> bool:
+    """True when an earlier run of ``operation`` (with these jsonb ``arguments``)
+    was interrupted and not resumed yet (admmgt.unfinished_runs)."""
+    return bool(
+        plpy.execute(
+            plpy.prepare(
+                """SELECT EXISTS (SELECT FROM admmgt.unfinished_runs WHERE operation = $1
+                     AND state = 'interrupted' AND ($2::jsonb IS NULL OR arguments = $2::jsonb))
+                   AS yes""",
+                ["text", "text"],
+            ),
+            [operation, arguments],
+        )[0]["yes"]
+    )
 
 
 def _nothing_pending(plpy: Any) -> bool:
@@ -149,18 +189,17 @@ def _nothing_pending(plpy: Any) -> bool:
     return True
 
 
-def _load_or_fail(plpy: Any, script_id: int, dry_run: bool, refusals: list[str]) -> Script | None:
+def _load_or_fail(
+    plpy: Any, script_id: int, dry_run: bool, broken: dict[int, MetadataError]
+) -> Script | None:
+    """The compiled script, or None with the reason in ``broken`` (a dry run says it)."""
     try:
         return load_script(plpy, script_id)
     except MetadataError as exc:
         if dry_run:
             plpy.notice(f"script {script_id} would be refused:\n{exc.message}")
-            refusals.append(f"script {script_id} cannot be compiled")
-            return None
-        raise AdmmgtError(
-            f"script {script_id} cannot be compiled; nothing was applied:\n{exc.message}",
-            hint=exc.hint or "Fix the metadata rows named above, then call applyScripts again.",
-        ) from None
+        broken[script_id] = exc
+        return None
 
 
 # --------------------------------------------------------------------- template
@@ -313,21 +352,33 @@ def _apply_to_template(
     """Bring the template to the end of the chain; return the scripts it now has."""
     capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
     job = _migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
-    outcome = _single(plpy, dblink, template, job, recorder, label=f"template {template.label}")
-    for script_id, points in outcome.private.get("captured", {}).items():
-        for before, kinds in points.items():
-            for kind, definitions in kinds.items():
-                _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
+
+    def arrived(outcome: Outcome) -> None:
+        """What the template's scripts leave in the admin database, committed
+        before the NOTICE that a vanished client would turn into FATAL."""
+        for script_id, points in outcome.private.get("captured", {}).items():
+            for before, kinds in points.items():
+                for kind, definitions in kinds.items():
+                    _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
+        have = set(outcome.private.get("have", []))
+        for script in chain:
+            # Applied now, or by an earlier run that was interrupted before it
+            # recorded so (the template's own history has it): record it once.
+            now = script.id in outcome.details.get("applied", [])
+            if now or (script.id in have and script.status == 1):
+                recorder.execute(
+                    "UPDATE admmgt.scripts SET checksum = "
+                    f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
+                    f"{_q(plpy, script.metadata_checksum)}, applied_rows = "
+                    f"{_q(plpy, script.snapshot)}::jsonb, applied_to_template_at = now(),"
+                    f" last_error = NULL WHERE id = {script.id}"
+                    + ("" if now else " AND applied_to_template_at IS NULL")
+                )
+
+    outcome = _single(
+        plpy, dblink, template, job, recorder, label=f"template {template.label}", before=arrived
+    )
     have = set(outcome.private.get("have", []))
-    for script in chain:
-        if script.id in outcome.details.get("applied", []):
-            recorder.execute(
-                "UPDATE admmgt.scripts SET checksum = "
-                f"{_q(plpy, script.compiled.checksum)}, metadata_checksum = "
-                f"{_q(plpy, script.metadata_checksum)}, applied_rows = "
-                f"{_q(plpy, script.snapshot)}::jsonb, applied_to_template_at = now(),"
-                f" last_error = NULL WHERE id = {script.id}"
-            )
     if outcome.outcome == "failed" and retryable(outcome.sqlstate):
         # A lock or a lost connection is no defect of the script: it stays ready.
         _keep_ready(plpy, recorder, [s for s in chain if s.id not in have], outcome)
@@ -335,9 +386,7 @@ def _apply_to_template(
         failed_id = outcome.details.get("script")
         failed = next((s for s in chain if s.id == failed_id), None)
         if failed is not None:
-            _fail_script(
-                plpy, recorder, failed, f"failed on the template: {outcome.message}", notice=False
-            )
+            _fail_script(plpy, recorder, failed.id, f"failed on the template: {outcome.message}")
     return [s for s in chain if s.id in have]
 
 
@@ -361,13 +410,18 @@ def _keep_ready(plpy: Any, recorder: RunRecorder, scripts: list[Script], outcome
 
 
 def _fail_script(
-    plpy: Any, recorder: RunRecorder, script: Script, why: str, notice: bool = True
+    plpy: Any, recorder: RunRecorder, script_id: int, why: str, refused_on: Tenant | None = None
 ) -> None:
+    """Status 3 and last_error. A script ``refused_on`` the template before it ran
+    is also logged there as failed (so the run fails) and said in a NOTICE; one
+    that failed on the template was already logged and said by its outcome."""
     recorder.execute(
-        f"UPDATE admmgt.scripts SET status = 3, last_error = {_q(plpy, why)} WHERE id = {script.id}"
+        f"UPDATE admmgt.scripts SET status = 3, last_error = {_q(plpy, why)} WHERE id = {script_id}"
     )
-    if notice:
-        plpy.notice(f"script {script.id}: {why}; it touches no tenant (status 3)")
+    if refused_on is not None:
+        message = f"script {script_id}: {why}; it touches no tenant (status 3)"
+        recorder.refused(refused_on.database, refused_on.cluster, script_id, message)
+        plpy.notice(message)
 
 
 # ---------------------------------------------------------------------- tenants
@@ -524,12 +578,16 @@ def _single(
     recorder: RunRecorder,
     scriptid: int | None = None,
     label: str | None = None,
+    before: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Run one job on one database, _record it, and return its outcome."""
+    """Run one job on one database, _record it, and return its outcome;
+    ``before`` is called with the outcome before it is recorded and said."""
     result: list[Outcome] = []
 
     def on_done(t: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
         result.append(outcome)
+        if before is not None:
+            before(outcome)
         _record(plpy, recorder, t, outcome, elapsed_ms, label or t.database, scriptid)
 
     Fanout(dblink, 1, 0, on_done).run([target], lambda _: job)
@@ -1148,7 +1206,9 @@ def _on_template(plpy: Any, up_to: int | None = None) -> list[int]:
     ]
 
 
-def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int) -> None:
+def replayscripts(
+    plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
+) -> None:
     """Bring one tenant (typically held back) to a script the template has."""
     check_mode(separatedb)
     settings = load_settings(plpy)
@@ -1176,6 +1236,7 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
     recorder = RunRecorder(
         plpy, dblink, clusters, "replayScripts", {"dbname": dbname, "target": targetscriptid}
     )
+    words = {"ok": "replayed", "noop": "already there"}
     try:
         _single(
             plpy,
@@ -1185,20 +1246,29 @@ def replayscripts(plpy: Any, *, separatedb: int, dbname: str, targetscriptid: in
             recorder,
             targetscriptid,
         )
-    finally:
-        summary = recorder.finish({"ok": "replayed", "noop": "already there"})
-    plpy.notice(summary)
+    except BaseException:
+        plpy.notice(recorder.finish(words))
+        raise
+    end_run(plpy, recorder, words, raise_failure=raise_failure)
 
 
 def _rollback_of(plpy: Any, script_id: int) -> tuple[Script, tuple[Step, ...], bool]:
     """The script to undo, its undo steps, and whether they are hand-written;
-    refuses a script that is not the template's latest or cannot be undone."""
+    refuses a script that is not the template's latest or cannot be undone,
+    unless an earlier rollback of it got past the template and is to be finished."""
     ids = _on_template(plpy)
-    if not ids or ids[-1] != script_id:
+    if (not ids or ids[-1] != script_id) and not _unfinished_rollback(plpy, script_id, ids):
+        if script_id in ids:
+            raise AdmmgtError(
+                f"script {script_id} is not the latest script applied to the template "
+                f"({ids[-1]}); roll back the later ones first",
+                hint="Scripts are undone newest first.",
+            )
         raise AdmmgtError(
-            f"script {script_id} is not the latest script applied to the template "
-            f"({ids[-1] if ids else 'none is'}); roll back the later ones first",
-            hint="Scripts are undone newest first.",
+            f"script {script_id} is not applied to the template (the latest there is "
+            f"{ids[-1] if ids else 'none'}) and no tenant is left at it; nothing to roll back",
+            hint="SELECT dbname, scriptversion FROM admmgt.fleet_status; shows each "
+            "database's version.",
         )
     (script,) = load_applied(plpy, [script_id], "rollbackScript")  # must match the databases
     handwritten = [
@@ -1302,13 +1372,19 @@ def _refuse_data_loss(
     )
 
 
-def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> None:
+def rollbackscript(
+    plpy: Any, *, script_id: int, drop_data: bool = False, raise_failure: bool = True
+) -> None:
     """Undo the latest script: template first, then every updating tenant at it.
 
     Before anything changes, the rows its drops would take are counted in every
     database it would touch; any row stops it unless ``drop_data``. Without
     ``drop_data`` each database's transaction checks again before its drops
     (rows written meanwhile fail that database, not the data).
+
+    Called again after a rollback of the same script that was interrupted (or
+    failed on some tenants) once the template was done, it finishes it: the
+    template and the databases already undone are no-ops, the rest are undone.
     """
     settings = load_settings(plpy)
     take_operation_lock(plpy, "migrations", "rollbackScript")
@@ -1325,7 +1401,11 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
     if stakes and not drop_data:
-        targets = [template, *copies, *updating_tenants(plpy, at=script_id)]
+        # Finishing an earlier rollback: the template no longer has the tables;
+        # the guards below still protect any copy that does.
+        finishing = script_id not in _on_template(plpy)
+        targets = [] if finishing else [template, *copies]
+        targets += updating_tenants(plpy, at=script_id)
         _refuse_data_loss(
             plpy, script_id, _at_stake(plpy, dblink, clusters, settings, targets, stakes)
         )
@@ -1336,6 +1416,7 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
     recorder = RunRecorder(
         plpy, dblink, clusters, "rollbackScript", {"script": script_id, "drop_data": drop_data}
     )
+    words = {"ok": "rolled back", "noop": "not at that script"}
     try:
         first = _single(
             plpy,
@@ -1350,7 +1431,7 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
                 f"rollbackScript: the template failed; no tenant was touched and script "
                 f"{script_id} stays applied"
             )
-            return
+            raise _Stop
         undo_job = partial(
             _undo,
             script=script,
@@ -1398,11 +1479,49 @@ def rollbackscript(plpy: Any, *, script_id: int, drop_data: bool = False) -> Non
         Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
             tenants, job
         )
-    finally:
-        summary = recorder.finish(
-            {"ok": "rolled back", "noop": "not at that script"}, counted="the template included"
-        )
-    plpy.notice(summary)
+    except _Stop:
+        pass
+    except BaseException:
+        plpy.notice(recorder.finish(words, TEMPLATE_INCLUDED))
+        raise
+    end_run(plpy, recorder, words, raise_failure=raise_failure, counted=TEMPLATE_INCLUDED)
+
+
+class _Stop(Exception):
+    """The run ends early; what it did is recorded and end_run reports it."""
+
+
+def _unfinished_rollback(plpy: Any, script_id: int, on_template: list[int]) -> bool:
+    """True when a rollback of ``script_id`` got past the template (the script is
+    back to status 0 there) but updating tenants are still at it (or its run was
+    interrupted), and nothing later reached the template since: calling
+    rollbackScript again finishes it."""
+    if on_template and on_template[-1] > script_id:
+        return False
+    row = plpy.execute(
+        plpy.prepare(
+            """SELECT s.status = 0 AND s.applied_to_template_at IS NULL
+                  AND EXISTS (SELECT FROM admmgt.runs AS r
+                              WHERE r.operation = 'rollbackScript'
+                                AND r.arguments ->> 'script' = s.id::text)
+                  AND (EXISTS (SELECT FROM admmgt.vendor_db_settings AS v
+                               WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2
+                                 AND v.updateflag AND v.scriptversion = s.id)
+                       OR EXISTS (SELECT FROM admmgt.unfinished_runs AS u
+                                  WHERE u.operation = 'rollbackScript' AND u.state = 'interrupted'
+                                    AND u.arguments ->> 'script' = s.id::text)) AS unfinished
+               FROM admmgt.scripts AS s WHERE s.id = $1""",
+            ["int4"],
+        ),
+        [script_id],
+    )
+    if not row or not row[0]["unfinished"]:
+        return False
+    plpy.notice(
+        f"rollbackScript: finishing the earlier rollback of script {script_id}: the template "
+        "no longer has it, some tenants still do"
+    )
+    return True
 
 
 def _undo(

@@ -43,6 +43,7 @@ from admmgt_plpy._remote import (
     RemoteError,
     Run,
 )
+from admmgt_plpy._runguard import end_interrupted
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
@@ -391,6 +392,7 @@ def applymaintenance(
             "applyMaintenance: no range-partitioned table of a script applied to the template; "
             "nothing to do"
         )
+        end_interrupted(plpy, "applyMaintenance")
         return
     tenants = updating_tenants(plpy)
     dblink = Dblink(plpy)

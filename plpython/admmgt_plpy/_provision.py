@@ -30,6 +30,7 @@ from admmgt_plpy._remote import (
     Run,
     Sleep,
 )
+from admmgt_plpy._runguard import end_interrupted
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
 
@@ -192,6 +193,7 @@ def create_database(plpy: Any) -> None:
             "create_database: no tenant is pending creation (status 1, or 3 to retry);"
             " nothing to do"
         )
+        end_interrupted(plpy, "create_database")
         return
     _check_names(plpy, [Tenant.of(r) for r in rows], template)
     _check_template_exists(plpy, template)

@@ -21,6 +21,7 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._eta import Eta
 from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
+from admmgt_plpy._runguard import INTERRUPTED
 from admmgt_plpy._transient import connection_cause, connection_lost
 
 
@@ -39,8 +40,12 @@ class RunRecorder:
         self.started = time.monotonic()
         self.eta = Eta(operation)
         self.counts: dict[str, int] = {}
+        self.outcome: str | None = None
+        self.refusals: list[str] = []
         row = plpy.execute(
-            "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote"
+            "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
+            " pg_backend_pid() AS pid, (SELECT backend_start FROM pg_catalog.pg_stat_activity"
+            " WHERE pid = pg_backend_pid()) AS since"
         )[0]
         if row["wrote"]:
             # Our records go through another session: it could not see the
@@ -57,11 +62,15 @@ class RunRecorder:
         self.run_id = 0
         self.conninfo = clusters.admin_conninfo()
         self.conn = self._connect()
+        # Earlier runs whose backend is gone are marked interrupted first; this
+        # run records its backend so that a later one can tell it died.
+        self._query(INTERRUPTED)
         self.run_id = int(
             self._query(
-                "INSERT INTO admmgt.runs (operation, run_by, arguments) VALUES ("
-                f"{self._q(operation)}, {self._q(who)}, {self._q(json.dumps(arguments))}::jsonb)"
-                " RETURNING id",
+                "INSERT INTO admmgt.runs (operation, run_by, arguments, pid, backend_start)"
+                f" VALUES ({self._q(operation)}, {self._q(who)},"
+                f" {self._q(json.dumps(arguments))}::jsonb, {int(row['pid'])},"
+                f" {self._q(row['since'])}::timestamptz) RETURNING id",
                 "id bigint",
             )[0]["id"]
         )
@@ -131,6 +140,12 @@ class RunRecorder:
         )
         self._query(sql + (";" + registry if registry else ""))
 
+    def refused(self, dbname: str, cluster: str, scriptid: int, message: str) -> None:
+        """Log a script refused before it ran (compile error, validation, id order)
+        as a failure of ``dbname`` (the template): the run's outcome becomes failed."""
+        self.refusals.append(message)
+        self.target(dbname, cluster, Outcome("failed", message), 0.0, scriptid=scriptid)
+
     def say(self, outcome: Outcome, line: str) -> None:
         """One target's progress NOTICE; none for a database of an unreachable
         cluster, which the fan-out reported once for the whole cluster. Every
@@ -167,6 +182,7 @@ class RunRecorder:
             outcome = "ok"
         else:
             outcome = "noop"
+        self.outcome = outcome
         summary = dict(self.counts)
         self._query(
             f"UPDATE admmgt.runs SET finished_at = clock_timestamp(), outcome = {self._q(outcome)},"

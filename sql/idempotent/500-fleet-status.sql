@@ -39,7 +39,20 @@ SELECT
                 OR pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
             )
             THEN pg_catalog.pg_database_size(d.oid)
-    END AS size_bytes
+    END AS size_bytes,
+    (
+        NOT v.istemplate
+        AND coalesce(v.scriptversion, 0) > coalesce((
+            SELECT max(s.id)
+            FROM admmgt.scripts AS s
+            WHERE s.applied_to_template_at IS NOT NULL AND s.status IN (1, 2)
+        ), 0)
+    ) AS ahead_of_template,
+    hist.version AS history_version,
+    (
+        hist.run_id IS NOT NULL
+        AND hist.version IS DISTINCT FROM v.scriptversion
+    ) AS registry_disagrees
 FROM admmgt.vendor_db_settings AS v
 LEFT JOIN pg_catalog.pg_database AS d
     ON coalesce(v.cluster_name, 'local') = 'local' AND d.datname = lower(v.dbname)
@@ -54,6 +67,20 @@ LEFT JOIN LATERAL (
     ORDER BY l.finished_at DESC, l.id DESC
     LIMIT 1
 ) AS lastrun ON true
+-- What the latest run that read this database's own history found there,
+-- unless the registry row was changed since (baseline writes no run_log).
+LEFT JOIN LATERAL (
+    SELECT
+        l.run_id,
+        (l.details ->> 'version')::integer AS version
+    FROM admmgt.run_log AS l
+    WHERE
+        l.dbname = lower(v.dbname) AND l.cluster_name = coalesce(v.cluster_name, 'local')
+        AND l.details ? 'version'
+        AND (v.modifiedon IS NULL OR l.finished_at >= v.modifiedon)
+    ORDER BY l.finished_at DESC, l.id DESC
+    LIMIT 1
+) AS hist ON true
 WHERE NOT v.deleted;
 
 COMMENT ON VIEW admmgt.fleet_status IS
@@ -73,4 +100,7 @@ COMMENT ON COLUMN admmgt.fleet_status.last_operation IS 'Operation of that run (
 COMMENT ON COLUMN admmgt.fleet_status.last_outcome IS 'Outcome for this database in that run: ok, noop, failed or skipped.';
 COMMENT ON COLUMN admmgt.fleet_status.last_error IS 'Last failure (what failed and what to do); NULL after a success.';
 COMMENT ON COLUMN admmgt.fleet_status.last_error_at IS 'When last_error was recorded.';
+COMMENT ON COLUMN admmgt.fleet_status.ahead_of_template IS 'True for a tenant at a script the template no longer has (e.g. a rollback that did not reach it): `admmgt status` exits 1.';
+COMMENT ON COLUMN admmgt.fleet_status.history_version IS 'The version the latest run found in the database''s own admmgt.script_history (NULL if none did since the registry row last changed).';
+COMMENT ON COLUMN admmgt.fleet_status.registry_disagrees IS 'True when history_version differs from scriptversion: the registry is stale; applyScripts or rollbackScript reconciles it. `admmgt status` exits 1.';
 COMMENT ON COLUMN admmgt.fleet_status.size_bytes IS 'pg_database_size() for databases on the local cluster that exist and that you may connect to; NULL otherwise.';

@@ -6,11 +6,28 @@ SELECT
     r.id AS run_id,
     r.operation,
     r.run_by,
-    r.outcome AS run_outcome,
+    coalesce(
+        r.outcome,
+        CASE
+            WHEN NOT EXISTS (
+                SELECT FROM pg_catalog.pg_stat_activity AS a
+                WHERE a.pid = r.pid AND a.backend_start = r.backend_start
+            ) THEN 'interrupted'
+        END
+    ) AS run_outcome,
     l.dbname,
     l.cluster_name,
     l.scriptid,
-    coalesce(l.outcome, r.outcome) AS outcome,
+    coalesce(
+        l.outcome,
+        r.outcome,
+        CASE
+            WHEN NOT EXISTS (
+                SELECT FROM pg_catalog.pg_stat_activity AS a
+                WHERE a.pid = r.pid AND a.backend_start = r.backend_start
+            ) THEN 'interrupted'
+        END
+    ) AS outcome,
     l.sqlstate,
     l.message,
     l.statement,
@@ -28,7 +45,7 @@ COMMENT ON VIEW admmgt.run_history IS
 COMMENT ON COLUMN admmgt.run_history.run_id IS 'The run (admmgt.runs.id).';
 COMMENT ON COLUMN admmgt.run_history.operation IS 'Procedure that ran: create_database, drop_database, applyScripts, ...';
 COMMENT ON COLUMN admmgt.run_history.run_by IS 'Session user that started the run.';
-COMMENT ON COLUMN admmgt.run_history.run_outcome IS 'Outcome of the whole run: ok, failed, aborted or noop; NULL while running or if it died.';
+COMMENT ON COLUMN admmgt.run_history.run_outcome IS 'Outcome of the whole run: ok, failed, aborted, noop or interrupted (its backend went away before it ended); NULL while running.';
 COMMENT ON COLUMN admmgt.run_history.dbname IS 'Database worked on; NULL for a run that reached none.';
 COMMENT ON COLUMN admmgt.run_history.cluster_name IS 'Cluster of that database.';
 COMMENT ON COLUMN admmgt.run_history.scriptid IS 'Script concerned, for script operations (the failing one, or the last applied).';

@@ -67,3 +67,30 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+-- The public procedures that commit in other databases are PL/pgSQL procedures
+-- that run as the caller (so that they can tell a transaction block, see
+-- 630-outside-transaction-block.sql) and CALL the SECURITY DEFINER body
+-- admmgt._<name>: whoever may call one needs EXECUTE on those two.
+DO $grants$
+DECLARE
+    r regprocedure;
+BEGIN
+    FOR r IN
+        SELECT p.oid::regprocedure
+        FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace = 'admmgt'::regnamespace
+          AND p.prokind = 'p'
+          AND (
+              p.proname = '_outside_transaction_block'
+              OR EXISTS (
+                  SELECT FROM pg_catalog.pg_proc AS pub
+                  WHERE pub.pronamespace = p.pronamespace
+                    AND '_' || pub.proname = p.proname AND pub.prokind = 'p'
+              )
+          )
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO admmgt_operator', r);
+    END LOOP;
+END
+$grants$;

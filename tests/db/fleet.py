@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
@@ -120,12 +121,16 @@ class Fleet:
         assert not [line for line in lines if "FAILED" in line], lines
         return lines
 
-    def maintain(self, numdays: int = 30, move: bool = False) -> list[str]:
+    def maintain(self, numdays: int = 30, move: bool = False, fails: bool = False) -> list[str]:
+        """applyMaintenance's NOTICE lines; ``fails``: it must end with ERROR ZA001."""
         notices = Notices(self.admin)
-        self.admin.execute(
-            "CALL admmgt.applyMaintenance(t_numdays => %s, t_move_default_rows => %s)",
-            (numdays, move),
-        )
+        query = "CALL admmgt.applyMaintenance(t_numdays => %s, t_move_default_rows => %s)"
+        if fails:
+            with pytest.raises(psycopg.Error) as failed:
+                self.admin.execute(query, (numdays, move))
+            assert failed.value.sqlstate == "ZA001", failed.value
+        else:
+            self.admin.execute(query, (numdays, move))
         return notices.take_without_clock()
 
     def children(self, db: str, parent: str) -> set[str]:

@@ -39,9 +39,15 @@ class Fleet:
         with self.connect(db) as conn:
             return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)
 
-    def apply(self) -> list[str]:
+    def apply(self, fails: bool = False) -> list[str]:
+        """applyScripts' NOTICE lines; ``fails``: it must end with ERROR ZA001."""
         notices = Notices(self.admin)
-        call(self.admin, "applyscripts")
+        if not fails:
+            call(self.admin, "applyscripts")
+            return notices.take()
+        with pytest.raises(psycopg.Error) as failed:
+            call(self.admin, "applyscripts")
+        assert failed.value.sqlstate == "ZA001", failed.value
         return notices.take()
 
 
@@ -114,7 +120,7 @@ def test_a_failing_tenant_is_left_untouched_and_the_others_go_on(fleet: Fleet) -
     s.script(fleet.admin, 1)
     s.table(fleet.admin, 1, "orders", [s.ID])
     s.table(fleet.admin, 1, "invoices", [s.ID])
-    lines = fleet.apply()
+    lines = fleet.apply(fails=True)
     assert fleet.history(broken) == []
     assert not fleet.has_table(broken, "mgttest.orders")  # step 1 rolled back with step 2
     for db in (fleet.tenants[0], fleet.tenants[2]):
@@ -155,7 +161,7 @@ def test_a_script_that_fails_on_the_template_touches_no_tenant(fleet: Fleet) -> 
     orders_later = 3
     s.script(fleet.admin, orders_later)
     s.table(fleet.admin, orders_later, "later", [s.ID])
-    lines = fleet.apply()
+    lines = fleet.apply(fails=True)
     assert fleet.history(fleet.template) == [(1, "apply")]
     for db in fleet.tenants:
         assert fleet.history(db) == [(1, "apply")]  # script 1 yes; 2 and 3 no
@@ -171,7 +177,7 @@ def test_a_script_that_fails_on_the_template_touches_no_tenant(fleet: Fleet) -> 
 def test_a_type_the_server_rejects_stops_before_the_template_is_touched(fleet: Fleet) -> None:
     s.script(fleet.admin, 1)
     s.table(fleet.admin, 1, "orders", [s.ID, ("x", "nosuchtype")])
-    lines = fleet.apply()
+    lines = fleet.apply(fails=True)
     assert fleet.history(fleet.template) == []
     assert not fleet.has_table(fleet.template, "mgttest.orders")
     error = fleet.admin.execute("SELECT status, last_error FROM admmgt.scripts").fetchone()
@@ -200,8 +206,15 @@ def test_hostile_metadata_is_refused_before_the_template_is_touched(
         else (("x", value) if field == "datatype" else ("x", "int", 1, value))
     )
     s.table(fleet.admin, 1, name, [s.ID, col])
-    with pytest.raises(psycopg.Error, match="script 1 cannot be compiled; nothing was applied"):
+    with pytest.raises(
+        psycopg.Error, match="script 1: cannot be compiled; nothing was applied"
+    ) as e:
         call(fleet.admin, "applyscripts")
+    assert e.value.sqlstate == "ZA001"  # recorded like any failure, then raised
+    assert fleet.admin.execute("SELECT status FROM admmgt.scripts").fetchone() == (3,)
+    assert fleet.admin.execute(
+        "SELECT outcome FROM admmgt.runs ORDER BY id DESC LIMIT 1"
+    ).fetchone() == ("failed",)
     assert fleet.history(fleet.template) == []
     with fleet.connect(fleet.template) as conn:
         assert conn.execute(
@@ -244,7 +257,7 @@ def test_a_tenant_backend_killed_mid_script_keeps_its_old_version(fleet: Fleet) 
         killed = row[0] if row else 0
         time.sleep(0.05)
     worker.join()
-    assert killed == 1 and errors_seen == []
+    assert killed == 1 and [getattr(e, "sqlstate", e) for e in errors_seen] == ["ZA001"]
     assert fleet.history(victim) == []
     assert not fleet.has_table(victim, "mgttest.orders")
     for db in fleet.tenants[1:]:
@@ -290,7 +303,7 @@ def test_a_locked_tenant_table_is_retried_with_bounded_waits_then_reported(fleet
         holder.execute("LOCK TABLE mgttest.orders IN ACCESS EXCLUSIVE MODE")
         pid = holder.info.backend_pid
         started = time.monotonic()
-        lines = fleet.apply()
+        lines = fleet.apply(fails=True)
         elapsed = time.monotonic() - started
         holder.execute("ROLLBACK")
     assert elapsed < 5
@@ -379,7 +392,7 @@ def test_failure_limit_stops_a_bad_rollout_early(fleet: Fleet) -> None:
     fleet.admin.execute("UPDATE admmgt.settings SET value = '1' WHERE name = 'max_parallel'")
     fleet.admin.execute("UPDATE admmgt.settings SET value = '2' WHERE name = 'failure_limit'")
     orders_script(fleet.admin)
-    lines = fleet.apply()
+    lines = fleet.apply(fails=True)
     assert sum("FAILED" in line for line in lines) == 2
     assert (
         sum("SKIPPED: not attempted: the failure limit (2) was reached" in line for line in lines)
@@ -471,7 +484,7 @@ def test_an_invalid_index_left_by_a_failed_concurrent_build_is_rebuilt(fleet: Fl
         " \"concurrently\", status) VALUES (2, %s, '{code}', 1, 1, 1)",
         (tid,),
     )
-    lines = fleet.apply()
+    lines = fleet.apply(fails=True)
     assert any(f"{victim}: FAILED" in line and "23505" in line for line in lines)
     assert fleet.history(victim) == [(1, "apply"), (2, "partial")]
     valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'mgttest.orders_code_idx'::regclass"
@@ -489,7 +502,7 @@ def test_an_unreachable_tenant_is_reported_with_the_servers_reason(fleet: Fleet)
     fleet.admin.execute(f'ALTER DATABASE "{down}" WITH ALLOW_CONNECTIONS false')
     try:
         orders_script(fleet.admin)
-        lines = fleet.apply()
+        lines = fleet.apply(fails=True)
     finally:
         fleet.admin.execute(f'ALTER DATABASE "{down}" WITH ALLOW_CONNECTIONS true')
     failure = next(line for line in lines if line.startswith("[") and down in line)

@@ -40,12 +40,13 @@ def test_install_status_json_and_verify_exit_codes(empty_dsn: str) -> None:
         assert report == json.loads(json.dumps(_fleet.status_report(conn)))
         # The installer's summary plus the rows of fleet_status and script_status,
         # the changed applied scripts, and the tenants' usage totals (tenant_usage).
-        extra = ("fleet", "scripts", "changed_scripts", "usage", "clock")
+        extra = ("fleet", "scripts", "changed_scripts", "usage", "clock", "runs")
         assert {k: v for k, v in report.items() if k not in extra} == json.loads(
             json.dumps(admmgt.status(conn))
         )
         assert (report["fleet"], report["scripts"], report["changed_scripts"]) == ([], [], [])
         assert report["clock"] is None
+        assert report["runs"] == []
         assert report["usage"] == {"size_bytes": None, "connections": None, "unknown": 0}
 
     assert run("verify", "--dsn", empty_dsn).exit_code == 0

@@ -107,13 +107,14 @@ def test_verify_is_clean_after_install(admin: psycopg.Connection[Any]) -> None:
 
 def test_verify_catches_a_changed_routine_body(admin: psycopg.Connection[Any]) -> None:
     admin.execute(
-        "CREATE OR REPLACE PROCEDURE admmgt.lifecyclemgt(t_separatedb integer DEFAULT 1,"
-        " t_dry_run boolean DEFAULT false) LANGUAGE plpython3u"
+        "CREATE OR REPLACE PROCEDURE admmgt._lifecyclemgt(t_separatedb integer DEFAULT 1,"
+        " t_dry_run boolean DEFAULT false, t_raise boolean DEFAULT true) LANGUAGE plpython3u"
         " SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ pass $$"
     )
     problems = admmgt.verify(admin)
     assert problems == [
-        "routine admmgt.lifecyclemgt(integer,boolean) differs from the package (definition)"
+        "routine admmgt._lifecyclemgt(integer,boolean,boolean) differs from the package"
+        " (definition)"
     ]
 
 
@@ -127,11 +128,11 @@ def test_verify_catches_a_changed_python_module(admin: psycopg.Connection[Any]) 
 
 def test_verify_catches_extra_and_missing_routines(admin: psycopg.Connection[Any]) -> None:
     admin.execute("CREATE FUNCTION admmgt.backdoor() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-    admin.execute("DROP PROCEDURE admmgt.refesh_views(integer, integer, boolean)")
+    admin.execute("DROP PROCEDURE admmgt.refesh_views(integer, integer, boolean, boolean)")
     problems = admmgt.verify(admin)
     assert "routine admmgt.backdoor() is not part of the package" in problems
     assert any(
-        p.startswith("routine admmgt.refesh_views(integer,integer,boolean) is missing")
+        p.startswith("routine admmgt.refesh_views(integer,integer,boolean,boolean) is missing")
         for p in problems
     )
 

@@ -38,9 +38,15 @@ def policy(admin: Conn, table: str, value: dict[str, Any] | str) -> None:
     )
 
 
-def lifecycle(fleet: Fleet, *, dry_run: bool = False) -> list[str]:
+def lifecycle(fleet: Fleet, *, dry_run: bool = False, fails: bool = False) -> list[str]:
+    """lifecycleMgt's NOTICE lines; ``fails``: it must end with ERROR ZA001."""
     notices = Notices(fleet.admin)
-    fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
+    if fails:
+        with pytest.raises(psycopg.Error) as failed:
+            fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
+        assert failed.value.sqlstate == "ZA001", failed.value
+    else:
+        fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
     return notices.take_without_clock()
 
 
@@ -357,7 +363,7 @@ def test_a_tenant_whose_column_is_not_a_date_fails_alone_naming_it(fleet: Fleet)
             )
     with fleet.connect(odd) as conn:
         conn.execute("ALTER TABLE mgttest.logs ALTER COLUMN created_at TYPE text")
-    lines = lifecycle(fleet)
+    lines = lifecycle(fleet, fails=True)
     line = next(x for x in lines if f"{odd}: " in x)
     assert f'{odd}: FAILED: database "{odd}": lifecycle failed while reading mgttest.logs' in line
     assert 'mgttest.logs has created_at as text, not "created_at" of type date or timestamp' in line
@@ -380,7 +386,7 @@ def test_a_locked_tenant_is_reported_and_the_others_proceed(fleet: Fleet) -> Non
     holder.execute("BEGIN")
     holder.execute("LOCK TABLE mgttest.events IN ACCESS SHARE MODE")
     try:
-        lines = lifecycle(fleet)
+        lines = lifecycle(fleet, fails=True)
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -89,7 +89,9 @@ def test_a_failing_tenant_does_not_stop_the_others_and_is_retried(
     squatter = f"{tenant_prefix}taken"
     admin.execute(f'CREATE DATABASE "{squatter}"')  # exists, but admmgt did not create it
     register(admin, f"{tenant_prefix}a", squatter, f"{tenant_prefix}b")
-    call(admin, "create_database")
+    with pytest.raises(psycopg.Error) as failed:  # recorded, then raised
+        call(admin, "create_database")
+    assert failed.value.sqlstate == "ZA001"
     state = registry(admin)
     assert state[f"{tenant_prefix}a"][0] == 2 and state[f"{tenant_prefix}b"][0] == 2
     status, _, error = state[squatter]
@@ -114,7 +116,7 @@ def test_a_busy_template_is_retried_then_reported(
     register(admin, f"{tenant_prefix}late")
     busy_dsn = admin.info.dsn.replace(f"dbname={admin.info.dbname}", f"dbname={template}")
     with connect(busy_dsn, application_name="someone_else"):
-        call(admin, "create_database")
+        call(admin, "create_database", False)  # t_raise => false: NOTICEs only
     status, _, error = registry(admin)[f"{tenant_prefix}late"]
     assert status == 3
     assert f'template "{template}" stayed in use by other sessions for 1 s' in error

@@ -1,0 +1,109 @@
+"""A run is honest about its end (ARCHITECTURE.md, invariant 11).
+
+1. A CALL inside a transaction block is refused before anything changes, the
+   way CREATE DATABASE is: not here but in SQL (630-outside-transaction-block.sql),
+   since a SECURITY DEFINER procedure always runs atomic and cannot tell.
+2. :data:`INTERRUPTED`: runs whose backend is gone (killed client, crash,
+   restart) get the outcome ``interrupted`` instead of a NULL for good. Every
+   new run applies it first; fleet_status and run_history compute the same.
+3. :func:`end_run`: the run's summary NOTICE, then, when any database failed
+   or a script was refused, one ERROR with SQLSTATE ``ZA001`` (RunFailed),
+   raised after every outcome is committed, so psql ``ON_ERROR_STOP``,
+   pg_cron's job_run_details and CI see the failure and the run log keeps it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from admmgt_plpy._errors import RunFailed
+
+# A run is alive while its backend is: same pid, same backend start. A NULL
+# outcome whose backend is gone (killed, crashed, server restarted) never ends.
+INTERRUPTED = """
+UPDATE admmgt.runs AS r SET outcome = 'interrupted', finished_at = clock_timestamp(),
+       summary = coalesce(r.summary, '{}'::jsonb) || jsonb_build_object(
+           'interrupted', 'its backend (pid ' || coalesce(r.pid::text, '?') || ') is gone')
+WHERE r.outcome IS NULL AND NOT EXISTS (
+    SELECT FROM pg_catalog.pg_stat_activity AS a
+    WHERE a.pid = r.pid AND a.backend_start = r.backend_start)
+"""
+
+
+def end_run(
+    plpy: Any,
+    recorder: Any,
+    words: dict[str, str] | None = None,
+    *,
+    raise_failure: bool = True,
+    counted: str | None = None,
+) -> None:
+    """Close ``recorder``'s run (committed), say its summary, then raise RunFailed
+    if a database failed or a script was refused (unless ``raise_failure``
+    is false: NOTICE only, the behaviour before 0.4.0)."""
+    summary = recorder.finish(words, counted)
+    plpy.notice(summary)
+    if recorder.outcome != "failed" or not raise_failure:
+        return
+    refused = recorder.refusals
+    failed = recorder.counts.get("failed", 0) + recorder.counts.get("unreachable", 0) - len(refused)
+    parts = list(refused)
+    if failed > 0:
+        parts.append(f"{failed} database(s) failed")
+    raise RunFailed(
+        f"{recorder.operation} run {recorder.run_id} failed: "
+        + ("; ".join(parts) or "see its run log")
+        + "; every outcome is recorded",
+        hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {recorder.run_id} "
+        "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
+        f"{recorder.operation} again; t_raise => false reports failures as NOTICEs only.",
+    )
+
+
+def end_interrupted(plpy: Any, operation: str) -> None:
+    """For an operation that found nothing to do and records no run: if a run of
+    it was interrupted, record a noop run, which ends it (unfinished_runs lists
+    an interrupted run until a later run of the same operation ends)."""
+    row = plpy.execute(
+        plpy.prepare(
+            """SELECT EXISTS (SELECT FROM admmgt.unfinished_runs
+                              WHERE operation = $1 AND state = 'interrupted') AS yes""",
+            ["text"],
+        ),
+        [operation],
+    )
+    if not row[0]["yes"]:
+        return
+    from admmgt_plpy._remote import Clusters, Dblink
+    from admmgt_plpy._runlog import RunRecorder  # imports this module
+
+    recorder = RunRecorder(plpy, Dblink(plpy), Clusters(plpy), operation, {"after": "interrupted"})
+    plpy.notice(recorder.finish() + "; an interrupted run of it is now over")
+
+
+@contextmanager
+def failures_raised(plpy: Any, operation: str, raise_failure: bool) -> Iterator[None]:
+    """For operations that close their run themselves: once the body returned,
+    raise RunFailed if a run it recorded (by this backend) failed."""
+    before = plpy.execute("SELECT coalesce(max(id), 0) AS id FROM admmgt.runs")[0]["id"]
+    yield
+    if not raise_failure:
+        return
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, summary::text AS summary FROM admmgt.runs
+               WHERE id > $1 AND pid = pg_backend_pid() AND outcome = 'failed' ORDER BY id""",
+            ["int8"],
+        ),
+        [before],
+    )
+    if rows:
+        run = rows[-1]
+        raise RunFailed(
+            f"{operation} run {run['id']} failed ({run['summary']}); every outcome is recorded",
+            hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {run['id']} "
+            "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
+            f"{operation} again; t_raise => false reports failures as NOTICEs only.",
+        )
