@@ -18,13 +18,23 @@ transaction that the caller opened, with nothing executed:
    with a column list: no table is needed, so a table the script creates
    works too). A default and a partition bound see no columns at all; an
    index column must be one of the stand-in's. A value that converts to
-   its type only by an explicit cast is refused too (``_assignable``);
+   its type only by an explicit cast is refused too (``_assignable``:
+   PostgreSQL's own assignment conversion, read from ``pg_cast``);
 4. an index predicate must also use only IMMUTABLE functions. With
    ``constraint_exclusion = on`` the planner proves ``P AND NOT P`` false
    only from clauses free of mutable functions (the same
    ``contain_mutable_functions`` test after constant folding that CREATE
    INDEX applies), so ``EXPLAIN`` of that query is a dummy plan exactly when
    P is immutable. EXPLAIN plans and never executes.
+
+What an earlier script of the same run creates with a raw SQL step or a
+procedure call is not on the template yet, and admmgt cannot see what that
+statement makes. So once an earlier pending script has such a statement, an
+expression that fails only because something it names does not exist
+(``_MISSING``) is left to the template run, with a NOTICE; every other
+refusal stands. A script's own raw steps and procedure calls run after its
+metadata steps, so they never make what its expressions use: that refusal
+stands too, and says so.
 
 Every problem of a script is collected, each naming the script, the metadata
 table, the row and the field, and the script is refused as a whole.
@@ -43,6 +53,12 @@ __all__ = ["READ_ONLY", "script_problems"]
 
 READ_ONLY = "BEGIN READ ONLY"
 _STATEMENT = "admmgt_validate"
+# "Does not exist": a relation (a sequence in nextval), a function, a type or
+# other object, a schema; and a column, except in a default or a partition
+# bound, which may refer to none.
+_MISSING = {"42P01", "42883", "42704", "3F000"}
+_MISSING_COLUMN = "42703"
+_RAW = ("sql", "proc_call")
 _KIND = {
     "default": "a default",
     "using": "a USING expression",
@@ -83,6 +99,8 @@ class _Session:
         self.dblink = dblink
         self.conn = conn
         self.columns: dict[str, dict[str, str]] = {}
+        self.deferred = False  # an earlier script of the run has raw SQL or a procedure call
+        self.own_raw = False  # this script has some (they run after its metadata steps)
 
     def run(self, sql: str, columns: str = "status text") -> list[dict[str, object]]:
         """Rows of ``sql``; on an error, a new READ ONLY transaction, then the error."""
@@ -126,6 +144,8 @@ def script_problems(
     The connection is in a READ ONLY transaction, and is left in one.
     """
     session = _Session(dblink, conn)
+    session.deferred = any(s.kind in _RAW for other in earlier for s in other.steps)
+    session.own_raw = any(s.kind in _RAW for s in script.steps)
     problems: list[str] = []
     failed_types: set[str] = set()
     for v in script.validations:
@@ -255,13 +275,30 @@ def _expression(
     try:
         session.run(f"PREPARE {_STATEMENT} AS {query}")
     except RemoteError as exc:
+        missing = exc.sqlstate in _MISSING or (
+            exc.sqlstate == _MISSING_COLUMN and v.kind not in ("default", "value")
+        )
+        if missing and session.deferred:
+            session.dblink.plpy.notice(
+                f"{v.what}: {v.text!r} names something the template does not have yet "
+                f"({exc.message}); an earlier script of this run has raw SQL steps or procedure "
+                f"calls that may create it, so checking {kind} is left to the template run"
+            )
+            return None
         message = exc.message.replace("in WHERE", f"in {kind}")
         if exc.sqlstate == "42703" and v.kind == "default":
             message += " (a default cannot refer to columns)"
+        fix = "fix the expression"
+        if missing and session.own_raw:
+            fix = (
+                "this script's raw SQL steps and procedure calls run after its tables, "
+                "columns and indexes, so nothing they create exists here yet; create it in an "
+                "earlier script, or fix the expression"
+            )
         return (
             f"{v.what}: {v.text!r} is refused as {kind}"
             + (f" of type {datatype}" if datatype else "")
-            + f" by the template's server: {exc.sqlstate} {message}; fix the expression"
+            + f" by the template's server: {exc.sqlstate} {message}; {fix}"
         )
     session.run(f"DEALLOCATE {_STATEMENT}")
     if v.kind == "predicate":
@@ -274,31 +311,110 @@ def _expression(
 def _assignable(
     session: _Session, v: Validation, source: str, datatype: str, kind: str
 ) -> str | None:
-    """A default or USING value must convert to its column's type without an
-    explicit cast (PostgreSQL's assignment conversion). ``::`` in the first
-    check allows more, so the value's type must also unite with the column's
-    type (UNION, implicit casts only) unless the column's type is a string
-    type, to which every value converts on assignment."""
+    """A default or USING value must convert to its column's type the way
+    PostgreSQL converts it there: by assignment, not by an explicit cast
+    (``::`` in the first check allows that too).
+
+    The value's type is what a parameter beside it in ``COALESCE`` takes
+    (PREPAREd, never executed; ``pg_prepared_statements.parameter_types``).
+    A string literal or NULL has no type yet and converts to any type by its
+    input function; ``COALESCE`` makes it text, so a text value that would be
+    refused is tried once more beside a ``void`` parameter, which only such a
+    literal unites with."""
+    prepared = f"SELECT 1{source} WHERE COALESCE(({v.text}), $1) IS NULL"
     try:
-        session.run(
-            f"PREPARE {_STATEMENT} AS SELECT ({v.text}){source} UNION ALL SELECT NULL::{datatype}"
-        )
-    except RemoteError as exc:
+        session.run(f"PREPARE {_STATEMENT} AS {prepared}")
+    except RemoteError:
+        return None  # the value's type cannot be told; the conversion above passed
+    try:
         rows = session.run(
-            "SELECT t.typcategory::text AS category FROM pg_catalog.pg_type AS t"
-            f" WHERE t.oid = {quote_literal(datatype)}::regtype",
-            "category text",
+            "SELECT p.parameter_types[1]::pg_catalog.oid::int8 AS source, "
+            f"{quote_literal(datatype)}::pg_catalog.regtype::pg_catalog.oid::int8 AS target, "
+            "p.parameter_types[1]::text AS name FROM pg_catalog.pg_prepared_statements AS p "
+            f"WHERE p.name = {quote_literal(_STATEMENT)}",
+            "source int8, target int8, name text",
         )
-        if exc.sqlstate == "42804" and rows and rows[0]["category"] == "S":
-            return None
-        message = exc.message.replace("UNION types", "types")
-        return (
-            f"{v.what}: {v.text!r} is refused as {kind} of type {datatype} by the template's "
-            f"server: {exc.sqlstate} {message}; PostgreSQL converts it to the column's type "
-            f"only where no explicit cast is needed, so cast the value to {datatype} yourself"
-        )
-    session.run(f"DEALLOCATE {_STATEMENT}")
-    return None
+    finally:
+        session.run(f"DEALLOCATE {_STATEMENT}")
+    if not rows or rows[0]["source"] is None:
+        return None
+    value_type, target = int(str(rows[0]["source"])), int(str(rows[0]["target"]))
+    if _assigns(session, value_type, target):
+        return None
+    if value_type == _TEXT:
+        try:
+            session.run(f"PREPARE {_STATEMENT}(pg_catalog.void) AS {prepared}")
+        except RemoteError:
+            pass
+        else:
+            session.run(f"DEALLOCATE {_STATEMENT}")
+            return None  # a literal without a type: its input function converts it
+    return (
+        f"{v.what}: {v.text!r} is refused as {kind} of type {datatype} by the template's "
+        f"server: 42804 the value is of type {rows[0]['name']}, which PostgreSQL converts to "
+        f"{datatype} only by an explicit cast; cast the value to {datatype} yourself"
+    )
+
+
+_TEXT, _RECORD = 25, 2249
+_VECTORS = (22, 30)  # int2vector, oidvector: never converted element by element
+_PATHWAY = """
+WITH RECURSIVE chain(role, oid, depth) AS (
+    VALUES ('s', {source}::pg_catalog.oid, 0), ('t', {target}::pg_catalog.oid, 0)
+    UNION ALL
+    SELECT c.role, y.typbasetype, c.depth + 1
+    FROM chain AS c JOIN pg_catalog.pg_type AS y ON y.oid = c.oid
+    WHERE y.typtype = 'd'
+), base AS (
+    SELECT DISTINCT ON (c.role) c.role, y.oid, y.typcategory, y.typtype,
+        CASE WHEN y.typelem <> 0
+            AND y.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc
+            THEN y.typelem END AS elem
+    FROM chain AS c JOIN pg_catalog.pg_type AS y ON y.oid = c.oid
+    ORDER BY c.role, c.depth DESC
+)
+SELECT s.oid::int8 AS source, t.oid::int8 AS target, t.typcategory::text AS category,
+    s.typtype = 'c' AS source_composite, t.typtype = 'c' AS target_composite,
+    s.elem::int8 AS source_elem, t.elem::int8 AS target_elem,
+    (SELECT k.castcontext::text FROM pg_catalog.pg_cast AS k
+     WHERE k.castsource = s.oid AND k.casttarget = t.oid) AS context
+FROM base AS s, base AS t WHERE s.role = 's' AND t.role = 't'"""
+_PATHWAY_COLUMNS = (
+    "source int8, target int8, category text, source_composite boolean, "
+    "target_composite boolean, source_elem int8, target_elem int8, context text"
+)
+
+
+def _assigns(session: _Session, source: int, target: int, top: bool = True) -> bool:
+    """PostgreSQL's ``can_coerce_type`` in assignment context (parse_coerce.c),
+    for a value of a known type: the same type; a record to a composite type
+    and back; then ``find_coercion_pathway``: domains stand for their base
+    types, a ``pg_cast`` row decides by its context (implicit or assignment);
+    without one, arrays convert when their elements do, and every type
+    converts to a string type through text I/O."""
+    if source == target:
+        return True
+    rows = session.run(_PATHWAY.format(source=source, target=target), _PATHWAY_COLUMNS)
+    if not rows:
+        return False
+    r = rows[0]
+    if top and (
+        (source == _RECORD and r["target_composite"])
+        or (target == _RECORD and r["source_composite"])
+    ):
+        return True
+    if r["source"] == r["target"]:
+        return True
+    if r["context"] is not None:
+        return r["context"] in ("i", "a")
+    elements = r["source_elem"], r["target_elem"]
+    if (
+        r["target"] not in _VECTORS
+        and None not in elements
+        and _assigns(session, int(str(elements[0])), int(str(elements[1])), top=False)
+    ):
+        return True
+    return r["category"] == "S"
 
 
 def _dummy_plan(session: _Session, query: str) -> bool:

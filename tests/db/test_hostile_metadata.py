@@ -670,7 +670,7 @@ def test_the_issues_injections_are_refused_before_anything_runs(
         ("setdefault", "k1", 'column "k1" does not exist (a default cannot refer to columns)'),
         ("usingexpr", "row_number() over ()", "window functions are not allowed"),
         ("newdatatype", "int[]", "42846 cannot cast type integer to integer[]"),
-        ("newdatatype", "boolean", "42804 types integer and boolean cannot be matched"),
+        ("newdatatype", "boolean", "42804 the value is of type integer, which PostgreSQL converts"),
     ],
 )
 def test_what_postgresql_refuses_there_never_reaches_the_template(
