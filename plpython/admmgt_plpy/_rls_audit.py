@@ -85,7 +85,8 @@ SELECT 'no_policy' AS finding, k.qname AS object_name,
        'has tenant column ' || pg_catalog.quote_ident(k.keycol) || ' but '
        || CASE WHEN NOT k.relrowsecurity THEN 'row-level security is not enabled'
                ELSE 'no policy' END
-       || k.partition_of || ': every role that may read it sees every tenant''s rows; declare it tenant-scoped '
+       || k.partition_of
+       || ': every role that may read it sees every tenant''s rows; declare it tenant-scoped '
        || '(script_tables.tenantcolumn) or add ENABLE and FORCE ROW LEVEL SECURITY and a policy'
        AS detail
 FROM keyed AS k

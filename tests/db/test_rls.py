@@ -17,7 +17,7 @@ from admmgt_plpy import _preflight
 from admmgt_plpy._compile import Step
 from tests.db import clock
 from tests.db import scripts as s
-from tests.db.fleet import Fleet, call
+from tests.db.fleet import Fleet, Notices, call
 from tests.db.test_lifecycle import lifecycle, policy, tables_in
 
 Conn = psycopg.Connection[Any]
@@ -640,3 +640,54 @@ def test_rollback_counts_rows_an_owner_bound_by_force_cannot_see(
             assert conn.execute("SHOW row_security").fetchone() == ("on",)
         finally:
             conn.execute("ALTER TABLE mgttest.notes OWNER TO CURRENT_USER")
+
+
+def test_lifecycle_as_an_owner_bound_by_force_fails_rather_than_deleting_nothing(
+    fleet: Fleet, roles: dict[str, str]
+) -> None:
+    """admmgt's remote role owns the tables and is not a superuser (docs/clusters.md):
+    FORCE binds it, so its expired-row batches would see no rows and report success."""
+    s.script(fleet.admin, 1, "shared logs")
+    shared_table(fleet.admin, 1, "logs", [s.ID, ("created_at", "timestamptz", 0)])
+    policy(fleet.admin, "logs", {"retention": "30 days", "column": "created_at"})
+    fleet.apply()
+    owner = sql.Identifier(roles["owner"])
+    fleet.admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(owner))
+    tenant = fleet.tenants[0]
+    fleet.admin.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(tenant), owner)
+    )
+    with fleet.connect(tenant) as conn:
+        conn.execute(
+            "INSERT INTO mgttest.logs (tenant_id, created_at)"
+            " VALUES (1, '2026-01-01 00:00+00'), (2, '2026-01-01 00:00+00')"
+        )
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA mgttest, admmgt TO {}").format(owner))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA admmgt TO {}").format(owner))
+        conn.execute(sql.SQL("ALTER TABLE mgttest.logs OWNER TO {}").format(owner))
+    # The tenant's cluster is reached as the owner (the same server, another name).
+    info = fleet.admin.info
+    fleet.admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port, options) VALUES ('asowner', %s, %s, %s)",
+        (info.host, info.port, f"user={roles['owner']}"),
+    )
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'asowner' WHERE dbname = %s",
+        (tenant,),
+    )
+    try:
+        for dry_run in (True, False):
+            notices = Notices(fleet.admin)
+            fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
+            lines = notices.take_without_clock()
+            line = next(x for x in lines if f"{tenant}@asowner: " in x)
+            assert "FAILED" in line and "row-level security" in line, line
+    finally:
+        fleet.admin.execute(
+            "UPDATE admmgt.vendor_db_settings SET cluster_name = 'local' WHERE dbname = %s",
+            (tenant,),
+        )
+        with fleet.connect(tenant) as conn:
+            left = conn.execute("SELECT count(*) FROM mgttest.logs").fetchone()
+            conn.execute("ALTER TABLE mgttest.logs OWNER TO CURRENT_USER")
+    assert left == (2,)
