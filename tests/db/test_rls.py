@@ -642,6 +642,62 @@ def test_rollback_counts_rows_an_owner_bound_by_force_cannot_see(
             conn.execute("ALTER TABLE mgttest.notes OWNER TO CURRENT_USER")
 
 
+def reach_as_owner(fleet: Fleet, tenant: str, role: str, table: str) -> None:
+    """The tenant's cluster is reached as ``role`` (the same server, another cluster name),
+    which owns mgttest.<table> and is neither a superuser nor BYPASSRLS."""
+    owner = sql.Identifier(role)
+    fleet.admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(owner))
+    fleet.admin.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(tenant), owner)
+    )
+    with fleet.connect(tenant) as conn:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA mgttest, admmgt TO {}").format(owner))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA admmgt TO {}").format(owner))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier("mgttest", table), owner)
+        )
+    info = fleet.admin.info
+    fleet.admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port, options) VALUES ('asowner', %s, %s, %s)",
+        (info.host, info.port, f"user={role}"),
+    )
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'asowner' WHERE dbname = %s",
+        (tenant,),
+    )
+
+
+def reach_as_superuser(fleet: Fleet, tenant: str, table: str) -> None:
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'local' WHERE dbname = %s",
+        (tenant,),
+    )
+    with fleet.connect(tenant) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO CURRENT_USER").format(sql.Identifier("mgttest", table))
+        )
+
+
+def test_rollback_as_an_owner_bound_by_force_is_refused_not_told_zero_rows(
+    fleet: Fleet, roles: dict[str, str]
+) -> None:
+    notes_script(fleet.admin)
+    fleet.apply()
+    tenant = fleet.tenants[0]
+    with fleet.connect(tenant) as conn:
+        conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (1, 'a'), (2, 'b')")
+    reach_as_owner(fleet, tenant, roles["owner"], "notes")
+    try:
+        with pytest.raises(psycopg.Error, match="rollbackScript\\(1\\) refused") as refused:
+            call(fleet.admin, "rollbackscript", 1)
+        assert f"{tenant}@asowner: could not count the rows" in str(refused.value)
+        assert "row-level security" in str(refused.value)
+    finally:
+        reach_as_superuser(fleet, tenant, "notes")
+    with fleet.connect(tenant) as conn:
+        assert conn.execute("SELECT count(*) FROM mgttest.notes").fetchone() == (2,)
+
+
 def test_lifecycle_as_an_owner_bound_by_force_fails_rather_than_deleting_nothing(
     fleet: Fleet, roles: dict[str, str]
 ) -> None:
@@ -651,30 +707,13 @@ def test_lifecycle_as_an_owner_bound_by_force_fails_rather_than_deleting_nothing
     shared_table(fleet.admin, 1, "logs", [s.ID, ("created_at", "timestamptz", 0)])
     policy(fleet.admin, "logs", {"retention": "30 days", "column": "created_at"})
     fleet.apply()
-    owner = sql.Identifier(roles["owner"])
-    fleet.admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(owner))
     tenant = fleet.tenants[0]
-    fleet.admin.execute(
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(tenant), owner)
-    )
     with fleet.connect(tenant) as conn:
         conn.execute(
             "INSERT INTO mgttest.logs (tenant_id, created_at)"
             " VALUES (1, '2026-01-01 00:00+00'), (2, '2026-01-01 00:00+00')"
         )
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA mgttest, admmgt TO {}").format(owner))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA admmgt TO {}").format(owner))
-        conn.execute(sql.SQL("ALTER TABLE mgttest.logs OWNER TO {}").format(owner))
-    # The tenant's cluster is reached as the owner (the same server, another name).
-    info = fleet.admin.info
-    fleet.admin.execute(
-        "INSERT INTO admmgt.clusters (name, host, port, options) VALUES ('asowner', %s, %s, %s)",
-        (info.host, info.port, f"user={roles['owner']}"),
-    )
-    fleet.admin.execute(
-        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'asowner' WHERE dbname = %s",
-        (tenant,),
-    )
+    reach_as_owner(fleet, tenant, roles["owner"], "logs")
     try:
         for dry_run in (True, False):
             notices = Notices(fleet.admin)
@@ -683,11 +722,6 @@ def test_lifecycle_as_an_owner_bound_by_force_fails_rather_than_deleting_nothing
             line = next(x for x in lines if f"{tenant}@asowner: " in x)
             assert "FAILED" in line and "row-level security" in line, line
     finally:
-        fleet.admin.execute(
-            "UPDATE admmgt.vendor_db_settings SET cluster_name = 'local' WHERE dbname = %s",
-            (tenant,),
-        )
-        with fleet.connect(tenant) as conn:
-            left = conn.execute("SELECT count(*) FROM mgttest.logs").fetchone()
-            conn.execute("ALTER TABLE mgttest.logs OWNER TO CURRENT_USER")
-    assert left == (2,)
+        reach_as_superuser(fleet, tenant, "logs")
+    with fleet.connect(tenant) as conn:
+        assert conn.execute("SELECT count(*) FROM mgttest.logs").fetchone() == (2,)
