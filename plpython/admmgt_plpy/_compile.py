@@ -637,6 +637,8 @@ class _Compiler:
         self.tables: dict[int, _Table] = {}
         self.tables_by_name: dict[tuple[str, str], _Table] = {}
         self.tenant_contexts: set[tuple[str, str]] = set()
+        # Every partition compiled for a table (all levels), by the table's target.
+        self.partitions: dict[str, list[str]] = {}
         self.invalid_count = 0
         # The columns this script gives each table ("schema.table"), in step order.
         self.columns: dict[str, dict[str, str | None]] = {}
@@ -1066,6 +1068,21 @@ class _Compiler:
             table.target,
             name=quote_ident(policy),
         )
+        # A partition queried by name applies its own policies, not its parent's:
+        # each one, at every level, is bound the same way (the same policy name).
+        for name in self.partitions.get(table.target, []):
+            target = f"{table.schema}.{name}"
+            self.emit(
+                rls_sql(table.schema, name),
+                "enable_rls",
+                target,
+            )
+            self.emit(
+                policy_sql(table.schema, name, policy, tenant.column, tenant.datatype),
+                "create_policy",
+                target,
+                name=quote_ident(policy),
+            )
         key = (table.schema, tenant.datatype)
         if key not in self.tenant_contexts:
             self.tenant_contexts.add(key)
@@ -1300,6 +1317,7 @@ class _Compiler:
         elif tablespace is not None:
             sql += f" TABLESPACE {quote_ident(tablespace)}"
         self.emit(sql, "create_partition", f"{table.schema}.{name}")
+        self.partitions.setdefault(table.target, []).append(name)
         if partition_by is not None:
             self.set_partitioned_tablespace(
                 qualified(table.schema, name), f"{table.schema}.{name}", tablespace

@@ -46,6 +46,7 @@ from admmgt_plpy._remote import (
 from admmgt_plpy._runguard import end_interrupted
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._tenancy import POLICY_SUFFIX, check_tenant_type, policy_sql, rls_sql
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
 from admmgt_plpy._transient import describe_blockers
 
@@ -56,7 +57,7 @@ NOTICE_ITEMS = 5  # per database; the run log's details hold every one
 METADATA_QUERY = """
     SELECT t.id AS tableid, t.schemaname, t.tablename, p.id AS partid, p.partcolumnname,
            p.parttype, p.partvalue, p.parttbs, p.subpartcolumnname, p.subparttype,
-           p.subpartvalue, p.subparttbs
+           p.subpartvalue, p.subparttbs, t.tenantcolumn, t.tenanttype
     FROM admmgt.script_tables AS t
     JOIN admmgt.scripts AS s ON s.id = t.scriptid
     JOIN admmgt.script_table_partitions AS p ON p.tableid = t.id
@@ -85,6 +86,8 @@ class RangeSet:
     hash_column: str | None = None
     hash_modulus: int | None = None
     hash_tablespace: str | None = None
+    # A tenant-scoped table's key (column, type): every child gets its policy.
+    tenant: tuple[str, str] | None = None
 
     @property
     def target(self) -> str:
@@ -149,6 +152,12 @@ def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
 
     kind = fold(str(first["parttype"] or "").strip())
     column = check_identifier(first["partcolumnname"], what=p(first, "partcolumnname"))
+    tenant: tuple[str, str] | None = None
+    if str(first.get("tenantcolumn") or "").strip() and str(first.get("tenanttype") or "").strip():
+        tenant = (
+            check_identifier(first["tenantcolumn"], what=f"{w}, tenantcolumn"),
+            check_tenant_type(first["tenanttype"], what=f"{w}, tenanttype"),
+        )
     if kind == "hash":
         return []  # a hash set is made whole with its table and never grows
     if kind == "range":
@@ -172,6 +181,7 @@ def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
                 check_interval(first["partvalue"], what=p(first, "partvalue")),
                 _tablespace(first["parttbs"], p(first, "parttbs")),
                 **hashed,
+                tenant=tenant,
             )
         ]
     if kind != "list":
@@ -200,6 +210,7 @@ def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
                 check_identifier(row["subpartcolumnname"], what=p(row, "subpartcolumnname")),
                 check_interval(row["subpartvalue"], what=p(row, "subpartvalue")),
                 _tablespace(row["subparttbs"], p(row, "subparttbs")),
+                tenant=tenant,
             )
         )
     return result
@@ -587,7 +598,12 @@ def _in_transaction(
 
 
 def _create_statements(rs: RangeSet, child: Child) -> list[str]:
-    """The range child, and, under range-over-hash, all of its hash children."""
+    """The range child, and, under range-over-hash, all of its hash children.
+
+    Each child of a tenant-scoped table is bound like the table itself (ENABLE
+    and FORCE row-level security, the same policy): a partition queried by
+    name applies its own policies, not its parent's.
+    """
     sql = (
         f"CREATE TABLE {qualified(rs.schema, child.name)} PARTITION OF "
         f"{qualified(rs.schema, rs.parent)} {child.bound}"
@@ -614,6 +630,15 @@ def _create_statements(rs: RangeSet, child: Child) -> list[str]:
             if rs.hash_tablespace is not None:
                 sub += f" TABLESPACE {quote_ident(rs.hash_tablespace)}"
             statements.append(sub)
+    if rs.tenant is not None:
+        column, datatype = rs.tenant
+        policy = child_name(rs.table, POLICY_SUFFIX)
+        names = [child.name]
+        if rs.hash_column is not None and rs.hash_modulus is not None:
+            names += [hash_child(child.name, remainder=r) for r in range(rs.hash_modulus)]
+        for name in names:
+            statements.append(rls_sql(rs.schema, name))
+            statements.append(policy_sql(rs.schema, name, policy, column, datatype))
     return statements
 
 

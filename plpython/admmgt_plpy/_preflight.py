@@ -126,23 +126,33 @@ def data_at_stake(undo: Iterable[Step]) -> list[AtStake]:
                 f"{quote_literal(table)}) AND attname = {quote_literal(_unquote(column))}"
                 " AND NOT attisdropped)"
             )
-            count = (
-                f"(xpath('/row/n/text()', query_to_xml("
-                f"{quote_literal(f'SELECT count(*) AS n FROM {table} WHERE {column} IS NOT NULL')}"
-                ", false, true, '')))[1]::text::bigint"
-            )
+            count = _count(f"SELECT count(*) AS n FROM {table} WHERE {column} IS NOT NULL")
             query = f"SELECT CASE WHEN {has_column} THEN {count} ELSE 0 END AS n"
             what = f"{schema}.{name}.{_unquote(column)}"
         else:
-            count = (
-                f"(xpath('/row/n/text()', query_to_xml("
-                f"{quote_literal(f'SELECT count(*) AS n FROM {table}')}"
-                ", false, true, '')))[1]::text::bigint"
-            )
+            count = _count(f"SELECT count(*) AS n FROM {table}")
             query = f"SELECT CASE WHEN {exists} THEN {count} ELSE 0 END AS n"
             what = f"{schema}.{name}"
         found.append(AtStake(number, step.sql, what, query))
     return found
+
+
+def _count(sql: str) -> str:
+    """An expression counting ``sql``'s rows with row-level security off.
+
+    A tenant-scoped table forces row-level security on its owner: a role that
+    owns it and is neither a superuser nor BYPASSRLS would count only the rows
+    of the tenant context (none) and drop a populated table. ``row_security``
+    is set off (transaction-local) before the count is planned, so such a role
+    gets an error instead of a filtered 0, and the rollback refuses ("could not
+    count"). Inside a rollback's transaction (``guards``) it stays off until
+    the end of that transaction, which only drops.
+    """
+    return (
+        "(xpath('/row/n/text()', query_to_xml(CASE WHEN pg_catalog.set_config("
+        f"'row_security', 'off', true) = 'off' THEN {quote_literal(sql)} END"
+        ", false, true, '')))[1]::text::bigint"
+    )
 
 
 def _unquote(identifier: str) -> str:

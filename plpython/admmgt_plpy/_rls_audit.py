@@ -21,8 +21,10 @@ one query (``AUDIT``) in a read-only session; its rows are the findings:
   or notices can reveal them.
 
 Superusers bypass row-level security always; they are not reported, since
-admmgt itself connects as one. Partitions are reached through their parent,
-whose policies apply; they are not audited one by one.
+admmgt itself connects as one. Partitions are audited like any table: one
+queried by name applies its own row-level security and policies, not its
+parent's, so a partition of a tenant-scoped table without them shows every
+tenant's rows to a role granted on it (``GRANT ... ON ALL TABLES IN SCHEMA``).
 """
 
 from __future__ import annotations
@@ -62,11 +64,16 @@ WITH schemas AS (
 ),
 tables AS (
     SELECT c.oid, c.oid::regclass::text AS qname, c.relkind, c.relrowsecurity,
-           c.relforcerowsecurity, r.rolname, r.rolsuper, r.rolbypassrls, c.reloptions
+           c.relforcerowsecurity, r.rolname, r.rolsuper, r.rolbypassrls, c.reloptions,
+           CASE WHEN c.relispartition
+                THEN (SELECT ' (a partition of ' || i.inhparent::regclass::text
+                             || ', queried by name it applies its own policies)'
+                      FROM pg_catalog.pg_inherits AS i WHERE i.inhrelid = c.oid LIMIT 1)
+                ELSE '' END AS partition_of
     FROM pg_catalog.pg_class AS c
     JOIN schemas AS s ON s.oid = c.relnamespace
     JOIN pg_catalog.pg_roles AS r ON r.oid = c.relowner
-    WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
+    WHERE c.relkind IN ('r', 'p', 'v', 'm')
 ),
 keyed AS (
     SELECT t.*, (SELECT a.attname FROM pg_catalog.pg_attribute AS a
@@ -78,6 +85,7 @@ SELECT 'no_policy' AS finding, k.qname AS object_name,
        'has tenant column ' || pg_catalog.quote_ident(k.keycol) || ' but '
        || CASE WHEN NOT k.relrowsecurity THEN 'row-level security is not enabled'
                ELSE 'no policy' END
+       || k.partition_of
        || ': every role that may read it sees every tenant''s rows; declare it tenant-scoped '
        || '(script_tables.tenantcolumn) or add ENABLE and FORCE ROW LEVEL SECURITY and a policy'
        AS detail
@@ -86,7 +94,7 @@ WHERE k.keycol IS NOT NULL AND (NOT k.relrowsecurity OR NOT EXISTS (
     SELECT FROM pg_catalog.pg_policy AS p WHERE p.polrelid = k.oid))
 UNION ALL
 SELECT 'not_forced', k.qname,
-       'row-level security is enabled but not forced, so its owner '
+       'row-level security is enabled but not forced' || k.partition_of || ', so its owner '
        || pg_catalog.quote_ident(k.rolname) || ' bypasses the policies; '
        || 'ALTER TABLE ' || k.qname || ' FORCE ROW LEVEL SECURITY'
 FROM keyed AS k

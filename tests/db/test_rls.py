@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -14,11 +13,22 @@ from click.testing import CliRunner
 from psycopg import errors, sql
 
 from admmgt.cli import main
+from admmgt_plpy import _preflight
+from admmgt_plpy._compile import Step
+from tests.db import clock
 from tests.db import scripts as s
-from tests.db.fleet import Fleet, call
+from tests.db.fleet import Fleet, Notices, call
 from tests.db.test_lifecycle import lifecycle, policy, tables_in
 
 Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock(admin: Conn) -> None:
+    """Every test here runs at noon UTC on 15 June 2026 on the fleet's clock (scripts are
+    anchored there, maintenance and lifecycle count from it); rows in tenants are dated
+    from that day, never from the server's now()."""
+    clock.pin(admin, "2026-06-15")
 
 
 def shared_table(
@@ -305,7 +315,7 @@ def test_hash_partitioned_and_hash_sub_partitioned_tables_apply_take_rows_and_pa
         )
         conn.execute(
             "INSERT INTO mgttest.events (tenant_id, happened_on)"
-            " SELECT t, (now() AT TIME ZONE 'UTC')::date FROM generate_series(1, 20) AS t"
+            " SELECT t, DATE '2026-06-15' FROM generate_series(1, 20) AS t"
         )
         conn.execute(
             "INSERT INTO mgttest.orders (region, customer)"
@@ -431,7 +441,8 @@ def test_a_held_back_tenant_replayed_gets_the_shared_table_as_the_template_has_i
 def test_an_archived_range_child_takes_its_hash_partitions_along(fleet: Fleet) -> None:
     s.script(fleet.admin, 1, "events by day, hashed by tenant")
     fleet.admin.execute(
-        "UPDATE admmgt.scripts SET created_date = now() - interval '4 days' WHERE id = 1"
+        "UPDATE admmgt.scripts SET created_date = admmgt.fleet_now() - interval '4 days'"
+        " WHERE id = 1"
     )
     events = shared_table(fleet.admin, 1, "events", [s.ID, ("on_day", "date", 0)], haspart=1)
     partition(fleet.admin, events, "on_day", "range", "day", ("tenant_id", "hash", "2"))
@@ -440,7 +451,7 @@ def test_an_archived_range_child_takes_its_hash_partitions_along(fleet: Fleet) -
     )
     fleet.apply()
     fleet.maintain(1)
-    first = f"events_{fleet.today() - timedelta(days=4):%Y_%m_%d}"
+    first = "events_2026_06_11"  # four days before the pinned 15 June 2026
     assert fleet.children(fleet.template, f"mgttest.{first}") == {f"{first}_h0", f"{first}_h1"}
     lines = lifecycle(fleet)
     assert lines[-1].startswith("lifecycleMgt: "), lines
@@ -448,3 +459,269 @@ def test_an_archived_range_child_takes_its_hash_partitions_along(fleet: Fleet) -
         assert tables_in(fleet, db, "old") == {first, f"{first}_h0", f"{first}_h1"}
         assert not {first, f"{first}_h0", f"{first}_h1"} & tables_in(fleet, db, "mgttest")
         assert fleet.children(db, f"old.{first}") == {f"{first}_h0", f"{first}_h1"}
+
+
+def partitioned_shared_tables(admin: Conn) -> None:
+    """Script 1: tenant-scoped tables partitioned every way the metadata allows."""
+    s.script(admin, 1, "shared, partitioned")
+    accounts = shared_table(admin, 1, "accounts", [s.ID, ("name", "text")], haspart=1)
+    partition(admin, accounts, "tenant_id", "hash", "2")
+    events = shared_table(admin, 1, "events", [s.ID, ("on_day", "date", 0)], haspart=1)
+    partition(admin, events, "on_day", "range", "month", ("tenant_id", "hash", "2"))
+    orders = shared_table(
+        admin, 1, "orders", [s.ID, ("region", "text", 0), ("on_day", "date", 0)], haspart=1
+    )
+    admin.execute("UPDATE admmgt.script_tables SET hasdefault = 1 WHERE id = %s", (orders,))
+    for region in ("eu", "us"):
+        partition(admin, orders, "region", "list", region, ("on_day", "range", "month"))
+    tickets = shared_table(admin, 1, "tickets", [s.ID, ("kind", "text", 0)], haspart=1)
+    for kind in ("bug", "ask"):
+        partition(admin, tickets, "kind", "list", kind, ("tenant_id", "hash", "2"))
+
+
+SHARED_ROOTS = ("accounts", "events", "orders", "tickets")
+
+
+def partition_tree(conn: Conn) -> list[str]:
+    """Every partition (all levels) of the shared roots, qualified."""
+    return [
+        r[0]
+        for root in SHARED_ROOTS
+        for r in conn.execute(
+            "SELECT relid::regclass::text FROM pg_partition_tree(%s::regclass)"
+            " WHERE relid <> %s::regclass ORDER BY 1",
+            (f"mgttest.{root}", f"mgttest.{root}"),
+        )
+    ]
+
+
+def test_every_partition_of_a_shared_table_applies_the_policy_when_queried_by_name(
+    fleet: Fleet, roles: dict[str, str]
+) -> None:
+    partitioned_shared_tables(fleet.admin)
+    fleet.apply()
+    lines = fleet.maintain(numdays=40)  # July 2026: new range children, hash sets under them
+    assert not [line for line in lines if "FAILED" in line or "skipped" in line], lines
+    tenant = fleet.tenants[0]
+    app = sql.Identifier(roles["app"])
+    with fleet.connect(tenant) as conn:
+        parts = partition_tree(conn)
+        made = {p.split(".")[1] for p in parts}
+        # compiled at every level, and made by maintenance (range child + its hash set)
+        assert {
+            "accounts_h1",
+            "events_2026_06_h0",
+            "events_2026_07",
+            "events_2026_07_h1",
+            "orders_region_eu_2026_07",
+            "orders_region_us_default",
+            "tickets_kind_bug_h1",
+        } <= made, made
+        for root, on_day in (("accounts", None), ("events", 1), ("orders", 1), ("tickets", None)):
+            for tenant_id in (1, 2):
+                for day in ("2026-06-15", "2026-07-10") if on_day else (None,):
+                    columns = ["tenant_id"] + (["on_day"] if day else [])
+                    values: list[Any] = [tenant_id] + ([day] if day else [])
+                    if root == "orders":
+                        columns.append("region")
+                        values.append("eu" if tenant_id == 1 else "us")
+                    if root == "tickets":
+                        columns.append("kind")
+                        values.append("bug")
+                    conn.execute(
+                        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                            sql.Identifier("mgttest", root),
+                            sql.SQL(", ").join(map(sql.Identifier, columns)),
+                            sql.SQL(", ").join(sql.Placeholder() * len(values)),
+                        ),
+                        values,
+                    )
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA mgttest TO {}").format(app))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA mgttest TO {}").format(app))
+        leaked: dict[str, int] = {}
+        seen = 0
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(app))
+            conn.execute("SELECT mgttest.set_tenant_context(1)")
+            for part in parts:
+                row = conn.execute(
+                    sql.SQL(
+                        "SELECT count(*) FILTER (WHERE tenant_id <> 1), count(*) FILTER"
+                        " (WHERE tenant_id = 1 AND tableoid = {}::regclass) FROM {}"
+                    ).format(sql.Literal(part), sql.SQL(part)),
+                ).fetchone()
+                assert row is not None
+                if row[0]:
+                    leaked[part] = row[0]
+                seen += row[1]
+        assert leaked == {}
+        assert seen == 6  # tenant 1's own rows are still read through its partitions
+        # A partition made by hand, without the policy, is what check_rls reports.
+        conn.execute(
+            "CREATE TABLE mgttest.events_hand PARTITION OF mgttest.events"
+            " FOR VALUES FROM ('2030-01-01') TO ('2030-02-01')"
+        )
+    found = findings(fleet, tenant)
+    assert {f for f in found if f[1].startswith("mgttest.")} == {
+        ("no_policy", "mgttest.events_hand")
+    }
+    with fleet.connect(tenant) as conn:
+        conn.execute("DROP TABLE mgttest.events_hand")
+        conn.execute("ALTER TABLE mgttest.events_2026_07_h0 NO FORCE ROW LEVEL SECURITY")
+    assert ("not_forced", "mgttest.events_2026_07_h0") in findings(fleet, tenant)
+    with fleet.connect(tenant) as conn:
+        conn.execute("ALTER TABLE mgttest.events_2026_07_h0 FORCE ROW LEVEL SECURITY")
+    assert drift(fleet) == []
+    # The generated rollback drops the partitions' policies and the tables.
+    call(fleet.admin, "rollbackscript", 1, True)
+    for db in fleet.databases:
+        with fleet.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_policy").fetchone() == (0,)
+            assert conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'mgttest'"
+            ).fetchone() == (0,)
+    assert drift(fleet) == []
+
+
+def test_an_archived_partition_of_a_shared_table_keeps_its_policy(fleet: Fleet) -> None:
+    s.script(fleet.admin, 1, "events by day, hashed by tenant")
+    fleet.admin.execute(
+        "UPDATE admmgt.scripts SET created_date = admmgt.fleet_now() - interval '4 days'"
+        " WHERE id = 1"
+    )
+    events = shared_table(fleet.admin, 1, "events", [s.ID, ("on_day", "date", 0)], haspart=1)
+    partition(fleet.admin, events, "on_day", "range", "day", ("tenant_id", "hash", "2"))
+    policy(
+        fleet.admin, "events", {"retention": "2 days", "action": "archive", "archive_schema": "old"}
+    )
+    fleet.apply()
+    fleet.maintain(1)
+    lifecycle(fleet)
+    db = fleet.tenants[0]
+    with fleet.connect(db) as conn:
+        archived = conn.execute(
+            "SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity,"
+            " (SELECT count(*) FROM pg_policy AS p WHERE p.polrelid = c.oid)"
+            " FROM pg_class AS c WHERE c.relnamespace = 'old'::regnamespace AND c.relkind IN"
+            " ('r', 'p') ORDER BY 1"
+        ).fetchall()
+    # 11 June, the first child (compiled), is past 2 days: detached, moved, still bound.
+    assert archived == [
+        (name, True, 1)
+        for name in ("events_2026_06_11", "events_2026_06_11_h0", "events_2026_06_11_h1")
+    ]
+    assert not {f for f in findings(fleet, db) if f[1].startswith(("mgttest.", "old."))}
+
+
+def test_rollback_counts_rows_an_owner_bound_by_force_cannot_see(
+    fleet: Fleet, roles: dict[str, str]
+) -> None:
+    """A remote role that owns a tenant-scoped table and does not bypass row-level security
+    counts 0 rows under FORCE; rollback's count must fail for it, not read 0."""
+    notes_script(fleet.admin)
+    fleet.apply()
+    (stake,) = _preflight.data_at_stake(
+        [Step("DROP TABLE IF EXISTS mgttest.notes", True, "undo_create_table", "mgttest.notes")]
+    )
+    owner = sql.Identifier(roles["owner"])
+    with fleet.connect(fleet.tenants[0]) as conn:
+        conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (1, 'a'), (2, 'b')")
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA mgttest TO {}").format(owner))
+        conn.execute(sql.SQL("ALTER TABLE mgttest.notes OWNER TO {}").format(owner))
+        try:
+            assert conn.execute(stake.query).fetchone() == (2,)  # as a superuser: every row
+            with (
+                pytest.raises(errors.InsufficientPrivilege, match="row-level security"),
+                conn.transaction(),
+            ):
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(owner))
+                conn.execute(stake.query)
+            # The setting was transaction-local: the session's own is untouched.
+            assert conn.execute("SHOW row_security").fetchone() == ("on",)
+        finally:
+            conn.execute("ALTER TABLE mgttest.notes OWNER TO CURRENT_USER")
+
+
+def reach_as_owner(fleet: Fleet, tenant: str, role: str, table: str) -> None:
+    """The tenant's cluster is reached as ``role`` (the same server, another cluster name),
+    which owns mgttest.<table> and is neither a superuser nor BYPASSRLS."""
+    owner = sql.Identifier(role)
+    fleet.admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(owner))
+    fleet.admin.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(tenant), owner)
+    )
+    with fleet.connect(tenant) as conn:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA mgttest, admmgt TO {}").format(owner))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA admmgt TO {}").format(owner))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier("mgttest", table), owner)
+        )
+    info = fleet.admin.info
+    fleet.admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port, options) VALUES ('asowner', %s, %s, %s)",
+        (info.host, info.port, f"user={role}"),
+    )
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'asowner' WHERE dbname = %s",
+        (tenant,),
+    )
+
+
+def reach_as_superuser(fleet: Fleet, tenant: str, table: str) -> None:
+    fleet.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'local' WHERE dbname = %s",
+        (tenant,),
+    )
+    with fleet.connect(tenant) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO CURRENT_USER").format(sql.Identifier("mgttest", table))
+        )
+
+
+def test_rollback_as_an_owner_bound_by_force_is_refused_not_told_zero_rows(
+    fleet: Fleet, roles: dict[str, str]
+) -> None:
+    notes_script(fleet.admin)
+    fleet.apply()
+    tenant = fleet.tenants[0]
+    with fleet.connect(tenant) as conn:
+        conn.execute("INSERT INTO mgttest.notes (tenant_id, body) VALUES (1, 'a'), (2, 'b')")
+    reach_as_owner(fleet, tenant, roles["owner"], "notes")
+    try:
+        with pytest.raises(psycopg.Error, match="rollbackScript\\(1\\) refused") as refused:
+            call(fleet.admin, "rollbackscript", 1)
+        assert f"{tenant}@asowner: could not count the rows" in str(refused.value)
+        assert "row-level security" in str(refused.value)
+    finally:
+        reach_as_superuser(fleet, tenant, "notes")
+    with fleet.connect(tenant) as conn:
+        assert conn.execute("SELECT count(*) FROM mgttest.notes").fetchone() == (2,)
+
+
+def test_lifecycle_as_an_owner_bound_by_force_fails_rather_than_deleting_nothing(
+    fleet: Fleet, roles: dict[str, str]
+) -> None:
+    """admmgt's remote role owns the tables and is not a superuser (docs/clusters.md):
+    FORCE binds it, so its expired-row batches would see no rows and report success."""
+    s.script(fleet.admin, 1, "shared logs")
+    shared_table(fleet.admin, 1, "logs", [s.ID, ("created_at", "timestamptz", 0)])
+    policy(fleet.admin, "logs", {"retention": "30 days", "column": "created_at"})
+    fleet.apply()
+    tenant = fleet.tenants[0]
+    with fleet.connect(tenant) as conn:
+        conn.execute(
+            "INSERT INTO mgttest.logs (tenant_id, created_at)"
+            " VALUES (1, '2026-01-01 00:00+00'), (2, '2026-01-01 00:00+00')"
+        )
+    reach_as_owner(fleet, tenant, roles["owner"], "logs")
+    try:
+        for dry_run in (True, False):
+            notices = Notices(fleet.admin)
+            fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
+            lines = notices.take_without_clock()
+            line = next(x for x in lines if f"{tenant}@asowner: " in x)
+            assert "FAILED" in line and "row-level security" in line, line
+    finally:
+        reach_as_superuser(fleet, tenant, "logs")
+    with fleet.connect(tenant) as conn:
+        assert conn.execute("SELECT count(*) FROM mgttest.logs").fetchone() == (2,)
