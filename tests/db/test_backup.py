@@ -325,6 +325,46 @@ def test_no_password_reaches_a_command_line(admin: Conn) -> None:
         _backup._run_tool(["true"], "dbname=x password=secret")
 
 
+@pytest.mark.parametrize(
+    ("options", "mapped", "refused"),
+    [
+        ("hostaddr=203.0.113.9", False, "hostaddr"),
+        ("sslmode=disable  host = 'evil.example'", False, "host"),
+        ("service=elsewhere", False, "service"),
+        ("port=5433", True, "port"),
+        ("passfile=/tmp/other-pgpass", True, "passfile"),
+    ],
+)
+def test_cluster_options_cannot_reroute_backup_connections(
+    admin: Conn, options: str, mapped: bool, refused: str
+) -> None:
+    """The operator may edit admmgt.clusters.options: a routing keyword there would
+    send the passfile's (or the mapping's) password to another address, so the
+    CLI refuses the cluster, as the server side does."""
+    if mapped:
+        admin.execute(
+            "CREATE SERVER far_server FOREIGN DATA WRAPPER dblink_fdw"
+            " OPTIONS (host '/far/socket', port '6543')"
+        )
+        admin.execute(
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER far_server OPTIONS (user 'far_user')"
+        )
+    admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port, options, fdw_server)"
+        " VALUES ('far', '/far/socket', 6543, %s, %s)",
+        (options, "far_server" if mapped else None),
+    )
+    places = _backup.Places(admin)
+    with pytest.raises(_backup.BackupError) as caught:
+        places.conninfo("far", "x")
+    message = str(caught.value)
+    assert f'cluster "far": admmgt.clusters.options sets {refused}' in message, message
+    assert f"Remove {refused}" in message, message
+    # A harmless option still passes.
+    admin.execute("UPDATE admmgt.clusters SET options = 'sslmode=disable' WHERE name = 'far'")
+    assert conninfo_to_dict(_backup.Places(admin).conninfo("far", "x"))["sslmode"] == "disable"
+
+
 # ------------------------------------------------------------------ usage
 
 
