@@ -252,6 +252,46 @@ def test_a_tampered_backup_is_refused_and_nothing_is_restored(
     ).fetchone() == (0,)
 
 
+def test_a_backup_row_repointed_elsewhere_is_neither_restored_nor_pruned_there(
+    fleet: Fleet, admin_dsn: str, tmp_path: Path
+) -> None:
+    """An operator may write admmgt.backups; restore and prune act only on the
+    folder admmgt backup made for the row (<root>/<cluster>/<database>/backup-<id>)."""
+    import shutil
+
+    admin, run = fleet.admin, cli(admin_dsn)
+    tenant = fleet.tenants[0]
+    run("backup", "--tenant", tenant, "--to", str(tmp_path / "dumps"))
+    run("backup", "--tenant", tenant, "--to", str(tmp_path / "dumps"))
+    first, _ = backups(admin)
+    precious = tmp_path / "precious"  # a dump folder that is not this row's
+    shutil.copytree(first["path"], precious)
+    admin.execute(
+        "DO $$ BEGIN CREATE ROLE admmgt_test_bkop NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    admin.execute("GRANT admmgt_operator TO admmgt_test_bkop")
+    admin.execute("SET ROLE admmgt_test_bkop")
+    admin.execute(
+        "UPDATE admmgt.backups SET path = %s WHERE id = %s", (str(precious), first["id"])
+    )
+    admin.execute("RESET ROLE")
+    new = f"{tenant}_copy"
+    out = run(
+        "restore", "--tenant", tenant, "--backup", str(first["id"]), "--as", new, code=1
+    ).output
+    said = " ".join(out.split())
+    assert f"backup {first['id']} of tenant \"{tenant}\" cannot be restored" in said, said
+    assert "is not the folder admmgt backup made for it" in said, said
+    assert not databases(admin, f"{new}%")
+    out = run("backup", "--prune", "1").output
+    assert "pruned 1 backup(s)" in out, out
+    assert (precious / "toc.dat").is_file()
+    (pruned,) = backups(admin, id=first["id"])
+    assert pruned["outcome"] == "pruned"
+    assert "its files were not removed" in pruned["message"], pruned["message"]
+
+
 def test_archived_tenants_are_backed_up_once_and_prune_keeps_the_newest(
     fleet: Fleet, admin_dsn: str, tmp_path: Path
 ) -> None:
