@@ -461,6 +461,38 @@ def test_tenant_usage_shows_a_slow_statement_and_unknown_never_as_zero(
     assert status["usage"]["size_bytes"] == rows[slow]["size_bytes"]
 
 
+def test_tenant_usage_never_shows_a_password_a_statement_set(fleet: Fleet) -> None:
+    """pg_stat_statements keeps a utility statement's text as sent; the operator
+    who reads tenant_usage sees its string constants as '***'."""
+    admin = fleet.admin
+    admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    tenant = fleet.tenants[0]
+    admin.execute(
+        "DO $$ BEGIN CREATE ROLE admmgt_test_pwrole NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    try:
+        # This tenant's statements only, so that the ALTER ROLE is among its 5.
+        admin.execute(
+            "SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database WHERE datname = %s",
+            (tenant,),
+        )
+        with fleet.connect(tenant) as conn:
+            conn.execute("ALTER ROLE admmgt_test_pwrole PASSWORD 'hunter2-usage'")
+        raw = admin.execute(
+            "SELECT count(*) FROM pg_stat_statements AS s JOIN pg_database AS d"
+            " ON d.oid = s.dbid WHERE d.datname = %s AND s.query LIKE '%%hunter2-usage%%'",
+            (tenant,),
+        ).fetchone()
+        assert raw == (1,)  # the extension kept it as sent
+        statements = usage(admin)[tenant]["slowest_statements"]
+        shown = [s["query"] for s in statements if "admmgt_test_pwrole" in s["query"]]
+        assert shown == ["ALTER ROLE admmgt_test_pwrole PASSWORD '***'"], statements
+        assert "hunter2-usage" not in json.dumps(statements)
+    finally:
+        admin.execute("DROP ROLE admmgt_test_pwrole")
+
+
 def test_top_json_is_valid_and_lists_the_heaviest_first(fleet: Fleet, admin_dsn: str) -> None:
     big, small = fleet.tenants
     with fleet.connect(big) as conn:
