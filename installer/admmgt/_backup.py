@@ -155,9 +155,7 @@ class Places:
         try:
             pairs = check_options(cluster, row["options"], mapped=bool(row["fdw_server"]))
         except AdmmgtError as exc:
-            raise BackupError(
-                f"{exc.message}. {exc.hint}" if exc.hint else exc.message
-            ) from None
+            raise BackupError(f"{exc.message}. {exc.hint}" if exc.hint else exc.message) from None
         params.update(pairs)
         if row["host"]:
             params["host"] = row["host"]

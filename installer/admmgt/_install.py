@@ -413,9 +413,7 @@ def _replace_routines(cur: Cursor[Any], package: Package, *, rehearsal: bool = F
         views = [sql.SQL(v) for (v,) in cur.fetchall()]
         if views:
             cur.execute(
-                sql.SQL("DROP {} {} {}").format(
-                    sql.SQL(kind), sql.SQL(", ").join(views), behaviour
-                )
+                sql.SQL("DROP {} {} {}").format(sql.SQL(kind), sql.SQL(", ").join(views), behaviour)
             )
     cur.execute(
         """SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc AS p
@@ -427,9 +425,7 @@ def _replace_routines(cur: Cursor[Any], package: Package, *, rehearsal: bool = F
     routines = [sql.SQL(r) for (r,) in cur.fetchall()]
     if routines:
         # One statement: routines that depend on one another go together.
-        cur.execute(
-            sql.SQL("DROP ROUTINE {} {}").format(sql.SQL(", ").join(routines), behaviour)
-        )
+        cur.execute(sql.SQL("DROP ROUTINE {} {}").format(sql.SQL(", ").join(routines), behaviour))
     for f in package.idempotent:
         cur.execute(f.text.encode("utf-8"))
 

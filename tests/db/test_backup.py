@@ -272,16 +272,14 @@ def test_a_backup_row_repointed_elsewhere_is_neither_restored_nor_pruned_there(
     )
     admin.execute("GRANT admmgt_operator TO admmgt_test_bkop")
     admin.execute("SET ROLE admmgt_test_bkop")
-    admin.execute(
-        "UPDATE admmgt.backups SET path = %s WHERE id = %s", (str(precious), first["id"])
-    )
+    admin.execute("UPDATE admmgt.backups SET path = %s WHERE id = %s", (str(precious), first["id"]))
     admin.execute("RESET ROLE")
     new = f"{tenant}_copy"
     out = run(
         "restore", "--tenant", tenant, "--backup", str(first["id"]), "--as", new, code=1
     ).output
     said = " ".join(out.split())
-    assert f"backup {first['id']} of tenant \"{tenant}\" cannot be restored" in said, said
+    assert f'backup {first["id"]} of tenant "{tenant}" cannot be restored' in said, said
     assert "is not the folder admmgt backup made for it" in said, said
     assert not databases(admin, f"{new}%")
     out = run("backup", "--prune", "1").output

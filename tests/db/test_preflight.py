@@ -255,9 +255,8 @@ def test_an_operator_cannot_forge_the_checksums_that_exempt_an_approved_script(
         ),
     ]
     for statement, params in forgeries:
-        with operator.transaction():
-            with pytest.raises(errors.InsufficientPrivilege):
-                operator.execute(statement, params)
+        with operator.transaction(), pytest.raises(errors.InsufficientPrivilege):
+            operator.execute(statement, params)
     with pytest.raises(psycopg.Error, match="script 1: it has raw SQL steps"):
         operator.execute("CALL admmgt.applyscripts(dry_run => true)")
     call(operator, "applyscripts")

@@ -27,8 +27,8 @@ from admmgt_plpy._usage import _hide_statement_literals, hide_literals
         ("ALTER ROLE bob PASSWORD 'cut off by QUERY_CH", "ALTER ROLE bob PASSWORD '***..."),
         # Normalised statements have no constants; $n and names stay as they are.
         (
-            'SELECT "it\'s", a$b FROM t WHERE x = $1 -- don\'t\n AND y = $2 /* it\'s */',
-            'SELECT "it\'s", a$b FROM t WHERE x = $1 -- don\'t\n AND y = $2 /* it\'s */',
+            "SELECT \"it's\", a$b FROM t WHERE x = $1 -- don't\n AND y = $2 /* it's */",
+            "SELECT \"it's\", a$b FROM t WHERE x = $1 -- don't\n AND y = $2 /* it's */",
         ),
         ("SELECT name FROM t WHERE e = $1", "SELECT name FROM t WHERE e = $1"),
     ],
