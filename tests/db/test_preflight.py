@@ -180,6 +180,8 @@ def operator(fleet: Fleet) -> Any:
         "DO $$ BEGIN CREATE ROLE admmgt_test_op13 NOLOGIN; "
         "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
     )
+    # A test that failed may have left the role a superuser (cluster-wide).
+    fleet.admin.execute("ALTER ROLE admmgt_test_op13 NOSUPERUSER")
     fleet.admin.execute("GRANT admmgt_operator TO admmgt_test_op13")
     fleet.admin.execute("SET SESSION AUTHORIZATION admmgt_test_op13")
     yield fleet.admin
@@ -276,6 +278,24 @@ def test_an_operator_cannot_forge_the_checksums_that_exempt_an_approved_script(
     operator.execute("RESET SESSION AUTHORIZATION")
     call(operator, "applyscripts")  # a superuser approves it
     assert hist(fleet, fleet.template)[-1] == (1, "apply")
+
+
+def test_an_operator_cannot_pass_a_new_raw_script_off_as_applied(
+    fleet: Fleet, operator: Conn
+) -> None:
+    """Status 2 (applied) is the operator's to set, so it approves nothing: a raw
+    step that the template's history lacks and admmgt never recorded needs a
+    superuser whatever the script's status."""
+    s.script(operator, 1, ready=False)
+    s.step(operator, 1, 1, "ALTER ROLE admmgt_test_op13 SUPERUSER")
+    operator.execute("UPDATE admmgt.scripts SET status = 2 WHERE id = 1")
+    with pytest.raises(psycopg.Error, match="script 1: it has raw SQL steps"):
+        operator.execute("CALL admmgt.applyscripts(dry_run => true)")
+    call(operator, "applyscripts")
+    assert not _is_superuser(operator, "admmgt_test_op13")
+    assert status(operator, 1)[0] == 3
+    for db in fleet.databases:
+        assert hist(fleet, db) == []
 
 
 # ------------------------------------------------------------------ baseline
