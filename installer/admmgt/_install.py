@@ -403,6 +403,10 @@ def _replace_routines(cur: Cursor[Any], package: Package, *, rehearsal: bool = F
             "and would drop these with them; nothing was changed. Save their definitions, "
             "drop them, run the upgrade again, then re-create them (docs/install.md)"
         )
+    if rehearsal:
+        # Its savepoint is rolled back (with this setting): the "drop cascades
+        # to" NOTICEs would announce drops that never happen.
+        cur.execute("SET LOCAL client_min_messages = warning")
     behaviour = sql.SQL("CASCADE" if rehearsal else "RESTRICT")
     for kind, relkind in (("MATERIALIZED VIEW", "m"), ("VIEW", "v")):
         cur.execute(
