@@ -47,8 +47,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._history import HAS_TABLE, VERSION
 from admmgt_plpy._locks import LOCK_CLASS, OPERATION_LOCKS
+from admmgt_plpy._remote import check_options
 
 # libpq keywords that must never travel to a child process's command line.
 SECRET_KEYWORDS = ("password", "sslpassword")
@@ -145,8 +147,16 @@ class Places:
                 "register it (CALL admmgt.add_cluster(...)) or fix the tenant's cluster_name"
             )
         params: dict[str, Any] = {"connect_timeout": "10"}
-        if row["options"]:
-            params.update(conninfo_to_dict(row["options"]))
+        # The server side's rule (admmgt_plpy._remote.check_options): options
+        # may not route the connection (host, hostaddr, port, service, ...),
+        # nor, for a cluster with a user mapping, name a passfile; otherwise
+        # whoever may edit admmgt.clusters could send the passfile's password
+        # to another address.
+        try:
+            pairs = check_options(cluster, row["options"], mapped=bool(row["fdw_server"]))
+        except AdmmgtError as exc:
+            raise BackupError(f"{exc.message}. {exc.hint}" if exc.hint else exc.message) from None
+        params.update(pairs)
         if row["host"]:
             params["host"] = row["host"]
         if row["port"]:
@@ -422,12 +432,36 @@ def backup(
     return sorted(results, key=lambda r: r.backup_id)
 
 
+def own_folder(b: dict[str, Any]) -> Path | None:
+    """The backup's folder when ``path`` is one `admmgt backup` names
+    (``<root>/<cluster>/<database>/backup-<id>``, absolute, no ``..``, not a
+    symbolic link), else None.
+
+    admmgt.backups is written by whoever runs `admmgt backup` (an operator
+    may), and restore and prune act on ``path`` as the one who runs them: a
+    row repointed at another folder must not feed it to pg_restore nor have
+    it removed. The folder name carries the row's own id, so a row can only
+    name its own dump.
+    """
+    folder = Path(b["path"] or "")
+    expected = Path(b["cluster_name"], b["database"], f"backup-{b['id']}").parts
+    if (
+        not folder.is_absolute()
+        or ".." in folder.parts
+        or ".." in expected
+        or folder.parts[-len(expected) :] != expected
+        or folder.is_symlink()
+    ):
+        return None
+    return folder
+
+
 def prune(admin: psycopg.Connection[Any], keep: int, tenants: list[str] | None) -> list[int]:
     """Remove all but the ``keep`` newest good backups of each tenant (or of ``tenants``)."""
     with admin.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            """SELECT id, path FROM (
-                   SELECT id, path, dbname, row_number() OVER (
+            """SELECT id, path, cluster_name, database FROM (
+                   SELECT id, path, cluster_name, database, dbname, row_number() OVER (
                        PARTITION BY lower(dbname) ORDER BY started_at DESC, id DESC) AS newest
                    FROM admmgt.backups WHERE outcome = 'ok') AS b
                WHERE newest > %s AND (%s::text[] IS NULL OR lower(dbname) = ANY (%s::text[]))
@@ -437,9 +471,15 @@ def prune(admin: psycopg.Connection[Any], keep: int, tenants: list[str] | None) 
         rows = cur.fetchall()
     pruned = []
     for row in rows:
-        folder = Path(row["path"])
-        # Only a folder that pg_dump made (it has a toc.dat) is removed.
-        if (folder / "toc.dat").is_file():
+        folder = own_folder(row)
+        # Only a folder that pg_dump made for this row (named backup-<id>,
+        # with a toc.dat) is removed.
+        if folder is None:
+            message = (
+                f"pruned by admmgt backup --prune {keep}; its files were not removed: "
+                f"{row['path']} is not a folder admmgt backup made for backup {row['id']}"
+            )
+        elif (folder / "toc.dat").is_file():
             shutil.rmtree(folder)
             message = f"pruned by admmgt backup --prune {keep}"
         else:
@@ -557,7 +597,15 @@ def _restore(
             f'backup {backup_id} of tenant "{b["dbname"]}" cannot be restored: it is '
             f"{b['outcome']} ({b['message'] or 'no message'}); choose another backup"
         )
-    problems = damage(Path(b["path"]), b["files"], b["sha256"])
+    folder = own_folder(b)
+    if folder is None:
+        raise BackupError(
+            f'backup {backup_id} of tenant "{b["dbname"]}" cannot be restored: its path '
+            f"{b['path']} is not the folder admmgt backup made for it "
+            f"(<root>/{b['cluster_name']}/{b['database']}/backup-{backup_id}); nothing was "
+            "restored. Restore another backup, or put the row's path back"
+        )
+    problems = damage(folder, b["files"], b["sha256"])
     if problems:
         raise BackupError(
             f'backup {backup_id} of tenant "{b["dbname"]}" at {b["path"]} is damaged: '
@@ -612,7 +660,7 @@ def _restore(
                     "--exit-on-error",
                     "--single-transaction",
                     f"--dbname={conninfo}",
-                    b["path"],
+                    str(folder),
                 ],
                 conninfo,
             )

@@ -322,18 +322,103 @@ def _run_incremental(cur: Cursor[Any], package: Package) -> list[str]:
     return applied
 
 
-def _replace_routines(cur: Cursor[Any], package: Package) -> None:
+# What depends on an admmgt routine or view (or a view's row type) that the
+# upgrade drops and re-creates, other than those routines and views themselves
+# and their own parts: a DBA's view, default, trigger, constraint or index
+# that DROP ... CASCADE would silently take with it.
+DEPENDENTS = """
+WITH dropped (classid, objid) AS (
+    SELECT 'pg_catalog.pg_class'::regclass, c.oid FROM pg_catalog.pg_class AS c
+    WHERE c.relnamespace = 'admmgt'::regnamespace AND c.relkind IN ('v', 'm')
+    UNION ALL
+    SELECT 'pg_catalog.pg_type'::regclass, t.oid FROM pg_catalog.pg_type AS t
+    JOIN pg_catalog.pg_class AS c ON c.oid = t.typrelid
+    WHERE c.relnamespace = 'admmgt'::regnamespace AND c.relkind IN ('v', 'm')
+    UNION ALL
+    SELECT 'pg_catalog.pg_proc'::regclass, p.oid FROM pg_catalog.pg_proc AS p
+    WHERE p.pronamespace = 'admmgt'::regnamespace
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
+                      WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                        AND d.objid = p.oid AND d.deptype = 'e')
+)
+SELECT DISTINCT
+    coalesce(pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, r.ev_class, 0),
+             pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)),
+    pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0)
+FROM pg_catalog.pg_depend AS d
+JOIN dropped AS x ON x.classid = d.refclassid AND x.objid = d.refobjid
+LEFT JOIN pg_catalog.pg_rewrite AS r
+    ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
+WHERE d.deptype = 'n'
+  AND NOT EXISTS (SELECT FROM dropped AS y
+                  WHERE (y.classid = d.classid AND y.objid = d.objid)
+                     OR (y.classid = 'pg_catalog.pg_class'::regclass AND y.objid = r.ev_class))
+ORDER BY 1, 2
+"""
+
+
+# admmgt's own column defaults that call an admmgt routine: dropped before the
+# routines, set again by the idempotent SQL (600-clock.sql).
+OWN_DEFAULTS = (("admmgt.scripts", "created_date"),)
+
+
+def _replace_routines(cur: Cursor[Any], package: Package, *, rehearsal: bool = False) -> None:
     """Drop every admmgt routine and view, then run the idempotent SQL.
 
     Dropping first makes an upgraded catalog equal a fresh install's: a
     signature that changed or a routine that was removed leaves nothing behind.
+    The drops are RESTRICT: admmgt's own dependent default
+    (scripts.created_date calls admmgt.fleet_now(); the idempotent SQL sets it
+    again) is dropped first, and anything else that depends on them (a DBA's
+    view calling admmgt.detect_drift(), say) makes the upgrade refuse, naming
+    it, rather than lose it. ``rehearsal`` (verify's rolled-back comparison)
+    drops such objects with the rest: its savepoint puts them back.
     """
-    cur.execute(
-        """SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
-           WHERE c.relnamespace = 'admmgt'::regnamespace AND c.relkind IN ('v', 'm')"""
-    )
-    for (view,) in cur.fetchall():
-        cur.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.SQL(view)))
+    for table, column in OWN_DEFAULTS:
+        cur.execute(
+            """SELECT FROM pg_catalog.pg_attrdef AS ad
+               JOIN pg_catalog.pg_attribute AS a
+                   ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+               JOIN pg_catalog.pg_depend AS d
+                   ON d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.objid = ad.oid
+                  AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+               JOIN pg_catalog.pg_proc AS p ON p.oid = d.refobjid
+               WHERE ad.adrelid = %s::regclass AND a.attname = %s
+                 AND p.pronamespace = 'admmgt'::regnamespace""",
+            (table, column),
+        )
+        if cur.fetchone() is not None:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
+                    sql.SQL(table), sql.Identifier(column)
+                )
+            )
+    cur.execute(DEPENDENTS)
+    dependents = cur.fetchall()
+    if dependents and not rehearsal:
+        listed = "; ".join(f"{what} depends on {on}" for what, on in dependents[:10])
+        more = f" (and {len(dependents) - 10} more)" if len(dependents) > 10 else ""
+        raise InstallError(
+            f"{listed}{more}: the upgrade drops and re-creates admmgt's routines and views "
+            "and would drop these with them; nothing was changed. Save their definitions, "
+            "drop them, run the upgrade again, then re-create them (docs/install.md)"
+        )
+    if rehearsal:
+        # Its savepoint is rolled back (with this setting): the "drop cascades
+        # to" NOTICEs would announce drops that never happen.
+        cur.execute("SET LOCAL client_min_messages = warning")
+    behaviour = sql.SQL("CASCADE" if rehearsal else "RESTRICT")
+    for kind, relkind in (("MATERIALIZED VIEW", "m"), ("VIEW", "v")):
+        cur.execute(
+            """SELECT c.oid::regclass::text FROM pg_catalog.pg_class AS c
+               WHERE c.relnamespace = 'admmgt'::regnamespace AND c.relkind = %s""",
+            (relkind,),
+        )
+        views = [sql.SQL(v) for (v,) in cur.fetchall()]
+        if views:
+            cur.execute(
+                sql.SQL("DROP {} {} {}").format(sql.SQL(kind), sql.SQL(", ").join(views), behaviour)
+            )
     cur.execute(
         """SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc AS p
            WHERE p.pronamespace = 'admmgt'::regnamespace
@@ -341,21 +426,10 @@ def _replace_routines(cur: Cursor[Any], package: Package) -> None:
                              WHERE d.classid = 'pg_catalog.pg_proc'::regclass
                                AND d.objid = p.oid AND d.deptype = 'e')"""
     )
-    routines = [r for (r,) in cur.fetchall()]
-    # CASCADE: a column default may call an admmgt routine (scripts.created_date
-    # calls admmgt.fleet_now()); the idempotent SQL below sets it again, so the
-    # "drop cascades to default value" NOTICEs are noise: kept from the client.
-    cur.execute(
-        "SELECT pg_catalog.current_setting('client_min_messages'),"
-        " pg_catalog.set_config('client_min_messages', 'warning', true)"
-    )
-    row = cur.fetchone()
-    for routine in routines:
-        cur.execute(sql.SQL("DROP ROUTINE {} CASCADE").format(sql.SQL(routine)))
-    cur.execute(
-        "SELECT pg_catalog.set_config('client_min_messages', %s, true)",
-        (row[0] if row else "notice",),
-    )
+    routines = [sql.SQL(r) for (r,) in cur.fetchall()]
+    if routines:
+        # One statement: routines that depend on one another go together.
+        cur.execute(sql.SQL("DROP ROUTINE {} {}").format(sql.SQL(", ").join(routines), behaviour))
     for f in package.idempotent:
         cur.execute(f.text.encode("utf-8"))
 
@@ -422,7 +496,7 @@ def _verify_routines(
     """
     installed = replaceable_objects(cur)
     with conn.transaction(force_rollback=True):
-        _replace_routines(cur, package)
+        _replace_routines(cur, package, rehearsal=True)
         expected = replaceable_objects(cur)
     problems = []
     for name in sorted(set(installed) | set(expected)):

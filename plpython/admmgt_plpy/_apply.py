@@ -230,12 +230,8 @@ def _validate_on_template(
     _TemplateUnreadable when the template cannot be read now for a reason a
     re-run fixes (a lock, a lost connection).
     """
-    if not any(s.status == 1 for s in chain):
+    if not any(s.status == 1 or _unrecorded_raw(s) for s in chain):
         return chain
-    blocked = _needs_superuser(plpy, chain)
-    if blocked is not None:
-        refuse(blocked, _SUPERUSER_ONLY.format(id=blocked.id))
-        chain = [s for s in chain if s.id < blocked.id]
     conn = None
     try:
         conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
@@ -245,6 +241,10 @@ def _validate_on_template(
             if has
             else set()
         )
+        blocked = _needs_superuser(plpy, chain, have)
+        if blocked is not None:
+            refuse(blocked, _SUPERUSER_ONLY.format(id=blocked.id))
+            chain = [s for s in chain if s.id < blocked.id]
         top = max(have, default=0)
         for script in [s for s in chain if s.id not in have and s.id < top]:
             refuse(
@@ -318,23 +318,27 @@ def caller_is_superuser(plpy: Any) -> bool:
     return bool(row and row[0]["rolsuper"])
 
 
-def _needs_superuser(plpy: Any, chain: list[Script]) -> Script | None:
-    """The first ready script with raw statements, not yet on the template, when
-    the caller is no superuser.
+def _unrecorded_raw(script: Script) -> bool:
+    """Raw statements in a script admmgt never recorded reaching the template."""
+    return script.recorded_checksum is None and any(
+        x.kind in RAW_KINDS for x in script.compiled.steps
+    )
+
+
+def _needs_superuser(plpy: Any, chain: list[Script], have: set[int]) -> Script | None:
+    """The first script with raw statements that has not reached the template
+    (``have``: its own script_history) and whose arrival admmgt never recorded,
+    whatever its status, when the caller is no superuser.
 
     Raw SQL steps and procedure calls run as the superuser that admmgt connects
     as; an admmgt_operator may write them (it edits the metadata) but only a
     superuser may have them reach the template (docs/security.md). Once there
-    (metadata checksum recorded), their rows cannot change unnoticed, and any
-    caller may carry them to the tenants that still lack them.
+    (metadata checksum recorded, a column the operator cannot write), their
+    rows cannot change unnoticed, and any caller may carry them to the tenants
+    that still lack them. The status is the operator's to set, so a status 2
+    (applied) proves nothing.
     """
-    raw = [
-        s
-        for s in chain
-        if s.status == 1
-        and s.recorded_checksum is None
-        and any(x.kind in RAW_KINDS for x in s.compiled.steps)
-    ]
+    raw = [s for s in chain if s.id not in have and _unrecorded_raw(s)]
     if not raw or caller_is_superuser(plpy):
         return None
     return raw[0]

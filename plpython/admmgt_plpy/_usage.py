@@ -20,6 +20,8 @@ not raised by looking at it.
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -85,6 +87,91 @@ WHERE s.rank <= {SLOWEST} AND d.datname = ANY (ARRAY[{names}]::text[])
 GROUP BY d.datname"""
 
 
+_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+HIDDEN = "'***'"
+
+
+def hide_literals(query: str) -> str:
+    """``query`` with every string constant replaced by ``'***'``.
+
+    pg_stat_statements replaces the constants of SELECT, INSERT, UPDATE,
+    DELETE and MERGE with $n, but keeps a utility statement's text as it was
+    sent: ``ALTER ROLE x PASSWORD 'secret'``, ``CREATE USER MAPPING ...
+    OPTIONS (password 'secret')`` or a dblink connection string would reach the
+    operator who reads tenant_usage. Quoted identifiers and comments are
+    skipped, so a quote inside them starts nothing; an unterminated constant
+    (the text is cut at QUERY_CHARS) is hidden to the end.
+    """
+    out: list[str] = []
+    i, n = 0, len(query)
+    while i < n:
+        c = query[i]
+        prev = query[i - 1] if i else " "
+        if c == "-" and query.startswith("--", i):
+            end = query.find("\n", i)
+            end = n if end < 0 else end
+            out.append(query[i:end])
+            i = end
+        elif c == "/" and query.startswith("/*", i):
+            end = query.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(query[i:end])
+            i = end
+        elif c == '"':
+            end = i + 1
+            while end < n:
+                if query[end] == '"':
+                    if query.startswith('""', end):
+                        end += 2
+                        continue
+                    end += 1
+                    break
+                end += 1
+            out.append(query[i:end])
+            i = end
+        elif c == "'" or (
+            c in "eE" and query.startswith("'", i + 1) and not (prev.isalnum() or prev in "_$")
+        ):
+            backslash = c != "'"
+            end = i + (2 if backslash else 1)
+            closed = False
+            while end < n:
+                if backslash and query[end] == "\\":
+                    end += 2
+                elif query[end] == "'":
+                    if query.startswith("''", end):
+                        end += 2
+                        continue
+                    end += 1
+                    closed = True
+                    break
+                else:
+                    end += 1
+            out.append(HIDDEN if closed else HIDDEN[:-1] + "...")
+            i = min(end, n)
+        elif c == "$" and not (prev.isalnum() or prev in "_$"):
+            tag = _DOLLAR.match(query, i)
+            if tag is None:
+                out.append(c)
+                i += 1
+                continue
+            end = query.find(tag.group(0), tag.end())
+            out.append(HIDDEN if end >= 0 else HIDDEN[:-1] + "...")
+            i = n if end < 0 else end + len(tag.group(0))
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _hide_statement_literals(statements: str) -> str:
+    listed = json.loads(statements)
+    for item in listed:
+        if isinstance(item.get("query"), str):
+            item["query"] = hide_literals(item["query"])
+    return json.dumps(listed)
+
+
 def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
     tenants = plpy.execute(
         """SELECT dbname, lower(dbname) AS database, coalesce(cluster_name, 'local') AS cluster,
@@ -143,7 +230,7 @@ def _read_cluster(
         if extension:
             schema = quote_ident(extension[0]["status"])
             statements = {
-                r["datname"]: r["statements"]
+                r["datname"]: _hide_statement_literals(r["statements"])
                 for r in dblink.query(
                     conn,
                     statements_query(schema, databases),

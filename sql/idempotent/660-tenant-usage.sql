@@ -62,5 +62,5 @@ COMMENT ON COLUMN admmgt.tenant_usage.deadlocks IS 'Deadlocks detected since sta
 COMMENT ON COLUMN admmgt.tenant_usage.temp_bytes IS 'Bytes written to temporary files since stats_reset.';
 COMMENT ON COLUMN admmgt.tenant_usage.cache_hit_ratio IS 'blks_hit / (blks_hit + blks_read); NULL before any block was read.';
 COMMENT ON COLUMN admmgt.tenant_usage.stats_reset IS 'When the database''s statistics were last reset.';
-COMMENT ON COLUMN admmgt.tenant_usage.slowest_statements IS 'Up to 5 statements by mean execution time (query, calls, mean_ms, max_ms, total_ms, rows); NULL when pg_stat_statements is not installed where admmgt reads it.';
+COMMENT ON COLUMN admmgt.tenant_usage.slowest_statements IS 'Up to 5 statements by mean execution time (query, calls, mean_ms, max_ms, total_ms, rows), every string constant in query shown as ''***'' (a statement may set a password); NULL when pg_stat_statements is not installed where admmgt reads it.';
 COMMENT ON COLUMN admmgt.tenant_usage.problem IS 'Why the numbers are unknown (NULL), or NULL when they are known.';

@@ -28,7 +28,7 @@ GRANT INSERT, UPDATE ON admmgt.backups TO admmgt_operator;
 GRANT EXECUTE ON FUNCTION admmgt._tenant_usage() TO admmgt_operator;
 
 -- The metadata a DBA edits: the registry, the clusters and every script_* row
--- table except the logs admmgt writes.
+-- table except the logs admmgt writes. admmgt.scripts by column, below.
 DO $grants$
 DECLARE
     t regclass;
@@ -38,13 +38,25 @@ BEGIN
         FROM pg_catalog.pg_class AS c
         WHERE c.relnamespace = 'admmgt'::regnamespace
           AND c.relkind IN ('r', 'p')
-          AND (c.relname IN ('vendor_db_settings', 'clusters', 'scripts')
+          AND (c.relname IN ('vendor_db_settings', 'clusters')
                OR (c.relname LIKE 'script\_%' AND c.relname NOT LIKE '%\_log'))
     LOOP
         EXECUTE format('GRANT INSERT, UPDATE, DELETE ON %s TO admmgt_operator', t);
     END LOOP;
 END
 $grants$;
+
+-- admmgt.scripts: the operator drafts scripts and sets their status, but the
+-- columns admmgt records when a script reaches the template (checksum,
+-- metadata_checksum, applied_rows, applied_to_template_at) are admmgt's own:
+-- with them an operator could pass a new raw SQL step off as one a superuser
+-- already approved. REVOKE first: an older install granted the whole table.
+REVOKE INSERT, UPDATE ON admmgt.scripts FROM admmgt_operator;
+GRANT INSERT (id, description, status, created_date, source_file, source_checksum)
+ON admmgt.scripts TO admmgt_operator;
+GRANT UPDATE (description, status, created_date, last_error, source_file, source_checksum)
+ON admmgt.scripts TO admmgt_operator;
+GRANT DELETE ON admmgt.scripts TO admmgt_operator;
 
 -- Public procedures and functions: every routine not named with a leading
 -- underscore, except those of an extension installed into the schema.

@@ -252,6 +252,44 @@ def test_a_tampered_backup_is_refused_and_nothing_is_restored(
     ).fetchone() == (0,)
 
 
+def test_a_backup_row_repointed_elsewhere_is_neither_restored_nor_pruned_there(
+    fleet: Fleet, admin_dsn: str, tmp_path: Path
+) -> None:
+    """An operator may write admmgt.backups; restore and prune act only on the
+    folder admmgt backup made for the row (<root>/<cluster>/<database>/backup-<id>)."""
+    import shutil
+
+    admin, run = fleet.admin, cli(admin_dsn)
+    tenant = fleet.tenants[0]
+    run("backup", "--tenant", tenant, "--to", str(tmp_path / "dumps"))
+    run("backup", "--tenant", tenant, "--to", str(tmp_path / "dumps"))
+    first, _ = backups(admin)
+    precious = tmp_path / "precious"  # a dump folder that is not this row's
+    shutil.copytree(first["path"], precious)
+    admin.execute(
+        "DO $$ BEGIN CREATE ROLE admmgt_test_bkop NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    admin.execute("GRANT admmgt_operator TO admmgt_test_bkop")
+    admin.execute("SET ROLE admmgt_test_bkop")
+    admin.execute("UPDATE admmgt.backups SET path = %s WHERE id = %s", (str(precious), first["id"]))
+    admin.execute("RESET ROLE")
+    new = f"{tenant}_copy"
+    out = run(
+        "restore", "--tenant", tenant, "--backup", str(first["id"]), "--as", new, code=1
+    ).output
+    said = " ".join(out.split())
+    assert f'backup {first["id"]} of tenant "{tenant}" cannot be restored' in said, said
+    assert "is not the folder admmgt backup made for it" in said, said
+    assert not databases(admin, f"{new}%")
+    out = run("backup", "--prune", "1").output
+    assert "pruned 1 backup(s)" in out, out
+    assert (precious / "toc.dat").is_file()
+    (pruned,) = backups(admin, id=first["id"])
+    assert pruned["outcome"] == "pruned"
+    assert "its files were not removed" in pruned["message"], pruned["message"]
+
+
 def test_archived_tenants_are_backed_up_once_and_prune_keeps_the_newest(
     fleet: Fleet, admin_dsn: str, tmp_path: Path
 ) -> None:
@@ -325,6 +363,46 @@ def test_no_password_reaches_a_command_line(admin: Conn) -> None:
         _backup._run_tool(["true"], "dbname=x password=secret")
 
 
+@pytest.mark.parametrize(
+    ("options", "mapped", "refused"),
+    [
+        ("hostaddr=203.0.113.9", False, "hostaddr"),
+        ("sslmode=disable  host = 'evil.example'", False, "host"),
+        ("service=elsewhere", False, "service"),
+        ("port=5433", True, "port"),
+        ("passfile=/tmp/other-pgpass", True, "passfile"),
+    ],
+)
+def test_cluster_options_cannot_reroute_backup_connections(
+    admin: Conn, options: str, mapped: bool, refused: str
+) -> None:
+    """The operator may edit admmgt.clusters.options: a routing keyword there would
+    send the passfile's (or the mapping's) password to another address, so the
+    CLI refuses the cluster, as the server side does."""
+    if mapped:
+        admin.execute(
+            "CREATE SERVER far_server FOREIGN DATA WRAPPER dblink_fdw"
+            " OPTIONS (host '/far/socket', port '6543')"
+        )
+        admin.execute(
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER far_server OPTIONS (user 'far_user')"
+        )
+    admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port, options, fdw_server)"
+        " VALUES ('far', '/far/socket', 6543, %s, %s)",
+        (options, "far_server" if mapped else None),
+    )
+    places = _backup.Places(admin)
+    with pytest.raises(_backup.BackupError) as caught:
+        places.conninfo("far", "x")
+    message = str(caught.value)
+    assert f'cluster "far": admmgt.clusters.options sets {refused}' in message, message
+    assert f"Remove {refused}" in message, message
+    # A harmless option still passes.
+    admin.execute("UPDATE admmgt.clusters SET options = 'sslmode=disable' WHERE name = 'far'")
+    assert conninfo_to_dict(_backup.Places(admin).conninfo("far", "x"))["sslmode"] == "disable"
+
+
 # ------------------------------------------------------------------ usage
 
 
@@ -379,6 +457,38 @@ def test_tenant_usage_shows_a_slow_statement_and_unknown_never_as_zero(
     status = json.loads(cli(admin_dsn)("status", "--json").output)
     assert status["usage"]["unknown"] == 2
     assert status["usage"]["size_bytes"] == rows[slow]["size_bytes"]
+
+
+def test_tenant_usage_never_shows_a_password_a_statement_set(fleet: Fleet) -> None:
+    """pg_stat_statements keeps a utility statement's text as sent; the operator
+    who reads tenant_usage sees its string constants as '***'."""
+    admin = fleet.admin
+    admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    tenant = fleet.tenants[0]
+    admin.execute(
+        "DO $$ BEGIN CREATE ROLE admmgt_test_pwrole NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    try:
+        # This tenant's statements only, so that the ALTER ROLE is among its 5.
+        admin.execute(
+            "SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database WHERE datname = %s",
+            (tenant,),
+        )
+        with fleet.connect(tenant) as conn:
+            conn.execute("ALTER ROLE admmgt_test_pwrole PASSWORD 'hunter2-usage'")
+        raw = admin.execute(
+            "SELECT count(*) FROM pg_stat_statements AS s JOIN pg_database AS d"
+            " ON d.oid = s.dbid WHERE d.datname = %s AND s.query LIKE '%%hunter2-usage%%'",
+            (tenant,),
+        ).fetchone()
+        assert raw == (1,)  # the extension kept it as sent
+        statements = usage(admin)[tenant]["slowest_statements"]
+        shown = [s["query"] for s in statements if "admmgt_test_pwrole" in s["query"]]
+        assert shown == ["ALTER ROLE admmgt_test_pwrole PASSWORD '***'"], statements
+        assert "hunter2-usage" not in json.dumps(statements)
+    finally:
+        admin.execute("DROP ROLE admmgt_test_pwrole")
 
 
 def test_top_json_is_valid_and_lists_the_heaviest_first(fleet: Fleet, admin_dsn: str) -> None:

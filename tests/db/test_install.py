@@ -101,6 +101,51 @@ def test_upgrade_from_previous_release_keeps_data_and_equals_fresh_install(
     assert {k: v for k, v in upgraded.items() if v != fresh[k]} == {}
 
 
+def test_upgrade_refuses_rather_than_drop_a_dbas_objects_that_use_admmgt(
+    admin: psycopg.Connection[Any],
+) -> None:
+    """The upgrade drops and re-creates admmgt's routines and views: a DBA's view
+    or default that uses them makes it refuse, naming them, and nothing is lost."""
+    admin.execute("CREATE VIEW public.drift_report AS SELECT * FROM admmgt.detect_drift()")
+    admin.execute("CREATE VIEW public.my_status AS SELECT * FROM admmgt.fleet_status")
+    admin.execute("CREATE TABLE public.audit (at timestamptz DEFAULT admmgt.fleet_now())")
+    current = Package.current()
+    newer = replace(current, version="9.9.9")
+    with pytest.raises(admmgt.InstallError) as refused:
+        admmgt.upgrade(admin, newer)
+    message = str(refused.value)
+    assert "view drift_report depends on function admmgt.detect_drift(" in message, message
+    assert "view my_status depends on view admmgt.fleet_status" in message, message
+    assert "default value for column at of table audit depends on function admmgt.fleet_now()" in (
+        message
+    ), message
+    assert "nothing was changed" in message
+    kept = admin.execute(
+        "SELECT to_regclass('public.drift_report')::text, to_regclass('public.my_status')::text"
+    ).fetchone()
+    assert kept == ("drift_report", "my_status")
+    default = admin.execute(
+        "SELECT column_default FROM information_schema.columns"
+        " WHERE table_name = 'audit' AND column_name = 'at'"
+    ).fetchone()
+    assert default == ("admmgt.fleet_now()",)
+    assert admmgt.status(admin)["version"] == current.version
+    # verify compares in a rolled-back rehearsal: the DBA's objects do not bother it.
+    assert admmgt.verify(admin) == []
+    assert admin.execute("SELECT to_regclass('public.my_status')::text").fetchone() == (
+        "my_status",
+    )
+    admin.execute("DROP VIEW public.drift_report, public.my_status")
+    admin.execute("ALTER TABLE public.audit ALTER COLUMN at DROP DEFAULT")
+    assert admmgt.upgrade(admin, newer).action == "upgraded"
+    assert admmgt.verify(admin, newer) == []
+    created = admin.execute(
+        "SELECT column_default FROM information_schema.columns"
+        " WHERE table_schema = 'admmgt' AND table_name = 'scripts' AND column_name = 'created_date'"
+    ).fetchone()
+    assert created == ("admmgt.fleet_now()",)
+
+
 def test_verify_is_clean_after_install(admin: psycopg.Connection[Any]) -> None:
     assert admmgt.verify(admin) == []
 

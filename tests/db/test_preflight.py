@@ -180,6 +180,8 @@ def operator(fleet: Fleet) -> Any:
         "DO $$ BEGIN CREATE ROLE admmgt_test_op13 NOLOGIN; "
         "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
     )
+    # A test that failed may have left the role a superuser (cluster-wide).
+    fleet.admin.execute("ALTER ROLE admmgt_test_op13 NOSUPERUSER")
     fleet.admin.execute("GRANT admmgt_operator TO admmgt_test_op13")
     fleet.admin.execute("SET SESSION AUTHORIZATION admmgt_test_op13")
     yield fleet.admin
@@ -213,6 +215,87 @@ def test_an_operator_cannot_become_superuser_through_a_script(fleet: Fleet, oper
     s.step(operator, 1, 1, "SELECT 1")
     call(operator, "applyscripts")  # a superuser may
     assert hist(fleet, fleet.template)[-1] == (2, "apply")
+
+
+# What applyScripts would record for script 1 when it reaches the template,
+# computed by the engine itself (the algorithm is public: an operator can too).
+RECORDED = """
+DO $rec$
+plpy.execute("SELECT admmgt._load_code()")
+from admmgt_plpy._scripts import load_script
+script = load_script(plpy, 1)
+plpy.execute(plpy.prepare("INSERT INTO pg_temp.recorded VALUES ($1, $2)", ["text", "text"]),
+             [script.metadata_checksum, script.snapshot])
+$rec$ LANGUAGE plpython3u
+"""
+
+
+def test_an_operator_cannot_forge_the_checksums_that_exempt_an_approved_script(
+    fleet: Fleet, operator: Conn
+) -> None:
+    """Raw steps of a script whose checksums admmgt recorded run for any caller;
+    those columns are admmgt's, so an operator cannot pass a new raw step off
+    as approved (nor insert a script that claims to be)."""
+    s.script(operator, 1)
+    s.step(operator, 1, 1, "ALTER ROLE admmgt_test_op13 SUPERUSER")
+    operator.execute("RESET SESSION AUTHORIZATION")
+    operator.execute("CREATE TEMPORARY TABLE recorded (checksum text, snapshot text)")
+    operator.execute(RECORDED)
+    row = operator.execute("SELECT checksum, snapshot FROM pg_temp.recorded").fetchone()
+    assert row is not None and row[0]
+    checksum, snapshot = row
+    operator.execute("SET SESSION AUTHORIZATION admmgt_test_op13")
+    forgeries = [
+        ("UPDATE admmgt.scripts SET metadata_checksum = %s WHERE id = 1", (checksum,)),
+        ("UPDATE admmgt.scripts SET applied_rows = %s::jsonb WHERE id = 1", (snapshot,)),
+        ("UPDATE admmgt.scripts SET checksum = %s WHERE id = 1", (checksum,)),
+        ("UPDATE admmgt.scripts SET applied_to_template_at = now() WHERE id = 1", ()),
+        (
+            "INSERT INTO admmgt.scripts (id, description, status, metadata_checksum)"
+            " VALUES (2, 'x', 1, %s)",
+            (checksum,),
+        ),
+    ]
+    for statement, params in forgeries:
+        with operator.transaction(), pytest.raises(errors.InsufficientPrivilege):
+            operator.execute(statement, params)
+    with pytest.raises(psycopg.Error, match="script 1: it has raw SQL steps"):
+        operator.execute("CALL admmgt.applyscripts(dry_run => true)")
+    call(operator, "applyscripts")
+    assert not _is_superuser(operator, "admmgt_test_op13")
+    assert status(operator, 1)[0] == 3
+    # What an operator does with scripts still works: draft, describe, set ready.
+    operator.execute(
+        "UPDATE admmgt.scripts SET status = 1, last_error = NULL, description = 'again'"
+        " WHERE id = 1"
+    )
+    operator.execute("DELETE FROM admmgt.script_steps WHERE scriptid = 1")
+    operator.execute("DELETE FROM admmgt.scripts WHERE id = 1")
+    s.script(operator, 1)
+    s.step(operator, 1, 1, "SELECT 1")
+    with pytest.raises(psycopg.Error, match="script 1: it has raw SQL steps"):
+        operator.execute("CALL admmgt.applyscripts(dry_run => true)")
+    operator.execute("RESET SESSION AUTHORIZATION")
+    call(operator, "applyscripts")  # a superuser approves it
+    assert hist(fleet, fleet.template)[-1] == (1, "apply")
+
+
+def test_an_operator_cannot_pass_a_new_raw_script_off_as_applied(
+    fleet: Fleet, operator: Conn
+) -> None:
+    """Status 2 (applied) is the operator's to set, so it approves nothing: a raw
+    step that the template's history lacks and admmgt never recorded needs a
+    superuser whatever the script's status."""
+    s.script(operator, 1, ready=False)
+    s.step(operator, 1, 1, "ALTER ROLE admmgt_test_op13 SUPERUSER")
+    operator.execute("UPDATE admmgt.scripts SET status = 2 WHERE id = 1")
+    with pytest.raises(psycopg.Error, match="script 1: it has raw SQL steps"):
+        operator.execute("CALL admmgt.applyscripts(dry_run => true)")
+    call(operator, "applyscripts")
+    assert not _is_superuser(operator, "admmgt_test_op13")
+    assert status(operator, 1)[0] == 3
+    for db in fleet.databases:
+        assert hist(fleet, db) == []
 
 
 # ------------------------------------------------------------------ baseline
