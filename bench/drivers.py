@@ -41,12 +41,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg import sql
+
+import admmgt
 from rollout import (
+    ADMIN,
     LIMIT_S,
     ORDERS,
     ROOT,
@@ -63,8 +66,6 @@ from rollout import (
     twin,
 )
 
-import admmgt
-
 PG_SCHEMA = "app_pg"  # the psycopg side's twin of app
 TASK_S = 120  # one tenant's work on the psycopg side, at most
 CHECK_THREADS = 4
@@ -72,7 +73,7 @@ CHECK_THREADS = 4
 
 @dataclasses.dataclass(frozen=True)
 class TcpSandbox(admmgt.Sandbox):
-    """The project's sandbox with durable settings, reached over 127.0.0.1 (its defaults unchanged)."""
+    """The project's sandbox made durable and reached over 127.0.0.1 (its defaults unchanged)."""
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
@@ -91,6 +92,7 @@ class TcpSandbox(admmgt.Sandbox):
 
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the postmaster does
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -119,11 +121,12 @@ class Measure:
 
 
 class DriverFleet(Fleet):
-    """rollout.py's fleet, over TCP, with a psycopg side (schema app_pg) and a version-checking psql."""
+    """rollout.py's fleet over TCP, with a psycopg side (app_pg) and a version-checking psql."""
 
     def __init__(self, box: admmgt.Sandbox, cluster: Conn, size: int) -> None:
         super().__init__(box, cluster, size, 1)
         self.measures: list[Measure] = []
+        self.statements: list[tuple[str, list[str]]] = []
         self.loud: list[str] = []
 
     def create_admin(self) -> None:
@@ -179,7 +182,24 @@ class DriverFleet(Fleet):
 
     def admmgt_run(self, setting: str) -> Timing:
         self.set_parallel(setting)
-        return self.timed_call("applyscripts", f"applyScripts, max_parallel {setting}")
+        self.admin.execute("SELECT pg_stat_statements_reset()")
+        timing = self.timed_call("applyscripts", f"applyScripts, max_parallel {setting}")
+        self.statements.append((f"max_parallel {setting}, {timing.wall:.3f} s", self.top()))
+        return timing
+
+    def top(self) -> list[str]:
+        """The admin database's top statements by total time since the last reset."""
+        return [
+            f"{r[0]:>6} calls {r[1]:>7} ms total {r[2]:>7} ms mean  {r[3]}"
+            for r in self.admin.execute(
+                "SELECT calls, round(total_exec_time::numeric), round(mean_exec_time::numeric, 2),"
+                " left(regexp_replace(query, '\\s+', ' ', 'g'), 80)"
+                " FROM pg_stat_statements JOIN pg_database d ON d.oid = dbid"
+                " WHERE d.datname = %s AND query NOT LIKE '%%pg_stat_statements%%'"
+                " ORDER BY total_exec_time DESC LIMIT 8",
+                (ADMIN,),
+            )
+        ]
 
     def psycopg_run(self, version: int, statements: list[str]) -> Timing:
         """4 threads; per tenant: connect, BEGIN, read the version, apply, write it, COMMIT."""
@@ -196,7 +216,7 @@ class DriverFleet(Fleet):
                 if row is not None and row[0] >= version:
                     return  # the context manager commits the (empty) transaction
                 for step in steps:
-                    conn.execute(step)  # type: ignore[arg-type]  # compiled by admmgt, not user input
+                    conn.execute(step)  # compiled by admmgt, not user input
                 conn.execute(insert, (version,))
 
         started = time.perf_counter()
@@ -281,7 +301,7 @@ class DriverFleet(Fleet):
                 options="-c statement_timeout=60s",
             ) as conn:
                 row = conn.execute(probe).fetchone()
-                count = conn.execute(rows_sql).fetchone()  # type: ignore[arg-type]
+                count = conn.execute(rows_sql).fetchone()
                 if row is None or not all(row) or count is None or count[0] != 1:
                     bad.append(f"{dbname}: objects {row}, rows {count[0] if count else None}")
 
@@ -293,6 +313,10 @@ class DriverFleet(Fleet):
         self.loud.append(f"CHECK FAILED ({schema}, script {version}): {message}")
         print(f"\n!!!!! CHECK FAILED ({schema}, script {version}): {message}\n", flush=True)
         return f"{self.size - len(wrong)}/{self.size} ok: FAILED"
+
+    def quiesce(self) -> None:
+        """Untimed, before every timed run: a checkpoint, so none pays for the last one's writes."""
+        self.cluster.execute("CHECKPOINT")
 
     def record(self, phase: str, driver: str, timing: Timing, check: str, rss: bool) -> None:
         mb = peak_rss_mb(self._admin_pid) if rss else None
@@ -313,12 +337,13 @@ class DriverFleet(Fleet):
             statements = self.migration(version)
             phase = f"rollout (script {version})"
             sides: list[tuple[str, Callable[[], Timing], str, bool]] = [
-                (names[setting], lambda s=setting: self.admmgt_run(s), "app", True),
-                (psyco, lambda v=version, st=statements: self.psycopg_run(v, st), PG_SCHEMA, False),
-                (psql, lambda v=version, st=statements: self.psql_run(v, st), "app_psql", False),
+                (names[setting], partial(self.admmgt_run, setting), "app", True),
+                (psyco, partial(self.psycopg_run, version, statements), PG_SCHEMA, False),
+                (psql, partial(self.psql_run, version, statements), "app_psql", False),
             ]
             # The second script runs the drivers in the other order.
             for name, run, schema, history in sides if index == 0 else sides[::-1]:
+                self.quiesce()
                 timing = run()
                 self.record(phase, name, timing, self.check(version, schema, history), history)
         last = versions["auto"]
@@ -328,6 +353,7 @@ class DriverFleet(Fleet):
             self.admin.execute(
                 "UPDATE admmgt.vendor_db_settings SET scriptversion = NULL WHERE NOT istemplate"
             )
+            self.quiesce()
             timing = self.admmgt_run(setting)
             self.record(
                 phase,
@@ -336,12 +362,15 @@ class DriverFleet(Fleet):
                 self.check(last, "app", True),
                 True,
             )
+        self.quiesce()
         timing = self.psycopg_run(last, statements)
         self.record(phase, psyco, timing, self.check(last, PG_SCHEMA, False), False)
+        self.quiesce()
         timing = self.psql_run(last, statements)
         self.record(phase, psql, timing, self.check(last, "app_psql", False), False)
         phase = "no-op from admmgt's registry"
         for setting in ("4", "auto"):
+            self.quiesce()
             timing = self.admmgt_run(setting)
             self.record(phase, names[setting], timing, self.check(last, "app", True), True)
 
@@ -352,19 +381,6 @@ class DriverFleet(Fleet):
                 "SELECT statement FROM admmgt.plan_script(%s) ORDER BY step", (version,)
             )
         ]
-
-    def where_time_goes(self) -> list[str]:
-        """The admin backend's top statements (pg_stat_statements) and the run log's per-tenant times."""
-        lines = []
-        for r in self.admin.execute(
-            "SELECT calls, round(total_exec_time::numeric, 0), round(mean_exec_time::numeric, 2),"
-            " left(regexp_replace(query, '\\s+', ' ', 'g'), 90)"
-            " FROM pg_stat_statements JOIN pg_database d ON d.oid = dbid"
-            " WHERE d.datname = %s ORDER BY total_exec_time DESC LIMIT 20",
-            ("bench_admin",),
-        ):
-            lines.append(f"{r[0]:>7} calls {r[1]:>8} ms total {r[2]:>8} ms mean  {r[3]}")
-        return lines
 
 
 def table(fleet: DriverFleet) -> str:
@@ -467,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
             print("\nThe psql side's file (the no-op is the same file, finding the version):\n")
             print(fleet.result.psql_file)
             print_details(fleet.result.details)
-            print("\nAdmin database, pg_stat_statements (top 20 by total time, whole run):\n")
-            print("\n".join(fleet.where_time_goes()))
+            print("\nAdmin database, pg_stat_statements (track = all), per admmgt run, top 8:")
+            for label, lines in fleet.statements:
+                print(f"\n{label}:")
+                print("\n".join(lines))
             if fleet.loud:
                 print("\n!!!!! PROBLEMS (the numbers above are suspect):")
                 for line in fleet.loud:
@@ -483,11 +501,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def uptime() -> str:
     try:
-        return subprocess.run(
-            ["uptime"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
+        done = subprocess.run(["uptime"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return "?"
+    return str(done.stdout).strip()
 
 
 if __name__ == "__main__":
