@@ -297,7 +297,8 @@ class Fleet:
         return self._admin
 
     def label(self, setting: str) -> str:
-        return f"auto = {max(2, self.cores)}" if setting == "auto" else setting
+        # As admmgt_plpy/_settings.py computes it (on the server; the same machine here).
+        return f"auto = {max(4, 2 * self.cores)}" if setting == "auto" else setting
 
     # -- set-up
 

@@ -217,7 +217,10 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         console.print(scripts)
 
     for r in report.get("runs", []):
-        args = ", ".join(f"{k} {v}" for k, v in (r["arguments"] or {}).items())
+        args = ", ".join(
+            f"{k} {str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in (r["arguments"] or {}).items()
+        )
         colour = "yellow" if r["state"] == "running" else "red"
         console.print(
             f"[{colour}]run {r['run_id']} ({r['operation']}{': ' + args if args else ''}) "

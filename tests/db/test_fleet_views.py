@@ -60,7 +60,7 @@ def fleet(cluster_dsn: str, admin: Conn, admin_dsn: str, tenant_prefix: str) -> 
         conn.execute("CREATE TABLE mgttest.invoices (x int)")
     s.script(admin, 2, "invoices")
     s.table(admin, 2, "invoices", [s.ID])
-    call(admin, "applyscripts", 1, False, False)  # c2 fails; t_raise => false: NOTICEs only
+    admin.execute("CALL admmgt.applyscripts(t_raise => false)")  # c2 fails: NOTICEs only
     s.script(admin, 3, "not run yet")
     register(admin, f.c[4])
     return f

@@ -198,7 +198,8 @@ def test_out_of_order_ids_are_refused_through_the_same_channel(fleet: Fleet) -> 
     assert row.fetchone() == (
         3,
         "the template already has script 5; scripts apply in id order, so give this one a "
-        "higher id (a new scripts row)",
+        "higher id (a new scripts row); a script rolled back and then overtaken is never "
+        "applied out of order",
     )
 
 
@@ -258,7 +259,7 @@ def test_a_rollback_whose_client_was_killed_is_shown_and_finished_by_the_next_ca
     assert ahead and len(ahead) < len(fleet.tenants), "the kill must split the fleet"
     code, output = status(admin)
     assert code == 1
-    assert f"run {run_id} (rollbackScript: script 1) interrupted" in output
+    assert f"run {run_id} (rollbackScript: script 1, drop_data false) interrupted" in output
     assert f"{len(ahead)} tenant(s) ahead of the template" in output
     flagged = admin.execute(
         "SELECT dbname FROM admmgt.fleet_status WHERE ahead_of_template ORDER BY dbname"

@@ -28,7 +28,7 @@ class FakeRecorder:
         self.outcome: str | None = None
         self.finished = 0
 
-    def finish(self, words: Any = None) -> str:
+    def finish(self, words: Any = None, counted: str | None = None) -> str:
         self.finished += 1
         self.outcome = "failed" if self.counts.get("failed") else "ok"
         return "applyScripts: summary"
