@@ -650,9 +650,10 @@ def test_the_issues_injections_are_refused_before_anything_runs(
 ) -> None:
     dsn, before, case = issue_case(admin, template, field, value)
     with pytest.raises(
-        psycopg.Error, match="script 2 cannot be compiled; nothing was applied"
+        psycopg.Error, match="script 2: cannot be compiled; nothing was applied"
     ) as e:
         call(admin, "applyscripts")
+    assert e.value.sqlstate == "ZA001"
     table, row, named = case.row
     assert f"script 2, {table} row {row}, {named}" in str(e.value)
     assert snapshot(dsn) == before
