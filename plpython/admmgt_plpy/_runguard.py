@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -101,8 +102,12 @@ def failures_raised(plpy: Any, operation: str, raise_failure: bool) -> Iterator[
     )
     if rows:
         run = rows[-1]
+        counts = json.loads(run["summary"] or "{}")
+        said = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()) if isinstance(n, int))
         raise RunFailed(
-            f"{operation} run {run['id']} failed ({run['summary']}); every outcome is recorded",
+            f"{operation} run {run['id']} failed"
+            + (f" (databases: {said})" if said else "")
+            + "; every outcome is recorded",
             hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {run['id']} "
             "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
             f"{operation} again; t_raise => false reports failures as NOTICEs only.",

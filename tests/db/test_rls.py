@@ -717,7 +717,10 @@ def test_lifecycle_as_an_owner_bound_by_force_fails_rather_than_deleting_nothing
     try:
         for dry_run in (True, False):
             notices = Notices(fleet.admin)
-            fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
+            with pytest.raises(psycopg.Error) as failed:
+                fleet.admin.execute("CALL admmgt.lifecycleMgt(t_dry_run => %s)", (dry_run,))
+            assert failed.value.sqlstate == "ZA001", failed.value
+            assert "(databases: 1 failed, 2 noop)" in str(failed.value)
             lines = notices.take_without_clock()
             line = next(x for x in lines if f"{tenant}@asowner: " in x)
             assert "FAILED" in line and "row-level security" in line, line
