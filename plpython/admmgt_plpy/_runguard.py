@@ -53,13 +53,18 @@ def end_run(
     parts = list(refused)
     if failed > 0:
         parts.append(f"{failed} database(s) failed")
-    raise RunFailed(
-        f"{recorder.operation} run {recorder.run_id} failed: "
-        + ("; ".join(parts) or "see its run log")
-        + "; every outcome is recorded",
-        hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {recorder.run_id} "
-        "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
-        f"{recorder.operation} again; t_raise => false reports failures as NOTICEs only.",
+    raise _run_failed(
+        recorder.operation, recorder.run_id, ": " + ("; ".join(parts) or "see its run log")
+    )
+
+
+def _run_failed(operation: str, run_id: int, what: str) -> RunFailed:
+    """The ERROR that ends a failed run, once its every outcome is committed."""
+    return RunFailed(
+        f"{operation} run {run_id} failed{what}; every outcome is recorded",
+        hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {run_id} "
+        "AND outcome <> 'ok'; (or admmgt log) names each database and why. Fix that and call "
+        f"{operation} again; t_raise => false reports failures as NOTICEs only.",
     )
 
 
@@ -104,11 +109,4 @@ def failures_raised(plpy: Any, operation: str, raise_failure: bool) -> Iterator[
         run = rows[-1]
         counts = json.loads(run["summary"] or "{}")
         said = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()) if isinstance(n, int))
-        raise RunFailed(
-            f"{operation} run {run['id']} failed"
-            + (f" (databases: {said})" if said else "")
-            + "; every outcome is recorded",
-            hint=f"SELECT * FROM admmgt.run_history WHERE run_id = {run['id']} "
-            "AND outcome <> 'ok'; (or admmgt log). Fix what it names and call "
-            f"{operation} again; t_raise => false reports failures as NOTICEs only.",
-        )
+        raise _run_failed(operation, run["id"], f" (databases: {said})" if said else "")

@@ -1,21 +1,5 @@
-CREATE OR REPLACE PROCEDURE admmgt._refesh_stored_procedures(
-    t_separatedb integer DEFAULT 1,
-    t_scriptid integer DEFAULT null,
-    t_drop_orphans boolean DEFAULT false,
-    t_raise boolean DEFAULT true
-)
-LANGUAGE plpython3u
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-plpy.execute("SELECT admmgt._load_code()")
-import admmgt_plpy
-admmgt_plpy.refresh_stored_procedures(
-    plpy, separatedb=t_separatedb, scriptid=t_scriptid, drop_orphans=t_drop_orphans,
-    raise_failure=t_raise)
-$$;
-COMMENT ON PROCEDURE admmgt._refesh_stored_procedures (integer, integer, boolean, boolean) IS
-'The body of admmgt.refesh_stored_procedures, which calls it once it made sure it runs outside any transaction block; call admmgt.refesh_stored_procedures instead.';
+-- The proof of concept's name (sic): a thin alias of refresh_stored_procedures, which
+-- refuses a transaction block under its own name, then runs the same body.
 CREATE OR REPLACE PROCEDURE admmgt.refesh_stored_procedures(
     t_separatedb integer DEFAULT 1,
     t_scriptid integer DEFAULT null,
@@ -26,7 +10,7 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     CALL admmgt._outside_transaction_block('refesh_stored_procedures');
-    CALL admmgt._refesh_stored_procedures(t_separatedb, t_scriptid, t_drop_orphans, t_raise);
+    CALL admmgt._refresh_stored_procedures(t_separatedb, t_scriptid, t_drop_orphans, t_raise);
 END
 $$;
 COMMENT ON PROCEDURE admmgt.refesh_stored_procedures (integer, integer, boolean, boolean) IS
