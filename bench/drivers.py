@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import dataclasses
 import os
 import socket
@@ -40,7 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 
@@ -63,6 +63,7 @@ from rollout import (
     markdown,
     print_details,
     revision,
+    sandbox,
     twin,
 )
 
@@ -429,22 +430,13 @@ def table(fleet: DriverFleet) -> str:
     )
 
 
-@contextlib.contextmanager
-def tcp_sandbox(root: Path, port: int, keep: bool) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
+def tcp_sandbox(
+    root: Path, port: int, keep: bool
+) -> AbstractContextManager[tuple[admmgt.Sandbox, Conn]]:
+    """rollout.py's sandbox, reached over TCP on 127.0.0.1, fsync on."""
     if not port_free(port):
         raise SystemExit(f"port {port} on 127.0.0.1 is taken: choose another with --port")
-    box = TcpSandbox(root.resolve(), port)
-    print(f"sandbox {box.root}, 127.0.0.1:{port}, fsync on", flush=True)
-    box.start()
-    try:
-        with connect(box.dsn()) as cluster:
-            yield box, cluster
-    finally:
-        if keep:
-            box.stop()
-            print(f"\nsandbox kept, stopped, in {box.root}")
-        else:
-            box.destroy()
+    return sandbox(root, port, keep, TcpSandbox, "127.0.0.1, fsync on")
 
 
 def main(argv: list[str] | None = None) -> int:

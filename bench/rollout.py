@@ -757,10 +757,16 @@ def bench_cluster(
 
 
 @contextlib.contextmanager
-def sandbox(root: Path, port: int, keep: bool) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
+def sandbox(
+    root: Path,
+    port: int,
+    keep: bool,
+    kind: type[admmgt.Sandbox] = admmgt.Sandbox,
+    reached: str = "Unix socket only",
+) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
     """A started sandbox and a connection to its `postgres`; stopped (keep) or destroyed after."""
-    box = admmgt.Sandbox(root.resolve(), port)
-    print(f"sandbox {box.root}, port {port}, Unix socket only")
+    box = kind(root.resolve(), port)
+    print(f"sandbox {box.root}, port {port}, {reached}", flush=True)
     box.start()
     try:
         with connect(box.dsn()) as cluster:

@@ -21,7 +21,7 @@ from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._names import quote_ident
+from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._scripts import NOT_CHECKSUMMED, _metadata_checksum, load_rows, load_script
 
 # Where each part of a script's rows lives, in the order rows can be inserted.
@@ -177,11 +177,17 @@ def repair_script(plpy: Any, *, script_id: int, action: str, caller_is_superuser
     )
 
 
+def _shown(value: Any) -> str:
+    """A value as SQL writes it: NULL, or a quoted literal (never Python's None)."""
+    return "NULL" if value is None else quote_literal(str(value))
+
+
 def _describe(change: dict[str, Any]) -> str:
     where = f"{change['table_name']} row {change['row_id']}"
     if change["field"]:
         return (
-            f"{where} {change['field']}: {change['applied_value']!r} -> {change['current_value']!r}"
+            f"{where} {change['field']}: {_shown(change['applied_value'])} -> "
+            f"{_shown(change['current_value'])}"
         )
     return f"{where}: {change['problem']}"
 
