@@ -31,7 +31,12 @@ POLL_S = 0.5
 
 
 class DetachError(Exception):
-    """The run ended before it recorded itself (e.g. refused, or busy)."""
+    """The run ended before it recorded itself (e.g. refused, or busy), or has
+    not recorded itself yet; ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def start(
@@ -66,8 +71,16 @@ def start(
                 conn.close()
                 raise DetachError(message or f"{procedure} ended at once without a run")
             if time.monotonic() > deadline:
-                conn.close()
-                raise DetachError(f"{procedure} did not start a run within {timeout_s:.0f} s")
+                # Leave the CALL running, as a detached run would be: it may
+                # be waiting for a lock and record its run later.
+                conn.pgconn.finish()
+                raise DetachError(
+                    f"{procedure} has not recorded a run within {timeout_s:.0f} s; its backend "
+                    f"(pid {pid}) is still working or waiting, and goes on without this command",
+                    hint=f"see what it waits for: SELECT wait_event_type, wait_event, state FROM "
+                    f"pg_stat_activity WHERE pid = {pid}; watch it: admmgt log --follow; stop "
+                    f"it: SELECT pg_cancel_backend({pid});",
+                )
             time.sleep(0.1)
     # Terminate is read by the backend only once the CALL is over; closing the
     # socket without it is just as harmless.

@@ -212,7 +212,7 @@ def _start_detached(dsn: str, procedure: str, args: tuple[Any, ...]) -> None:
     try:
         run_id, pid = _detach.start(dsn, procedure, args)
     except _detach.DetachError as exc:
-        raise Failure(str(exc), _shell.ATTENTION) from None
+        raise Failure(str(exc), _shell.ATTENTION, exc.hint) from None
     except psycopg.Error as exc:
         raise _shell.server_failure(exc) from None
     console.print(
@@ -397,7 +397,7 @@ def script_add(dsn: str, path: Path, draft: bool) -> None:
         try:
             lines = _scriptfiles.add(conn, files, ready=not draft)
         except _scriptfiles.ScriptFileError as exc:
-            raise Failure(str(exc), _shell.ATTENTION) from None
+            raise Failure(str(exc), _shell.ATTENTION, exc.hint) from None
     for line in lines:
         console.print(line, highlight=False, markup=False)
 

@@ -5,6 +5,7 @@ resumed, and status never says "up to date" while a database disagrees."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from admmgt import _detach
 from admmgt.cli import main
 from tests.db import scripts as s
 from tests.db.fleet import call, history, make_template, register, registry
@@ -341,6 +343,27 @@ def test_a_detached_run_that_cannot_start_says_why(fleet: Fleet) -> None:
         result = CliRunner().invoke(main, ["--dsn", fleet.admin.info.dsn, "apply", "--detach"])
     assert result.exit_code == 1
     assert "applyScripts is already running" in result.output
+
+
+def test_a_detached_run_slow_to_start_is_left_running_with_a_hint(fleet: Fleet) -> None:
+    orders(fleet.admin)
+    with connect(fleet.admin.info.dsn) as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE admmgt.vendor_db_settings IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(_detach.DetachError) as raised:
+            _detach.start(fleet.admin.info.dsn, "applyscripts", (), timeout_s=1.0)
+        message, hint = str(raised.value), raised.value.hint or ""
+        pid = int(re.search(r"pid (\d+)", message).group(1))  # type: ignore[union-attr]
+        assert "has not recorded a run within 1 s" in message
+        assert f"pg_cancel_backend({pid})" in hint and "admmgt log --follow" in hint
+        locker.execute("COMMIT")
+    # it was left running: once the lock is gone, it records and ends its run
+    wait_for(
+        fleet.admin,
+        f"SELECT EXISTS (SELECT FROM admmgt.runs WHERE pid = {pid} AND outcome = 'ok')",
+        120,
+    )
+    assert fleet.history(fleet.tenants[0]) == [(1, "apply")]
 
 
 def test_an_interrupted_run_of_an_operation_with_nothing_left_to_do_is_ended_by_its_next_call(
