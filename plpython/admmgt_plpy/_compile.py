@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
-from ._calendar import (
+from admmgt_plpy._calendar import (
     check_interval,
     child_name,
     child_suffix,
@@ -43,9 +43,9 @@ from ._calendar import (
     period_start,
     range_bound_literal,
 )
-from ._hashparts import check_modulus, hash_bound, hash_child
-from ._names import (
-    MetadataError,
+from admmgt_plpy._errors import MetadataError
+from admmgt_plpy._hashparts import check_modulus, hash_bound, hash_child
+from admmgt_plpy._names import (
     check_datatype,
     check_expression,
     check_identifier,
@@ -55,7 +55,7 @@ from ._names import (
     quote_ident,
     quote_literal,
 )
-from ._tenancy import (
+from admmgt_plpy._tenancy import (
     CONTEXT_FUNCTION,
     POLICY_SUFFIX,
     TENANT_SETTING,
