@@ -1,8 +1,10 @@
 """Compile the metadata rows of one script into ordered DDL steps.
 
-Pure: rows in (plain dicts, as ``plpy.execute`` returns them), ``CompiledScript``
-out. No server is needed, so the whole compiler is unit-tested; the engine
-validates ``CompiledScript.validations`` on the template, then runs the steps.
+Pure: typed metadata in (``ScriptMetadata``, read from the rows by
+admmgt_plpy._metadata, which also reads a table's partitioning for the
+compiler and for maintenance alike), ``CompiledScript`` out. No server is
+needed, so the whole compiler is unit-tested; the engine validates
+``CompiledScript.validations`` on the template, then runs the steps.
 
 Rows with status 0 (designing) are skipped; every other status is compiled, so
 that a script already applied (2) or failed (3) compiles to the same SQL when it
@@ -30,13 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import TypeVar
+from datetime import date
 
 from admmgt_plpy._calendar import (
-    check_interval,
     child_name,
     child_suffix,
     next_start,
@@ -44,7 +44,22 @@ from admmgt_plpy._calendar import (
     range_bound_literal,
 )
 from admmgt_plpy._errors import MetadataError
-from admmgt_plpy._hashparts import check_modulus, hash_bound, hash_child
+from admmgt_plpy._hashparts import hash_bound, hash_child
+from admmgt_plpy._metadata import (
+    ColumnChangeRow,
+    ColumnRow,
+    FkeyRow,
+    IndexRow,
+    Partitioning,
+    PartitionRow,
+    ProcRow,
+    ScriptMetadata,
+    ScriptRow,
+    StepRow,
+    TableRow,
+    check_tablespace,
+    read_partitioning,
+)
 from admmgt_plpy._names import (
     check_datatype,
     check_expression,
@@ -65,6 +80,7 @@ from admmgt_plpy._tenancy import (
     rls_sql,
     same_type,
 )
+from admmgt_plpy._types import DESIGNING
 
 __all__ = [
     "ColumnChangeRow",
@@ -83,418 +99,9 @@ __all__ = [
     "compile_script",
 ]
 
-STATUS_DESIGNING = 0
 DELETE_RULES = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
 INDEX_METHODS = ("btree", "hash", "gin", "gist", "brin", "spgist")
 _CHECKSUM_VERSION = "admmgt-compile/1"
-
-
-# --- reading rows -------------------------------------------------------------
-
-
-def _row_error(table: str, row: Mapping[str, object], key: str, expected: str) -> MetadataError:
-    return MetadataError(
-        f"{table} row {row.get('id')!r}, {key}: {row.get(key)!r} is not {expected}; fix the row"
-    )
-
-
-def _int(row: Mapping[str, object], key: str, table: str) -> int | None:
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise _row_error(table, row, key, "an integer")
-
-
-def _required_int(row: Mapping[str, object], key: str, table: str) -> int:
-    value = _int(row, key, table)
-    if value is None:
-        raise _row_error(table, row, key, "an integer")
-    return value
-
-
-def _text(row: Mapping[str, object], key: str, table: str) -> str | None:
-    value = row.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise _row_error(table, row, key, "text")
-
-
-def _bool(row: Mapping[str, object], key: str, table: str) -> bool | None:
-    value = row.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("t", "true", "f", "false"):
-        return value.lower() in ("t", "true")
-    raise _row_error(table, row, key, "a boolean")
-
-
-def _text_array(row: Mapping[str, object], key: str, table: str) -> tuple[str, ...]:
-    """A text[] value: a list from plpy, or its text form ``{a,b}`` from elsewhere."""
-    value = row.get(key)
-    if value is None:
-        return ()
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-        inner = value[1:-1]
-        return tuple(part.strip().strip('"') for part in inner.split(",")) if inner else ()
-    raise _row_error(table, row, key, "an array of names")
-
-
-def _date(row: Mapping[str, object], key: str, table: str) -> date | None:
-    """A date from a date, a datetime, or the ISO text PL/Python gives for timestamptz."""
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()[:10])
-        except ValueError:
-            pass
-    raise _row_error(table, row, key, "a date")
-
-
-# --- input rows ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScriptRow:
-    """An ``admmgt.scripts`` row: ``id`` is the version number."""
-
-    id: int
-    description: str | None
-    status: int
-    created_date: date | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ScriptRow:
-        t = "scripts"
-        return cls(
-            id=_required_int(row, "id", t),
-            description=_text(row, "description", t),
-            status=_int(row, "status", t) or 0,
-            created_date=_date(row, "created_date", t),
-        )
-
-
-@dataclass(frozen=True)
-class TableRow:
-    """An ``admmgt.script_tables`` row (``lifecycle`` is maintenance's, not read here)."""
-
-    id: int
-    scriptid: int
-    schemaname: str | None
-    tablename: str | None
-    status: int
-    haspart: int
-    tblspace: str | None
-    hasdefault: int
-    tenantcolumn: str | None = None
-    tenanttype: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> TableRow:
-        t = "script_tables"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            schemaname=_text(row, "schemaname", t),
-            tablename=_text(row, "tablename", t),
-            status=_int(row, "status", t) or 0,
-            haspart=_int(row, "haspart", t) or 0,
-            tblspace=_text(row, "tblspace", t),
-            hasdefault=_int(row, "hasdefault", t) or 0,
-            tenantcolumn=_text(row, "tenantcolumn", t),
-            tenanttype=_text(row, "tenanttype", t),
-        )
-
-
-@dataclass(frozen=True)
-class ColumnRow:
-    """An ``admmgt.script_table_columns`` row; NULL nullable means nullable (1)."""
-
-    id: int
-    tableid: int
-    scriptid: int
-    columnname: str | None
-    datatype: str | None
-    nullable: int
-    defaultval: str | None
-    isprimarykey: int
-    isidentity: int
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ColumnRow:
-        t = "script_table_columns"
-        nullable = _int(row, "nullable", t)
-        return cls(
-            id=_required_int(row, "id", t),
-            tableid=_required_int(row, "tableid", t),
-            scriptid=_required_int(row, "scriptid", t),
-            columnname=_text(row, "columnname", t),
-            datatype=_text(row, "datatype", t),
-            nullable=1 if nullable is None else nullable,
-            defaultval=_text(row, "defaultval", t),
-            isprimarykey=_int(row, "isprimarykey", t) or 0,
-            isidentity=_int(row, "isidentity", t) or 0,
-            status=_int(row, "status", t) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class FkeyRow:
-    """An ``admmgt.script_table_fkeys`` row: one column pair of a foreign key."""
-
-    id: int
-    scriptid: int
-    schemaname: str | None
-    childtablename: str | None
-    childcolumnname: str | None
-    parenttablename: str | None
-    parentcolumnname: str | None
-    keyorder: int | None
-    delrule: str | None
-    novalidate: int
-    status: int
-    constraintname: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> FkeyRow:
-        t = "script_table_fkeys"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            schemaname=_text(row, "schemaname", t),
-            childtablename=_text(row, "childtablename", t),
-            childcolumnname=_text(row, "childcolumnname", t),
-            parenttablename=_text(row, "parenttablename", t),
-            parentcolumnname=_text(row, "parentcolumnname", t),
-            keyorder=_int(row, "keyorder", t),
-            delrule=_text(row, "delrule", t),
-            novalidate=_int(row, "novalidate", t) or 0,
-            status=_int(row, "status", t) or 0,
-            constraintname=_text(row, "constraintname", t),
-        )
-
-
-@dataclass(frozen=True)
-class PartitionRow:
-    """An ``admmgt.script_table_partitions`` row (it has no status of its own)."""
-
-    id: int
-    tableid: int
-    partcolumnname: str | None
-    parttype: str | None
-    partvalue: str | None
-    parttbs: str | None
-    subpartcolumnname: str | None
-    subparttype: str | None
-    subpartvalue: str | None
-    subparttbs: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> PartitionRow:
-        t = "script_table_partitions"
-        return cls(
-            id=_required_int(row, "id", t),
-            tableid=_required_int(row, "tableid", t),
-            partcolumnname=_text(row, "partcolumnname", t),
-            parttype=_text(row, "parttype", t),
-            partvalue=_text(row, "partvalue", t),
-            parttbs=_text(row, "parttbs", t),
-            subpartcolumnname=_text(row, "subpartcolumnname", t),
-            subparttype=_text(row, "subparttype", t),
-            subpartvalue=_text(row, "subpartvalue", t),
-            subparttbs=_text(row, "subparttbs", t),
-        )
-
-
-@dataclass(frozen=True)
-class ProcRow:
-    """An ``admmgt.script_procs`` row; ``steporder`` is admmgt's addition."""
-
-    id: int
-    scriptid: int
-    proccallstmt: str | None
-    status: int
-    steporder: int | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ProcRow:
-        t = "script_procs"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            proccallstmt=_text(row, "proccallstmt", t),
-            status=_int(row, "status", t) or 0,
-            steporder=_int(row, "steporder", t),
-        )
-
-
-@dataclass(frozen=True)
-class ColumnChangeRow:
-    """An ``admmgt.script_column_changes`` row: ALTER COLUMN or DROP COLUMN."""
-
-    id: int
-    scriptid: int
-    tableid: int
-    columnname: str | None
-    newdatatype: str | None
-    usingexpr: str | None
-    setnullable: int | None
-    setdefault: str | None
-    dropdefault: int
-    dropcolumn: int
-    dropintended: bool
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ColumnChangeRow:
-        t = "script_column_changes"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            tableid=_required_int(row, "tableid", t),
-            columnname=_text(row, "columnname", t),
-            newdatatype=_text(row, "newdatatype", t),
-            usingexpr=_text(row, "usingexpr", t),
-            setnullable=_int(row, "setnullable", t),
-            setdefault=_text(row, "setdefault", t),
-            dropdefault=_int(row, "dropdefault", t) or 0,
-            dropcolumn=_int(row, "dropcolumn", t) or 0,
-            dropintended=bool(_bool(row, "dropintended", t)),
-            status=_int(row, "status", t) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class IndexRow:
-    """An ``admmgt.script_indexes`` row."""
-
-    id: int
-    scriptid: int
-    tableid: int
-    indexname: str | None
-    columnnames: tuple[str, ...]
-    isunique: int
-    wherepredicate: str | None
-    method: str | None
-    concurrently: int
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> IndexRow:
-        t = "script_indexes"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            tableid=_required_int(row, "tableid", t),
-            indexname=_text(row, "indexname", t),
-            columnnames=_text_array(row, "columnnames", t),
-            isunique=_int(row, "isunique", t) or 0,
-            wherepredicate=_text(row, "wherepredicate", t),
-            method=_text(row, "method", t),
-            concurrently=_int(row, "concurrently", t) or 0,
-            status=_int(row, "status", t) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class StepRow:
-    """An ``admmgt.script_steps`` row: one DBA-written statement."""
-
-    id: int
-    scriptid: int
-    steporder: int | None
-    sqltext: str | None
-    transactional: bool
-    description: str | None
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> StepRow:
-        t = "script_steps"
-        transactional = _bool(row, "transactional", t)
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            steporder=_int(row, "steporder", t),
-            sqltext=_text(row, "sqltext", t),
-            transactional=True if transactional is None else transactional,
-            description=_text(row, "description", t),
-            status=_int(row, "status", t) or 0,
-        )
-
-
-_Row = TypeVar("_Row")
-
-
-def _rows(
-    make: Callable[[Mapping[str, object]], _Row], rows: Iterable[Mapping[str, object]]
-) -> tuple[_Row, ...]:
-    return tuple(make(r) for r in rows)
-
-
-@dataclass(frozen=True)
-class ScriptMetadata:
-    """Everything the compiler reads for one script.
-
-    ``referenced_tables`` are the script_tables rows of earlier scripts that
-    this script's column, column-change or index rows refer to by ``tableid``.
-    ``partitions`` are the script_table_partitions rows of this script's tables.
-    """
-
-    script: ScriptRow
-    tables: tuple[TableRow, ...] = ()
-    columns: tuple[ColumnRow, ...] = ()
-    referenced_tables: tuple[TableRow, ...] = ()
-    fkeys: tuple[FkeyRow, ...] = ()
-    partitions: tuple[PartitionRow, ...] = ()
-    procs: tuple[ProcRow, ...] = ()
-    column_changes: tuple[ColumnChangeRow, ...] = ()
-    indexes: tuple[IndexRow, ...] = ()
-    steps: tuple[StepRow, ...] = ()
-
-    @classmethod
-    def from_rows(
-        cls,
-        script: Mapping[str, object],
-        *,
-        tables: Iterable[Mapping[str, object]] = (),
-        columns: Iterable[Mapping[str, object]] = (),
-        referenced_tables: Iterable[Mapping[str, object]] = (),
-        fkeys: Iterable[Mapping[str, object]] = (),
-        partitions: Iterable[Mapping[str, object]] = (),
-        procs: Iterable[Mapping[str, object]] = (),
-        column_changes: Iterable[Mapping[str, object]] = (),
-        indexes: Iterable[Mapping[str, object]] = (),
-        steps: Iterable[Mapping[str, object]] = (),
-    ) -> ScriptMetadata:
-        return cls(
-            script=ScriptRow.from_row(script),
-            tables=_rows(TableRow.from_row, tables),
-            columns=_rows(ColumnRow.from_row, columns),
-            referenced_tables=_rows(TableRow.from_row, referenced_tables),
-            fkeys=_rows(FkeyRow.from_row, fkeys),
-            partitions=_rows(PartitionRow.from_row, partitions),
-            procs=_rows(ProcRow.from_row, procs),
-            column_changes=_rows(ColumnChangeRow.from_row, column_changes),
-            indexes=_rows(IndexRow.from_row, indexes),
-            steps=_rows(StepRow.from_row, steps),
-        )
 
 
 # --- output -------------------------------------------------------------------
@@ -587,30 +194,6 @@ class _Table:
     @property
     def target(self) -> str:
         return f"{self.schema}.{self.name}"
-
-
-@dataclass(frozen=True)
-class _ListChild:
-    row_id: int
-    value: str
-    tablespace: str | None
-    sub_interval: str | None
-    sub_tablespace: str | None
-    sub_modulus: int | None = None  # hash sub-partitions instead of range
-
-
-@dataclass(frozen=True)
-class _PartitionPlan:
-    kind: str  # "range", "list" or "hash"
-    column: str
-    interval: str | None
-    tablespace: str | None
-    children: tuple[_ListChild, ...]
-    subcolumn: str | None
-    row_id: int = 0  # the (first) script_table_partitions row
-    modulus: int | None = None  # hash: the number of children
-    sub_modulus: int | None = None  # range: each range child is hash-partitioned
-    sub_tablespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -710,17 +293,13 @@ class _Compiler:
         self.columns.setdefault(table.target, {})[name] = datatype
 
     def tablespace(self, value: str | None, what: str, target: str) -> str | None:
-        if value is None or not value.strip():
+        try:
+            name = check_tablespace(value, what=what)
+        except MetadataError as error:
+            self.problem(error.message)
             return None
-        name = self.ident(value.strip(), what)
-        if name == "pg_global":
-            # The proof of concept dropped it silently; PostgreSQL refuses it for tables.
-            self.problem(
-                f"{what}: pg_global holds only shared system catalogs and takes no table; "
-                "write pg_default (or leave it empty) for the database's default tablespace"
-            )
-            return None
-        self.validations.append(Validation("tablespace", name, what, target))
+        if name is not None:
+            self.validations.append(Validation("tablespace", name, what, target))
         return name
 
     def flag(self, value: int | None, what: str) -> bool:
@@ -789,9 +368,7 @@ class _Compiler:
         for column, table in added:
             self.add_column(column, table)
         changes = [
-            c
-            for c in sorted(self.meta.column_changes, key=lambda c: c.id)
-            if c.status != STATUS_DESIGNING
+            c for c in sorted(self.meta.column_changes, key=lambda c: c.id) if c.status != DESIGNING
         ]
         drops = {
             c.id: self.flag(c.dropcolumn, self.what("script_column_changes", c.id, "dropcolumn"))
@@ -805,7 +382,7 @@ class _Compiler:
                 self.drop_column(change)
         self.foreign_keys()
         for index in sorted(self.meta.indexes, key=lambda i: i.id):
-            if index.status != STATUS_DESIGNING:
+            if index.status != DESIGNING:
                 self.create_index(index)
         self.statements()
         if self.problems:
@@ -849,7 +426,7 @@ class _Compiler:
                     "refer only to tables of earlier scripts"
                 )
                 continue
-            if row.status == STATUS_DESIGNING and this_script:
+            if row.status == DESIGNING and this_script:
                 continue
             schema = self.ident(row.schemaname, self.what(what, row.id, "schemaname"))
             name = self.ident(row.tablename, self.what(what, row.id, "tablename"))
@@ -859,7 +436,7 @@ class _Compiler:
 
     def table_for(self, tableid: int, what: str) -> _Table | None:
         table = self.tables.get(tableid)
-        if table is not None and table.row.status != STATUS_DESIGNING:
+        if table is not None and table.row.status != DESIGNING:
             return table
         if table is not None or any(t.id == tableid for t in self.meta.tables):
             self.problem(
@@ -874,7 +451,7 @@ class _Compiler:
         return None
 
     def column_table(self, column: ColumnRow) -> _Table | None:
-        if column.status == STATUS_DESIGNING:
+        if column.status == DESIGNING:
             return None
         what = "script_table_columns"
         if column.scriptid != self.script_id:
@@ -1112,8 +689,7 @@ class _Compiler:
 
     def partition_plan(
         self, table: _Table, rows: list[PartitionRow], columns: set[str], haspart: bool
-    ) -> _PartitionPlan | None:
-        w = "script_table_partitions"
+    ) -> Partitioning | None:
         if not haspart:
             if rows:
                 self.problem(
@@ -1129,171 +705,7 @@ class _Compiler:
                 "add them or set haspart to 0"
             )
             return None
-        kinds = {fold(r.parttype.strip()) if r.parttype else None for r in rows}
-        first = rows[0]
-        if len(kinds) > 1:
-            self.problem(
-                f"{self.what(w, first.id, 'parttype')}: table {table.target} mixes "
-                f"partition types {sorted(str(k) for k in kinds)} in rows "
-                f"{', '.join(str(r.id) for r in rows)}; use either one range row or list rows"
-            )
-            return None
-        kind = kinds.pop()
-        if kind not in ("range", "list", "hash"):
-            self.problem(
-                f"{self.what(w, first.id, 'parttype')}: {first.parttype!r} is not a "
-                "partition type; use range, list or hash"
-            )
-            return None
-        column = self.partition_column(table, rows, columns)
-        if kind in ("range", "hash"):
-            if len(rows) > 1:
-                self.problem(
-                    f"{self.what(w, rows[1].id, 'parttype')}: {kind}-partitioned table "
-                    f"{table.target} has {len(rows)} script_table_partitions rows "
-                    f"({', '.join(str(r.id) for r in rows)}); keep exactly one"
-                )
-            tablespace = self.tablespace(
-                first.parttbs, self.what(w, first.id, "parttbs"), table.target
-            )
-            has_sub = any(
-                v is not None
-                for v in (first.subparttype, first.subpartcolumnname, first.subpartvalue)
-            )
-            if kind == "hash":
-                if has_sub:
-                    self.problem(
-                        f"{self.what(w, first.id, 'subparttype')}: a hash partition cannot be "
-                        "sub-partitioned; clear the subpart columns"
-                    )
-                modulus = self.modulus(first.partvalue, self.what(w, first.id, "partvalue"))
-                return _PartitionPlan(
-                    "hash", column, None, tablespace, (), None, first.id, modulus=modulus
-                )
-            interval = self.interval(first.partvalue, self.what(w, first.id, "partvalue"))
-            if not has_sub:
-                return _PartitionPlan("range", column, interval, tablespace, (), None, first.id)
-            subtype = fold(first.subparttype.strip()) if first.subparttype else None
-            if subtype != "hash":
-                self.problem(
-                    f"{self.what(w, first.id, 'subparttype')}: {first.subparttype!r} is not "
-                    "supported under range partitions; use hash (subparttype hash, the "
-                    "modulus in subpartvalue), or partition by list"
-                )
-            subcolumn = self.sub_column(first, table, columns)
-            return _PartitionPlan(
-                "range",
-                column,
-                interval,
-                tablespace,
-                (),
-                subcolumn,
-                first.id,
-                sub_modulus=self.modulus(
-                    first.subpartvalue, self.what(w, first.id, "subpartvalue")
-                ),
-                sub_tablespace=self.tablespace(
-                    first.subparttbs, self.what(w, first.id, "subparttbs"), table.target
-                ),
-            )
-        children: list[_ListChild] = []
-        values: dict[str, int] = {}
-        subcolumns: dict[str, int] = {}
-        for row in rows:
-            if row.partvalue is None:
-                self.problem(
-                    f"{self.what(w, row.id, 'partvalue')}: a list partition needs a value; "
-                    "set partvalue"
-                )
-                continue
-            if row.partvalue in values:
-                self.problem(
-                    f"{self.what(w, row.id, 'partvalue')}: {row.partvalue!r} is also the value "
-                    f"of row {values[row.partvalue]}; each list value belongs to one row"
-                )
-            values[row.partvalue] = row.id
-            sub_interval: str | None = None
-            sub_modulus: int | None = None
-            sub_tablespace: str | None = None
-            if any(
-                v is not None for v in (row.subparttype, row.subpartcolumnname, row.subpartvalue)
-            ):
-                subtype = fold(row.subparttype.strip()) if row.subparttype else None
-                if subtype not in ("range", "hash"):
-                    self.problem(
-                        f"{self.what(w, row.id, 'subparttype')}: {row.subparttype!r} is not "
-                        "supported; sub-partitions are range or hash partitions (subparttype "
-                        "range or hash)"
-                    )
-                subcolumn = self.sub_column(row, table, columns)
-                subcolumns.setdefault(subcolumn, row.id)
-                if subtype == "hash":
-                    sub_modulus = self.modulus(
-                        row.subpartvalue, self.what(w, row.id, "subpartvalue")
-                    )
-                else:
-                    sub_interval = self.interval(
-                        row.subpartvalue, self.what(w, row.id, "subpartvalue")
-                    )
-                sub_tablespace = self.tablespace(
-                    row.subparttbs, self.what(w, row.id, "subparttbs"), table.target
-                )
-            tablespace = self.tablespace(row.parttbs, self.what(w, row.id, "parttbs"), table.target)
-            children.append(
-                _ListChild(
-                    row.id, row.partvalue, tablespace, sub_interval, sub_tablespace, sub_modulus
-                )
-            )
-        if len(subcolumns) > 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'subpartcolumnname')}: table {table.target} is "
-                f"sub-partitioned by different columns {sorted(subcolumns)} (rows "
-                f"{', '.join(str(i) for i in subcolumns.values())}); use one column"
-            )
-        subcolumn_name = next(iter(subcolumns), None)
-        return _PartitionPlan("list", column, None, None, tuple(children), subcolumn_name)
-
-    def partition_column(self, table: _Table, rows: list[PartitionRow], columns: set[str]) -> str:
-        w = "script_table_partitions"
-        names = [self.ident(r.partcolumnname, self.what(w, r.id, "partcolumnname")) for r in rows]
-        if len(set(names)) > 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'partcolumnname')}: table {table.target} is "
-                f"partitioned by different columns {sorted(set(names))} in rows "
-                f"{', '.join(str(r.id) for r in rows)}; use one column"
-            )
-        first = rows[0]
-        if _is_identifier(first.partcolumnname) and names[0] not in columns:
-            self.problem(
-                f"{self.what(w, first.id, 'partcolumnname')}: {first.partcolumnname!r} is "
-                f"not a column of {table.target}; name one of its columns"
-            )
-        return names[0]
-
-    def sub_column(self, row: PartitionRow, table: _Table, columns: set[str]) -> str:
-        w = "script_table_partitions"
-        subcolumn = self.ident(row.subpartcolumnname, self.what(w, row.id, "subpartcolumnname"))
-        if _is_identifier(row.subpartcolumnname) and subcolumn not in columns:
-            self.problem(
-                f"{self.what(w, row.id, 'subpartcolumnname')}: "
-                f"{row.subpartcolumnname!r} is not a column of {table.target}; "
-                "name one of its columns"
-            )
-        return subcolumn
-
-    def modulus(self, value: str | None, what: str) -> int:
-        try:
-            return check_modulus(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return 2
-
-    def interval(self, value: str | None, what: str) -> str:
-        try:
-            return check_interval(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return "month"
+        return read_partitioning(rows, table.target, self, columns=columns)
 
     def create_partition(
         self,
@@ -1378,7 +790,7 @@ class _Compiler:
         what = self.what("script_table_partitions", row_id, field)
         self.validations.append(Validation("value", literal, what, table.target, datatype, column))
 
-    def create_partitions(self, table: _Table, plan: _PartitionPlan, hasdefault: bool) -> None:
+    def create_partitions(self, table: _Table, plan: Partitioning, hasdefault: bool) -> None:
         owner_table = f"script_tables row {table.row.id}"
         if plan.kind == "hash" and plan.modulus is not None:
             self.hash_partitions(
@@ -1626,7 +1038,7 @@ class _Compiler:
         w = "script_table_fkeys"
         groups: dict[tuple[str, str, str, str | None], list[FkeyRow]] = {}
         for row in sorted(self.meta.fkeys, key=lambda r: r.id):
-            if row.status == STATUS_DESIGNING:
+            if row.status == DESIGNING:
                 continue
             if row.scriptid != self.script_id:
                 self.problem(
@@ -1806,7 +1218,7 @@ class _Compiler:
         """script_procs and script_steps, merged on one steporder (NULL last)."""
         entries: list[tuple[tuple[bool, int, int, int], Step]] = []
         for proc in self.meta.procs:
-            if proc.status == STATUS_DESIGNING:
+            if proc.status == DESIGNING:
                 continue
             what = self.what("script_procs", proc.id, "proccallstmt")
             if proc.scriptid != self.script_id:
@@ -1820,7 +1232,7 @@ class _Compiler:
             key = (proc.steporder is None, proc.steporder or 0, 0, proc.id)
             entries.append((key, Step(sql, True, "proc_call", f"script_procs row {proc.id}")))
         for row in self.meta.steps:
-            if row.status == STATUS_DESIGNING:
+            if row.status == DESIGNING:
                 continue
             what = self.what("script_steps", row.id, "sqltext")
             if row.scriptid != self.script_id:
@@ -1848,14 +1260,6 @@ class _Compiler:
         except MetadataError as error:
             self.problem(error.message)
             return ""
-
-
-def _is_identifier(value: object) -> bool:
-    try:
-        check_identifier(value, what="")
-    except MetadataError:
-        return False
-    return True
 
 
 def _delete_rule(value: str | None) -> str | None:
