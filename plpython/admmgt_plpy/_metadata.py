@@ -29,6 +29,7 @@ from admmgt_plpy._calendar import check_interval
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._hashparts import check_modulus
 from admmgt_plpy._names import check_identifier, fold
+from admmgt_plpy._types import DESIGNING
 
 __all__ = [
     "PARTITION_KINDS",
@@ -149,7 +150,7 @@ class ScriptRow:
         return cls(
             id=_required_int(row, "id", t),
             description=_text(row, "description", t),
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
             created_date=_date(row, "created_date", t),
         )
 
@@ -177,7 +178,7 @@ class TableRow:
             scriptid=_required_int(row, "scriptid", t),
             schemaname=_text(row, "schemaname", t),
             tablename=_text(row, "tablename", t),
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
             haspart=_int(row, "haspart", t) or 0,
             tblspace=_text(row, "tblspace", t),
             hasdefault=_int(row, "hasdefault", t) or 0,
@@ -215,7 +216,7 @@ class ColumnRow:
             defaultval=_text(row, "defaultval", t),
             isprimarykey=_int(row, "isprimarykey", t) or 0,
             isidentity=_int(row, "isidentity", t) or 0,
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
         )
 
 
@@ -250,7 +251,7 @@ class FkeyRow:
             keyorder=_int(row, "keyorder", t),
             delrule=_text(row, "delrule", t),
             novalidate=_int(row, "novalidate", t) or 0,
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
             constraintname=_text(row, "constraintname", t),
         )
 
@@ -304,7 +305,7 @@ class ProcRow:
             id=_required_int(row, "id", t),
             scriptid=_required_int(row, "scriptid", t),
             proccallstmt=_text(row, "proccallstmt", t),
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
             steporder=_int(row, "steporder", t),
         )
 
@@ -341,7 +342,7 @@ class ColumnChangeRow:
             dropdefault=_int(row, "dropdefault", t) or 0,
             dropcolumn=_int(row, "dropcolumn", t) or 0,
             dropintended=bool(_bool(row, "dropintended", t)),
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
         )
 
 
@@ -373,7 +374,7 @@ class IndexRow:
             wherepredicate=_text(row, "wherepredicate", t),
             method=_text(row, "method", t),
             concurrently=_int(row, "concurrently", t) or 0,
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
         )
 
 
@@ -400,7 +401,7 @@ class StepRow:
             sqltext=_text(row, "sqltext", t),
             transactional=True if transactional is None else transactional,
             description=_text(row, "description", t),
-            status=_int(row, "status", t) or 0,
+            status=_int(row, "status", t) or DESIGNING,
         )
 
 
