@@ -33,7 +33,8 @@ import hashlib
 import re
 from datetime import date, timedelta
 
-from ._names import MAX_IDENTIFIER_BYTES, MetadataError, fold, identifier_char, quote_literal
+from admmgt_plpy._errors import MetadataError
+from admmgt_plpy._names import MAX_IDENTIFIER_BYTES, fold, identifier_char, quote_literal
 
 __all__ = [
     "INTERVALS",

@@ -1,8 +1,10 @@
 """Compile the metadata rows of one script into ordered DDL steps.
 
-Pure: rows in (plain dicts, as ``plpy.execute`` returns them), ``CompiledScript``
-out. No server is needed, so the whole compiler is unit-tested; the engine
-validates ``CompiledScript.validations`` on the template, then runs the steps.
+Pure: typed metadata in (``ScriptMetadata``, read from the rows by
+admmgt_plpy._metadata, which also reads a table's partitioning for the
+compiler and for maintenance alike), ``CompiledScript`` out. No server is
+needed, so the whole compiler is unit-tested; the engine validates
+``CompiledScript.validations`` on the template, then runs the steps.
 
 Rows with status 0 (designing) are skipped; every other status is compiled, so
 that a script already applied (2) or failed (3) compiles to the same SQL when it
@@ -24,38 +26,45 @@ Step order within a script (docs/metadata.md, "Step order"):
 passes the script's ``created_date`` so that the compiled SQL, and its checksum,
 are the same for the template and every tenant whenever they are compiled;
 partitions beyond the anchor period are maintenance's job.
+
+The compiler is three modules: admmgt_plpy._compile_base (its output, its
+state and the checks that record problems), admmgt_plpy._compile_changes
+(steps 2 to 7) and this one (the driver, and step 1: the tables a script
+creates, with their tenant keys and partitions).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import TypeVar
+from datetime import date
 
-from ._calendar import (
-    check_interval,
+from admmgt_plpy._calendar import (
     child_name,
     child_suffix,
     next_start,
     period_start,
     range_bound_literal,
 )
-from ._hashparts import check_modulus, hash_bound, hash_child
-from ._names import (
-    MetadataError,
-    check_datatype,
-    check_expression,
-    check_identifier,
-    check_statement,
-    fold,
-    qualified,
-    quote_ident,
-    quote_literal,
+from admmgt_plpy._compile_base import CompiledScript, Step, Table, Validation, checksum
+from admmgt_plpy._compile_changes import ChangeCompiler
+from admmgt_plpy._errors import MetadataError
+from admmgt_plpy._hashparts import hash_bound, hash_child
+from admmgt_plpy._metadata import (
+    ColumnChangeRow,
+    ColumnRow,
+    FkeyRow,
+    IndexRow,
+    Partitioning,
+    PartitionRow,
+    ProcRow,
+    ScriptMetadata,
+    ScriptRow,
+    StepRow,
+    TableRow,
+    read_partitioning,
 )
-from ._tenancy import (
+from admmgt_plpy._names import qualified, quote_ident, quote_literal
+from admmgt_plpy._tenancy import (
     CONTEXT_FUNCTION,
     POLICY_SUFFIX,
     TENANT_SETTING,
@@ -65,6 +74,7 @@ from ._tenancy import (
     rls_sql,
     same_type,
 )
+from admmgt_plpy._types import DESIGNING
 
 __all__ = [
     "ColumnChangeRow",
@@ -83,534 +93,8 @@ __all__ = [
     "compile_script",
 ]
 
-STATUS_DESIGNING = 0
-DELETE_RULES = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT")
-INDEX_METHODS = ("btree", "hash", "gin", "gist", "brin", "spgist")
-_CHECKSUM_VERSION = "admmgt-compile/1"
-
-
-# --- reading rows -------------------------------------------------------------
-
-
-def _row_error(table: str, row: Mapping[str, object], key: str, expected: str) -> MetadataError:
-    return MetadataError(
-        f"{table} row {row.get('id')!r}, {key}: {row.get(key)!r} is not {expected}; fix the row"
-    )
-
-
-def _int(row: Mapping[str, object], key: str, table: str) -> int | None:
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise _row_error(table, row, key, "an integer")
-
-
-def _required_int(row: Mapping[str, object], key: str, table: str) -> int:
-    value = _int(row, key, table)
-    if value is None:
-        raise _row_error(table, row, key, "an integer")
-    return value
-
-
-def _text(row: Mapping[str, object], key: str, table: str) -> str | None:
-    value = row.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise _row_error(table, row, key, "text")
-
-
-def _bool(row: Mapping[str, object], key: str, table: str) -> bool | None:
-    value = row.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("t", "true", "f", "false"):
-        return value.lower() in ("t", "true")
-    raise _row_error(table, row, key, "a boolean")
-
-
-def _text_array(row: Mapping[str, object], key: str, table: str) -> tuple[str, ...]:
-    """A text[] value: a list from plpy, or its text form ``{a,b}`` from elsewhere."""
-    value = row.get(key)
-    if value is None:
-        return ()
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-        inner = value[1:-1]
-        return tuple(part.strip().strip('"') for part in inner.split(",")) if inner else ()
-    raise _row_error(table, row, key, "an array of names")
-
-
-def _date(row: Mapping[str, object], key: str, table: str) -> date | None:
-    """A date from a date, a datetime, or the ISO text PL/Python gives for timestamptz."""
-    value = row.get(key)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()[:10])
-        except ValueError:
-            pass
-    raise _row_error(table, row, key, "a date")
-
-
-# --- input rows ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScriptRow:
-    """An ``admmgt.scripts`` row: ``id`` is the version number."""
-
-    id: int
-    description: str | None
-    status: int
-    created_date: date | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ScriptRow:
-        t = "scripts"
-        return cls(
-            id=_required_int(row, "id", t),
-            description=_text(row, "description", t),
-            status=_int(row, "status", t) or 0,
-            created_date=_date(row, "created_date", t),
-        )
-
-
-@dataclass(frozen=True)
-class TableRow:
-    """An ``admmgt.script_tables`` row (``lifecycle`` is maintenance's, not read here)."""
-
-    id: int
-    scriptid: int
-    schemaname: str | None
-    tablename: str | None
-    status: int
-    haspart: int
-    tblspace: str | None
-    hasdefault: int
-    tenantcolumn: str | None = None
-    tenanttype: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> TableRow:
-        t = "script_tables"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            schemaname=_text(row, "schemaname", t),
-            tablename=_text(row, "tablename", t),
-            status=_int(row, "status", t) or 0,
-            haspart=_int(row, "haspart", t) or 0,
-            tblspace=_text(row, "tblspace", t),
-            hasdefault=_int(row, "hasdefault", t) or 0,
-            tenantcolumn=_text(row, "tenantcolumn", t),
-            tenanttype=_text(row, "tenanttype", t),
-        )
-
-
-@dataclass(frozen=True)
-class ColumnRow:
-    """An ``admmgt.script_table_columns`` row; NULL nullable means nullable (1)."""
-
-    id: int
-    tableid: int
-    scriptid: int
-    columnname: str | None
-    datatype: str | None
-    nullable: int
-    defaultval: str | None
-    isprimarykey: int
-    isidentity: int
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ColumnRow:
-        t = "script_table_columns"
-        nullable = _int(row, "nullable", t)
-        return cls(
-            id=_required_int(row, "id", t),
-            tableid=_required_int(row, "tableid", t),
-            scriptid=_required_int(row, "scriptid", t),
-            columnname=_text(row, "columnname", t),
-            datatype=_text(row, "datatype", t),
-            nullable=1 if nullable is None else nullable,
-            defaultval=_text(row, "defaultval", t),
-            isprimarykey=_int(row, "isprimarykey", t) or 0,
-            isidentity=_int(row, "isidentity", t) or 0,
-            status=_int(row, "status", t) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class FkeyRow:
-    """An ``admmgt.script_table_fkeys`` row: one column pair of a foreign key."""
-
-    id: int
-    scriptid: int
-    schemaname: str | None
-    childtablename: str | None
-    childcolumnname: str | None
-    parenttablename: str | None
-    parentcolumnname: str | None
-    keyorder: int | None
-    delrule: str | None
-    novalidate: int
-    status: int
-    constraintname: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> FkeyRow:
-        t = "script_table_fkeys"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            schemaname=_text(row, "schemaname", t),
-            childtablename=_text(row, "childtablename", t),
-            childcolumnname=_text(row, "childcolumnname", t),
-            parenttablename=_text(row, "parenttablename", t),
-            parentcolumnname=_text(row, "parentcolumnname", t),
-            keyorder=_int(row, "keyorder", t),
-            delrule=_text(row, "delrule", t),
-            novalidate=_int(row, "novalidate", t) or 0,
-            status=_int(row, "status", t) or 0,
-            constraintname=_text(row, "constraintname", t),
-        )
-
-
-@dataclass(frozen=True)
-class PartitionRow:
-    """An ``admmgt.script_table_partitions`` row (it has no status of its own)."""
-
-    id: int
-    tableid: int
-    partcolumnname: str | None
-    parttype: str | None
-    partvalue: str | None
-    parttbs: str | None
-    subpartcolumnname: str | None
-    subparttype: str | None
-    subpartvalue: str | None
-    subparttbs: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> PartitionRow:
-        t = "script_table_partitions"
-        return cls(
-            id=_required_int(row, "id", t),
-            tableid=_required_int(row, "tableid", t),
-            partcolumnname=_text(row, "partcolumnname", t),
-            parttype=_text(row, "parttype", t),
-            partvalue=_text(row, "partvalue", t),
-            parttbs=_text(row, "parttbs", t),
-            subpartcolumnname=_text(row, "subpartcolumnname", t),
-            subparttype=_text(row, "subparttype", t),
-            subpartvalue=_text(row, "subpartvalue", t),
-            subparttbs=_text(row, "subparttbs", t),
-        )
-
-
-@dataclass(frozen=True)
-class ProcRow:
-    """An ``admmgt.script_procs`` row; ``steporder`` is admmgt's addition."""
-
-    id: int
-    scriptid: int
-    proccallstmt: str | None
-    status: int
-    steporder: int | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ProcRow:
-        t = "script_procs"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            proccallstmt=_text(row, "proccallstmt", t),
-            status=_int(row, "status", t) or 0,
-            steporder=_int(row, "steporder", t),
-        )
-
-
-@dataclass(frozen=True)
-class ColumnChangeRow:
-    """An ``admmgt.script_column_changes`` row: ALTER COLUMN or DROP COLUMN."""
-
-    id: int
-    scriptid: int
-    tableid: int
-    columnname: str | None
-    newdatatype: str | None
-    usingexpr: str | None
-    setnullable: int | None
-    setdefault: str | None
-    dropdefault: int
-    dropcolumn: int
-    dropintended: bool
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ColumnChangeRow:
-        t = "script_column_changes"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            tableid=_required_int(row, "tableid", t),
-            columnname=_text(row, "columnname", t),
-            newdatatype=_text(row, "newdatatype", t),
-            usingexpr=_text(row, "usingexpr", t),
-            setnullable=_int(row, "setnullable", t),
-            setdefault=_text(row, "setdefault", t),
-            dropdefault=_int(row, "dropdefault", t) or 0,
-            dropcolumn=_int(row, "dropcolumn", t) or 0,
-            dropintended=bool(_bool(row, "dropintended", t)),
-            status=_int(row, "status", t) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class IndexRow:
-    """An ``admmgt.script_indexes`` row."""
-
-    id: int
-    scriptid: int
-    tableid: int
-    indexname: str | None
-    columnnames: tuple[str, ...]
-    isunique: int
-    wherepredicate: str | None
-    method: str | None
-    concurrently: int
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> IndexRow:
-        t = "script_indexes"
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            tableid=_required_int(row, "tableid", t),
-            indexname=_text(row, "indexname", t),
-            columnnames=_text_array(row, "columnnames", t),
-            isunique=_int(row, "isunique", t) or 0,
-            wherepredicate=_text(row, "wherepredicate", t),
-            method=_text(row, "method", t),
-            concurrently=_int(row, "concurrently", t) or 0,
-            status=_int(row, "status", t) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class StepRow:
-    """An ``admmgt.script_steps`` row: one DBA-written statement."""
-
-    id: int
-    scriptid: int
-    steporder: int | None
-    sqltext: str | None
-    transactional: bool
-    description: str | None
-    status: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> StepRow:
-        t = "script_steps"
-        transactional = _bool(row, "transactional", t)
-        return cls(
-            id=_required_int(row, "id", t),
-            scriptid=_required_int(row, "scriptid", t),
-            steporder=_int(row, "steporder", t),
-            sqltext=_text(row, "sqltext", t),
-            transactional=True if transactional is None else transactional,
-            description=_text(row, "description", t),
-            status=_int(row, "status", t) or 0,
-        )
-
-
-_Row = TypeVar("_Row")
-
-
-def _rows(
-    make: Callable[[Mapping[str, object]], _Row], rows: Iterable[Mapping[str, object]]
-) -> tuple[_Row, ...]:
-    return tuple(make(r) for r in rows)
-
-
-@dataclass(frozen=True)
-class ScriptMetadata:
-    """Everything the compiler reads for one script.
-
-    ``referenced_tables`` are the script_tables rows of earlier scripts that
-    this script's column, column-change or index rows refer to by ``tableid``.
-    ``partitions`` are the script_table_partitions rows of this script's tables.
-    """
-
-    script: ScriptRow
-    tables: tuple[TableRow, ...] = ()
-    columns: tuple[ColumnRow, ...] = ()
-    referenced_tables: tuple[TableRow, ...] = ()
-    fkeys: tuple[FkeyRow, ...] = ()
-    partitions: tuple[PartitionRow, ...] = ()
-    procs: tuple[ProcRow, ...] = ()
-    column_changes: tuple[ColumnChangeRow, ...] = ()
-    indexes: tuple[IndexRow, ...] = ()
-    steps: tuple[StepRow, ...] = ()
-
-    @classmethod
-    def from_rows(
-        cls,
-        script: Mapping[str, object],
-        *,
-        tables: Iterable[Mapping[str, object]] = (),
-        columns: Iterable[Mapping[str, object]] = (),
-        referenced_tables: Iterable[Mapping[str, object]] = (),
-        fkeys: Iterable[Mapping[str, object]] = (),
-        partitions: Iterable[Mapping[str, object]] = (),
-        procs: Iterable[Mapping[str, object]] = (),
-        column_changes: Iterable[Mapping[str, object]] = (),
-        indexes: Iterable[Mapping[str, object]] = (),
-        steps: Iterable[Mapping[str, object]] = (),
-    ) -> ScriptMetadata:
-        return cls(
-            script=ScriptRow.from_row(script),
-            tables=_rows(TableRow.from_row, tables),
-            columns=_rows(ColumnRow.from_row, columns),
-            referenced_tables=_rows(TableRow.from_row, referenced_tables),
-            fkeys=_rows(FkeyRow.from_row, fkeys),
-            partitions=_rows(PartitionRow.from_row, partitions),
-            procs=_rows(ProcRow.from_row, procs),
-            column_changes=_rows(ColumnChangeRow.from_row, column_changes),
-            indexes=_rows(IndexRow.from_row, indexes),
-            steps=_rows(StepRow.from_row, steps),
-        )
-
-
-# --- output -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    """One statement of a compiled script.
-
-    ``kind``: create_schema, create_table, create_partition, add_column,
-    alter_column, drop_column, foreign_key, create_index, proc_call or sql.
-    ``target``: the object affected (``schema.table``) or the metadata row of a
-    DBA-written statement. ``note``: what the run log should record with it.
-    ``name``: the object a step creates, quoted and ready for SQL: the column
-    or constraint within ``target``, or the schema-qualified index; so that it
-    can be found again, e.g. to invert the step.
-    """
-
-    sql: str
-    transactional: bool
-    kind: str
-    target: str
-    note: str | None = None
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class Validation:
-    """Something the server must accept before the template is touched.
-
-    ``kind``: ``datatype`` (``SELECT %L::regtype``), ``tablespace`` (must exist),
-    ``relation`` and ``table`` (a name this script creates in schema ``target``:
-    no relation, and for ``table`` no type either, may have it already), or
-    the SQL expressions ``default``, ``using`` and ``predicate``, which the
-    template's server parses as one expression of that kind
-    (admmgt_plpy._validate). For an expression, ``datatype`` is the type its
-    value must convert to (None: the column's type on the template),
-    ``column`` the column it belongs to, and ``columns`` the columns this
-    script has given ``target`` at that point: (name, type), type None for a
-    dropped column; the template's catalog has the others.
-    """
-
-    kind: str
-    text: str
-    what: str
-    target: str
-    datatype: str | None = None
-    column: str | None = None
-    columns: tuple[tuple[str, str | None], ...] = ()
-
-
-@dataclass(frozen=True)
-class CompiledScript:
-    """``columns``: (table, column, type) for every column the script creates,
-    adds, retypes (the new type) or drops (None), in step order; validation
-    of a later script in the same run reads them, since its template does not
-    have them yet."""
-
-    script_id: int
-    steps: tuple[Step, ...]
-    checksum: str
-    validations: tuple[Validation, ...]
-    columns: tuple[tuple[str, str, str | None], ...] = ()
-
-
-def _checksum(steps: Sequence[Step]) -> str:
-    digest = hashlib.sha256(_CHECKSUM_VERSION.encode())
-    for step in steps:
-        digest.update(b"\n" + (b"T" if step.transactional else b"N") + b"\t")
-        digest.update(step.sql.encode("utf-8") + b"\0")
-    return digest.hexdigest()
-
 
 # --- the compiler -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A script_tables row with checked names."""
-
-    row: TableRow
-    schema: str
-    name: str
-    this_script: bool
-
-    @property
-    def sql_name(self) -> str:
-        return qualified(self.schema, self.name)
-
-    @property
-    def target(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-
-@dataclass(frozen=True)
-class _ListChild:
-    row_id: int
-    value: str
-    tablespace: str | None
-    sub_interval: str | None
-    sub_tablespace: str | None
-    sub_modulus: int | None = None  # hash sub-partitions instead of range
-
-
-@dataclass(frozen=True)
-class _PartitionPlan:
-    kind: str  # "range", "list" or "hash"
-    column: str
-    interval: str | None
-    tablespace: str | None
-    children: tuple[_ListChild, ...]
-    subcolumn: str | None
-    row_id: int = 0  # the (first) script_table_partitions row
-    modulus: int | None = None  # hash: the number of children
-    sub_modulus: int | None = None  # range: each range child is hash-partitioned
-    sub_tablespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -624,152 +108,15 @@ def compile_script(meta: ScriptMetadata, *, anchor: date) -> CompiledScript:
     return _Compiler(meta, anchor).run()
 
 
-class _Compiler:
-    def __init__(self, meta: ScriptMetadata, anchor: date) -> None:
-        self.meta = meta
-        self.anchor = anchor
-        self.script_id = meta.script.id
-        self.problems: list[str] = []
-        self.steps: list[Step] = []
-        self.validations: list[Validation] = []
-        self.relation_names: dict[tuple[str, str], str] = {}
-        self.schemas_seen: set[str] = set()
-        self.tables: dict[int, _Table] = {}
-        self.tables_by_name: dict[tuple[str, str], _Table] = {}
-        self.tenant_contexts: set[tuple[str, str]] = set()
-        # Every partition compiled for a table (all levels), by the table's target.
-        self.partitions: dict[str, list[str]] = {}
-        self.invalid_count = 0
-        # The columns this script gives each table ("schema.table"), in step order.
-        self.columns: dict[str, dict[str, str | None]] = {}
-
-    # problems and checks -------------------------------------------------
-
-    def what(self, table: str, row_id: int, field: str) -> str:
-        return f"script {self.script_id}, {table} row {row_id}, {field}"
-
-    def problem(self, message: str) -> None:
-        self.problems.append(message)
-
-    def _placeholder(self) -> str:
-        # Stands in for a refused value so checking can go on; never emitted,
-        # because run() raises whenever a problem was recorded.
-        self.invalid_count += 1
-        return f"invalid_{self.invalid_count}"
-
-    def ident(self, value: object, what: str) -> str:
-        try:
-            return check_identifier(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return self._placeholder()
-
-    def datatype(self, value: object, what: str, target: str) -> str:
-        try:
-            text = check_datatype(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return "invalid"
-        self.validations.append(Validation("datatype", text, what, target))
-        return text
-
-    def expression(
-        self,
-        value: object,
-        what: str,
-        kind: str,
-        target: str,
-        datatype: str | None = None,
-        column: str | None = None,
-    ) -> str:
-        """The checked expression, in parentheses: no text can close its clause."""
-        try:
-            text = check_expression(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return "(NULL)"
-        columns = tuple(self.columns.get(target, {}).items())
-        self.validations.append(Validation(kind, text, what, target, datatype, column, columns))
-        return f"({text})"
-
-    def name(self, value: str | None, what: str) -> str | None:
-        """An optional object name: None when NULL; refused when blank or padded,
-        since it would otherwise be created under another name than given."""
-        if value is None:
-            return None
-        if not value.strip() or value != value.strip():
-            self.problem(
-                f"{what}: {value!r} is not a name: "
-                + ("it is blank" if not value.strip() else "it has spaces around it")
-                + "; give the name exactly, or NULL to let admmgt name it"
-            )
-            return self._placeholder()
-        return self.ident(value, what)
-
-    def set_column(self, table: _Table, name: str, datatype: str | None) -> None:
-        self.columns.setdefault(table.target, {})[name] = datatype
-
-    def tablespace(self, value: str | None, what: str, target: str) -> str | None:
-        if value is None or not value.strip():
-            return None
-        name = self.ident(value.strip(), what)
-        if name == "pg_global":
-            # The proof of concept dropped it silently; PostgreSQL refuses it for tables.
-            self.problem(
-                f"{what}: pg_global holds only shared system catalogs and takes no table; "
-                "write pg_default (or leave it empty) for the database's default tablespace"
-            )
-            return None
-        self.validations.append(Validation("tablespace", name, what, target))
-        return name
-
-    def flag(self, value: int | None, what: str) -> bool:
-        if value in (None, 0, 1):
-            return bool(value)
-        self.problem(f"{what}: {value!r} is not a flag; use 0 or 1")
-        return False
-
-    def claim_relation(self, schema: str, name: str, owner: str, *, table: bool = False) -> None:
-        """Refuse two objects of this script that would get the same relation name,
-        and have the template checked for a relation (or, for a table, a type)
-        of that name: CREATE ... IF NOT EXISTS would skip, not create, the object."""
-        other = self.relation_names.setdefault((schema, name), owner)
-        if other != owner:
-            self.problem(
-                f"script {self.script_id}, {owner}: the name {schema}.{name} is also the "
-                f"name of {other}; give one of them another name"
-            )
-            return
-        # The template check names the row and the field the name comes from.
-        found = re.search(r"(script_\w+) row (\d+)", owner)
-        what = f"script {self.script_id}, {owner}"
-        if found is not None:
-            field = {"script_indexes": "indexname", "script_table_partitions": "partvalue"}.get(
-                found.group(1), "tablename"
-            )
-            what = f"script {self.script_id}, {found.group(0)}, {field}"
-            if owner != found.group(0):
-                what += f" ({owner})"
-        self.validations.append(Validation("table" if table else "relation", name, what, schema))
-
-    def emit(
-        self,
-        sql: str,
-        kind: str,
-        target: str,
-        *,
-        transactional: bool = True,
-        note: str | None = None,
-        name: str | None = None,
-    ) -> None:
-        self.steps.append(Step(sql, transactional, kind, target, note, name))
+class _Compiler(ChangeCompiler):
+    """The driver, and the tables a script creates: columns, tenant keys, partitions."""
 
     # driver --------------------------------------------------------------
 
     def run(self) -> CompiledScript:
         self.load_tables()
         columns_by_table: dict[int, list[ColumnRow]] = {}
-        added: list[tuple[ColumnRow, _Table]] = []
+        added: list[tuple[ColumnRow, Table]] = []
         for column in sorted(self.meta.columns, key=lambda c: c.id):
             table = self.column_table(column)
             if table is None:
@@ -789,9 +136,7 @@ class _Compiler:
         for column, table in added:
             self.add_column(column, table)
         changes = [
-            c
-            for c in sorted(self.meta.column_changes, key=lambda c: c.id)
-            if c.status != STATUS_DESIGNING
+            c for c in sorted(self.meta.column_changes, key=lambda c: c.id) if c.status != DESIGNING
         ]
         drops = {
             c.id: self.flag(c.dropcolumn, self.what("script_column_changes", c.id, "dropcolumn"))
@@ -805,7 +150,7 @@ class _Compiler:
                 self.drop_column(change)
         self.foreign_keys()
         for index in sorted(self.meta.indexes, key=lambda i: i.id):
-            if index.status != STATUS_DESIGNING:
+            if index.status != DESIGNING:
                 self.create_index(index)
         self.statements()
         if self.problems:
@@ -823,7 +168,7 @@ class _Compiler:
             for name, datatype in named.items()
         )
         return CompiledScript(
-            self.script_id, steps, _checksum(steps), tuple(self.validations), columns
+            self.script_id, steps, checksum(steps), tuple(self.validations), columns
         )
 
     # tables --------------------------------------------------------------
@@ -849,75 +194,16 @@ class _Compiler:
                     "refer only to tables of earlier scripts"
                 )
                 continue
-            if row.status == STATUS_DESIGNING and this_script:
+            if row.status == DESIGNING and this_script:
                 continue
             schema = self.ident(row.schemaname, self.what(what, row.id, "schemaname"))
             name = self.ident(row.tablename, self.what(what, row.id, "tablename"))
-            table = _Table(row, schema, name, this_script)
+            table = Table(row, schema, name, this_script)
             self.tables[row.id] = table
             self.tables_by_name.setdefault((schema, name), table)
 
-    def table_for(self, tableid: int, what: str) -> _Table | None:
-        table = self.tables.get(tableid)
-        if table is not None and table.row.status != STATUS_DESIGNING:
-            return table
-        if table is not None or any(t.id == tableid for t in self.meta.tables):
-            self.problem(
-                f"{what}: {tableid!r} is a table still being designed (status 0); "
-                "set the table row to status 1 or set this row to status 0"
-            )
-        else:
-            self.problem(
-                f"{what}: {tableid!r} is not a script_tables row of this script or an "
-                "earlier one; fix tableid"
-            )
-        return None
-
-    def column_table(self, column: ColumnRow) -> _Table | None:
-        if column.status == STATUS_DESIGNING:
-            return None
-        what = "script_table_columns"
-        if column.scriptid != self.script_id:
-            self.problem(
-                f"{self.what(what, column.id, 'scriptid')}: the row belongs to script "
-                f"{column.scriptid}, not {self.script_id}; leave it out"
-            )
-            return None
-        return self.table_for(column.tableid, self.what(what, column.id, "tableid"))
-
-    def column_sql(
-        self, column: ColumnRow, name: str, table: _Table, *, in_primary_key: bool
-    ) -> str:
-        """The column definition, for CREATE TABLE or ADD COLUMN."""
-        w = "script_table_columns"
-        datatype = self.datatype(column.datatype, self.what(w, column.id, "datatype"), table.target)
-        identity = self.flag(column.isidentity, self.what(w, column.id, "isidentity"))
-        nullable = self.flag(column.nullable, self.what(w, column.id, "nullable"))
-        parts = [quote_ident(name), datatype]
-        if identity:
-            # BY DEFAULT, not ALWAYS: migrations and data loads may insert explicit ids.
-            parts.append("GENERATED BY DEFAULT AS IDENTITY")
-            if column.defaultval is not None and column.defaultval.strip():
-                self.problem(
-                    f"{self.what(w, column.id, 'defaultval')}: {column.defaultval!r} is set "
-                    "on an identity column; clear defaultval or isidentity"
-                )
-        elif column.defaultval is not None and column.defaultval.strip():
-            expression = self.expression(
-                column.defaultval,
-                self.what(w, column.id, "defaultval"),
-                "default",
-                table.target,
-                datatype,
-                name,
-            )
-            parts.append(f"DEFAULT {expression}")
-        if not nullable or identity or in_primary_key:
-            parts.append("NOT NULL")
-        return " ".join(parts)
-
     def create_table(
-        self, table: _Table, columns: list[ColumnRow], partitions: list[PartitionRow]
+        self, table: Table, columns: list[ColumnRow], partitions: list[PartitionRow]
     ) -> None:
         w = "script_tables"
         row = table.row
@@ -1008,7 +294,7 @@ class _Compiler:
 
     # tenant-scoped tables -------------------------------------------------
 
-    def tenant_key(self, table: _Table, checked: list[tuple[ColumnRow, str]]) -> _TenantKey | None:
+    def tenant_key(self, table: Table, checked: list[tuple[ColumnRow, str]]) -> _TenantKey | None:
         """The tenant key of a shared table, checked; None for other tables."""
         w = "script_tables"
         row = table.row
@@ -1043,7 +329,7 @@ class _Compiler:
                 )
         return _TenantKey(column, datatype)
 
-    def tenant_isolation(self, table: _Table, tenant: _TenantKey, *, indexed: bool) -> None:
+    def tenant_isolation(self, table: Table, tenant: _TenantKey, *, indexed: bool) -> None:
         """Index the key, enable and force row-level security, add the policy and the context."""
         if not indexed:
             name = child_name(table.name, tenant.column, "idx")
@@ -1111,9 +397,8 @@ class _Compiler:
         return by_table
 
     def partition_plan(
-        self, table: _Table, rows: list[PartitionRow], columns: set[str], haspart: bool
-    ) -> _PartitionPlan | None:
-        w = "script_table_partitions"
+        self, table: Table, rows: list[PartitionRow], columns: set[str], haspart: bool
+    ) -> Partitioning | None:
         if not haspart:
             if rows:
                 self.problem(
@@ -1129,175 +414,11 @@ class _Compiler:
                 "add them or set haspart to 0"
             )
             return None
-        kinds = {fold(r.parttype.strip()) if r.parttype else None for r in rows}
-        first = rows[0]
-        if len(kinds) > 1:
-            self.problem(
-                f"{self.what(w, first.id, 'parttype')}: table {table.target} mixes "
-                f"partition types {sorted(str(k) for k in kinds)} in rows "
-                f"{', '.join(str(r.id) for r in rows)}; use either one range row or list rows"
-            )
-            return None
-        kind = kinds.pop()
-        if kind not in ("range", "list", "hash"):
-            self.problem(
-                f"{self.what(w, first.id, 'parttype')}: {first.parttype!r} is not a "
-                "partition type; use range, list or hash"
-            )
-            return None
-        column = self.partition_column(table, rows, columns)
-        if kind in ("range", "hash"):
-            if len(rows) > 1:
-                self.problem(
-                    f"{self.what(w, rows[1].id, 'parttype')}: {kind}-partitioned table "
-                    f"{table.target} has {len(rows)} script_table_partitions rows "
-                    f"({', '.join(str(r.id) for r in rows)}); keep exactly one"
-                )
-            tablespace = self.tablespace(
-                first.parttbs, self.what(w, first.id, "parttbs"), table.target
-            )
-            has_sub = any(
-                v is not None
-                for v in (first.subparttype, first.subpartcolumnname, first.subpartvalue)
-            )
-            if kind == "hash":
-                if has_sub:
-                    self.problem(
-                        f"{self.what(w, first.id, 'subparttype')}: a hash partition cannot be "
-                        "sub-partitioned; clear the subpart columns"
-                    )
-                modulus = self.modulus(first.partvalue, self.what(w, first.id, "partvalue"))
-                return _PartitionPlan(
-                    "hash", column, None, tablespace, (), None, first.id, modulus=modulus
-                )
-            interval = self.interval(first.partvalue, self.what(w, first.id, "partvalue"))
-            if not has_sub:
-                return _PartitionPlan("range", column, interval, tablespace, (), None, first.id)
-            subtype = fold(first.subparttype.strip()) if first.subparttype else None
-            if subtype != "hash":
-                self.problem(
-                    f"{self.what(w, first.id, 'subparttype')}: {first.subparttype!r} is not "
-                    "supported under range partitions; use hash (subparttype hash, the "
-                    "modulus in subpartvalue), or partition by list"
-                )
-            subcolumn = self.sub_column(first, table, columns)
-            return _PartitionPlan(
-                "range",
-                column,
-                interval,
-                tablespace,
-                (),
-                subcolumn,
-                first.id,
-                sub_modulus=self.modulus(
-                    first.subpartvalue, self.what(w, first.id, "subpartvalue")
-                ),
-                sub_tablespace=self.tablespace(
-                    first.subparttbs, self.what(w, first.id, "subparttbs"), table.target
-                ),
-            )
-        children: list[_ListChild] = []
-        values: dict[str, int] = {}
-        subcolumns: dict[str, int] = {}
-        for row in rows:
-            if row.partvalue is None:
-                self.problem(
-                    f"{self.what(w, row.id, 'partvalue')}: a list partition needs a value; "
-                    "set partvalue"
-                )
-                continue
-            if row.partvalue in values:
-                self.problem(
-                    f"{self.what(w, row.id, 'partvalue')}: {row.partvalue!r} is also the value "
-                    f"of row {values[row.partvalue]}; each list value belongs to one row"
-                )
-            values[row.partvalue] = row.id
-            sub_interval: str | None = None
-            sub_modulus: int | None = None
-            sub_tablespace: str | None = None
-            if any(
-                v is not None for v in (row.subparttype, row.subpartcolumnname, row.subpartvalue)
-            ):
-                subtype = fold(row.subparttype.strip()) if row.subparttype else None
-                if subtype not in ("range", "hash"):
-                    self.problem(
-                        f"{self.what(w, row.id, 'subparttype')}: {row.subparttype!r} is not "
-                        "supported; sub-partitions are range or hash partitions (subparttype "
-                        "range or hash)"
-                    )
-                subcolumn = self.sub_column(row, table, columns)
-                subcolumns.setdefault(subcolumn, row.id)
-                if subtype == "hash":
-                    sub_modulus = self.modulus(
-                        row.subpartvalue, self.what(w, row.id, "subpartvalue")
-                    )
-                else:
-                    sub_interval = self.interval(
-                        row.subpartvalue, self.what(w, row.id, "subpartvalue")
-                    )
-                sub_tablespace = self.tablespace(
-                    row.subparttbs, self.what(w, row.id, "subparttbs"), table.target
-                )
-            tablespace = self.tablespace(row.parttbs, self.what(w, row.id, "parttbs"), table.target)
-            children.append(
-                _ListChild(
-                    row.id, row.partvalue, tablespace, sub_interval, sub_tablespace, sub_modulus
-                )
-            )
-        if len(subcolumns) > 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'subpartcolumnname')}: table {table.target} is "
-                f"sub-partitioned by different columns {sorted(subcolumns)} (rows "
-                f"{', '.join(str(i) for i in subcolumns.values())}); use one column"
-            )
-        subcolumn_name = next(iter(subcolumns), None)
-        return _PartitionPlan("list", column, None, None, tuple(children), subcolumn_name)
-
-    def partition_column(self, table: _Table, rows: list[PartitionRow], columns: set[str]) -> str:
-        w = "script_table_partitions"
-        names = [self.ident(r.partcolumnname, self.what(w, r.id, "partcolumnname")) for r in rows]
-        if len(set(names)) > 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'partcolumnname')}: table {table.target} is "
-                f"partitioned by different columns {sorted(set(names))} in rows "
-                f"{', '.join(str(r.id) for r in rows)}; use one column"
-            )
-        first = rows[0]
-        if _is_identifier(first.partcolumnname) and names[0] not in columns:
-            self.problem(
-                f"{self.what(w, first.id, 'partcolumnname')}: {first.partcolumnname!r} is "
-                f"not a column of {table.target}; name one of its columns"
-            )
-        return names[0]
-
-    def sub_column(self, row: PartitionRow, table: _Table, columns: set[str]) -> str:
-        w = "script_table_partitions"
-        subcolumn = self.ident(row.subpartcolumnname, self.what(w, row.id, "subpartcolumnname"))
-        if _is_identifier(row.subpartcolumnname) and subcolumn not in columns:
-            self.problem(
-                f"{self.what(w, row.id, 'subpartcolumnname')}: "
-                f"{row.subpartcolumnname!r} is not a column of {table.target}; "
-                "name one of its columns"
-            )
-        return subcolumn
-
-    def modulus(self, value: str | None, what: str) -> int:
-        try:
-            return check_modulus(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return 2
-
-    def interval(self, value: str | None, what: str) -> str:
-        try:
-            return check_interval(value, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return "month"
+        return read_partitioning(rows, table.target, self, columns=columns)
 
     def create_partition(
         self,
-        table: _Table,
+        table: Table,
         parent: str,
         name: str,
         bound: str,
@@ -1352,7 +473,7 @@ class _Compiler:
 
     def hash_partitions(
         self,
-        table: _Table,
+        table: Table,
         parent: str,
         parts: tuple[str, ...],
         modulus: int,
@@ -1370,15 +491,13 @@ class _Compiler:
                 tablespace=tablespace,
             )
 
-    def bound_value(
-        self, table: _Table, literal: str, row_id: int, field: str, column: str
-    ) -> None:
+    def bound_value(self, table: Table, literal: str, row_id: int, field: str, column: str) -> None:
         """Have the template check that a partition bound suits its column's type."""
         datatype = self.columns.get(table.target, {}).get(column)
         what = self.what("script_table_partitions", row_id, field)
         self.validations.append(Validation("value", literal, what, table.target, datatype, column))
 
-    def create_partitions(self, table: _Table, plan: _PartitionPlan, hasdefault: bool) -> None:
+    def create_partitions(self, table: Table, plan: Partitioning, hasdefault: bool) -> None:
         owner_table = f"script_tables row {table.row.id}"
         if plan.kind == "hash" and plan.modulus is not None:
             self.hash_partitions(
@@ -1464,401 +583,3 @@ class _Compiler:
                 "DEFAULT",
                 f"the default partition of {owner_table}",
             )
-
-    # columns -------------------------------------------------------------
-
-    def add_column(self, column: ColumnRow, table: _Table) -> None:
-        w = "script_table_columns"
-        if column.isprimarykey == 1:
-            self.problem(
-                f"{self.what(w, column.id, 'isprimarykey')}: column {column.columnname!r} is "
-                f"added to existing table {table.target}, and a primary key cannot be "
-                "extended by adding a column; set isprimarykey to 0"
-            )
-        else:
-            self.flag(column.isprimarykey, self.what(w, column.id, "isprimarykey"))
-        name = self.ident(column.columnname, self.what(w, column.id, "columnname"))
-        definition = self.column_sql(column, name, table, in_primary_key=False)
-        self.set_column(table, name, (column.datatype or "").strip() or None)
-        note = None
-        if column.nullable == 0 and column.isidentity != 1 and not (column.defaultval or ""):
-            note = (
-                f"NOT NULL without a default: fails on every database where {table.target} has rows"
-            )
-        self.emit(
-            f"ALTER TABLE {table.sql_name} ADD COLUMN {definition}",
-            "add_column",
-            table.target,
-            note=note,
-            name=quote_ident(name),
-        )
-
-    def alter_column(self, change: ColumnChangeRow) -> None:
-        w = "script_column_changes"
-        if change.scriptid != self.script_id:
-            self.problem(
-                f"{self.what(w, change.id, 'scriptid')}: the row belongs to script "
-                f"{change.scriptid}, not {self.script_id}; leave it out"
-            )
-            return
-        table = self.table_for(change.tableid, self.what(w, change.id, "tableid"))
-        name = self.ident(change.columnname, self.what(w, change.id, "columnname"))
-        if table is None:
-            return
-        column = f"ALTER COLUMN {quote_ident(name)}"
-        actions: list[str] = []
-        note: str | None = None
-        datatype: str | None = None
-        if change.newdatatype is not None and change.newdatatype.strip():
-            datatype = self.datatype(
-                change.newdatatype, self.what(w, change.id, "newdatatype"), table.target
-            )
-            action = f"{column} TYPE {datatype}"
-            if change.usingexpr is not None and change.usingexpr.strip():
-                using = self.expression(
-                    change.usingexpr,
-                    self.what(w, change.id, "usingexpr"),
-                    "using",
-                    table.target,
-                    datatype,
-                    name,
-                )
-                action += f" USING {using}"
-            elif datatype != "invalid":
-                # Without USING, PostgreSQL converts the column itself by assignment.
-                self.validations.append(
-                    Validation(
-                        "using",
-                        quote_ident(name),
-                        self.what(w, change.id, "newdatatype"),
-                        table.target,
-                        datatype,
-                        name,
-                        tuple(self.columns.get(table.target, {}).items()),
-                    )
-                )
-            actions.append(action)
-            self.set_column(table, name, datatype)
-            note = f"changes the type of {table.target}.{name}; this may rewrite the table"
-        elif change.usingexpr is not None and change.usingexpr.strip():
-            self.problem(
-                f"{self.what(w, change.id, 'usingexpr')}: {change.usingexpr!r} is given "
-                "without newdatatype; set newdatatype or clear usingexpr"
-            )
-        has_default = change.setdefault is not None and change.setdefault.strip() != ""
-        if self.flag(change.dropdefault, self.what(w, change.id, "dropdefault")):
-            if has_default:
-                self.problem(
-                    f"{self.what(w, change.id, 'dropdefault')}: the row both sets and drops "
-                    "the default; clear setdefault or set dropdefault to 0"
-                )
-            actions.append(f"{column} DROP DEFAULT")
-        elif has_default:
-            expression = self.expression(
-                change.setdefault,
-                self.what(w, change.id, "setdefault"),
-                "default",
-                table.target,
-                datatype,
-                name,
-            )
-            actions.append(f"{column} SET DEFAULT {expression}")
-        if change.setnullable is not None:
-            if self.flag(change.setnullable, self.what(w, change.id, "setnullable")):
-                actions.append(f"{column} DROP NOT NULL")
-            else:
-                actions.append(f"{column} SET NOT NULL")
-        if not actions:
-            self.problem(
-                f"{self.what(w, change.id, 'columnname')}: the row changes nothing about "
-                f"{table.target}.{name}; set newdatatype, setnullable, setdefault, "
-                "dropdefault or dropcolumn"
-            )
-            return
-        self.emit(
-            f"ALTER TABLE {table.sql_name} " + ", ".join(actions),
-            "alter_column",
-            table.target,
-            note=note,
-        )
-
-    def drop_column(self, change: ColumnChangeRow) -> None:
-        w = "script_column_changes"
-        if change.scriptid != self.script_id:
-            self.problem(
-                f"{self.what(w, change.id, 'scriptid')}: the row belongs to script "
-                f"{change.scriptid}, not {self.script_id}; leave it out"
-            )
-            return
-        table = self.table_for(change.tableid, self.what(w, change.id, "tableid"))
-        name = self.ident(change.columnname, self.what(w, change.id, "columnname"))
-        if table is None:
-            return
-        if (
-            (change.newdatatype or "").strip()
-            or (change.usingexpr or "").strip()
-            or (change.setdefault or "").strip()
-            or change.setnullable is not None
-            or change.dropdefault
-        ):
-            self.problem(
-                f"{self.what(w, change.id, 'dropcolumn')}: a row that drops column "
-                f"{table.target}.{name} cannot also change it; clear the other fields"
-            )
-        if not change.dropintended:
-            self.problem(
-                f"{self.what(w, change.id, 'dropintended')}: script {self.script_id} drops "
-                f"column {table.name}.{name} but dropintended is not set; set it to true "
-                "to confirm"
-            )
-        self.set_column(table, name, None)
-        self.emit(
-            f"ALTER TABLE {table.sql_name} DROP COLUMN {quote_ident(name)}",
-            "drop_column",
-            table.target,
-            note=f"drops column {table.target}.{name} and its data "
-            f"(script_column_changes row {change.id})",
-        )
-
-    # foreign keys --------------------------------------------------------
-
-    def foreign_keys(self) -> None:
-        w = "script_table_fkeys"
-        groups: dict[tuple[str, str, str, str | None], list[FkeyRow]] = {}
-        for row in sorted(self.meta.fkeys, key=lambda r: r.id):
-            if row.status == STATUS_DESIGNING:
-                continue
-            if row.scriptid != self.script_id:
-                self.problem(
-                    f"{self.what(w, row.id, 'scriptid')}: the row belongs to script "
-                    f"{row.scriptid}, not {self.script_id}; leave it out"
-                )
-                continue
-            schema = self.ident(row.schemaname, self.what(w, row.id, "schemaname"))
-            child = self.ident(row.childtablename, self.what(w, row.id, "childtablename"))
-            parent = self.ident(row.parenttablename, self.what(w, row.id, "parenttablename"))
-            constraint = self.name(row.constraintname, self.what(w, row.id, "constraintname"))
-            groups.setdefault((schema, child, parent, constraint), []).append(row)
-        compiled: list[tuple[tuple[str, str, str], str]] = []
-        constraint_owners: dict[tuple[str, str, str], int] = {}
-        for (schema, child, parent, constraint), rows in groups.items():
-            sql_name, sql = self.foreign_key(schema, child, parent, constraint, rows)
-            key = (schema, child, sql_name)
-            if key in constraint_owners:
-                self.problem(
-                    f"{self.what(w, rows[0].id, 'constraintname')}: constraint {sql_name} on "
-                    f"{schema}.{child} is also made from row {constraint_owners[key]}; set "
-                    "constraintname on the rows of each key"
-                )
-            constraint_owners[key] = rows[0].id
-            compiled.append((key, sql))
-        for (schema, child, sql_name), sql in sorted(compiled):
-            what = self.what(w, constraint_owners[(schema, child, sql_name)], "constraintname")
-            self.validations.append(Validation("constraint", sql_name, what, f"{schema}.{child}"))
-            self.emit(sql, "foreign_key", f"{schema}.{child}", name=sql_name)
-
-    def foreign_key(
-        self, schema: str, child: str, parent: str, constraint: str | None, rows: list[FkeyRow]
-    ) -> tuple[str, str]:
-        w = "script_table_fkeys"
-        orders = [r.keyorder for r in rows]
-        if len(rows) > 1 and (None in orders or len(set(orders)) != len(orders)):
-            self.problem(
-                f"{self.what(w, rows[0].id, 'keyorder')}: the key {schema}.{child} -> "
-                f"{parent} has rows {', '.join(str(r.id) for r in rows)} with keyorder "
-                f"{orders}; give each column of a multi-column key its own keyorder"
-            )
-        rows = sorted(rows, key=lambda r: (r.keyorder or 0, r.id))
-        child_columns = [
-            self.ident(r.childcolumnname, self.what(w, r.id, "childcolumnname")) for r in rows
-        ]
-        parent_columns = [
-            self.ident(r.parentcolumnname, self.what(w, r.id, "parentcolumnname")) for r in rows
-        ]
-        rules = {_delete_rule(r.delrule) for r in rows}
-        if len(rules) > 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'delrule')}: the rows of one key disagree on "
-                f"delrule ({sorted(str(r.delrule) for r in rows)}); give them the same one"
-            )
-        rule = rules.pop()
-        if rule is not None and rule not in DELETE_RULES:
-            bad = next(r for r in rows if _delete_rule(r.delrule) == rule)
-            self.problem(
-                f"{self.what(w, bad.id, 'delrule')}: {bad.delrule!r} is not a delete rule; "
-                f"use one of {', '.join(DELETE_RULES)} or leave it empty"
-            )
-            rule = None
-        novalidate = {self.flag(r.novalidate, self.what(w, r.id, "novalidate")) for r in rows}
-        if len(novalidate) > 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'novalidate')}: the rows of one key disagree on "
-                "novalidate; give them the same value"
-            )
-        not_valid = True in novalidate
-        child_table = self.tables_by_name.get((schema, child))
-        if not_valid and child_table is not None and child_table.row.haspart == 1:
-            self.problem(
-                f"{self.what(w, rows[0].id, 'novalidate')}: {schema}.{child} is partitioned, "
-                "and PostgreSQL 15 cannot add a NOT VALID foreign key to a partitioned "
-                "table; set novalidate to 0"
-            )
-        name = constraint if constraint is not None else child_name(child, child_columns[0], "fkey")
-        sql = (
-            f"ALTER TABLE {qualified(schema, child)} ADD CONSTRAINT {quote_ident(name)} "
-            f"FOREIGN KEY ({', '.join(quote_ident(c) for c in child_columns)}) "
-            f"REFERENCES {qualified(schema, parent)} "
-            f"({', '.join(quote_ident(c) for c in parent_columns)})"
-        )
-        if rule is not None:
-            sql += f" ON DELETE {rule}"
-        if not_valid:
-            sql += " NOT VALID"
-        return name, sql
-
-    # indexes -------------------------------------------------------------
-
-    def create_index(self, index: IndexRow) -> None:
-        w = "script_indexes"
-        if index.scriptid != self.script_id:
-            self.problem(
-                f"{self.what(w, index.id, 'scriptid')}: the row belongs to script "
-                f"{index.scriptid}, not {self.script_id}; leave it out"
-            )
-            return
-        table = self.table_for(index.tableid, self.what(w, index.id, "tableid"))
-        if not index.columnnames:
-            self.problem(
-                f"{self.what(w, index.id, 'columnnames')}: the index has no columns; "
-                "list the column names to index"
-            )
-        columns = [
-            self.ident(c, self.what(w, index.id, f"columnnames[{i}]"))
-            for i, c in enumerate(index.columnnames, start=1)
-        ]
-        method = fold((index.method or "btree").strip())
-        if method not in INDEX_METHODS:
-            self.problem(
-                f"{self.what(w, index.id, 'method')}: {index.method!r} is not an index "
-                f"method; use one of {', '.join(INDEX_METHODS)}"
-            )
-        unique = self.flag(index.isunique, self.what(w, index.id, "isunique"))
-        concurrently = self.flag(index.concurrently, self.what(w, index.id, "concurrently"))
-        if table is None or not columns:
-            return
-        if concurrently and table.row.haspart == 1:
-            self.problem(
-                f"{self.what(w, index.id, 'concurrently')}: {table.target} is partitioned, "
-                "and PostgreSQL cannot build an index CONCURRENTLY on a partitioned table; "
-                "set concurrently to 0, or build it per partition with script_steps"
-            )
-        for i, column in enumerate(columns, start=1):
-            self.validations.append(
-                Validation(
-                    "column",
-                    quote_ident(column),
-                    self.what(w, index.id, f"columnnames[{i}]"),
-                    table.target,
-                    column=column,
-                    columns=tuple(self.columns.get(table.target, {}).items()),
-                )
-            )
-        given = self.name(index.indexname, self.what(w, index.id, "indexname"))
-        name = given if given is not None else child_name(table.name, *columns, "idx")
-        self.claim_relation(table.schema, name, f"script_indexes row {index.id}")
-        sql = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
-        if concurrently:
-            # IF NOT EXISTS only where a retry must find the index of an
-            # interrupted build; elsewhere a relation of the same name must
-            # fail the step, not silently leave the index uncreated.
-            sql += " CONCURRENTLY IF NOT EXISTS"
-        sql += (
-            f" {quote_ident(name)} ON {table.sql_name} USING {method} "
-            f"({', '.join(quote_ident(c) for c in columns)})"
-        )
-        if index.wherepredicate is not None and index.wherepredicate.strip():
-            predicate = self.expression(
-                index.wherepredicate,
-                self.what(w, index.id, "wherepredicate"),
-                "predicate",
-                table.target,
-            )
-            sql += f" WHERE {predicate}"
-        note = None
-        if concurrently:
-            note = (
-                f"runs outside the script's transaction; a failed build leaves an INVALID "
-                f"index {table.schema}.{name} that IF NOT EXISTS would skip, so drop it "
-                "before a retry"
-            )
-        self.emit(
-            sql,
-            "create_index",
-            table.target,
-            transactional=not concurrently,
-            note=note,
-            name=qualified(table.schema, name),
-        )
-
-    # DBA-written statements ----------------------------------------------
-
-    def statements(self) -> None:
-        """script_procs and script_steps, merged on one steporder (NULL last)."""
-        entries: list[tuple[tuple[bool, int, int, int], Step]] = []
-        for proc in self.meta.procs:
-            if proc.status == STATUS_DESIGNING:
-                continue
-            what = self.what("script_procs", proc.id, "proccallstmt")
-            if proc.scriptid != self.script_id:
-                self.problem(
-                    f"{self.what('script_procs', proc.id, 'scriptid')}: the row "
-                    f"belongs to script {proc.scriptid}, not {self.script_id}; "
-                    "leave it out"
-                )
-                continue
-            sql = self.statement(proc.proccallstmt, what)
-            key = (proc.steporder is None, proc.steporder or 0, 0, proc.id)
-            entries.append((key, Step(sql, True, "proc_call", f"script_procs row {proc.id}")))
-        for row in self.meta.steps:
-            if row.status == STATUS_DESIGNING:
-                continue
-            what = self.what("script_steps", row.id, "sqltext")
-            if row.scriptid != self.script_id:
-                self.problem(
-                    f"{self.what('script_steps', row.id, 'scriptid')}: the row "
-                    f"belongs to script {row.scriptid}, not {self.script_id}; "
-                    "leave it out"
-                )
-                continue
-            sql = self.statement(row.sqltext, what)
-            note = row.description
-            if not row.transactional:
-                outside = "runs outside the script's transaction; declared idempotent by the DBA"
-                note = f"{note}; {outside}" if note else outside
-            key = (row.steporder is None, row.steporder or 0, 1, row.id)
-            entries.append(
-                (key, Step(sql, row.transactional, "sql", f"script_steps row {row.id}", note))
-            )
-        for _, step in sorted(entries, key=lambda e: e[0]):
-            self.steps.append(step)
-
-    def statement(self, text: str | None, what: str) -> str:
-        try:
-            return check_statement(text, what=what)
-        except MetadataError as error:
-            self.problem(error.message)
-            return ""
-
-
-def _is_identifier(value: object) -> bool:
-    try:
-        check_identifier(value, what="")
-    except MetadataError:
-        return False
-    return True
-
-
-def _delete_rule(value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    return " ".join(value.split()).upper()

@@ -19,9 +19,24 @@ class AdmmgtError(Exception):
 
 
 class MetadataError(AdmmgtError):
-    """Metadata rows that cannot be compiled into safe SQL."""
+    """Metadata rows that cannot be compiled into safe SQL; ``problems`` lists each one.
+
+    The one class for every refused metadata row: the compiler, the metadata
+    readers, maintenance and lifecycle all raise it (admmgt_plpy._names
+    re-exports it).
+    """
 
     sqlstate = "22023"  # invalid_parameter_value
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        problems: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems if problems else (message,)
 
 
 class BusyError(AdmmgtError):

@@ -8,8 +8,8 @@ modulus is a new table and a data move (docs/metadata.md, "Hash partitions").
 
 from __future__ import annotations
 
-from ._calendar import child_name
-from ._names import MetadataError
+from admmgt_plpy._calendar import child_name
+from admmgt_plpy._errors import MetadataError
 
 __all__ = ["MAX_MODULUS", "check_modulus", "hash_bound", "hash_child"]
 

@@ -27,11 +27,12 @@ from datetime import date, timedelta
 from typing import Any
 
 from admmgt_plpy import _clock
-from admmgt_plpy._calendar import check_interval, child_name, child_suffix, periods
+from admmgt_plpy._calendar import child_name, child_suffix, periods
 from admmgt_plpy._errors import AdmmgtError, MetadataError
-from admmgt_plpy._hashparts import check_modulus, hash_bound, hash_child
+from admmgt_plpy._hashparts import hash_bound, hash_child
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._names import check_identifier, fold, qualified, quote_ident, quote_literal
+from admmgt_plpy._metadata import PartitionRow, Problems, read_partitioning
+from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
 from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import (
     Clusters,
@@ -119,7 +120,8 @@ class Child:
 
 
 def range_sets(rows: list[dict[str, Any]]) -> tuple[list[RangeSet], list[str]]:
-    """The range parents described by METADATA_QUERY rows, and the tables refused."""
+    """The range parents described by METADATA_QUERY rows, and the problems of the
+    tables refused (every problem of each, as the compiler words them)."""
     by_table: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_table.setdefault(int(row["tableid"]), []).append(row)
@@ -129,46 +131,43 @@ def range_sets(rows: list[dict[str, Any]]) -> tuple[list[RangeSet], list[str]]:
         try:
             result.extend(_table_range_sets(table_rows))
         except MetadataError as exc:
-            problems.append(exc.message)
+            problems.extend(exc.problems)
     return result, problems
 
 
-def _tablespace(value: object, what: str) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return check_identifier(value.strip() if isinstance(value, str) else value, what=what)
-
-
 def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
-    """Named exactly as the compiler names a table's first partitions (_compile.py)."""
+    """A table's range parents, from the partitioning the compiler reads
+    (admmgt_plpy._metadata.read_partitioning), so that they are named exactly
+    as the compiler names the table's first partitions."""
     first = rows[0]
     tid = int(first["tableid"])
     w = f"script_tables row {tid}"
     schema = check_identifier(first["schemaname"], what=f"{w}, schemaname")
     table = check_identifier(first["tablename"], what=f"{w}, tablename")
-
-    def p(row: dict[str, Any], key: str) -> str:
-        return f"script_table_partitions row {row['partid']}, {key}"
-
-    kind = fold(str(first["parttype"] or "").strip())
-    column = check_identifier(first["partcolumnname"], what=p(first, "partcolumnname"))
     tenant: tuple[str, str] | None = None
     if str(first.get("tenantcolumn") or "").strip() and str(first.get("tenanttype") or "").strip():
         tenant = (
             check_identifier(first["tenantcolumn"], what=f"{w}, tenantcolumn"),
             check_tenant_type(first["tenanttype"], what=f"{w}, tenanttype"),
         )
-    if kind == "hash":
+    checks = Problems()
+    plan = read_partitioning(
+        [PartitionRow.from_row({**row, "id": row["partid"]}) for row in rows],
+        f"{schema}.{table}",
+        checks,
+    )
+    if plan is not None and plan.kind == "hash":
         return []  # a hash set is made whole with its table and never grows
-    if kind == "range":
+    checks.raise_any()
+    if plan is None:
+        return []
+    if plan.kind == "range" and plan.interval is not None:
         hashed: dict[str, Any] = {}
-        if fold(str(first["subparttype"] or "").strip()) == "hash":
+        if plan.sub_modulus is not None:
             hashed = {
-                "hash_column": check_identifier(
-                    first["subpartcolumnname"], what=p(first, "subpartcolumnname")
-                ),
-                "hash_modulus": check_modulus(first["subpartvalue"], what=p(first, "subpartvalue")),
-                "hash_tablespace": _tablespace(first["subparttbs"], p(first, "subparttbs")),
+                "hash_column": plan.subcolumn,
+                "hash_modulus": plan.sub_modulus,
+                "hash_tablespace": plan.sub_tablespace,
             }
         return [
             RangeSet(
@@ -177,43 +176,30 @@ def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
                 table,
                 table,
                 (table,),
-                column,
-                check_interval(first["partvalue"], what=p(first, "partvalue")),
-                _tablespace(first["parttbs"], p(first, "parttbs")),
+                plan.column,
+                plan.interval,
+                plan.tablespace,
                 **hashed,
                 tenant=tenant,
             )
         ]
-    if kind != "list":
-        raise MetadataError(
-            f"{p(first, 'parttype')}: {first['parttype']!r} is not range, list or hash"
+    return [
+        RangeSet(
+            tid,
+            schema,
+            table,
+            child_name(table, plan.column, child.value),
+            (table, plan.column, child.value),
+            plan.subcolumn,
+            child.sub_interval,
+            child.sub_tablespace,
+            tenant=tenant,
         )
-    result = []
-    for row in rows:
-        if all(row[k] is None for k in ("subparttype", "subpartcolumnname", "subpartvalue")):
-            continue  # a plain list child: nothing to maintain
-        subtype = fold(str(row["subparttype"] or "").strip())
-        if subtype == "hash":
-            continue  # a hash set is made whole with its list child and never grows
-        if subtype != "range":
-            raise MetadataError(f"{p(row, 'subparttype')}: {row['subparttype']!r} is not range")
-        value = row["partvalue"]
-        if not isinstance(value, str):
-            raise MetadataError(f"{p(row, 'partvalue')}: a list partition needs a value")
-        result.append(
-            RangeSet(
-                tid,
-                schema,
-                table,
-                child_name(table, column, value),
-                (table, column, value),
-                check_identifier(row["subpartcolumnname"], what=p(row, "subpartcolumnname")),
-                check_interval(row["subpartvalue"], what=p(row, "subpartvalue")),
-                _tablespace(row["subparttbs"], p(row, "subparttbs")),
-                tenant=tenant,
-            )
-        )
-    return result
+        # A plain list child has nothing to maintain; a hash set under one is
+        # made whole with it and never grows.
+        for child in plan.children
+        if child.sub_interval is not None and plan.subcolumn is not None
+    ]
 
 
 # ------------------------------------------------------------------ the catalog

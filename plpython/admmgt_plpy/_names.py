@@ -15,8 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from . import _errors
-from ._errors import AdmmgtError
+from admmgt_plpy._errors import AdmmgtError, MetadataError
 
 __all__ = [
     "MAX_IDENTIFIER_BYTES",
@@ -38,24 +37,6 @@ __all__ = [
 MAX_IDENTIFIER_BYTES = 63
 
 _IDENTIFIER_RULE = "use 1 to 63 bytes of letters, digits, _ or $, starting with a letter or _"
-
-
-class MetadataError(_errors.MetadataError):
-    """Metadata rows that cannot be compiled; ``problems`` lists each one.
-
-    A subclass of the package's MetadataError (admmgt_plpy._errors), so entry
-    points report it as an ERROR with its HINT and SQLSTATE like any other.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        hint: str | None = None,
-        problems: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.problems = problems if problems else (message,)
 
 
 def fold(name: str) -> str:

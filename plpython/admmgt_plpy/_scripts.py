@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from admmgt_plpy._compile import CompiledScript, ScriptMetadata, compile_script
+from admmgt_plpy._compile import CompiledScript, compile_script
 from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._metadata import ScriptMetadata
+from admmgt_plpy._types import Plpy
 
 # Each query takes the script id as $1. Rows come in id order, so the
 # metadata checksum does not depend on the plan.
@@ -67,7 +69,7 @@ class Script:
         )
 
 
-def load_rows(plpy: Any, script_id: int) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+def load_rows(plpy: Plpy, script_id: int) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """The scripts row and every metadata row of one script, as QUERIES reads them."""
     head = plpy.execute(
         plpy.prepare(
@@ -92,7 +94,7 @@ def load_rows(plpy: Any, script_id: int) -> tuple[dict[str, Any], dict[str, list
     return row, rows
 
 
-def load_script(plpy: Any, script_id: int) -> Script:
+def load_script(plpy: Plpy, script_id: int) -> Script:
     """Load and compile one script; MetadataError lists every problem in its rows."""
     row, rows = load_rows(plpy, script_id)
     meta = ScriptMetadata.from_rows(
@@ -104,7 +106,7 @@ def load_script(plpy: Any, script_id: int) -> Script:
         description=row["description"],
         status=row["status"],
         compiled=compiled,
-        metadata_checksum=_metadata_checksum(row["anchor"], rows),
+        metadata_checksum=metadata_checksum(row["anchor"], rows),
         recorded_checksum=row["metadata_checksum"],
         snapshot=snapshot(row["anchor"], rows),
     )
@@ -116,7 +118,8 @@ def snapshot(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
     return json.dumps({"anchor": anchor, "rows": rows}, sort_keys=True, default=str)
 
 
-def _metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
+def metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The checksum of a script's rows (QUERIES), as recorded when it reached the template."""
     canonical = {
         name: [
             {
@@ -130,6 +133,10 @@ def _metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> st
     }
     text = json.dumps({"anchor": anchor, "rows": canonical}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# The old private name, until its importers (_applied) use metadata_checksum.
+_metadata_checksum = metadata_checksum
 
 
 def refuse_changed(scripts: Iterable[Script], operation: str, problems: Sequence[str] = ()) -> None:
@@ -150,7 +157,7 @@ def refuse_changed(scripts: Iterable[Script], operation: str, problems: Sequence
         )
 
 
-def load_applied(plpy: Any, ids: Iterable[int], operation: str) -> list[Script]:
+def load_applied(plpy: Plpy, ids: Iterable[int], operation: str) -> list[Script]:
     """Load scripts that reached the template, once each, refusing any that changed."""
     scripts, problems = [], []
     for script_id in ids:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-from ._names import MetadataError, fold, qualified, quote_ident, quote_literal
+from admmgt_plpy._errors import MetadataError
+from admmgt_plpy._names import fold, qualified, quote_ident, quote_literal
 
 __all__ = [
     "CONTEXT_FUNCTION",

@@ -9,7 +9,7 @@ import pytest
 
 from admmgt_plpy._maintenance import _create_statements, range_sets
 from admmgt_plpy._rollback import rollback_steps
-from admmgt_plpy._scripts import _metadata_checksum
+from admmgt_plpy._scripts import metadata_checksum
 from admmgt_plpy._tenancy import check_tenant_type
 from tests.unit.test_compile import column, compiled, partition, problems, script, table
 from tests.unit.test_maintenance import row as maintenance_row
@@ -257,6 +257,6 @@ def test_the_new_columns_leave_the_metadata_checksum_of_older_scripts_unchanged(
         ],
         "columns": [],
     }
-    assert _metadata_checksum("2026-10-15", before) == _metadata_checksum("2026-10-15", after)
+    assert metadata_checksum("2026-10-15", before) == metadata_checksum("2026-10-15", after)
     scoped = {"tables": [{**after["tables"][0], "tenantcolumn": "tenant_id"}], "columns": []}
-    assert _metadata_checksum("2026-10-15", scoped) != _metadata_checksum("2026-10-15", before)
+    assert metadata_checksum("2026-10-15", scoped) != metadata_checksum("2026-10-15", before)
