@@ -56,7 +56,7 @@ from admmgt_plpy._scripts import (
 )
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._sync import Definition
-from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
+from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._transient import (
     BLOCKERS,
     BLOCKERS_COLUMNS,
@@ -705,11 +705,18 @@ class _StepFailed(Exception):
 
 
 def _read_history(conn: str) -> Any:
-    has = yield Run(conn, _history.HAS_TABLE, "has boolean")
-    if not has[0]["has"]:
+    """Job fragment: the latest action per script, in one round trip. A database
+    without the table (it gets it with its first script) has none."""
+    try:
+        rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
+    except RemoteError as exc:
+        if exc.sqlstate != UNDEFINED_TABLE:
+            raise
         return {}
-    rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
     return {r["script_id"]: r["action"] for r in rows}
+
+
+UNDEFINED_TABLE = "42P01"
 
 
 @dataclass(frozen=True)
@@ -782,8 +789,32 @@ def _transactional_part(
     conn: str, script: Script, settings: Settings, run_id: int, sync: SyncPlan
 ) -> Any:
     """Synced objects, every transactional step and the history row, in one transaction.
-    Returns what the template's definitions were before and after (when capturing)."""
+    Returns what the template's definitions were before and after (when capturing).
+
+    With no routines or views to follow, all of it goes in one round trip
+    (_transaction.in_one_trip); its failure names the step from the statement
+    that failed."""
     steps = script.compiled.steps
+    if _one_trip(sync, script.id, steps):
+        action = "apply" if all(s.transactional for s in steps) else "partial"
+        numbers = [i for i, s in enumerate(steps, 1) if s.transactional]
+        # The steps first, so that pg_stat_activity (its first 1 kB of the
+        # query) shows them, then the history table (if new) and its row.
+        statements = [steps[i - 1].sql for i in numbers]
+        statements += [_history.ENSURE_TABLE, _history_insert(script, action, run_id)]
+        try:
+            yield from in_one_trip(conn, settings, statements, utc=True)
+        except TransactionFailed as failed:
+            index = failed.index
+            number = numbers[index] if index is not None and index < len(numbers) else 0
+            raise _StepFailed(
+                number,
+                steps[number - 1] if number else None,
+                failed.error,
+                failed.attempts,
+                failed.blockers,
+            ) from None
+        return {True: {}, False: {}}
 
     def body(position: list[int]) -> Any:
         yield Run(conn, _history.ENSURE_TABLE)
@@ -799,6 +830,17 @@ def _transactional_part(
         return {True: before, False: after}
 
     return (yield from _in_transaction(conn, settings, steps, body))
+
+
+def _one_trip(sync: SyncPlan, script_id: int, steps: tuple[Step, ...]) -> bool:
+    """Whether the script's transaction can go as one query: no definitions to
+    capture or apply around it, and each transactional step one statement (a
+    ';' anywhere but at its end, even quoted, sends it step by step)."""
+    if sync.capture or any(
+        any(sync.logged.get((script_id, before), {}).values()) for before in (True, False)
+    ):
+        return False
+    return all(";" not in s.sql.strip().rstrip(";") for s in steps if s.transactional)
 
 
 def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:

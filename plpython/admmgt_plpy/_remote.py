@@ -327,6 +327,7 @@ class RemoteError(Exception):
         detail: str | None = None,
         hint: str | None = None,
         statement: str | None = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
@@ -334,6 +335,7 @@ class RemoteError(Exception):
         self.detail = detail
         self.hint = hint
         self.statement = statement
+        self.index = index  # of a Run with several statements: the one that failed (0-based)
 
     def describe(self) -> str:
         """SQLSTATE, message and, when the server gave one, its detail (e.g. libpq's reason)."""
@@ -430,8 +432,14 @@ class Dblink:
     def busy(self, names: list[str]) -> set[str]:
         return {r["n"] for r in self.plpy.execute(self._busy, [names])}
 
-    def result(self, name: str, columns: str, statement: str) -> list[dict[str, Any]]:
-        """Rows of the query last sent on ``name``; raises its RemoteError."""
+    def result(
+        self, name: str, columns: str, statement: str, last: bool = True
+    ) -> list[dict[str, Any]]:
+        """Rows of the query last sent on ``name``; raises its RemoteError.
+
+        ``last=False``: the next result of a query of several statements, more
+        to come (its end is not read, so the call never waits for the others).
+        """
         plan = self._result_plans.get(columns)
         if plan is None:
             plan = self.plpy.prepare(
@@ -440,6 +448,8 @@ class Dblink:
             self._result_plans[columns] = plan
         try:
             rows = [dict(r) for r in self._call(plan, [name], statement)]
+            if not last:
+                return rows
         except RemoteError:
             self.plpy.execute(self._quiet)
             try:
@@ -478,6 +488,10 @@ class Run:
     conn: str
     sql: str
     columns: str = "status text"
+    # How many statements ``sql`` holds (each with at most one column when
+    # more than one): one round trip; the job receives the last one's rows, or
+    # the RemoteError of the one that failed with its ``index``.
+    statements: int = 1
 
 
 @dataclass(frozen=True)
@@ -513,7 +527,14 @@ class _Active:
     connections: list[str] = field(default_factory=list)
     waiting_on: tuple[str, str, str] | None = None  # (conn, columns, sql)
     wake_at: float | None = None
+    results: int = 1  # of the statement(s) waited on, still to read
+    read: int = 0  # of those, read already
 
+
+# The fan-out's wait when no connection has a result: from IDLE_MIN_S, doubling
+# while nothing comes, to IDLE_MAX_S.
+IDLE_MIN_S = 0.00025
+IDLE_MAX_S = 0.002
 
 # Errors after which the server itself may be gone, not just one database:
 # connection exceptions and administrator shutdown/crash/cannot-connect-now.
@@ -560,6 +581,7 @@ class Fanout:
             queues.setdefault(self._cluster(target), deque()).append(target)
         running = dict.fromkeys(queues, 0)
         active: list[_Active] = []
+        idle = 0
         try:
             while any(queues.values()) or active:
                 started = True
@@ -590,8 +612,14 @@ class Fanout:
                     if state.job is None:
                         running[state.cluster] -= 1
                 active = [a for a in active if a.job is not None]
-                if not progressed and active:
-                    time.sleep(0.002)
+                if progressed or not active:
+                    idle = 0
+                else:
+                    # Nothing ready: wait briefly, longer the longer nothing comes
+                    # (0.25 ms up to 2 ms), so a result is picked up soon without
+                    # the admin backend spinning on a CPU the tenants need.
+                    time.sleep(min(IDLE_MAX_S, IDLE_MIN_S * (1 << idle)))
+                    idle = min(idle + 1, 4)
         finally:
             for state in active:
                 for name in state.connections:
@@ -654,14 +682,21 @@ class Fanout:
                     continue
                 assert state.waiting_on is not None
                 conn, columns, sql = state.waiting_on
-                state.waiting_on = None
-                try:
-                    rows = self.dblink.result(conn, columns, sql)
-                except RemoteError as exc:
-                    self._advance(state, None, exc)
-                else:
-                    self._advance(state, rows, None)
                 progressed = True
+                last = state.read + 1 >= state.results
+                try:
+                    rows = self.dblink.result(conn, columns, sql, last)
+                except RemoteError as exc:
+                    if state.results > 1:
+                        exc.index = state.read
+                    state.waiting_on = None
+                    self._advance(state, None, exc)
+                    continue
+                if not last:
+                    state.read += 1  # the next result is read when it is there
+                    continue
+                state.waiting_on = None
+                self._advance(state, rows, None)
         now = time.monotonic()
         for state in active:
             if state.wake_at is not None and state.wake_at <= now and state.job is not None:
@@ -705,6 +740,7 @@ class Fanout:
                     error = exc
                 else:
                     state.waiting_on = (op.conn, op.columns, op.sql)
+                    state.results, state.read = max(1, op.statements), 0
                     return
             else:
                 state.wake_at = time.monotonic() + op.seconds
