@@ -644,7 +644,7 @@ def _migrate(
     """Apply to one database every chain script its own history lacks."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
     try:
-        state = yield from _read_history(conn)
+        has_table, state = yield from _read_history_table(conn)
     except RemoteError as exc:
         return (yield from _history_unread(target, who, conn, exc))
     applied: list[int] = []
@@ -659,8 +659,9 @@ def _migrate(
         if action != "partial":
             try:
                 captured[script.id] = yield from _transactional_part(
-                    conn, script, settings, run_id, sync
+                    conn, script, settings, run_id, sync, has_table
                 )
+                has_table = True
             except _StepFailed as failure:
                 return _failure(target, who, script, failure, state)
             executed += [(script.id, s.sql) for s in steps if s.transactional]
@@ -707,13 +708,18 @@ class _StepFailed(Exception):
 def _read_history(conn: str) -> Any:
     """Job fragment: the latest action per script, in one round trip. A database
     without the table (it gets it with its first script) has none."""
+    return (yield from _read_history_table(conn))[1]
+
+
+def _read_history_table(conn: str) -> Any:
+    """Job fragment: (whether the history table exists, the latest action per script)."""
     try:
         rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
     except RemoteError as exc:
         if exc.sqlstate != UNDEFINED_TABLE:
             raise
-        return {}
-    return {r["script_id"]: r["action"] for r in rows}
+        return False, {}
+    return True, {r["script_id"]: r["action"] for r in rows}
 
 
 UNDEFINED_TABLE = "42P01"
@@ -786,14 +792,20 @@ def _in_transaction(
 
 
 def _transactional_part(
-    conn: str, script: Script, settings: Settings, run_id: int, sync: SyncPlan
+    conn: str,
+    script: Script,
+    settings: Settings,
+    run_id: int,
+    sync: SyncPlan,
+    has_table: bool = False,
 ) -> Any:
     """Synced objects, every transactional step and the history row, in one transaction.
     Returns what the template's definitions were before and after (when capturing).
 
     With no routines or views to follow, all of it goes in one round trip
     (_transaction.in_one_trip); its failure names the step from the statement
-    that failed."""
+    that failed. ``has_table``: the history table was there when the history
+    was read, so it is not made again."""
     steps = script.compiled.steps
     if _one_trip(sync, script.id, steps):
         action = "apply" if all(s.transactional for s in steps) else "partial"
@@ -801,7 +813,9 @@ def _transactional_part(
         # The steps first, so that pg_stat_activity (its first 1 kB of the
         # query) shows them, then the history table (if new) and its row.
         statements = [steps[i - 1].sql for i in numbers]
-        statements += [_history.ENSURE_TABLE, _history_insert(script, action, run_id)]
+        if not has_table:
+            statements.append(_history.ENSURE_TABLE)
+        statements.append(_history_insert(script, action, run_id))
         try:
             yield from in_one_trip(conn, settings, statements, utc=True)
         except TransactionFailed as failed:
@@ -1583,7 +1597,7 @@ def _undo(
     """Undo the script on one database, with the routines and views it had before."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
     try:
-        state = yield from _read_history(conn)
+        has_table, state = yield from _read_history_table(conn)
     except RemoteError as exc:
         return (yield from _history_unread(target, who, conn, exc))
     have = _have(state)
