@@ -657,7 +657,7 @@ class Fanout:
             )
         queue = self._queues.get(cluster, deque())
         while queue:
-            self.on_done(queue.popleft(), _unreachable(cluster, error), 0.0)
+            self.on_done(queue.popleft(), _cluster_unreachable(cluster, error), 0.0)
 
     def _server_gone(self, cluster: str, outcome: Outcome) -> bool:
         """After a lost connection: is the whole cluster down (then say so once)?"""
@@ -752,7 +752,7 @@ class Fanout:
         state.connections.clear()
         if outcome.outcome == "failed" and self._server_gone(state.cluster, outcome):
             assert self.clusters is not None
-            interrupted = _unreachable(state.cluster, self.clusters.down[state.cluster])
+            interrupted = _cluster_unreachable(state.cluster, self.clusters.down[state.cluster])
             interrupted.message += f"; interrupted: {outcome.message}"
             interrupted.details, interrupted.private = outcome.details, outcome.private
             outcome = interrupted
@@ -763,7 +763,7 @@ class Fanout:
         self.on_done(state.target, outcome, elapsed_ms)
 
 
-def _unreachable(cluster: str, error: RemoteError) -> Outcome:
+def _cluster_unreachable(cluster: str, error: RemoteError) -> Outcome:
     return Outcome(
         "unreachable", f'cluster "{cluster}" is unreachable ({error.describe()})', error.sqlstate
     )
