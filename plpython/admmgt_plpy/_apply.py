@@ -1597,7 +1597,7 @@ def _undo(
     """Undo the script on one database, with the routines and views it had before."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
     try:
-        has_table, state = yield from _read_history_table(conn)
+        state = yield from _read_history(conn)
     except RemoteError as exc:
         return (yield from _history_unread(target, who, conn, exc))
     have = _have(state)

@@ -100,7 +100,7 @@ def test_a_lock_timeout_retries_the_whole_query_then_gives_up() -> None:
 
 
 def test_routines_to_follow_or_a_step_of_several_statements_go_step_by_step() -> None:
-    sync = SyncPlan("app", logged={(7, True): {"function": ["f"]}})  # type: ignore[dict-item]
+    sync = SyncPlan("app", logged={(7, True): {"function": ["f"]}})  # type: ignore[list-item]
     job = _transactional_part("c1", script(), SETTINGS, 42, sync, has_table=True)
     op = job.send(None)
     assert op == Run("c1", "BEGIN")

@@ -78,7 +78,7 @@ def test_a_batch_is_written_when_its_first_record_has_waited_long_enough(
 ) -> None:
     rec, dblink = recorder()
     clock = [100.0]
-    monkeypatch.setattr(_runlog.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("admmgt_plpy._runlog.time.monotonic", lambda: clock[0])
     rec.target("db1", "local", Outcome("ok"), 1.0)
     assert dblink.queries == []
     clock[0] += _runlog.FLUSH_SECONDS / 2
