@@ -380,6 +380,16 @@ class Dblink:
             f"SELECT n FROM unnest($1::text[]) AS n WHERE {s}.dblink_is_busy(n) = 1", ["text[]"]
         )
         self._drain = prep(f"SELECT * FROM {s}.dblink_get_result($1, false) AS t(x text)", ["text"])
+        # The end of the last result read (see result()), then the next send:
+        # one call. The CTE is read before the row that sends is made.
+        self._drain_send = prep(
+            f"WITH d AS MATERIALIZED (SELECT count(*) AS n FROM {s}.dblink_get_result($1, false)"
+            f" AS t(x text)) SELECT {quiet} AS a, d.n, {s}.dblink_send_query($1, $2) AS ok,"
+            f" {loud} AS b FROM d",
+            ["text", "text"],
+        )
+        # Connections whose last result was read but not the end of it (None).
+        self._undrained: set[str] = set()
         self._connections = prep(f"SELECT unnest({s}.dblink_get_connections()) AS n", [])
         self._result_plans: dict[str, Any] = {}
         self._query_plans: dict[str, Any] = {}
@@ -416,6 +426,7 @@ class Dblink:
         return name
 
     def disconnect(self, name: str) -> None:
+        self._undrained.discard(name)
         with contextlib.suppress(RemoteError):  # already gone
             self._call(self._disconnect, [name])
 
@@ -426,7 +437,12 @@ class Dblink:
                 self.disconnect(row["n"])
 
     def send(self, name: str, sql: str) -> None:
-        if self._call(self._send, [name, sql], sql)[0]["ok"] != 1:
+        if name in self._undrained:
+            self._undrained.discard(name)
+            plan = self._drain_send
+        else:
+            plan = self._send
+        if self._call(plan, [name, sql], sql)[0]["ok"] != 1:
             raise RemoteError("08006", "could not send the statement: the connection is lost")
 
     def busy(self, names: list[str]) -> set[str]:
@@ -457,7 +473,9 @@ class Dblink:
             finally:
                 self.plpy.execute(self._loud)
             raise
-        self._call(self._drain, [name])
+        # The end of the results (None) is read with the next send, if any:
+        # libpq needs it read before another query; a disconnect does not.
+        self._undrained.add(name)
         return rows
 
     def query(self, name: str, sql: str, columns: str = "status text") -> list[dict[str, Any]]:
@@ -468,6 +486,9 @@ class Dblink:
                 f"SELECT * FROM {self.schema}.dblink($1, $2) AS t({columns})", ["text", "text"]
             )
             self._query_plans[columns] = plan
+        if name in self._undrained:  # libpq refuses a query while a result is unread
+            self._undrained.discard(name)
+            self._call(self._drain, [name])
         return [dict(r) for r in self._call(plan, [name, sql], sql)]
 
 
