@@ -58,6 +58,7 @@ class RunRecorder:
         self.refusals: list[str] = []
         self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
         self._pending_since = 0.0
+        self._records = 0  # in _pending: a database's run_log row and registry update are one
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
             " pg_backend_pid() AS pid, (SELECT backend_start FROM pg_catalog.pg_stat_activity"
@@ -154,17 +155,23 @@ class RunRecorder:
             f" clock_timestamp() - make_interval(secs => {elapsed_ms / 1000.0:.3f}),"
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
-        self._defer(sql)
+        # In one batch, so in one transaction: fleet_status trusts a run_log row
+        # only if it is not older than the registry row's modifiedon (now()).
         if registry:
-            self._defer(registry)
+            self._defer(sql, registry)
+        else:
+            self._defer(sql)
 
-    def _defer(self, sql: str) -> None:
-        """Queue one statement for the next batch; write the batch when it is due."""
+    def _defer(self, *statements: str) -> None:
+        """Queue one record (its statements together) for the next batch; write
+        the batch when it is due."""
         now = time.monotonic()
         if not self._pending:
             self._pending_since = now
-        self._pending.append(sql)
-        if len(self._pending) >= FLUSH_ROWS or now - self._pending_since >= FLUSH_SECONDS:
+            self._records = 0
+        self._pending.extend(statements)
+        self._records += 1
+        if self._records >= FLUSH_ROWS or now - self._pending_since >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:

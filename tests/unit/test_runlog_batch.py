@@ -65,12 +65,15 @@ def test_records_wait_for_the_batch_and_go_with_the_run_s_end() -> None:
     assert batch.rstrip().split(";\n")[-1].startswith("UPDATE admmgt.runs SET finished_at")
 
 
-def test_a_full_batch_is_written_at_once() -> None:
+def test_a_full_batch_is_written_at_once_with_each_run_log_row_s_registry_update() -> None:
     rec, dblink = recorder()
     for n in range(_runlog.FLUSH_ROWS):
-        rec.target(f"db{n}", "local", Outcome("noop"), 1.0)
+        registry = f"UPDATE admmgt.vendor_db_settings SET modifiedon = now() WHERE id = {n}"
+        rec.target(f"db{n}", "local", Outcome("noop"), 1.0, registry=registry)
     assert len(dblink.queries) == 1
     assert dblink.queries[0].count("INSERT INTO admmgt.run_log") == _runlog.FLUSH_ROWS
+    # fleet_status trusts a run_log row no older than its registry row: one commit.
+    assert dblink.queries[0].count("UPDATE admmgt.vendor_db_settings") == _runlog.FLUSH_ROWS
 
 
 def test_a_batch_is_written_when_its_first_record_has_waited_long_enough(
