@@ -327,12 +327,15 @@ class DriverFleet(Fleet):
 
     # -- the run
 
-    def measure_all(self) -> None:
-        names = {"4": "admmgt, max_parallel 4", "auto": "admmgt, max_parallel auto"}
+    def measure_all(self, sweep: tuple[str, ...] = ()) -> None:
+        """Every phase; ``sweep``: more max_parallel settings, measured for admmgt
+        only (a rollout of one more script each, and the no-op reading every tenant)."""
+        settings = ("4", "auto", *sweep)
+        names = {s: f"admmgt, max_parallel {s}" for s in settings}
         psyco = f"psycopg 3, {XARGS_P} threads"
         psql = f"psql, xargs -P{XARGS_P}"
         versions: dict[str, int] = {}
-        for index, setting in enumerate(("4", "auto")):
+        for index, setting in enumerate(settings):
             version = 2 + index
             versions[setting] = version
             statements = self.migration(version)
@@ -342,15 +345,18 @@ class DriverFleet(Fleet):
                 (psyco, partial(self.psycopg_run, version, statements), PG_SCHEMA, False),
                 (psql, partial(self.psql_run, version, statements), "app_psql", False),
             ]
+            if index > 1:  # the sweep: admmgt alone
+                sides = sides[:1]
             # The second script runs the drivers in the other order.
             for name, run, schema, history in sides if index == 0 else sides[::-1]:
                 self.quiesce()
                 timing = run()
                 self.record(phase, name, timing, self.check(version, schema, history), history)
-        last = versions["auto"]
+        last = versions["auto"]  # the other drivers' last script
+        newest = max(versions.values())  # admmgt's
         statements = self.migration_statements(last)
         phase = "no-op reading every tenant"
-        for setting in ("4", "auto"):
+        for setting in settings:
             self.admin.execute(
                 "UPDATE admmgt.vendor_db_settings SET scriptversion = NULL WHERE NOT istemplate"
             )
@@ -360,7 +366,7 @@ class DriverFleet(Fleet):
                 phase,
                 names[setting] + ", registry cleared",
                 timing,
-                self.check(last, "app", True),
+                self.check(newest, "app", True),
                 True,
             )
         self.quiesce()
@@ -373,7 +379,7 @@ class DriverFleet(Fleet):
         for setting in ("4", "auto"):
             self.quiesce()
             timing = self.admmgt_run(setting)
-            self.record(phase, names[setting], timing, self.check(last, "app", True), True)
+            self.record(phase, names[setting], timing, self.check(newest, "app", True), True)
 
     def migration_statements(self, version: int) -> list[str]:
         return [
@@ -445,9 +451,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench-drivers")
     parser.add_argument("--port", type=int, default=54351)
     parser.add_argument("--keep", action="store_true", help="keep the sandbox, stopped")
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="more max_parallel settings for admmgt alone, e.g. 2,8 (a rollout each)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.tenants <= 1000:
         parser.error("--tenants: 1 to 1000")
+    sweep = tuple(x.strip() for x in args.sweep.split(",") if x.strip())
+    if any(not x.isdigit() or not 1 <= int(x) <= 64 for x in sweep):
+        parser.error("--sweep: max_parallel values from 1 to 64, separated by commas")
     started = time.monotonic()
     print(
         f"admmgt {admmgt.__version__} drivers benchmark: {os.cpu_count()} cores, {revision()},"
@@ -468,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             cluster.execute("SELECT pg_stat_statements_reset()")
             fleet.admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            fleet.measure_all()
+            fleet.measure_all(sweep)
             print(f"\nuptime at the end: {uptime()}")
             print(f"\n### {args.tenants} tenants, TCP 127.0.0.1, fsync on\n")
             print(table(fleet))

@@ -56,7 +56,7 @@ from admmgt_plpy._scripts import (
 )
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._sync import Definition
-from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
+from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._transient import (
     BLOCKERS,
     BLOCKERS_COLUMNS,
@@ -644,7 +644,7 @@ def _migrate(
     """Apply to one database every chain script its own history lacks."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
     try:
-        state = yield from _read_history(conn)
+        has_table, state = yield from _read_history_table(conn)
     except RemoteError as exc:
         return (yield from _history_unread(target, who, conn, exc))
     applied: list[int] = []
@@ -659,8 +659,9 @@ def _migrate(
         if action != "partial":
             try:
                 captured[script.id] = yield from _transactional_part(
-                    conn, script, settings, run_id, sync
+                    conn, script, settings, run_id, sync, has_table
                 )
+                has_table = True
             except _StepFailed as failure:
                 return _failure(target, who, script, failure, state)
             executed += [(script.id, s.sql) for s in steps if s.transactional]
@@ -705,11 +706,23 @@ class _StepFailed(Exception):
 
 
 def _read_history(conn: str) -> Any:
-    has = yield Run(conn, _history.HAS_TABLE, "has boolean")
-    if not has[0]["has"]:
-        return {}
-    rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
-    return {r["script_id"]: r["action"] for r in rows}
+    """Job fragment: the latest action per script, in one round trip. A database
+    without the table (it gets it with its first script) has none."""
+    return (yield from _read_history_table(conn))[1]
+
+
+def _read_history_table(conn: str) -> Any:
+    """Job fragment: (whether the history table exists, the latest action per script)."""
+    try:
+        rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
+    except RemoteError as exc:
+        if exc.sqlstate != UNDEFINED_TABLE:
+            raise
+        return False, {}
+    return True, {r["script_id"]: r["action"] for r in rows}
+
+
+UNDEFINED_TABLE = "42P01"
 
 
 @dataclass(frozen=True)
@@ -779,11 +792,43 @@ def _in_transaction(
 
 
 def _transactional_part(
-    conn: str, script: Script, settings: Settings, run_id: int, sync: SyncPlan
+    conn: str,
+    script: Script,
+    settings: Settings,
+    run_id: int,
+    sync: SyncPlan,
+    has_table: bool = False,
 ) -> Any:
     """Synced objects, every transactional step and the history row, in one transaction.
-    Returns what the template's definitions were before and after (when capturing)."""
+    Returns what the template's definitions were before and after (when capturing).
+
+    With no routines or views to follow, all of it goes in one round trip
+    (_transaction.in_one_trip); its failure names the step from the statement
+    that failed. ``has_table``: the history table was there when the history
+    was read, so it is not made again."""
     steps = script.compiled.steps
+    if _one_trip(sync, script.id, steps):
+        action = "apply" if all(s.transactional for s in steps) else "partial"
+        numbers = [i for i, s in enumerate(steps, 1) if s.transactional]
+        # The steps first, so that pg_stat_activity (its first 1 kB of the
+        # query) shows them, then the history table (if new) and its row.
+        statements = [steps[i - 1].sql for i in numbers]
+        if not has_table:
+            statements.append(_history.ENSURE_TABLE)
+        statements.append(_history_insert(script, action, run_id))
+        try:
+            yield from in_one_trip(conn, settings, statements, utc=True)
+        except TransactionFailed as failed:
+            index = failed.index
+            number = numbers[index] if index is not None and index < len(numbers) else 0
+            raise _StepFailed(
+                number,
+                steps[number - 1] if number else None,
+                failed.error,
+                failed.attempts,
+                failed.blockers,
+            ) from None
+        return {True: {}, False: {}}
 
     def body(position: list[int]) -> Any:
         yield Run(conn, _history.ENSURE_TABLE)
@@ -799,6 +844,17 @@ def _transactional_part(
         return {True: before, False: after}
 
     return (yield from _in_transaction(conn, settings, steps, body))
+
+
+def _one_trip(sync: SyncPlan, script_id: int, steps: tuple[Step, ...]) -> bool:
+    """Whether the script's transaction can go as one query: no definitions to
+    capture or apply around it, and each transactional step one statement (a
+    ';' anywhere but at its end, even quoted, sends it step by step)."""
+    if sync.capture or any(
+        any(sync.logged.get((script_id, before), {}).values()) for before in (True, False)
+    ):
+        return False
+    return all(";" not in s.sql.strip().rstrip(";") for s in steps if s.transactional)
 
 
 def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:

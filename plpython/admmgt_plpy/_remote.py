@@ -327,6 +327,7 @@ class RemoteError(Exception):
         detail: str | None = None,
         hint: str | None = None,
         statement: str | None = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
@@ -334,6 +335,7 @@ class RemoteError(Exception):
         self.detail = detail
         self.hint = hint
         self.statement = statement
+        self.index = index  # of a Run with several statements: the one that failed (0-based)
 
     def describe(self) -> str:
         """SQLSTATE, message and, when the server gave one, its detail (e.g. libpq's reason)."""
@@ -378,6 +380,16 @@ class Dblink:
             f"SELECT n FROM unnest($1::text[]) AS n WHERE {s}.dblink_is_busy(n) = 1", ["text[]"]
         )
         self._drain = prep(f"SELECT * FROM {s}.dblink_get_result($1, false) AS t(x text)", ["text"])
+        # The end of the last result read (see result()), then the next send:
+        # one call. The CTE is read before the row that sends is made.
+        self._drain_send = prep(
+            f"WITH d AS MATERIALIZED (SELECT count(*) AS n FROM {s}.dblink_get_result($1, false)"
+            f" AS t(x text)) SELECT {quiet} AS a, d.n, {s}.dblink_send_query($1, $2) AS ok,"
+            f" {loud} AS b FROM d",
+            ["text", "text"],
+        )
+        # Connections whose last result was read but not the end of it (None).
+        self._undrained: set[str] = set()
         self._connections = prep(f"SELECT unnest({s}.dblink_get_connections()) AS n", [])
         self._result_plans: dict[str, Any] = {}
         self._query_plans: dict[str, Any] = {}
@@ -414,6 +426,7 @@ class Dblink:
         return name
 
     def disconnect(self, name: str) -> None:
+        self._undrained.discard(name)
         with contextlib.suppress(RemoteError):  # already gone
             self._call(self._disconnect, [name])
 
@@ -424,14 +437,25 @@ class Dblink:
                 self.disconnect(row["n"])
 
     def send(self, name: str, sql: str) -> None:
-        if self._call(self._send, [name, sql], sql)[0]["ok"] != 1:
+        if name in self._undrained:
+            self._undrained.discard(name)
+            plan = self._drain_send
+        else:
+            plan = self._send
+        if self._call(plan, [name, sql], sql)[0]["ok"] != 1:
             raise RemoteError("08006", "could not send the statement: the connection is lost")
 
     def busy(self, names: list[str]) -> set[str]:
         return {r["n"] for r in self.plpy.execute(self._busy, [names])}
 
-    def result(self, name: str, columns: str, statement: str) -> list[dict[str, Any]]:
-        """Rows of the query last sent on ``name``; raises its RemoteError."""
+    def result(
+        self, name: str, columns: str, statement: str, last: bool = True
+    ) -> list[dict[str, Any]]:
+        """Rows of the query last sent on ``name``; raises its RemoteError.
+
+        ``last=False``: the next result of a query of several statements, more
+        to come (its end is not read, so the call never waits for the others).
+        """
         plan = self._result_plans.get(columns)
         if plan is None:
             plan = self.plpy.prepare(
@@ -440,6 +464,8 @@ class Dblink:
             self._result_plans[columns] = plan
         try:
             rows = [dict(r) for r in self._call(plan, [name], statement)]
+            if not last:
+                return rows
         except RemoteError:
             self.plpy.execute(self._quiet)
             try:
@@ -447,7 +473,9 @@ class Dblink:
             finally:
                 self.plpy.execute(self._loud)
             raise
-        self._call(self._drain, [name])
+        # The end of the results (None) is read with the next send, if any:
+        # libpq needs it read before another query; a disconnect does not.
+        self._undrained.add(name)
         return rows
 
     def query(self, name: str, sql: str, columns: str = "status text") -> list[dict[str, Any]]:
@@ -458,6 +486,9 @@ class Dblink:
                 f"SELECT * FROM {self.schema}.dblink($1, $2) AS t({columns})", ["text", "text"]
             )
             self._query_plans[columns] = plan
+        if name in self._undrained:  # libpq refuses a query while a result is unread
+            self._undrained.discard(name)
+            self._call(self._drain, [name])
         return [dict(r) for r in self._call(plan, [name, sql], sql)]
 
 
@@ -478,6 +509,10 @@ class Run:
     conn: str
     sql: str
     columns: str = "status text"
+    # How many statements ``sql`` holds (each with at most one column when
+    # more than one): one round trip; the job receives the last one's rows, or
+    # the RemoteError of the one that failed with its ``index``.
+    statements: int = 1
 
 
 @dataclass(frozen=True)
@@ -513,7 +548,14 @@ class _Active:
     connections: list[str] = field(default_factory=list)
     waiting_on: tuple[str, str, str] | None = None  # (conn, columns, sql)
     wake_at: float | None = None
+    results: int = 1  # of the statement(s) waited on, still to read
+    read: int = 0  # of those, read already
 
+
+# The fan-out's wait when no connection has a result: from IDLE_MIN_S, doubling
+# while nothing comes, to IDLE_MAX_S.
+IDLE_MIN_S = 0.00025
+IDLE_MAX_S = 0.002
 
 # Errors after which the server itself may be gone, not just one database:
 # connection exceptions and administrator shutdown/crash/cannot-connect-now.
@@ -560,6 +602,7 @@ class Fanout:
             queues.setdefault(self._cluster(target), deque()).append(target)
         running = dict.fromkeys(queues, 0)
         active: list[_Active] = []
+        idle = 0
         try:
             while any(queues.values()) or active:
                 started = True
@@ -590,8 +633,14 @@ class Fanout:
                     if state.job is None:
                         running[state.cluster] -= 1
                 active = [a for a in active if a.job is not None]
-                if not progressed and active:
-                    time.sleep(0.002)
+                if progressed or not active:
+                    idle = 0
+                else:
+                    # Nothing ready: wait briefly, longer the longer nothing comes
+                    # (0.25 ms up to 2 ms), so a result is picked up soon without
+                    # the admin backend spinning on a CPU the tenants need.
+                    time.sleep(min(IDLE_MAX_S, IDLE_MIN_S * (1 << idle)))
+                    idle = min(idle + 1, 4)
         finally:
             for state in active:
                 for name in state.connections:
@@ -629,7 +678,7 @@ class Fanout:
             )
         queue = self._queues.get(cluster, deque())
         while queue:
-            self.on_done(queue.popleft(), _unreachable(cluster, error), 0.0)
+            self.on_done(queue.popleft(), _cluster_unreachable(cluster, error), 0.0)
 
     def _server_gone(self, cluster: str, outcome: Outcome) -> bool:
         """After a lost connection: is the whole cluster down (then say so once)?"""
@@ -654,14 +703,21 @@ class Fanout:
                     continue
                 assert state.waiting_on is not None
                 conn, columns, sql = state.waiting_on
-                state.waiting_on = None
-                try:
-                    rows = self.dblink.result(conn, columns, sql)
-                except RemoteError as exc:
-                    self._advance(state, None, exc)
-                else:
-                    self._advance(state, rows, None)
                 progressed = True
+                last = state.read + 1 >= state.results
+                try:
+                    rows = self.dblink.result(conn, columns, sql, last)
+                except RemoteError as exc:
+                    if state.results > 1:
+                        exc.index = state.read
+                    state.waiting_on = None
+                    self._advance(state, None, exc)
+                    continue
+                if not last:
+                    state.read += 1  # the next result is read when it is there
+                    continue
+                state.waiting_on = None
+                self._advance(state, rows, None)
         now = time.monotonic()
         for state in active:
             if state.wake_at is not None and state.wake_at <= now and state.job is not None:
@@ -705,6 +761,7 @@ class Fanout:
                     error = exc
                 else:
                     state.waiting_on = (op.conn, op.columns, op.sql)
+                    state.results, state.read = max(1, op.statements), 0
                     return
             else:
                 state.wake_at = time.monotonic() + op.seconds
@@ -716,7 +773,7 @@ class Fanout:
         state.connections.clear()
         if outcome.outcome == "failed" and self._server_gone(state.cluster, outcome):
             assert self.clusters is not None
-            interrupted = _unreachable(state.cluster, self.clusters.down[state.cluster])
+            interrupted = _cluster_unreachable(state.cluster, self.clusters.down[state.cluster])
             interrupted.message += f"; interrupted: {outcome.message}"
             interrupted.details, interrupted.private = outcome.details, outcome.private
             outcome = interrupted
@@ -727,7 +784,7 @@ class Fanout:
         self.on_done(state.target, outcome, elapsed_ms)
 
 
-def _unreachable(cluster: str, error: RemoteError) -> Outcome:
+def _cluster_unreachable(cluster: str, error: RemoteError) -> Outcome:
     return Outcome(
         "unreachable", f'cluster "{cluster}" is unreachable ({error.describe()})', error.sqlstate
     )

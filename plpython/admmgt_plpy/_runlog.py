@@ -6,6 +6,15 @@ dblink connection back to the admin database, each committed at once: other
 sessions see progress as it happens, and a run that dies half-way keeps what
 it had recorded.
 
+Per-database records (run_log rows, registry updates, script_log rows) are
+batched: written together, in one commit, once ``FLUSH_ROWS`` are waiting or
+``FLUSH_SECONDS`` after the first of them, and always before any other
+statement (``execute``) and at the end of the run (``finish``, which the
+operations call on their error paths too). They are a cache of what each
+database's own history says: a run killed half-way loses at most the last
+batch of them, and the next run reconciles the registry from the histories;
+the run itself is then marked interrupted as before.
+
 That side session can be lost (terminated by the administrator, a restart of
 a pooler in between): a record that could not be written is written again on
 a new session, once; if that fails too the CALL ends with one clear ERROR.
@@ -23,6 +32,11 @@ from admmgt_plpy._eta import Eta
 from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
 from admmgt_plpy._runguard import INTERRUPTED
 from admmgt_plpy._transient import connection_cause, connection_lost
+
+# A batch of per-database records is written once this many wait, or this long
+# after the first of them; each write is one commit (one flush to disk).
+FLUSH_ROWS = 50
+FLUSH_SECONDS = 0.1
 
 
 class RunRecorder:
@@ -42,6 +56,9 @@ class RunRecorder:
         self.counts: dict[str, int] = {}
         self.outcome: str | None = None
         self.refusals: list[str] = []
+        self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
+        self._pending_since = 0.0
+        self._records = 0  # in _pending: a database's run_log row and registry update are one
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
             " pg_backend_pid() AS pid, (SELECT backend_start FROM pg_catalog.pg_stat_activity"
@@ -138,7 +155,30 @@ class RunRecorder:
             f" clock_timestamp() - make_interval(secs => {elapsed_ms / 1000.0:.3f}),"
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
-        self._query(sql + (";" + registry if registry else ""))
+        # In one batch, so in one transaction: fleet_status trusts a run_log row
+        # only if it is not older than the registry row's modifiedon (now()).
+        if registry:
+            self._defer(sql, registry)
+        else:
+            self._defer(sql)
+
+    def _defer(self, *statements: str) -> None:
+        """Queue one record (its statements together) for the next batch; write
+        the batch when it is due."""
+        now = time.monotonic()
+        if not self._pending:
+            self._pending_since = now
+            self._records = 0
+        self._pending.extend(statements)
+        self._records += 1
+        if self._records >= FLUSH_ROWS or now - self._pending_since >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write and commit the waiting records now, in one transaction."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._query(";\n".join(batch))
 
     def refused(self, dbname: str, cluster: str, scriptid: int, message: str) -> None:
         """Log a script refused before it ran (compile error, validation, id order)
@@ -157,7 +197,9 @@ class RunRecorder:
             self.plpy.notice(eta)
 
     def execute(self, sql: str) -> None:
-        """Run and commit one statement in the admin database at once."""
+        """Run and commit one statement in the admin database at once, after
+        the records still waiting (it may read them)."""
+        self.flush()
         self._query(sql)
 
     def script_log(self, dbname: str, executed: list[tuple[int, str]]) -> None:
@@ -166,7 +208,7 @@ class RunRecorder:
             return
         q = self._q
         values = ", ".join(f"({sid}, {q(dbname)}, {q(sql)})" for sid, sql in executed)
-        self.execute(f"INSERT INTO admmgt.script_log (scriptid, dbname, commstat) VALUES {values}")
+        self._defer(f"INSERT INTO admmgt.script_log (scriptid, dbname, commstat) VALUES {values}")
 
     def finish(self, words: dict[str, str] | None = None, counted: str | None = None) -> str:
         """Close the run and return its one-line summary for the final NOTICE.
@@ -184,10 +226,12 @@ class RunRecorder:
             outcome = "noop"
         self.outcome = outcome
         summary = dict(self.counts)
-        self._query(
+        # The records still waiting and the run's end, in one commit.
+        self._pending.append(
             f"UPDATE admmgt.runs SET finished_at = clock_timestamp(), outcome = {self._q(outcome)},"
-            f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}",
+            f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}"
         )
+        self.flush()
         self.dblink.disconnect(self.conn)
         elapsed = time.monotonic() - self.started
         words = words or {}

@@ -24,19 +24,75 @@ RETRYABLE = LOCK_STATES  # lock_not_available, deadlock_detected
 
 
 class TransactionFailed(Exception):
-    """The transaction was rolled back for good: ``error`` after ``attempts`` tries."""
+    """The transaction was rolled back for good: ``error`` after ``attempts`` tries.
+
+    ``index``: for :func:`in_one_trip`, which of its ``statements`` failed
+    (0-based; None: BEGIN, the settings or COMMIT)."""
 
     def __init__(
-        self, error: RemoteError, attempts: int, blockers: list[dict[str, Any]] | None = None
+        self,
+        error: RemoteError,
+        attempts: int,
+        blockers: list[dict[str, Any]] | None = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(error.message)
         self.error = error
         self.attempts = attempts
         self.blockers = blockers or []  # rows of _transient.BLOCKERS, for a lock
+        self.index = index
 
     @property
     def locked(self) -> bool:
         return self.error.sqlstate in RETRYABLE
+
+
+def _config(settings: Settings, utc: bool) -> str:
+    """One statement, one text column: the transaction's lock_timeout (and TimeZone)."""
+    config = f"SELECT set_config('lock_timeout', '{int(settings.lock_timeout_ms)}ms', true)"
+    if utc:
+        config += " || set_config('TimeZone', 'UTC', true)"
+    return config
+
+
+def in_one_trip(
+    conn: str,
+    settings: Settings,
+    statements: list[str],
+    *,
+    commit: bool = True,
+    utc: bool = False,
+) -> Generator[Any, Any, None]:
+    """Job fragment: BEGIN, the settings, ``statements`` and COMMIT sent as ONE
+    query (one round trip), retried like :func:`in_transaction`.
+
+    Each of ``statements`` must be one statement whose result has at most one
+    column. A failure raises :class:`TransactionFailed` whose ``index`` names
+    the statement that failed; the server ran none after it.
+    """
+    delay = max(settings.retry_backoff_ms, 10) / 1000.0
+    attempt = 0
+    batch = ["BEGIN", _config(settings, utc), *statements, "COMMIT" if commit else "ROLLBACK"]
+    while True:
+        attempt += 1
+        try:
+            # A line break before each ';': a step may end in a -- comment.
+            yield Run(conn, "\n;\n".join(batch), statements=len(batch))
+            return
+        except RemoteError as exc:
+            with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
+                yield Run(conn, "ROLLBACK")
+            if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
+                yield Sleep(delay * random.uniform(0.5, 1.5))
+                delay *= 2
+                continue
+            blockers = []
+            if exc.sqlstate in RETRYABLE:
+                blockers = yield from find_blockers(conn)
+            index = None
+            if exc.index is not None and 2 <= exc.index < len(batch) - 1:
+                index = exc.index - 2
+            raise TransactionFailed(exc, attempt, blockers, index) from None
 
 
 def in_transaction(
@@ -54,11 +110,8 @@ def in_transaction(
     """
     delay = max(settings.retry_backoff_ms, 10) / 1000.0
     attempt = 0
-    config = f"SELECT set_config('lock_timeout', '{int(settings.lock_timeout_ms)}ms', true)"
+    config = _config(settings, utc)
     columns = "a text"
-    if utc:
-        config += ", set_config('TimeZone', 'UTC', true)"
-        columns = "a text, b text"
     while True:
         attempt += 1
         try:

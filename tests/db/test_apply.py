@@ -251,7 +251,7 @@ def test_a_tenant_backend_killed_mid_script_keeps_its_old_version(fleet: Fleet) 
     while not killed and time.monotonic() < deadline:
         row = fleet.admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = %s AND query LIKE 'SELECT pg_sleep%%'",
+            " WHERE datname = %s AND query LIKE '%%SELECT pg_sleep(%%'",
             (victim,),
         ).fetchone()
         killed = row[0] if row else 0

@@ -296,7 +296,7 @@ def test_a_terminated_tenant_connection_is_named_and_retryable(fleet: Fleet) -> 
         killed = _sessions(
             fleet,
             "datname = %s AND application_name = 'admmgt' AND wait_event_type = 'Lock'"
-            " AND query LIKE 'INSERT INTO admmgt.script_history%%'",
+            " AND query LIKE '%%INSERT INTO admmgt.script_history%%'",
             (victim,),
             terminate=True,
         )

@@ -1,0 +1,109 @@
+"""One round trip per tenant transaction (issue 14), driven by hand: what the
+job yields, and how a failing statement of the batch names its step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from admmgt_plpy._apply import SyncPlan, _StepFailed, _transactional_part
+from admmgt_plpy._compile import CompiledScript, Step
+from admmgt_plpy._remote import RemoteError, Run, Sleep
+from admmgt_plpy._scripts import Script
+from admmgt_plpy._settings import Settings
+from admmgt_plpy._transaction import TransactionFailed, in_one_trip
+
+SETTINGS = Settings(
+    max_parallel=4,
+    lock_timeout_ms=500,
+    wait_timeout_ms=1000,
+    lock_retries=2,
+    retry_backoff_ms=10,
+    failure_limit=0,
+    template_busy_timeout_s=5,
+    create_strategy="wal_log",
+    tenant_owner="",
+    tenant_login_role=False,
+    sync_schemas=(),
+)
+
+STEPS = (
+    Step("CREATE TABLE app.t (id int)", True, "create_table", "app.t"),
+    Step("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON app.t (id)", False, "create_index", "app.t"),
+    Step("ALTER TABLE app.t ADD COLUMN c int", True, "add_column", "app.t"),
+)
+
+
+def script(steps: tuple[Step, ...] = STEPS) -> Script:
+    return Script(7, "t", 1, CompiledScript(7, steps, "sum", ()), "meta", None)
+
+
+def test_the_transaction_is_one_query_with_every_transactional_step() -> None:
+    job = _transactional_part("c1", script(), SETTINGS, 42, SyncPlan("app"), has_table=True)
+    op = job.send(None)
+    assert isinstance(op, Run) and op.conn == "c1"
+    parts = op.sql.split("\n;\n")
+    assert op.statements == len(parts) == 6
+    assert parts[0] == "BEGIN" and "lock_timeout" in parts[1] and "TimeZone" in parts[1]
+    assert parts[2:4] == [STEPS[0].sql, STEPS[2].sql]  # not the CONCURRENTLY one
+    assert parts[4].startswith("INSERT INTO admmgt.script_history") and "'partial'" in parts[4]
+    assert parts[5] == "COMMIT"
+    with pytest.raises(StopIteration):
+        job.send([{"status": "COMMIT"}])
+
+
+def test_a_database_without_history_table_gets_it_in_the_same_query() -> None:
+    job = _transactional_part("c1", script(), SETTINGS, 42, SyncPlan("app"), has_table=False)
+    op = job.send(None)
+    parts = op.sql.split("\n;\n")
+    assert "CREATE TABLE IF NOT EXISTS admmgt.script_history" in parts[4]
+    assert parts[5].startswith("INSERT INTO admmgt.script_history")
+
+
+def test_the_failing_statement_names_its_step() -> None:
+    job = _transactional_part("c1", script(), SETTINGS, 42, SyncPlan("app"), has_table=True)
+    job.send(None)
+    # Statement 3 of the query (0-based) is the second transactional step: step 3.
+    rollback = job.throw(RemoteError("42701", 'column "c" already exists', index=3))
+    assert rollback == Run("c1", "ROLLBACK")
+    with pytest.raises(_StepFailed) as failed:
+        job.send([])
+    assert failed.value.number == 3 and failed.value.step is STEPS[2]
+    assert failed.value.error.sqlstate == "42701" and failed.value.attempts == 1
+
+
+def test_a_failing_history_row_or_commit_is_the_transaction_s_own() -> None:
+    job = _transactional_part("c1", script(), SETTINGS, 42, SyncPlan("app"), has_table=True)
+    job.send(None)
+    job.throw(RemoteError("23505", "duplicate key", index=4))  # the history row
+    with pytest.raises(_StepFailed) as failed:
+        job.send([])
+    assert failed.value.number == 0 and failed.value.step is None
+
+
+def test_a_lock_timeout_retries_the_whole_query_then_gives_up() -> None:
+    job = in_one_trip("c1", SETTINGS, ["SELECT 1"])
+    first = job.send(None)
+    ops: list[Any] = []
+    for _ in range(SETTINGS.lock_retries):
+        assert job.throw(RemoteError("55P03", "lock timeout", index=2)) == Run("c1", "ROLLBACK")
+        ops.append(job.send([]))  # the backoff
+        ops.append(job.send(None))  # the query again
+    assert all(isinstance(op, Sleep) for op in ops[::2]) and ops[1::2] == [first] * 2
+    assert job.throw(RemoteError("55P03", "lock timeout", index=2)) == Run("c1", "ROLLBACK")
+    blockers = job.send([])  # then who held the lock
+    assert isinstance(blockers, Run) and blockers.conn == "c1"
+    with pytest.raises(TransactionFailed) as failed:
+        job.send([])
+    assert failed.value.attempts == 3 and failed.value.index == 0 and failed.value.locked
+
+
+def test_routines_to_follow_or_a_step_of_several_statements_go_step_by_step() -> None:
+    sync = SyncPlan("app", logged={(7, True): {"function": ["f"]}})  # type: ignore[list-item]
+    job = _transactional_part("c1", script(), SETTINGS, 42, sync, has_table=True)
+    op = job.send(None)
+    assert op == Run("c1", "BEGIN")
+    two = (Step("CREATE TABLE a (i int); CREATE TABLE b (i int)", True, "sql", "row 1"),)
+    job = _transactional_part("c1", script(two), SETTINGS, 42, SyncPlan("app"), has_table=True)
+    assert job.send(None) == Run("c1", "BEGIN")
