@@ -226,7 +226,7 @@ def _build(
     except RemoteError as exc:
         return f"reading the home template's routines and views failed ({exc.describe()})"
     for kind, definitions in current.items():
-        job = _sync._refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
+        job = _sync.refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
         synced = _single(plpy, dblink, copy, job, recorder, label=f"{label} ({kind})")
         if synced.outcome == "failed":
             return synced.message

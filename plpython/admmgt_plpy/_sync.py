@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
@@ -23,6 +22,9 @@ from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenan
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._transaction import TransactionFailed, in_transaction
+from admmgt_plpy._transient import describe_blockers
+from admmgt_plpy._types import Fragment, Plpy
 
 KINDS = ("routines", "views")
 
@@ -95,27 +97,27 @@ FROM views AS v JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) A
 ORDER BY l.level, v.name"""
 
 
-def catalog_query(kind: str, schemas: str, *, text: bool) -> str:
+def definitions_query(kind: str, schemas: str, *, text: bool) -> str:
     """Definitions (text) or their md5s, of one kind, in the order they can be created."""
     return _routines(schemas, text) if kind == "routines" else _views(schemas, text)
 
 
-COLUMNS = "name text, kind text, definition text"
+DEFINITION_COLUMNS = "name text, kind text, definition text"
 
 
-def read_definitions(conn: str, kind: str, schemas: str) -> Any:
+def read_definitions(conn: str, kind: str, schemas: str) -> Fragment:
     """Job fragment: the connected database's definitions of one kind, in order."""
-    rows = yield Run(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+    rows = yield Run(conn, definitions_query(kind, schemas, text=True), DEFINITION_COLUMNS)
     return [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
 
 
-def read_fingerprints(conn: str, kind: str, schemas: str) -> Any:
+def read_fingerprints(conn: str, kind: str, schemas: str) -> Fragment:
     """Job fragment: {name: (kind, md5)} of the connected database."""
-    rows = yield Run(conn, catalog_query(kind, schemas, text=False), COLUMNS)
+    rows = yield Run(conn, definitions_query(kind, schemas, text=False), DEFINITION_COLUMNS)
     return {r["name"]: (r["kind"], r["definition"]) for r in rows}
 
 
-def sync_into(conn: str, wanted: list[Definition], current: dict[str, tuple[str, str]]) -> Any:
+def sync_into(conn: str, wanted: list[Definition], current: dict[str, tuple[str, str]]) -> Fragment:
     """Job fragment, inside an open transaction: make ``wanted`` true; return names changed.
 
     CREATE OR REPLACE cannot change a function's result type or drop a view's
@@ -148,7 +150,7 @@ NOUNS = {"routines": "routine", "views": "view"}
 
 
 def log_definitions(
-    plpy: Any,
+    plpy: Plpy,
     recorder: RunRecorder,
     kind: str,
     definitions: list[Definition],
@@ -172,7 +174,7 @@ def log_definitions(
 
 
 def logged_definitions(
-    plpy: Any, kind: str, script_ids: list[int]
+    plpy: Plpy, kind: str, script_ids: list[int]
 ) -> dict[tuple[int, bool], list[Definition]]:
     """Definitions captured around each script: {(script id, ispremigration): [...]}, in order."""
     if not script_ids:
@@ -206,7 +208,9 @@ def template_definitions(
         return {
             kind: [
                 Definition(r["kind"], r["name"], r["definition"])
-                for r in dblink.query(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+                for r in dblink.query(
+                    conn, definitions_query(kind, schemas, text=True), DEFINITION_COLUMNS
+                )
             ]
             for kind in kinds
         }
@@ -215,7 +219,7 @@ def template_definitions(
 
 
 def refresh(
-    plpy: Any, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
+    plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
 ) -> None:
     """Copy the template's routines (or views) to every created, updating tenant."""
     check_mode(separatedb)
@@ -263,7 +267,7 @@ def refresh(
             recorder.say(outcome, f"[{done[0]}/{total}] {tenant.label}: {outcome.message}")
 
         job = partial(
-            _refresh_one,
+            refresh_one,
             kind=kind,
             wanted=wanted,
             schemas=schemas,
@@ -279,7 +283,7 @@ def refresh(
     plpy.notice(summary)
 
 
-def _refresh_one(
+def refresh_one(
     tenant: Tenant,
     kind: str,
     wanted: list[Definition],
@@ -290,13 +294,8 @@ def _refresh_one(
 ) -> Job:
     noun = NOUNS[kind]
     conn = yield Connect(clusters.conninfo(tenant.cluster, tenant.database))
-    try:
-        yield Run(conn, "BEGIN")
-        yield Run(
-            conn,
-            (f"SELECT set_config('lock_timeout', '{settings.lock_timeout_ms}ms', true)"),
-            "a text",
-        )
+
+    def body() -> Fragment:
         current = yield from read_fingerprints(conn, kind, schemas)
         changed = yield from sync_into(conn, wanted, current)
         names = {d.name for d in wanted}
@@ -304,13 +303,21 @@ def _refresh_one(
         if drop_orphans:
             for orphan in orphans:
                 yield Run(conn, orphan.drop)
-        yield Run(conn, "COMMIT")
-    except RemoteError as exc:
+        return changed, orphans
+
+    try:
+        # lock_timeout, and a lock timeout or deadlock retried with backoff
+        # (lock_retries, retry_backoff_ms), as every remote transaction is.
+        changed, orphans = yield from in_transaction(conn, settings, body)
+    except TransactionFailed as failed:
+        exc = failed.error
+        tries = f" after {failed.attempts} tries" if failed.attempts > 1 else ""
+        held = f"{describe_blockers(failed.blockers)}; " if failed.locked else ""
         return Outcome.failed(
             exc,
             (
-                f'tenant "{tenant.database}": {noun} sync failed ({exc.describe()}); nothing was '
-                "changed there; fix the tenant or hold it back with updateflag = false"
+                f'tenant "{tenant.database}": {noun} sync failed{tries} ({held}{exc.describe()});'
+                " nothing was changed there; fix the tenant or hold it back with updateflag = false"
             ),
         )
     parts = []
