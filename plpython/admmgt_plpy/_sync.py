@@ -20,6 +20,7 @@ from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._runguard import failures_raised
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
@@ -218,13 +219,32 @@ def template_definitions(
         dblink.disconnect(conn)
 
 
+OPERATIONS = {"routines": "refresh_stored_procedures", "views": "refresh_views"}
+
+
 def refresh(
+    plpy: Plpy,
+    kind: str,
+    *,
+    separatedb: int,
+    scriptid: int | None,
+    drop_orphans: bool,
+    raise_failure: bool = True,
+) -> None:
+    """Copy the template's routines (or views) to every created, updating tenant.
+
+    The one path of refresh_stored_procedures and refresh_views (and of the
+    proof of concept's refesh_* aliases, which call the same SQL bodies)."""
+    with failures_raised(plpy, OPERATIONS[kind], raise_failure):
+        _refresh(plpy, kind, separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans)
+
+
+def _refresh(
     plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
 ) -> None:
-    """Copy the template's routines (or views) to every created, updating tenant."""
     check_mode(separatedb)
     settings = load_settings(plpy)
-    operation = "refresh_stored_procedures" if kind == "routines" else "refresh_views"
+    operation = OPERATIONS[kind]
     take_operation_lock(plpy, "sync", operation)
     template, *copies = templates(plpy)
     schemas = schemas_expression(settings.sync_schemas)
