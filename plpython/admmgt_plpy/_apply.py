@@ -27,7 +27,7 @@ from admmgt_plpy import _history, _preflight, _sync
 from admmgt_plpy._compile import Step
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._provision import (
+from admmgt_plpy._registry import (
     Tenant,
     check_mode,
     registered,

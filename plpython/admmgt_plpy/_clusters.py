@@ -19,10 +19,10 @@ from typing import Any
 from admmgt_plpy import _drift, _history, _sync
 from admmgt_plpy._apply import SyncPlan, _migrate, _single
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._fleetrun import utc_session
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._maintenance import utc_session
 from admmgt_plpy._names import quote_ident, quote_literal
-from admmgt_plpy._provision import Tenant, templates
+from admmgt_plpy._registry import Tenant, templates
 from admmgt_plpy._remote import (
     Clusters,
     Connect,

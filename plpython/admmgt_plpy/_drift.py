@@ -28,7 +28,7 @@ from typing import Any
 
 from admmgt_plpy import _history
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._provision import Tenant, templates
+from admmgt_plpy._registry import Tenant, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
 

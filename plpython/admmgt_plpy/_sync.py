@@ -19,7 +19,7 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
+from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
