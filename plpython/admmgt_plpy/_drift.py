@@ -28,7 +28,7 @@ from typing import Any
 
 from admmgt_plpy import _history
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._registry import Tenant, templates
+from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
 
@@ -295,7 +295,7 @@ def _unreachable(exc: RemoteError) -> Outcome:
 
 def read_template(template: Tenant, clusters: Clusters) -> Job:
     try:
-        conn = yield Connect(clusters.conninfo(template.cluster, template.database))
+        conn = yield Connect(place_conninfo(clusters, template.place))
         snapshot: Snapshot = yield from _read(conn)
         snapshot.objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
     except RemoteError as exc:
@@ -305,7 +305,7 @@ def read_template(template: Tenant, clusters: Clusters) -> Job:
 
 def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job:
     try:
-        conn = yield Connect(clusters.conninfo(tenant.cluster, tenant.database))
+        conn = yield Connect(place_conninfo(clusters, tenant.place))
         mine: Snapshot = yield from _read(conn)
         if mine.version != template.version:
             found = [
@@ -331,8 +331,8 @@ def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job
 
 
 def _tenants(plpy: Any, dbname: str | None) -> list[Tenant]:
-    query = """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2
+    query = f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE {CREATED}
                  AND ($1::text IS NULL OR lower(dbname) = lower($1::text)) ORDER BY id"""
     rows = plpy.execute(plpy.prepare(query, ["text"]), [dbname])
     if dbname is not None and not rows:

@@ -205,13 +205,21 @@ class FleetRun:
 
 @contextmanager
 def fleet_run(
-    plpy: Plpy, operation: str, *, lock: str | None = None, lock_name: str | None = None
+    plpy: Plpy,
+    operation: str,
+    *,
+    lock: str | None = None,
+    lock_name: str | None = None,
+    locks: Sequence[tuple[str, str]] = (),
 ) -> Iterator[FleetRun]:
     """A run of ``operation``: settings read, the operation lock taken (``lock``,
-    a key of _locks.OPERATION_LOCKS; ``lock_name`` names it in the busy error)."""
+    a key of _locks.OPERATION_LOCKS; ``lock_name`` names it in the busy error),
+    then each of ``locks`` ((lock, name) pairs), in that order."""
     settings = load_settings(plpy)
     if lock is not None:
         take_operation_lock(plpy, lock, lock_name or operation)
+    for key, name in locks:
+        take_operation_lock(plpy, key, name)
     run = FleetRun(plpy, operation, settings)
     try:
         yield run

@@ -23,9 +23,12 @@ from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
 RESERVED = {"postgres", "template0", "template1"}
 MAX_NAME_BYTES = 63
 
+# A created tenant: live, not a template, its database made (what detect_drift
+# and check_rls look at, held back or not).
+CREATED = f"NOT deleted AND NOT istemplate AND status = {APPLIED}"
 # The updating-tenant predicate, for SQL that needs it: created, live, not a
 # template, not held back. :func:`is_updating` is the same test in Python.
-UPDATING = f"NOT deleted AND NOT istemplate AND status = {APPLIED} AND updateflag"
+UPDATING = f"{CREATED} AND updateflag"
 
 
 def updating_sql(alias: str) -> str:
