@@ -31,6 +31,7 @@ from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
+from admmgt_plpy._types import Plpy
 
 # The remote session: names printed fully qualified (so the same object reads
 # the same in every database), and nothing it runs can write.
@@ -286,7 +287,8 @@ def _read(conn: str) -> Any:
     return Snapshot(version, fingerprint)
 
 
-def _unreachable(exc: RemoteError) -> Outcome:
+def _not_read(exc: RemoteError) -> Outcome:
+    """A database detect_drift could not read (its own failure, not a cluster down)."""
     message = f"{exc.sqlstate} {exc.message}"
     if exc.detail:
         message += ": " + exc.detail
@@ -299,7 +301,7 @@ def read_template(template: Tenant, clusters: Clusters) -> Job:
         snapshot: Snapshot = yield from _read(conn)
         snapshot.objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
     except RemoteError as exc:
-        return _unreachable(exc)
+        return _not_read(exc)
     return Outcome("ok", details={"snapshot": snapshot})
 
 
@@ -323,14 +325,14 @@ def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job
             return Outcome("noop", details={"differences": []})
         objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
     except RemoteError as exc:
-        return _unreachable(exc)
+        return _not_read(exc)
     return Outcome("ok", details={"differences": compare(template.objects, objects)})
 
 
 # ------------------------------------------------------------------ entry
 
 
-def _tenants(plpy: Any, dbname: str | None) -> list[Tenant]:
+def _tenants(plpy: Plpy, dbname: str | None) -> list[Tenant]:
     query = f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
                WHERE {CREATED}
                  AND ($1::text IS NULL OR lower(dbname) = lower($1::text)) ORDER BY id"""
@@ -344,7 +346,7 @@ def _tenants(plpy: Any, dbname: str | None) -> list[Tenant]:
     return [Tenant.of(r) for r in rows]
 
 
-def _local_reason(plpy: Any, tenant: Tenant) -> str | None:
+def _local_reason(plpy: Plpy, tenant: Tenant) -> str | None:
     """Why a database of the local cluster may be out of reach, as far as the catalog tells."""
     rows = plpy.execute(
         plpy.prepare(
@@ -359,7 +361,7 @@ def _local_reason(plpy: Any, tenant: Tenant) -> str | None:
     return None
 
 
-def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
+def detect_drift(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
     """Rows of (dbname, object_kind, object_name, difference, detail), sorted."""
     started = time.monotonic()
     settings = load_settings(plpy)

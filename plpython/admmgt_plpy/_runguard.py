@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from admmgt_plpy._errors import RunFailed
+from admmgt_plpy._types import Plpy
 
 # A run is alive while its backend is: same pid, same backend start. A NULL
 # outcome whose backend is gone (killed, crashed, server restarted) never ends.
@@ -35,7 +36,7 @@ WHERE r.outcome IS NULL AND NOT EXISTS (
 
 
 def end_run(
-    plpy: Any,
+    plpy: Any,  # only its notice()
     recorder: Any,
     words: dict[str, str] | None = None,
     *,
@@ -77,7 +78,7 @@ def _run_failed(operation: str, run_id: int, what: str) -> RunFailed:
 
 
 @contextmanager
-def failures_raised(plpy: Any, operation: str, raise_failure: bool) -> Iterator[None]:
+def failures_raised(plpy: Plpy, operation: str, raise_failure: bool) -> Iterator[None]:
     """For operations that close their run themselves: once the body returned,
     raise RunFailed if a run it recorded (by this backend) failed."""
     before = plpy.execute("SELECT coalesce(max(id), 0) AS id FROM admmgt.runs")[0]["id"]

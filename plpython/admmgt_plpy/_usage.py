@@ -28,12 +28,12 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._remote import Clusters, Dblink, RemoteError, redact
-from admmgt_plpy._types import APPLIED
+from admmgt_plpy._types import APPLIED, Plpy
 
 SLOWEST = 5  # statements per tenant, by mean execution time
 QUERY_CHARS = 500  # of each statement's (normalized) text
 
-COLUMNS = (
+USAGE_COLUMNS = (
     "dbname",
     "database",
     "cluster_name",
@@ -173,7 +173,7 @@ def _hide_statement_literals(statements: str) -> str:
     return json.dumps(listed)
 
 
-def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
+def tenant_usage(plpy: Plpy) -> list[dict[str, Any]]:
     tenants = plpy.execute(
         """SELECT dbname, lower(dbname) AS database, coalesce(cluster_name, 'local') AS cluster,
                   status
@@ -197,7 +197,7 @@ def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
                 problems[cluster] = f'cluster "{cluster}" cannot be reached: {redact(text)}'
     rows = []
     for t in tenants:
-        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(USAGE_COLUMNS)
         row.update(
             dbname=t["dbname"],
             database=t["database"],
