@@ -31,7 +31,7 @@ from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
-from admmgt_plpy._types import Plpy
+from admmgt_plpy._types import Fragment, Plpy
 
 # The remote session: names printed fully qualified (so the same object reads
 # the same in every database), and nothing it runs can write.
@@ -276,7 +276,7 @@ def objects_of(rows: Iterable[dict[str, Any]]) -> Objects:
 # --------------------------------------------------------------- the jobs
 
 
-def _read(conn: str) -> Any:
+def _read(conn: str) -> Fragment:
     """Version and fingerprint of the database on ``conn`` (a sub-generator)."""
     yield Run(conn, SESSION, SESSION_COLUMNS)
     has = yield Run(conn, _history.HAS_TABLE, "has boolean")

@@ -59,16 +59,23 @@ def keep_error(tenant: Tenant, outcome: Outcome) -> str | None:
 class FleetRun:
     """One run of one operation: see the module's docstring."""
 
-    def __init__(self, plpy: Plpy, operation: str, settings: Settings) -> None:
+    def __init__(self, plpy: Plpy, operation: str, settings: Settings | None = None) -> None:
         self.plpy = plpy
         self.operation = operation
-        self.settings = settings
+        self._settings = settings
         self._dblink: Dblink | None = None
         self._clusters: Clusters | None = None
         self._recorder: RunRecorder | None = None
         self._closed = False
         self.words: dict[str, str] | None = None
         self.counted: str | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """admmgt.settings, read once (at the start of the run, unless it does without)."""
+        if self._settings is None:
+            self._settings = load_settings(self.plpy)
+        return self._settings
 
     @property
     def dblink(self) -> Dblink:
@@ -211,11 +218,13 @@ def fleet_run(
     lock: str | None = None,
     lock_name: str | None = None,
     locks: Sequence[tuple[str, str]] = (),
+    read_settings: bool = True,
 ) -> Iterator[FleetRun]:
-    """A run of ``operation``: settings read, the operation lock taken (``lock``,
-    a key of _locks.OPERATION_LOCKS; ``lock_name`` names it in the busy error),
-    then each of ``locks`` ((lock, name) pairs), in that order."""
-    settings = load_settings(plpy)
+    """A run of ``operation``: settings read (first, unless ``read_settings`` is
+    false: then when first used), the operation lock taken (``lock``, a key of
+    _locks.OPERATION_LOCKS; ``lock_name`` names it in the busy error), then
+    each of ``locks`` ((lock, name) pairs), in that order."""
+    settings = load_settings(plpy) if read_settings else None
     if lock is not None:
         take_operation_lock(plpy, lock, lock_name or operation)
     for key, name in locks:

@@ -47,7 +47,7 @@ from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenant
 from admmgt_plpy._remote import Clusters, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
-from admmgt_plpy._types import Plpy
+from admmgt_plpy._types import Fragment, Plpy
 
 ACTIONS = ("drop", "detach", "archive")
 PARTITIONED_KEYS = ("retention", "action", "archive_schema")
@@ -394,7 +394,7 @@ def expire(
         return _not_expired(target, exc, "connecting", 1, details)
     if any(r.policy.partitioned for r in rules):
 
-        def body() -> Any:
+        def body() -> Fragment:
             progress.doing = "reading the catalog"
             return (yield from _partitions(conn, rules, dry_run, progress))
 
@@ -423,7 +423,7 @@ def expire(
     return outcome
 
 
-def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress) -> Any:
+def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress) -> Fragment:
     """Inside the database's transaction: detach, archive or drop each expired child."""
     sets = [(rule, rs) for rule in rules for rs in rule.sets]
     rows = yield Run(conn, partitions_query([rs for _, rs in sets]), CATALOG_COLUMNS)
@@ -511,7 +511,7 @@ def _rows(
     dry_run: bool,
     progress: Progress,
     details: dict[str, list[Any]],
-) -> Any:
+) -> Fragment:
     """Delete (or count) one plain table's expired rows, one short transaction per batch."""
     policy = rule.policy
     assert policy.column is not None
@@ -546,7 +546,7 @@ def _rows(
     if dry_run:
         progress.doing = f"counting expired rows of {policy.target}"
 
-        def count() -> Any:
+        def count() -> Fragment:
             yield Run(conn, "SET LOCAL row_security = off")
             rows = yield Run(conn, f"SELECT count(*) AS n FROM {table} WHERE {expired}", "n bigint")
             return int(rows[0]["n"])
@@ -565,7 +565,7 @@ def _rows(
     total, batches = 0, 0
     record = {"table": policy.target, "rows": 0, "batches": 0, "before": rule.cutoff}
 
-    def one_batch() -> Any:
+    def one_batch() -> Fragment:
         yield Run(conn, "SET LOCAL row_security = off")
         rows = yield Run(conn, batch, "n bigint")
         return int(rows[0]["n"])

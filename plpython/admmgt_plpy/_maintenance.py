@@ -36,7 +36,7 @@ from admmgt_plpy._remote import Clusters, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._tenancy import POLICY_SUFFIX, check_tenant_type, policy_sql, rls_sql
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
-from admmgt_plpy._types import Plpy
+from admmgt_plpy._types import Fragment, Plpy
 
 MAX_NUMDAYS = 3660  # ten years ahead; more is almost certainly a typo
 NOTICE_ITEMS = 5  # per database; the run log's details hold every one
@@ -450,7 +450,7 @@ def maintain(
         return _not_maintained(target, exc, "connecting", 1)
     progress = Progress()
 
-    def body() -> Any:
+    def body() -> Fragment:
         progress.doing = "reading the catalog"
         details = yield from _make_partitions(
             conn, sets, first, through, move_default_rows, progress
@@ -476,7 +476,7 @@ def _make_partitions(
     through: date,
     move: bool,
     progress: Progress,
-) -> Any:
+) -> Fragment:
     rows = yield Run(conn, partitions_query(sets), CATALOG_COLUMNS)
     states = parent_states(rows)
     wanted = {id(rs): rs.children(first, through) for rs in sets}
@@ -569,7 +569,7 @@ def _create_statements(rs: RangeSet, child: Child) -> list[str]:
 
 def _default_rows(
     conn: str, plan: ParentPlan, move: bool, details: dict[str, list[Any]], progress: Progress
-) -> Any:
+) -> Fragment:
     """Find the new children whose rows sit in the default partition; move them or hold back.
 
     The parent, then its default partition, are locked first (the order CREATE

@@ -17,7 +17,6 @@ from typing import Any
 from admmgt_plpy import _history
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
-from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._registry import (
     Tenant,
@@ -331,83 +330,95 @@ def drop_database(
             f"drop_database: t_mode must be 'drop' or 'archive', not {mode!r}",
             hint="CALL admmgt.drop_database('bigclient', t_mode => 'archive');",
         )
-    take_operation_lock(plpy, "create_database", "create_database/drop_database")
-    row = registered(plpy, dbname)
-    tenant = Tenant.of(row)
-    if row["istemplate"]:
-        raise AdmmgtError(
-            f'"{tenant.database}" is the template; drop_database refuses it',
-            hint="Register another template first, then set istemplate = false.",
-        )
-    plpy.execute(registry_update(tenant.id, deleted=True))
-    if row["status"] != APPLIED:
-        plpy.notice(
-            f'drop_database: "{tenant.database}" was never created (status '
-            f"{row['status']}); marked deleted"
-        )
-        return
-    target = archive_name or f"{tenant.database[:40]}_archived_" + time.strftime("%Y%m%d_%H%M%S")
-    problem = database_name_problem(target)
-    if mode == "archive" and problem:
-        raise AdmmgtError(
-            f"archive name {target!r} cannot be used: {problem}",
-            hint="Pass a shorter t_archive_name.",
-        )
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    conn = dblink.connect(
-        clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster))
-    )
-    db = quote_ident(tenant.database)
-    try:
-        found = dblink.query(
-            conn,
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = "
-            f"{quote_literal(tenant.database)}) AS found",
-            "found boolean",
-        )[0]["found"]
-        if not found:
-            if not missing_ok:
-                raise AdmmgtError(
-                    f'drop_database: database "{tenant.database}" does not exist on cluster '
-                    f'"{tenant.cluster}"; nothing was changed',
-                    hint="If it is gone for good, unregister it with CALL admmgt.drop_database("
-                    f"{quote_literal(tenant.database)}, {quote_literal(mode)}, "
-                    "t_missing_ok => true);",
-                )
-            role = _drop_tenant_role(dblink, conn, tenant) if mode == "drop" else ""
+    with fleet_run(
+        plpy,
+        "drop_database",
+        lock="create_database",
+        lock_name="create_database/drop_database",
+        read_settings=False,
+    ) as run:
+        row = registered(plpy, dbname)
+        tenant = Tenant.of(row)
+        if row["istemplate"]:
+            raise AdmmgtError(
+                f'"{tenant.database}" is the template; drop_database refuses it',
+                hint="Register another template first, then set istemplate = false.",
+            )
+        plpy.execute(registry_update(tenant.id, deleted=True))
+        if row["status"] != APPLIED:
             plpy.notice(
-                f'drop_database: database "{tenant.database}" was already gone from cluster '
-                f'"{tenant.cluster}"{role}; its registry row is marked deleted (t_missing_ok)'
+                f'drop_database: "{tenant.database}" was never created (status '
+                f"{row['status']}); marked deleted"
             )
             return
-        if terminate:
-            dblink.query(
-                conn,
-                (
-                    "SELECT count(pg_terminate_backend(pid))::text FROM pg_catalog.pg_stat_activity"
-                    f" WHERE datname = {quote_literal(tenant.database)} AND pid <> pg_backend_pid()"
-                ),
-            )
-        if mode == "drop":
-            dblink.query(conn, f"DROP DATABASE {db}")
-            done = f'dropped database "{tenant.database}"' + _drop_tenant_role(dblink, conn, tenant)
-        else:
-            dblink.query(conn, f"ALTER DATABASE {db} RENAME TO {quote_ident(target)}")
-            done = f'archived database "{tenant.database}" as "{target}"'
-            # `admmgt backup --all` finds the archive by this name (docs/backup.md).
-            plpy.execute(registry_update(tenant.id, archived_as=target, touch=False))
-    except RemoteError as exc:
-        if exc.sqlstate == "55006":
+        target = archive_name or f"{tenant.database[:40]}_archived_" + time.strftime(
+            "%Y%m%d_%H%M%S"
+        )
+        problem = database_name_problem(target)
+        if mode == "archive" and problem:
             raise AdmmgtError(
-                f'database "{tenant.database}" is in use by other sessions; nothing was changed',
-                hint="Close them, or pass t_terminate => true to end them.",
+                f"archive name {target!r} cannot be used: {problem}",
+                hint="Pass a shorter t_archive_name.",
+            )
+        dblink, clusters = run.dblink, run.clusters
+        conn = dblink.connect(
+            clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster))
+        )
+        db = quote_ident(tenant.database)
+        try:
+            found = dblink.query(
+                conn,
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = "
+                f"{quote_literal(tenant.database)}) AS found",
+                "found boolean",
+            )[0]["found"]
+            if not found:
+                if not missing_ok:
+                    raise AdmmgtError(
+                        f'drop_database: database "{tenant.database}" does not exist on cluster '
+                        f'"{tenant.cluster}"; nothing was changed',
+                        hint="If it is gone for good, unregister it with CALL admmgt.drop_database("
+                        f"{quote_literal(tenant.database)}, {quote_literal(mode)}, "
+                        "t_missing_ok => true);",
+                    )
+                role = _drop_tenant_role(dblink, conn, tenant) if mode == "drop" else ""
+                plpy.notice(
+                    f'drop_database: database "{tenant.database}" was already gone from cluster '
+                    f'"{tenant.cluster}"{role}; its registry row is marked deleted (t_missing_ok)'
+                )
+                return
+            if terminate:
+                dblink.query(
+                    conn,
+                    (
+                        "SELECT count(pg_terminate_backend(pid))::text"
+                        " FROM pg_catalog.pg_stat_activity"
+                        f" WHERE datname = {quote_literal(tenant.database)}"
+                        " AND pid <> pg_backend_pid()"
+                    ),
+                )
+            if mode == "drop":
+                dblink.query(conn, f"DROP DATABASE {db}")
+                done = f'dropped database "{tenant.database}"' + _drop_tenant_role(
+                    dblink, conn, tenant
+                )
+            else:
+                dblink.query(conn, f"ALTER DATABASE {db} RENAME TO {quote_ident(target)}")
+                done = f'archived database "{tenant.database}" as "{target}"'
+                # `admmgt backup --all` finds the archive by this name (docs/backup.md).
+                plpy.execute(registry_update(tenant.id, archived_as=target, touch=False))
+        except RemoteError as exc:
+            if exc.sqlstate == "55006":
+                raise AdmmgtError(
+                    f'database "{tenant.database}" is in use by other sessions; '
+                    "nothing was changed",
+                    hint="Close them, or pass t_terminate => true to end them.",
+                ) from None
+            raise AdmmgtError(
+                f'drop_database "{tenant.database}" failed ({exc.describe()}); nothing was changed'
             ) from None
-        raise AdmmgtError(
-            f'drop_database "{tenant.database}" failed ({exc.describe()}); nothing was changed'
-        ) from None
-    finally:
-        dblink.disconnect(conn)
+        finally:
+            dblink.disconnect(conn)
     plpy.notice(f"drop_database: {done}; its registry row is marked deleted")
 
 
