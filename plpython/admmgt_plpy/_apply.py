@@ -14,7 +14,7 @@ from typing import Any
 
 from admmgt_plpy import _history, _sync
 from admmgt_plpy._compile import Step
-from admmgt_plpy._provision import Tenant
+from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Clusters, Connect, Job, Outcome, RemoteError, Run
 from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings

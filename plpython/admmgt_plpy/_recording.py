@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from admmgt_plpy._provision import Tenant
+from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Dblink, Fanout, Job, Outcome
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._types import Plpy

@@ -13,8 +13,8 @@ from admmgt_plpy import _history, _sync
 from admmgt_plpy._apply import SyncPlan, _history_insert, _migrate
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._provision import Tenant, check_mode, registered
 from admmgt_plpy._recording import single
+from admmgt_plpy._registry import Tenant, check_mode, registered
 from admmgt_plpy._remote import Clusters, Dblink, RemoteError
 from admmgt_plpy._runguard import end_run
 from admmgt_plpy._runlog import RunRecorder

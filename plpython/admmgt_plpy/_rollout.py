@@ -24,14 +24,14 @@ from admmgt_plpy import _sync
 from admmgt_plpy._apply import SyncPlan, _migrate
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._provision import (
+from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, record, single, skip
+from admmgt_plpy._registry import (
     Tenant,
     check_mode,
     templates,
     templates_not_ready,
     updating_tenants,
 )
-from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, record, single, skip
 from admmgt_plpy._remote import Clusters, Dblink, Fanout, Job, Outcome
 from admmgt_plpy._rollout_checks import dry_run_rollout, validate_on_template
 from admmgt_plpy._runguard import end_run

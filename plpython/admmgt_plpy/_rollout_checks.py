@@ -13,7 +13,7 @@ from typing import Any
 from admmgt_plpy import _history, _preflight
 from admmgt_plpy._apply import _retryable_outcome
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._provision import Tenant
+from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Clusters, Dblink, Fanout, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
 from admmgt_plpy._settings import Settings

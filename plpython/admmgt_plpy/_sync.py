@@ -18,7 +18,7 @@ from functools import partial
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
+from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runguard import failures_raised
 from admmgt_plpy._runlog import RunRecorder

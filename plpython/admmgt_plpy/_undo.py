@@ -26,8 +26,8 @@ from admmgt_plpy._apply import (
 from admmgt_plpy._compile import Step
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._provision import Tenant, templates, updating_tenants
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, single, skip
+from admmgt_plpy._registry import Tenant, templates, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._replay import on_template
 from admmgt_plpy._rollback import rollback_steps
