@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from admmgt_plpy._registry import Tenant
+from admmgt_plpy._registry import KEEP, Tenant, registry_update
 from admmgt_plpy._remote import Dblink, Fanout, Job, Outcome
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._types import Plpy
@@ -34,7 +34,7 @@ def record(
         outcome,
         elapsed_ms,
         scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
-        registry=registry_update(plpy, target, outcome),
+        registry=reconcile(target, outcome),
     )
     recorder.script_log(target.database, outcome.private.get("executed", []))
     recorder.say(outcome, f"{label}: {outcome_text(target, outcome, elapsed_ms)}")
@@ -84,21 +84,13 @@ def skip(why: str) -> Job:
     yield  # pragma: no cover -- makes this a generator, as every job is
 
 
-def registry_update(plpy: Plpy, target: Tenant, outcome: Outcome) -> str:
+def reconcile(target: Tenant, outcome: Outcome) -> str:
     """The registry row as the outcome found the database: its version, when the
     job read its history (a job that could not connect did not), and its error."""
-    version = ""
-    if "version" in outcome.details:
-        v = outcome.details["version"]
-        version = f" scriptversion = {'NULL' if v is None else int(v)},"
-    error = (
-        f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
-        if outcome.outcome in ("failed", "skipped")
-        else "NULL, last_error_at = NULL"
-    )
-    return (
-        f"UPDATE admmgt.vendor_db_settings SET{version} modifiedon = now(),"
-        f" last_error = {error} WHERE id = {target.id}"
+    version = outcome.details.get("version", KEEP)
+    failed = outcome.outcome in ("failed", "skipped")
+    return registry_update(
+        target.id, scriptversion=version, error=outcome.message if failed else None
     )
 
 

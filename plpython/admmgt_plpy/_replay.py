@@ -12,20 +12,26 @@ from typing import Any
 from admmgt_plpy import _history, _sync
 from admmgt_plpy._apply import SyncPlan, _history_insert, _migrate
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._recording import single
-from admmgt_plpy._registry import Tenant, check_mode, registered
-from admmgt_plpy._remote import Clusters, Dblink, RemoteError
-from admmgt_plpy._runguard import end_run
-from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._scripts import load_applied, load_script
-from admmgt_plpy._settings import load_settings
+from admmgt_plpy._registry import Tenant, check_mode, place_conninfo, registered, registry_update
+from admmgt_plpy._remote import RemoteError
+from admmgt_plpy._scripts import Script, load_applied, load_script
 from admmgt_plpy._types import APPLIED, READY, Plpy
 
 
 def baseline(plpy: Plpy, *, dbname: str, version: int) -> None:
     """Record that a database already is at ``version`` without running anything."""
-    take_operation_lock(plpy, "migrations", "baseline")
+    with fleet_run(plpy, "baseline", lock="migrations", read_settings=False) as run:
+        target, new = _baseline(plpy, run, dbname, version)
+    plpy.notice(
+        f'baseline: "{target.database}" recorded at script {version} '
+        f"({len(new)} script(s) marked as baseline, nothing run)"
+    )
+
+
+def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Tenant, list[Script]]:
+    """baseline inside its lock: the database and the scripts newly marked."""
     r = registered(plpy, dbname)
     target = Tenant.of(r)
     _check_baseline_version(plpy, target, version)
@@ -39,8 +45,8 @@ def baseline(plpy: Plpy, *, dbname: str, version: int) -> None:
             [version],
         )
     ]
-    dblink = Dblink(plpy)
-    conn = dblink.connect(Clusters(plpy).conninfo(target.cluster, target.database))
+    dblink = run.dblink
+    conn = dblink.connect(place_conninfo(run.clusters, target.place))
     try:
         dblink.query(conn, "BEGIN")
         dblink.query(conn, _history.ENSURE_TABLE)
@@ -66,18 +72,8 @@ def baseline(plpy: Plpy, *, dbname: str, version: int) -> None:
         ) from None
     finally:
         dblink.disconnect(conn)
-    plpy.execute(
-        plpy.prepare(
-            """UPDATE admmgt.vendor_db_settings SET scriptversion = $2, status = 2,
-                      modifiedon = now() WHERE id = $1""",
-            ["int8", "int4"],
-        ),
-        [target.id, version],
-    )
-    plpy.notice(
-        f'baseline: "{target.database}" recorded at script {version} '
-        f"({len(new)} script(s) marked as baseline, nothing run)"
-    )
+    plpy.execute(registry_update(target.id, status=APPLIED, scriptversion=version))
+    return target, new
 
 
 def _check_baseline_version(plpy: Plpy, target: Tenant, version: int) -> None:
@@ -133,8 +129,14 @@ def replayscripts(
 ) -> None:
     """Bring one tenant (typically held back) to a script the template has."""
     check_mode(separatedb)
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "migrations", "replayScripts")
+    with fleet_run(plpy, "replayScripts", lock="migrations") as run:
+        _replay(plpy, run, dbname, targetscriptid, raise_failure)
+
+
+def _replay(
+    plpy: Plpy, run: FleetRun, dbname: str, targetscriptid: int, raise_failure: bool
+) -> None:
+    settings = run.settings
     tenant, row = _created_tenant(plpy, dbname)
     if row["istemplate"]:
         raise AdmmgtError(f'"{tenant.database}" is the template; replayScripts moves tenants')
@@ -153,12 +155,9 @@ def replayscripts(
             "to the template's version"
         )
     sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    recorder = RunRecorder(
-        plpy, dblink, clusters, "replayScripts", {"dbname": dbname, "target": targetscriptid}
-    )
+    dblink, clusters = run.dblink, run.clusters
     words = {"ok": "replayed", "noop": "already there"}
+    recorder = run.start({"dbname": dbname, "target": targetscriptid}, words=words)
     try:
         single(
             plpy,
@@ -169,6 +168,6 @@ def replayscripts(
             targetscriptid,
         )
     except BaseException:
-        plpy.notice(recorder.finish(words))
+        plpy.notice(run.finish())
         raise
-    end_run(plpy, recorder, words, raise_failure=raise_failure)
+    run.end(raise_failure=raise_failure)

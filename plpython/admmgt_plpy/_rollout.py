@@ -23,21 +23,22 @@ from functools import partial
 from admmgt_plpy import _sync
 from admmgt_plpy._apply import SyncPlan, _migrate
 from admmgt_plpy._errors import AdmmgtError, MetadataError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, record, single, skip
 from admmgt_plpy._registry import (
+    UPDATING,
     Tenant,
     check_mode,
     templates,
     templates_not_ready,
+    updating_sql,
     updating_tenants,
 )
 from admmgt_plpy._remote import Clusters, Dblink, Fanout, Job, Outcome
 from admmgt_plpy._rollout_checks import dry_run_rollout, validate_on_template
-from admmgt_plpy._runguard import end_run
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import Script, load_applied, load_script, refuse_changed
-from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._settings import Settings
 from admmgt_plpy._transient import retryable
 from admmgt_plpy._types import FAILED, READY, Plpy
 from admmgt_plpy._validate import TemplateBusy
@@ -52,8 +53,13 @@ def applyscripts(
             "applyScripts: t_execute => true is part of a dry run; nothing was applied",
             hint="CALL admmgt.applyScripts(dry_run => true, t_execute => true);",
         )
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "migrations", "applyScripts")
+    with fleet_run(plpy, "applyScripts", lock="migrations") as run:
+        _run(plpy, run, dry_run=dry_run, execute=execute, raise_failure=raise_failure)
+
+
+def _run(plpy: Plpy, run: FleetRun, *, dry_run: bool, execute: bool, raise_failure: bool) -> None:
+    """applyScripts inside its fleet run (settings read, lock taken)."""
+    settings = run.settings
     template, *copies = templates(plpy)
     if not dry_run and not _unfinished(plpy, "applyScripts") and _nothing_pending(plpy):
         return
@@ -75,10 +81,9 @@ def applyscripts(
         dry_run_rollout(plpy, settings, template, copies, chain, refusals, execute, len(ready))
         return
 
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    recorder = RunRecorder(plpy, dblink, clusters, "applyScripts", {"ready": ready})
+    dblink, clusters = run.dblink, run.clusters
     words = {"ok": "updated", "noop": "already up to date"}
+    recorder = run.start({"ready": ready}, words=words, counted=TEMPLATE_INCLUDED)
     try:
         for script_id, exc in broken.items():
             # Refused like a validation failure (status 3, last_error, a failed
@@ -113,9 +118,9 @@ def applyscripts(
             _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
             _mark_applied(plpy, recorder, chain)
     except BaseException:
-        plpy.notice(recorder.finish(words, TEMPLATE_INCLUDED))
+        plpy.notice(run.finish())
         raise
-    end_run(plpy, recorder, words, raise_failure=raise_failure, counted=TEMPLATE_INCLUDED)
+    run.end(raise_failure=raise_failure)
 
 
 def _unfinished(plpy: Plpy, operation: str, arguments: str | None = None) -> bool:
@@ -137,10 +142,10 @@ def _unfinished(plpy: Plpy, operation: str, arguments: str | None = None) -> boo
 def _nothing_pending(plpy: Plpy) -> bool:
     """True (after saying so) when the registry alone shows there is no work."""
     row = plpy.execute(
-        """SELECT (SELECT count(*) FROM admmgt.scripts WHERE status = 1) AS ready,
+        f"""SELECT (SELECT count(*) FROM admmgt.scripts WHERE status = 1) AS ready,
                   (SELECT max(id) FROM admmgt.scripts WHERE status = 2) AS top,
                   (SELECT count(*) FROM admmgt.vendor_db_settings
-                   WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag) AS tenants,
+                   WHERE {UPDATING}) AS tenants,
                   (SELECT count(*) FROM admmgt.vendor_db_settings
                    WHERE NOT deleted AND istemplate AND status = 2) AS templates,
                   (SELECT count(*) FROM admmgt.vendor_db_settings
@@ -370,7 +375,7 @@ def _mark_applied(plpy: Plpy, recorder: RunRecorder, chain: list[Script]) -> Non
             SELECT s.id FROM admmgt.scripts AS s
             WHERE s.id IN ({idlist}) AND s.status = 1 AND NOT EXISTS (
                 SELECT FROM admmgt.vendor_db_settings AS v
-                WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2 AND v.updateflag
+                WHERE {updating_sql("v")}
                   AND coalesce(v.scriptversion, 0) < s.id)),
         t AS (UPDATE admmgt.script_tables SET status = 2
               WHERE scriptid IN (SELECT id FROM done) AND status = 1),

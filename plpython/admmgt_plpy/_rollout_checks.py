@@ -13,7 +13,7 @@ from typing import Any
 from admmgt_plpy import _history, _preflight
 from admmgt_plpy._apply import _retryable_outcome
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._registry import Tenant
+from admmgt_plpy._registry import UPDATING, Tenant
 from admmgt_plpy._remote import Clusters, Dblink, Fanout, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
 from admmgt_plpy._settings import Settings
@@ -253,9 +253,8 @@ def _print_plan(plpy: Plpy, all_templates: list[Tenant], scripts: list[Script], 
         plpy.notice("\n".join(lines))
     rows = plpy.execute(
         plpy.prepare(
-            """SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings
-           WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
-           ORDER BY id""",
+            f"""SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings
+           WHERE {UPDATING} ORDER BY id""",
             [],
         )
     )

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from functools import partial
 
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._registry import Tenant, check_mode, registry_update, templates, updating_tenants
+from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runguard import failures_raised
 from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
 from admmgt_plpy._transient import describe_blockers
 from admmgt_plpy._types import Fragment, Plpy
@@ -243,64 +243,46 @@ def _refresh(
     plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
 ) -> None:
     check_mode(separatedb)
-    settings = load_settings(plpy)
     operation = OPERATIONS[kind]
-    take_operation_lock(plpy, "sync", operation)
-    template, *copies = templates(plpy)
-    schemas = schemas_expression(settings.sync_schemas)
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    try:
-        wanted = template_definitions(dblink, clusters, template, schemas, (kind,))[kind]
-    except RemoteError as exc:
-        raise AdmmgtError(
-            f'{operation}: reading the template "{template.database}" failed ({exc.describe()})'
-        ) from None
-    tenants = copies + updating_tenants(plpy)  # the other clusters' templates too
-    recorder = RunRecorder(
-        plpy, dblink, clusters, operation, {"scriptid": scriptid, "drop_orphans": drop_orphans}
-    )
-    noun = NOUNS[kind]
-    total, done = len(tenants), [0]
-    try:
+    with fleet_run(plpy, operation, lock="sync") as run:
+        settings = run.settings
+        template, *copies = templates(plpy)
+        schemas = schemas_expression(settings.sync_schemas)
+        try:
+            wanted = template_definitions(run.dblink, run.clusters, template, schemas, (kind,))[
+                kind
+            ]
+        except RemoteError as exc:
+            raise AdmmgtError(
+                f'{operation}: reading the template "{template.database}" failed ({exc.describe()})'
+            ) from None
+        tenants = copies + updating_tenants(plpy)  # the other clusters' templates too
+        recorder = run.start(
+            {"scriptid": scriptid, "drop_orphans": drop_orphans},
+            words={"ok": "updated", "noop": "already in sync"},
+        )
         log_definitions(plpy, recorder, kind, wanted, scriptid, None)
         plpy.notice(
-            f"{operation}: the template has {len(wanted)} {noun}(s) in the synced "
-            f"schemas; {total} tenant(s) to check"
+            f"{operation}: the template has {len(wanted)} {NOUNS[kind]}(s) in the synced "
+            f"schemas; {len(tenants)} tenant(s) to check"
         )
-
-        def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-            done[0] += 1
-            error = (
-                "NULL, last_error_at = NULL"
-                if outcome.outcome != "failed"
-                else f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
-            )
-            recorder.target(
-                tenant.database,
-                tenant.cluster,
-                outcome,
-                elapsed_ms,
-                registry=f"UPDATE admmgt.vendor_db_settings SET last_error = {error}"
-                f" WHERE id = {tenant.id}",
-            )
-            recorder.say(outcome, f"[{done[0]}/{total}] {tenant.label}: {outcome.message}")
-
         job = partial(
             refresh_one,
             kind=kind,
             wanted=wanted,
             schemas=schemas,
             drop_orphans=drop_orphans,
-            clusters=clusters,
+            clusters=run.clusters,
             settings=settings,
         )
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
-            tenants, job
-        )
-    finally:
-        summary = recorder.finish({"ok": "updated", "noop": "already in sync"})
-    plpy.notice(summary)
+        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=_last_error)
+        run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
+
+
+def _last_error(tenant: Tenant, outcome: Outcome) -> str:
+    """A tenant's row after its sync: the error if it failed, else none."""
+    failed = outcome.outcome == "failed"
+    return registry_update(tenant.id, error=outcome.message if failed else None, touch=False)
 
 
 def refresh_one(

@@ -25,15 +25,13 @@ from admmgt_plpy._apply import (
 )
 from admmgt_plpy._compile import Step
 from admmgt_plpy._errors import AdmmgtError, MetadataError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, single, skip
-from admmgt_plpy._registry import Tenant, templates, updating_tenants
+from admmgt_plpy._registry import Tenant, templates, updating_sql, updating_tenants
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._replay import on_template
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._rollout_checks import caller_is_superuser
-from admmgt_plpy._runguard import end_run
-from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import Script, load_applied
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._types import Fragment, Plpy
@@ -173,8 +171,15 @@ def rollbackscript(
     failed on some tenants) once the template was done, it finishes it: the
     template and the databases already undone are no-ops, the rest are undone.
     """
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "migrations", "rollbackScript")
+    with fleet_run(plpy, "rollbackScript", lock="migrations") as run:
+        _rollback(plpy, run, script_id, drop_data, raise_failure)
+
+
+def _rollback(
+    plpy: Plpy, run: FleetRun, script_id: int, drop_data: bool, raise_failure: bool
+) -> None:
+    """rollbackScript inside its fleet run (settings read, lock taken)."""
+    settings = run.settings
     template, *copies = templates(plpy)
     script, undo, handwritten = _rollback_of(plpy, script_id)
     if handwritten and not caller_is_superuser(plpy):
@@ -185,8 +190,7 @@ def rollbackscript(
             f"{script_id}) (docs/security.md).",
         )
     stakes = _preflight.data_at_stake(undo)
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
+    dblink, clusters = run.dblink, run.clusters
     if stakes and not drop_data:
         # Finishing an earlier rollback: the template no longer has the tables;
         # the guards below still protect any copy that does.
@@ -200,10 +204,10 @@ def rollbackscript(
     restore = SyncPlan.for_tenants(
         plpy, _sync.schemas_expression(settings.sync_schemas), [script_id]
     )
-    recorder = RunRecorder(
-        plpy, dblink, clusters, "rollbackScript", {"script": script_id, "drop_data": drop_data}
-    )
     words = {"ok": "rolled back", "noop": "not at that script"}
+    recorder = run.start(
+        {"script": script_id, "drop_data": drop_data}, words=words, counted=TEMPLATE_INCLUDED
+    )
     try:
         first = single(
             plpy,
@@ -271,13 +275,13 @@ def rollbackscript(
     except _Stop:
         pass
     except BaseException:
-        plpy.notice(recorder.finish(words, TEMPLATE_INCLUDED))
+        plpy.notice(run.finish())
         raise
-    end_run(plpy, recorder, words, raise_failure=raise_failure, counted=TEMPLATE_INCLUDED)
+    run.end(raise_failure=raise_failure)
 
 
 class _Stop(Exception):
-    """The run ends early; what it did is recorded and end_run reports it."""
+    """The run ends early; what it did is recorded and run.end reports it."""
 
 
 def _unfinished_rollback(plpy: Plpy, script_id: int, on_template: list[int]) -> bool:
@@ -289,13 +293,12 @@ def _unfinished_rollback(plpy: Plpy, script_id: int, on_template: list[int]) -> 
         return False
     row = plpy.execute(
         plpy.prepare(
-            """SELECT s.status = 0 AND s.applied_to_template_at IS NULL
+            f"""SELECT s.status = 0 AND s.applied_to_template_at IS NULL
                   AND EXISTS (SELECT FROM admmgt.runs AS r
                               WHERE r.operation = 'rollbackScript'
                                 AND r.arguments ->> 'script' = s.id::text)
                   AND (EXISTS (SELECT FROM admmgt.vendor_db_settings AS v
-                               WHERE NOT v.deleted AND NOT v.istemplate AND v.status = 2
-                                 AND v.updateflag AND v.scriptversion = s.id)
+                               WHERE {updating_sql("v")} AND v.scriptversion = s.id)
                        OR EXISTS (SELECT FROM admmgt.unfinished_runs AS u
                                   WHERE u.operation = 'rollbackScript' AND u.state = 'interrupted'
                                     AND u.arguments ->> 'script' = s.id::text)) AS unfinished
