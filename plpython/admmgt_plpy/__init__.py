@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from admmgt_plpy import _apply, _clock, _maintenance, _provision, _sync
+from admmgt_plpy import (
+    _clock,
+    _maintenance,
+    _provision,
+    _replay,
+    _rollout,
+    _rollout_checks,
+    _sync,
+    _undo,
+)
 from admmgt_plpy._entry import entry
 from admmgt_plpy._runguard import failures_raised
 
@@ -75,19 +84,19 @@ def applyscripts(
     plpy: Any, *, separatedb: int, dry_run: bool, execute: bool = False, raise_failure: bool = True
 ) -> None:
     _clock.announce(plpy, "applyScripts")
-    _apply.applyscripts(
+    _rollout.applyscripts(
         plpy, separatedb=separatedb, dry_run=dry_run, execute=execute, raise_failure=raise_failure
     )
 
 
 @entry
 def plan_script(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
-    return _apply.plan_script(plpy, script_id)
+    return _rollout_checks.plan_script(plpy, script_id)
 
 
 @entry
 def baseline(plpy: Any, *, dbname: str, version: int) -> None:
-    _apply.baseline(plpy, dbname=dbname, version=version)
+    _replay.baseline(plpy, dbname=dbname, version=version)
 
 
 @entry
@@ -124,10 +133,14 @@ def refresh_stored_procedures(
     drop_orphans: bool = False,
     raise_failure: bool = True,
 ) -> None:
-    with failures_raised(plpy, "refresh_stored_procedures", raise_failure):
-        _sync.refresh(
-            plpy, "routines", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
-        )
+    _sync.refresh(
+        plpy,
+        "routines",
+        separatedb=separatedb,
+        scriptid=scriptid,
+        drop_orphans=drop_orphans,
+        raise_failure=raise_failure,
+    )
 
 
 @entry
@@ -139,17 +152,21 @@ def refresh_views(
     drop_orphans: bool = False,
     raise_failure: bool = True,
 ) -> None:
-    with failures_raised(plpy, "refresh_views", raise_failure):
-        _sync.refresh(
-            plpy, "views", separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans
-        )
+    _sync.refresh(
+        plpy,
+        "views",
+        separatedb=separatedb,
+        scriptid=scriptid,
+        drop_orphans=drop_orphans,
+        raise_failure=raise_failure,
+    )
 
 
 @entry
 def replayscripts(
     plpy: Any, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
 ) -> None:
-    _apply.replayscripts(
+    _replay.replayscripts(
         plpy,
         separatedb=separatedb,
         dbname=dbname,
@@ -162,14 +179,14 @@ def replayscripts(
 def rollbackscript(
     plpy: Any, *, script_id: int, drop_data: bool = False, raise_failure: bool = True
 ) -> None:
-    _apply.rollbackscript(
+    _undo.rollbackscript(
         plpy, script_id=script_id, drop_data=drop_data, raise_failure=raise_failure
     )
 
 
 @entry
 def plan_rollback(plpy: Any, *, script_id: int) -> list[dict[str, Any]]:
-    return _apply.plan_rollback(plpy, script_id)
+    return _undo.plan_rollback(plpy, script_id)
 
 
 @entry
@@ -187,7 +204,7 @@ def repair_script(plpy: Any, *, script_id: int, action: str) -> None:
         plpy,
         script_id=script_id,
         action=action,
-        caller_is_superuser=_apply.caller_is_superuser(plpy),
+        caller_is_superuser=_rollout_checks.caller_is_superuser(plpy),
     )
 
 

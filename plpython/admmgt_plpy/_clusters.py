@@ -17,12 +17,12 @@ import time
 from typing import Any
 
 from admmgt_plpy import _drift, _history, _sync
-from admmgt_plpy._apply import SyncPlan, _migrate, _single
+from admmgt_plpy._apply import SyncPlan, _migrate
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._locks import take_operation_lock
-from admmgt_plpy._maintenance import utc_session
+from admmgt_plpy._fleetrun import fleet_run, utc_session
 from admmgt_plpy._names import quote_ident, quote_literal
-from admmgt_plpy._provision import Tenant, templates
+from admmgt_plpy._recording import single as _single
+from admmgt_plpy._registry import Tenant, place_conninfo, registry_update, templates
 from admmgt_plpy._remote import (
     Clusters,
     Connect,
@@ -37,10 +37,17 @@ from admmgt_plpy._remote import (
 )
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import load_applied
-from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._settings import Settings
+from admmgt_plpy._types import APPLIED, FAILED, Plpy
 
 SHOWN_DIFFERENCES = 10
-COLUMNS = ("host", "port", "options", "fdw_server", "max_parallel", "description")
+CLUSTER_COLUMNS = ("host", "port", "options", "fdw_server", "max_parallel", "description")
+HOLD_STILL = (  # the operation locks add_cluster takes: every writer of the home template
+    ("migrations", "a migration or add_cluster"),
+    ("maintenance", "applyMaintenance"),
+    ("lifecycle", "lifecycleMgt"),
+    ("sync", "a refresh of routines or views"),
+)
 
 
 def copy_marker(home: Tenant) -> str:
@@ -48,50 +55,42 @@ def copy_marker(home: Tenant) -> str:
     return f"admmgt template copy of {home.database}"
 
 
-def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
-    settings = load_settings(plpy)
+def add_cluster(plpy: Plpy, *, name: str, given: dict[str, Any]) -> None:
     # The home template must hold still while it is copied and compared.
-    for kind, who in (
-        ("migrations", "a migration or add_cluster"),
-        ("maintenance", "applyMaintenance"),
-        ("lifecycle", "lifecycleMgt"),
-        ("sync", "a refresh of routines or views"),
-    ):
-        take_operation_lock(plpy, kind, who)
-    if not name or not name.strip():
-        raise AdmmgtError(
-            "add_cluster: t_name must name the cluster",
-            hint="CALL admmgt.add_cluster('eu2', t_host => 'pg-eu2.internal', t_port => 5432);",
+    with fleet_run(plpy, "add_cluster", locks=HOLD_STILL) as run:
+        if not name or not name.strip():
+            raise AdmmgtError(
+                "add_cluster: t_name must name the cluster",
+                hint="CALL admmgt.add_cluster('eu2', t_host => 'pg-eu2.internal', t_port => 5432);",
+            )
+        home, *_ = templates(plpy)
+        existing = plpy.execute(
+            plpy.prepare(
+                f"SELECT {', '.join(CLUSTER_COLUMNS)} FROM admmgt.clusters WHERE name = $1",
+                ["text"],
+            ),
+            [name],
         )
-    home, *_ = templates(plpy)
-    existing = plpy.execute(
-        plpy.prepare(f"SELECT {', '.join(COLUMNS)} FROM admmgt.clusters WHERE name = $1", ["text"]),
-        [name],
-    )
-    options = given.get("options")
-    if options and redact(options) != options:  # checked first: never echoed below
-        raise AdmmgtError(
-            f'add_cluster "{name}": t_options holds a password; admmgt never stores one',
-            hint="Put it in a user mapping (t_fdw_server) or a passfile (docs/clusters.md).",
-        )
-    if existing:
-        _check_same(name, dict(existing[0]), given)
-    fdw_server = given.get("fdw_server") or (existing[0]["fdw_server"] if existing else None)
-    check_options(name, options, mapped=bool(fdw_server))  # routing: host, port, server only
-    if name == home.cluster:
-        raise AdmmgtError(
-            f'cluster "{name}" holds the home template "{home.database}"; nothing to build',
-        )
+        options = given.get("options")
+        if options and redact(options) != options:  # checked first: never echoed below
+            raise AdmmgtError(
+                f'add_cluster "{name}": t_options holds a password; admmgt never stores one',
+                hint="Put it in a user mapping (t_fdw_server) or a passfile (docs/clusters.md).",
+            )
+        if existing:
+            _check_same(name, dict(existing[0]), given)
+        fdw_server = given.get("fdw_server") or (existing[0]["fdw_server"] if existing else None)
+        check_options(name, options, mapped=bool(fdw_server))  # routing: host, port, server only
+        if name == home.cluster:
+            raise AdmmgtError(
+                f'cluster "{name}" holds the home template "{home.database}"; nothing to build',
+            )
 
-    dblink = Dblink(plpy)
-    recorder = RunRecorder(
-        plpy, dblink, Clusters(plpy), "add_cluster", {"cluster": name, "new": not existing}
-    )
-    try:
+        recorder = run.start({"cluster": name, "new": not existing})
         if not existing:
             _register(plpy, recorder, name, given)
-        clusters = Clusters(plpy)  # now with the new row
-        unreachable = clusters.probe(dblink, name)
+        clusters = run.reload_clusters()  # now with the new row
+        unreachable = clusters.probe(run.dblink, name)
         if unreachable is not None:
             raise AdmmgtError(
                 f'add_cluster: cluster "{name}" cannot be reached ({unreachable.describe()}); '
@@ -100,15 +99,11 @@ def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
                 "passfile (docs/clusters.md), then CALL admmgt.add_cluster again.",
             )
         copy = _template_row(plpy, recorder, home, name)
-        problem = _build(plpy, dblink, clusters, settings, recorder, home, copy)
-        status = 3 if problem else 2
+        problem = _build(plpy, run.dblink, clusters, run.settings, recorder, home, copy)
         recorder.execute(
-            f"UPDATE admmgt.vendor_db_settings SET status = {status}, modifiedon = now(),"
-            f" last_error = {plpy.quote_nullable(problem)},"
-            f" last_error_at = {'now()' if problem else 'NULL'} WHERE id = {copy.id}"
+            registry_update(copy.id, status=FAILED if problem else APPLIED, error=problem)
         )
-    finally:
-        recorder.finish()
+        run.finish()
     if problem:
         raise AdmmgtError(
             f'add_cluster: the template copy "{copy.label}" was not made ready: {problem}',
@@ -117,7 +112,7 @@ def add_cluster(plpy: Any, *, name: str, given: dict[str, Any]) -> None:
             "re-check (or drop the database to rebuild it).",
         )
     version = plpy.execute(
-        f"SELECT scriptversion FROM admmgt.vendor_db_settings WHERE id = {copy.id}"
+        f"SELECT scriptversion FROM admmgt.vendor_db_settings WHERE id = {int(copy.id)}"
     )
     plpy.notice(
         f'add_cluster: cluster "{name}" is ready for tenants: its template {copy.label} is at '
@@ -130,7 +125,7 @@ def _check_same(name: str, row: dict[str, Any], given: dict[str, Any]) -> None:
     """A second add_cluster of a registered cluster may repeat, not change, its row."""
     changed = [
         f"{c} (registered {row[c]!r}, given {given[c]!r})"
-        for c in COLUMNS
+        for c in CLUSTER_COLUMNS
         if given.get(c) is not None and given[c] != row[c]
     ]
     if changed:
@@ -142,16 +137,17 @@ def _check_same(name: str, row: dict[str, Any], given: dict[str, Any]) -> None:
         )
 
 
-def _register(plpy: Any, recorder: RunRecorder, name: str, given: dict[str, Any]) -> None:
+def _register(plpy: Plpy, recorder: RunRecorder, name: str, given: dict[str, Any]) -> None:
     q = plpy.quote_nullable
     values = ", ".join(
         q(None if given.get(c) is None else str(given[c]))
         + ("::int" if c in ("port", "max_parallel") else "")
-        for c in COLUMNS
+        for c in CLUSTER_COLUMNS
     )
     try:
         recorder.execute(
-            f"INSERT INTO admmgt.clusters (name, {', '.join(COLUMNS)}) VALUES ({q(name)}, {values})"
+            f"INSERT INTO admmgt.clusters (name, {', '.join(CLUSTER_COLUMNS)})"
+            f" VALUES ({q(name)}, {values})"
         )
     except RemoteError as exc:
         raise AdmmgtError(
@@ -160,7 +156,7 @@ def _register(plpy: Any, recorder: RunRecorder, name: str, given: dict[str, Any]
         ) from None
 
 
-def _template_row(plpy: Any, recorder: RunRecorder, home: Tenant, cluster: str) -> Tenant:
+def _template_row(plpy: Plpy, recorder: RunRecorder, home: Tenant, cluster: str) -> Tenant:
     """This cluster's template row, registered (status 1, building) if missing."""
     rows = plpy.execute(
         plpy.prepare(
@@ -195,7 +191,7 @@ def _template_row(plpy: Any, recorder: RunRecorder, home: Tenant, cluster: str) 
 
 
 def _build(
-    plpy: Any,
+    plpy: Plpy,
     dblink: Dblink,
     clusters: Clusters,
     settings: Settings,
@@ -226,7 +222,7 @@ def _build(
     except RemoteError as exc:
         return f"reading the home template's routines and views failed ({exc.describe()})"
     for kind, definitions in current.items():
-        job = _sync._refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
+        job = _sync.refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
         synced = _single(plpy, dblink, copy, job, recorder, label=f"{label} ({kind})")
         if synced.outcome == "failed":
             return synced.message
@@ -236,7 +232,7 @@ def _build(
 def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
     """CREATE DATABASE the copy (like the home template's encoding and locale), with
     the home template's extensions; adopt one an interrupted call made."""
-    source = yield Connect(clusters.conninfo(home.cluster, home.database))
+    source = yield Connect(place_conninfo(clusters, home.place))
     settings = yield Run(  # to_jsonb: the ICU columns exist from PostgreSQL 15 on
         source,
         """SELECT pg_catalog.pg_encoding_to_char(d.encoding) AS encoding, d.datcollate,
@@ -288,7 +284,7 @@ def _create(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
         )
         yield Run(conn, f"REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC")
         yield Run(conn, f"COMMENT ON DATABASE {db} IS {quote_literal(marker)}")
-    target = yield Connect(clusters.conninfo(copy.cluster, copy.database))
+    target = yield Connect(place_conninfo(clusters, copy.place))
     for x in schemas:  # the POC's application schema is made by hand, not by a script
         yield Run(target, f"CREATE SCHEMA IF NOT EXISTS {x['nspname']}")
     for x in extensions:
@@ -362,7 +358,7 @@ def _copy_partitions(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
 def _home_scripts(dblink: Dblink, clusters: Clusters, home: Tenant) -> list[int]:
     """The scripts the home template has, by its own history: applied or baselined
     (a fleet moved from the proof of concept is baselined, not replayed)."""
-    conn = dblink.connect(clusters.conninfo(home.cluster, home.database))
+    conn = dblink.connect(place_conninfo(clusters, home.place))
     try:
         if not dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]:
             return []

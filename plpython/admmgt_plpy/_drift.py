@@ -28,9 +28,10 @@ from typing import Any
 
 from admmgt_plpy import _history
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._provision import Tenant, templates
+from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
+from admmgt_plpy._types import Fragment, Plpy
 
 # The remote session: names printed fully qualified (so the same object reads
 # the same in every database), and nothing it runs can write.
@@ -275,7 +276,7 @@ def objects_of(rows: Iterable[dict[str, Any]]) -> Objects:
 # --------------------------------------------------------------- the jobs
 
 
-def _read(conn: str) -> Any:
+def _read(conn: str) -> Fragment:
     """Version and fingerprint of the database on ``conn`` (a sub-generator)."""
     yield Run(conn, SESSION, SESSION_COLUMNS)
     has = yield Run(conn, _history.HAS_TABLE, "has boolean")
@@ -286,7 +287,8 @@ def _read(conn: str) -> Any:
     return Snapshot(version, fingerprint)
 
 
-def _unreachable(exc: RemoteError) -> Outcome:
+def _not_read(exc: RemoteError) -> Outcome:
+    """A database detect_drift could not read (its own failure, not a cluster down)."""
     message = f"{exc.sqlstate} {exc.message}"
     if exc.detail:
         message += ": " + exc.detail
@@ -295,17 +297,17 @@ def _unreachable(exc: RemoteError) -> Outcome:
 
 def read_template(template: Tenant, clusters: Clusters) -> Job:
     try:
-        conn = yield Connect(clusters.conninfo(template.cluster, template.database))
+        conn = yield Connect(place_conninfo(clusters, template.place))
         snapshot: Snapshot = yield from _read(conn)
         snapshot.objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
     except RemoteError as exc:
-        return _unreachable(exc)
+        return _not_read(exc)
     return Outcome("ok", details={"snapshot": snapshot})
 
 
 def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job:
     try:
-        conn = yield Connect(clusters.conninfo(tenant.cluster, tenant.database))
+        conn = yield Connect(place_conninfo(clusters, tenant.place))
         mine: Snapshot = yield from _read(conn)
         if mine.version != template.version:
             found = [
@@ -323,16 +325,16 @@ def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job
             return Outcome("noop", details={"differences": []})
         objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
     except RemoteError as exc:
-        return _unreachable(exc)
+        return _not_read(exc)
     return Outcome("ok", details={"differences": compare(template.objects, objects)})
 
 
 # ------------------------------------------------------------------ entry
 
 
-def _tenants(plpy: Any, dbname: str | None) -> list[Tenant]:
-    query = """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2
+def _tenants(plpy: Plpy, dbname: str | None) -> list[Tenant]:
+    query = f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE {CREATED}
                  AND ($1::text IS NULL OR lower(dbname) = lower($1::text)) ORDER BY id"""
     rows = plpy.execute(plpy.prepare(query, ["text"]), [dbname])
     if dbname is not None and not rows:
@@ -344,7 +346,7 @@ def _tenants(plpy: Any, dbname: str | None) -> list[Tenant]:
     return [Tenant.of(r) for r in rows]
 
 
-def _local_reason(plpy: Any, tenant: Tenant) -> str | None:
+def _local_reason(plpy: Plpy, tenant: Tenant) -> str | None:
     """Why a database of the local cluster may be out of reach, as far as the catalog tells."""
     rows = plpy.execute(
         plpy.prepare(
@@ -359,7 +361,7 @@ def _local_reason(plpy: Any, tenant: Tenant) -> str | None:
     return None
 
 
-def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
+def detect_drift(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
     """Rows of (dbname, object_kind, object_name, difference, detail), sorted."""
     started = time.monotonic()
     settings = load_settings(plpy)

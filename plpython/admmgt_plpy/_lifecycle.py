@@ -30,28 +30,24 @@ from typing import Any
 
 from admmgt_plpy import _clock
 from admmgt_plpy._errors import MetadataError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import Progress, database_failure, fleet_run, utc_session
 from admmgt_plpy._maintenance import (
     CATALOG_COLUMNS,
     METADATA_QUERY,
     NOTICE_ITEMS,
     ExistingRange,
     ParentState,
-    Progress,
     RangeSet,
-    catalog_query,
-    database_failure,
     parent_states,
+    partitions_query,
     range_sets,
-    run_fleet,
-    utc_session,
 )
 from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
-from admmgt_plpy._remote import Clusters, Dblink, Job, Outcome, RemoteError, Run
-from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
+from admmgt_plpy._remote import Clusters, Job, Outcome, RemoteError, Run
+from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
+from admmgt_plpy._types import Fragment, Plpy
 
 ACTIONS = ("drop", "detach", "archive")
 PARTITIONED_KEYS = ("retention", "action", "archive_schema")
@@ -325,66 +321,62 @@ def expired_children(
 # ------------------------------------------------------------------ entry point
 
 
-def lifecyclemgt(plpy: Any, *, separatedb: int, dry_run: bool) -> None:
+def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
     check_mode(separatedb)
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "lifecycle", "lifecycleMgt")
-    all_templates = templates(plpy)
-    rules = load_rules(plpy)
-    name = "lifecycleMgt (dry run)" if dry_run else "lifecycleMgt"
-    _clock.announce(plpy, name)
-    if not rules:
-        plpy.notice(
-            f"{name}: no table of a script applied to the template has a retention policy "
-            "(script_tables.lifecycle); nothing to do"
+    with fleet_run(plpy, "lifecycleMgt", lock="lifecycle") as run:
+        all_templates = templates(plpy)
+        rules = load_rules(plpy)
+        name = "lifecycleMgt (dry run)" if dry_run else "lifecycleMgt"
+        _clock.announce(plpy, name)
+        if not rules:
+            plpy.notice(
+                f"{name}: no table of a script applied to the template has a retention policy "
+                "(script_tables.lifecycle); nothing to do"
+            )
+            return
+        tenants = updating_tenants(plpy)
+        arguments = {
+            "dry_run": dry_run,
+            "policies": [
+                {
+                    "table": r.policy.target,
+                    "retention": r.policy.retention,
+                    "until": r.last_day.isoformat() if r.policy.partitioned else r.cutoff,
+                }
+                for r in rules
+            ],
+        }
+        words = (
+            {"ok": "with data to expire", "noop": "nothing expired"}
+            if dry_run
+            else {"ok": "with expired data removed", "noop": "nothing expired"}
         )
-        return
-    tenants = updating_tenants(plpy)
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    arguments = {
-        "dry_run": dry_run,
-        "policies": [
-            {
-                "table": r.policy.target,
-                "retention": r.policy.retention,
-                "until": r.last_day.isoformat() if r.policy.partitioned else r.cutoff,
-            }
-            for r in rules
-        ],
-    }
-    recorder = RunRecorder(plpy, dblink, clusters, "lifecycleMgt", arguments)
-    totals = {"dropped": 0, "detached": 0, "archived": 0, "rows": 0}
+        run.start(arguments, words=words)
+        totals = {"dropped": 0, "detached": 0, "archived": 0, "rows": 0}
 
-    def tally(outcome: Outcome, elapsed_ms: float) -> str:
-        for key in PAST.values():
-            totals[key] += len(outcome.details.get(key, []))
-        totals["rows"] += sum(d["rows"] for d in outcome.details.get("deleted", []))
-        return describe(outcome, elapsed_ms, dry_run)
+        def tally(outcome: Outcome, elapsed_ms: float) -> str:
+            for key in PAST.values():
+                totals[key] += len(outcome.details.get(key, []))
+            totals["rows"] += sum(d["rows"] for d in outcome.details.get("deleted", []))
+            return notice_line(outcome, elapsed_ms, dry_run)
 
-    def job(target: Tenant) -> Job:
-        return expire(target, rules, settings, clusters, dry_run)
+        def job(target: Tenant) -> Job:
+            return expire(target, rules, run.settings, run.clusters, dry_run)
 
-    words = (
-        {"ok": "with data to expire", "noop": "nothing expired"}
-        if dry_run
-        else {"ok": "with expired data removed", "noop": "nothing expired"}
-    )
-    try:
-        run_fleet(plpy, dblink, clusters, settings, recorder, all_templates, tenants, job, tally)
-    finally:
-        summary = recorder.finish(words)
-    if dry_run:
-        extra = (
-            f"; would drop {totals['dropped']}, detach {totals['detached']} and archive "
-            f"{totals['archived']} partitions and delete {totals['rows']} rows; nothing was changed"
-        )
-    else:
-        extra = (
-            f"; {totals['dropped']} partitions dropped, {totals['detached']} detached, "
-            f"{totals['archived']} archived, {totals['rows']} rows deleted"
-        )
-    plpy.notice(summary.replace("lifecycleMgt", name, 1) + extra)
+        run.wave(all_templates, job, tally, templates=True)
+        run.wave(tenants, job, tally)
+        if dry_run:
+            extra = (
+                f"; would drop {totals['dropped']}, detach {totals['detached']} and archive "
+                f"{totals['archived']} partitions and delete {totals['rows']} rows; "
+                "nothing was changed"
+            )
+        else:
+            extra = (
+                f"; {totals['dropped']} partitions dropped, {totals['detached']} detached, "
+                f"{totals['archived']} archived, {totals['rows']} rows deleted"
+            )
+        run.end(extra, name=name)
 
 
 # ------------------------------------------------------------- one database's job
@@ -399,17 +391,17 @@ def expire(
     try:
         conn = yield from utc_session(target, clusters)
     except RemoteError as exc:
-        return _failure(target, exc, "connecting", 1, details)
+        return _not_expired(target, exc, "connecting", 1, details)
     if any(r.policy.partitioned for r in rules):
 
-        def body() -> Any:
+        def body() -> Fragment:
             progress.doing = "reading the catalog"
             return (yield from _partitions(conn, rules, dry_run, progress))
 
         try:
             details.update((yield from in_transaction(conn, settings, body, commit=not dry_run)))
         except TransactionFailed as failed:
-            return _failure(
+            return _not_expired(
                 target, failed.error, progress.doing, failed.attempts, details, failed.blockers
             )
     for rule in rules:
@@ -418,11 +410,11 @@ def expire(
         try:
             yield from _rows(conn, rule, settings, dry_run, progress, details)
         except TransactionFailed as failed:
-            return _failure(
+            return _not_expired(
                 target, failed.error, progress.doing, failed.attempts, details, failed.blockers
             )
         except RemoteError as exc:
-            return _failure(target, exc, progress.doing, 1, details)
+            return _not_expired(target, exc, progress.doing, 1, details)
     done = sum(len(details.get(k, [])) for k in PAST.values())
     done += sum(d["rows"] for d in details.get("deleted", []))
     details = {k: v for k, v in details.items() if v}
@@ -431,10 +423,10 @@ def expire(
     return outcome
 
 
-def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress) -> Any:
+def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress) -> Fragment:
     """Inside the database's transaction: detach, archive or drop each expired child."""
     sets = [(rule, rs) for rule in rules for rs in rule.sets]
-    rows = yield Run(conn, catalog_query([rs for _, rs in sets]), CATALOG_COLUMNS)
+    rows = yield Run(conn, partitions_query([rs for _, rs in sets]), CATALOG_COLUMNS)
     states = parent_states(rows)
     details: dict[str, list[Any]] = {"dropped": [], "detached": [], "archived": []}
     details["skipped"], details["missing"] = [], []
@@ -519,7 +511,7 @@ def _rows(
     dry_run: bool,
     progress: Progress,
     details: dict[str, list[Any]],
-) -> Any:
+) -> Fragment:
     """Delete (or count) one plain table's expired rows, one short transaction per batch."""
     policy = rule.policy
     assert policy.column is not None
@@ -554,7 +546,7 @@ def _rows(
     if dry_run:
         progress.doing = f"counting expired rows of {policy.target}"
 
-        def count() -> Any:
+        def count() -> Fragment:
             yield Run(conn, "SET LOCAL row_security = off")
             rows = yield Run(conn, f"SELECT count(*) AS n FROM {table} WHERE {expired}", "n bigint")
             return int(rows[0]["n"])
@@ -573,7 +565,7 @@ def _rows(
     total, batches = 0, 0
     record = {"table": policy.target, "rows": 0, "batches": 0, "before": rule.cutoff}
 
-    def one_batch() -> Any:
+    def one_batch() -> Fragment:
         yield Run(conn, "SET LOCAL row_security = off")
         rows = yield Run(conn, batch, "n bigint")
         return int(rows[0]["n"])
@@ -616,7 +608,7 @@ def _notes(details: dict[str, Any], dry_run: bool, limit: int | None) -> str:
     return "\n".join(items)
 
 
-def describe(outcome: Outcome, elapsed_ms: float, dry_run: bool) -> str:
+def notice_line(outcome: Outcome, elapsed_ms: float, dry_run: bool) -> str:
     """The NOTICE text of one database."""
     if outcome.outcome in ("failed", "skipped"):
         line = f"{outcome.outcome.upper()}: {outcome.message}"
@@ -642,7 +634,7 @@ def describe(outcome: Outcome, elapsed_ms: float, dry_run: bool) -> str:
     return line + ("\n  " + notes.replace("\n", "\n  ") if notes else "")
 
 
-def _failure(
+def _not_expired(
     target: Tenant,
     exc: RemoteError,
     doing: str,

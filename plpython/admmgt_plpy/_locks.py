@@ -7,9 +7,8 @@ with it however the call ends, so a failed run never leaves a lock behind.
 
 from __future__ import annotations
 
-from typing import Any
-
 from admmgt_plpy._errors import BusyError
+from admmgt_plpy._types import Plpy
 
 # classid "admm"; objid 0 is the installer's (admmgt._install.INSTALL_LOCK).
 LOCK_CLASS = 1634560109
@@ -22,7 +21,7 @@ OPERATION_LOCKS = {
 }
 
 
-def take_operation_lock(plpy: Any, operation: str, display_name: str) -> None:
+def take_operation_lock(plpy: Plpy, operation: str, display_name: str) -> None:
     """Take the operation's lock or raise BusyError naming who holds it."""
     objid = OPERATION_LOCKS[operation]
     plan = plpy.prepare("SELECT pg_try_advisory_xact_lock($1, $2) AS ok", ["int4", "int4"])

@@ -21,7 +21,6 @@ when the parent's default partition holds rows of it; with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -29,27 +28,16 @@ from typing import Any
 from admmgt_plpy import _clock
 from admmgt_plpy._calendar import child_name, child_suffix, periods
 from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._fleetrun import Progress, database_failure, fleet_run, utc_session
 from admmgt_plpy._hashparts import hash_bound, hash_child
-from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._metadata import PartitionRow, Problems, read_partitioning
 from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
-from admmgt_plpy._remote import (
-    Clusters,
-    Connect,
-    Dblink,
-    Fanout,
-    Job,
-    Outcome,
-    RemoteError,
-    Run,
-)
-from admmgt_plpy._runguard import end_interrupted
-from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
+from admmgt_plpy._remote import Clusters, Job, Outcome, RemoteError, Run
+from admmgt_plpy._settings import Settings
 from admmgt_plpy._tenancy import POLICY_SUFFIX, check_tenant_type, policy_sql, rls_sql
-from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_transaction
-from admmgt_plpy._transient import describe_blockers
+from admmgt_plpy._transaction import TransactionFailed, in_transaction
+from admmgt_plpy._types import Fragment, Plpy
 
 MAX_NUMDAYS = 3660  # ten years ahead; more is almost certainly a typo
 NOTICE_ITEMS = 5  # per database; the run log's details hold every one
@@ -278,7 +266,7 @@ class ParentState:
 CATALOG_COLUMNS = "ps text, p text, strat text, cs text, c text, bound text"
 
 
-def catalog_query(sets: list[RangeSet]) -> str:
+def partitions_query(sets: list[RangeSet]) -> str:
     values = ", ".join(
         f"({quote_literal(s.schema)}, {quote_literal(s.parent)})"
         for s in {(r.schema, r.parent): r for r in sets}.values()
@@ -368,7 +356,7 @@ def plan_parent(
 
 
 def applymaintenance(
-    plpy: Any, *, separatedb: int, numdays: int, move_default_rows: bool = False
+    plpy: Plpy, *, separatedb: int, numdays: int, move_default_rows: bool = False
 ) -> None:
     check_mode(separatedb)
     if numdays is None or numdays < 0 or numdays > MAX_NUMDAYS:
@@ -376,125 +364,60 @@ def applymaintenance(
             f"t_numdays must be between 0 and {MAX_NUMDAYS}, not {numdays}",
             hint="CALL admmgt.applyMaintenance(t_numdays => 30);",
         )
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "maintenance", "applyMaintenance")
-    all_templates = templates(plpy)
-    today = _clock.announce(plpy, "applyMaintenance")
-    through = today + timedelta(days=numdays)
-    sets, problems = range_sets([dict(r) for r in plpy.execute(METADATA_QUERY)])
-    for problem in problems:
-        plpy.notice(f"applyMaintenance: table skipped: {problem}")
-    if not sets:
-        plpy.notice(
-            "applyMaintenance: no range-partitioned table of a script applied to the template; "
-            "nothing to do"
-        )
-        end_interrupted(plpy, "applyMaintenance")
-        return
-    tenants = updating_tenants(plpy)
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    arguments = {
-        "numdays": numdays,
-        "from": today.isoformat(),
-        "through": through.isoformat(),
-        "move_default_rows": move_default_rows,
-        "parents": len(sets),
-    }
-    recorder = RunRecorder(plpy, dblink, clusters, "applyMaintenance", arguments)
-    totals = {"created": 0, "blocked": 0, "moved": 0, "skipped": 0}
-
-    def tally(outcome: Outcome, elapsed_ms: float) -> str:
-        for key in totals:
-            totals[key] += len(outcome.details.get(key, []))
-        return describe(outcome, elapsed_ms)
-
-    def job(target: Tenant) -> Job:
-        return maintain(target, sets, today, through, settings, clusters, move_default_rows)
-
-    try:
-        run_fleet(plpy, dblink, clusters, settings, recorder, all_templates, tenants, job, tally)
-    finally:
-        summary = recorder.finish(
-            {"ok": "with new partitions", "noop": "nothing to create"},
+    with fleet_run(plpy, "applyMaintenance", lock="maintenance") as run:
+        all_templates = templates(plpy)
+        today = _clock.announce(plpy, "applyMaintenance")
+        through = today + timedelta(days=numdays)
+        sets, problems = range_sets([dict(r) for r in plpy.execute(METADATA_QUERY)])
+        for problem in problems:
+            plpy.notice(f"applyMaintenance: table skipped: {problem}")
+        if not sets:
+            run.nothing_to_do(
+                "applyMaintenance: no range-partitioned table of a script applied to the "
+                "template; nothing to do"
+            )
+            return
+        tenants = updating_tenants(plpy)
+        arguments = {
+            "numdays": numdays,
+            "from": today.isoformat(),
+            "through": through.isoformat(),
+            "move_default_rows": move_default_rows,
+            "parents": len(sets),
+        }
+        run.start(
+            arguments,
+            words={"ok": "with new partitions", "noop": "nothing to create"},
             counted="the template included",
         )
-    extra = f"; {totals['created']} partitions created through {through.isoformat()}"
-    if totals["moved"]:
-        extra += f", {totals['moved']} after moving rows out of a default partition"
-    if totals["blocked"]:
-        extra += (
-            f"; {totals['blocked']} not created because a default partition holds their rows "
-            "(t_move_default_rows => true moves them)"
-        )
-    if totals["skipped"]:
-        extra += f"; {totals['skipped']} skipped (overlap or name taken; see the run log)"
-    plpy.notice(summary + extra)
+        totals = {"created": 0, "blocked": 0, "moved": 0, "skipped": 0}
+
+        def tally(outcome: Outcome, elapsed_ms: float) -> str:
+            for key in totals:
+                totals[key] += len(outcome.details.get(key, []))
+            return notice_line(outcome, elapsed_ms)
+
+        def job(target: Tenant) -> Job:
+            return maintain(
+                target, sets, today, through, run.settings, run.clusters, move_default_rows
+            )
+
+        run.wave(all_templates, job, tally, templates=True)
+        run.wave(tenants, job, tally)
+        extra = f"; {totals['created']} partitions created through {through.isoformat()}"
+        if totals["moved"]:
+            extra += f", {totals['moved']} after moving rows out of a default partition"
+        if totals["blocked"]:
+            extra += (
+                f"; {totals['blocked']} not created because a default partition holds their "
+                "rows (t_move_default_rows => true moves them)"
+            )
+        if totals["skipped"]:
+            extra += f"; {totals['skipped']} skipped (overlap or name taken; see the run log)"
+        run.end(extra)
 
 
 # ------------------------------------------------------------- one database's job
-
-
-def run_fleet(
-    plpy: Any,
-    dblink: Dblink,
-    clusters: Clusters,
-    settings: Settings,
-    recorder: RunRecorder,
-    all_templates: list[Tenant],
-    tenants: list[Tenant],
-    job: Callable[[Tenant], Job],
-    describe: Callable[[Outcome, float], str],
-) -> None:
-    """The templates (one per cluster), then every tenant N at a time per cluster:
-    each recorded and NOTICEd.
-
-    The templates go first, so tenants copied from them meanwhile get their
-    state; they do not count towards the failure limit. A failed database's
-    error is kept in its registry row (vendor_db_settings.last_error).
-    ``describe`` makes the NOTICE text after "template <db>: " or "[i/N] <db>: ".
-    """
-    total, done = len(tenants), [0]
-
-    def on_done(target: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        registry = None
-        if outcome.outcome == "failed":
-            registry = (
-                f"UPDATE admmgt.vendor_db_settings SET last_error = "
-                f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
-                f" WHERE id = {int(target.id)}"
-            )
-        recorder.target(target.database, target.cluster, outcome, elapsed_ms, registry=registry)
-        if target in all_templates:
-            label = f"template {target.label}"
-        else:
-            done[0] += 1
-            label = f"[{done[0]}/{total}] {target.label}"
-        recorder.say(outcome, f"{label}: {describe(outcome, elapsed_ms)}")
-
-    Fanout(dblink, 1, 0, on_done, clusters).run(all_templates, job)
-    Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
-        tenants, job
-    )
-
-
-class Progress:
-    """What a job is doing, for the error message if it fails there."""
-
-    def __init__(self, doing: str = "reading the catalog") -> None:
-        self.doing = doing
-
-
-def utc_session(target: Tenant, clusters: Clusters) -> Any:
-    """Job fragment: a connection to ``target`` whose dates are printed and read as UTC, ISO."""
-    conn = yield Connect(clusters.conninfo(target.cluster, target.database))
-    # Bounds are printed and compared as UTC dates, whatever the database's defaults.
-    yield Run(
-        conn,
-        "SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false)",
-        "a text, b text",
-    )
-    return conn
 
 
 def maintain(
@@ -510,12 +433,12 @@ def maintain(
     try:
         conn = yield from utc_session(target, clusters)
     except RemoteError as exc:
-        return _failure(target, exc, "connecting", 1)
+        return _not_maintained(target, exc, "connecting", 1)
     progress = Progress()
 
-    def body() -> Any:
+    def body() -> Fragment:
         progress.doing = "reading the catalog"
-        details = yield from _in_transaction(
+        details = yield from _make_partitions(
             conn, sets, first, through, move_default_rows, progress
         )
         progress.doing = "committing"
@@ -524,21 +447,23 @@ def maintain(
     try:
         details = yield from in_transaction(conn, settings, body)
     except TransactionFailed as failed:
-        return _failure(target, failed.error, progress.doing, failed.attempts, failed.blockers)
+        return _not_maintained(
+            target, failed.error, progress.doing, failed.attempts, failed.blockers
+        )
     outcome = Outcome("ok" if details["created"] else "noop", details=details)
     outcome.message = _warnings_text(details, limit=None)
     return outcome
 
 
-def _in_transaction(
+def _make_partitions(
     conn: str,
     sets: list[RangeSet],
     first: date,
     through: date,
     move: bool,
     progress: Progress,
-) -> Any:
-    rows = yield Run(conn, catalog_query(sets), CATALOG_COLUMNS)
+) -> Fragment:
+    rows = yield Run(conn, partitions_query(sets), CATALOG_COLUMNS)
     states = parent_states(rows)
     wanted = {id(rs): rs.children(first, through) for rs in sets}
     candidates = [
@@ -630,7 +555,7 @@ def _create_statements(rs: RangeSet, child: Child) -> list[str]:
 
 def _default_rows(
     conn: str, plan: ParentPlan, move: bool, details: dict[str, list[Any]], progress: Progress
-) -> Any:
+) -> Fragment:
     """Find the new children whose rows sit in the default partition; move them or hold back.
 
     The parent, then its default partition, are locked first (the order CREATE
@@ -751,7 +676,7 @@ def _warnings_text(details: dict[str, Any], limit: int | None) -> str:
     return "\n".join(items)
 
 
-def describe(outcome: Outcome, elapsed_ms: float) -> str:
+def notice_line(outcome: Outcome, elapsed_ms: float) -> str:
     """The NOTICE line of one database."""
     if outcome.outcome == "failed":
         return f"FAILED: {outcome.message}"
@@ -768,13 +693,14 @@ def describe(outcome: Outcome, elapsed_ms: float) -> str:
     return line
 
 
-def _failure(
+def _not_maintained(
     target: Tenant,
     exc: RemoteError,
     doing: str,
     attempts: int,
     blockers: list[dict[str, Any]] | None = None,
 ) -> Outcome:
+    """A database applyMaintenance could not maintain: nothing was created there."""
     return database_failure(
         target,
         exc,
@@ -784,39 +710,4 @@ def _failure(
         "applyMaintenance",
         "nothing was created",
         blockers,
-    )
-
-
-def database_failure(
-    target: Tenant,
-    exc: RemoteError,
-    doing: str,
-    attempts: int,
-    what: str,
-    procedure: str,
-    unchanged: str,
-    blockers: list[dict[str, Any]] | None = None,
-) -> Outcome:
-    """A database's failed Outcome: what failed where, and what to do about it.
-    ``blockers``: for a lock, who held locks there (_transient.BLOCKERS rows)."""
-    if exc.sqlstate in RETRYABLE:
-        why = (
-            f"could not get a lock within lock_timeout after {attempts} tries "
-            f"({exc.sqlstate} {exc.message})"
-        )
-        todo = (
-            f"retryable: {describe_blockers(blockers or [])}; re-run {procedure} once it is "
-            f"released; {unchanged} in this database"
-        )
-    else:
-        why = f"({exc.sqlstate} {exc.message})"
-        todo = (
-            f"{unchanged} in this database; fix the cause and re-run {procedure}, "
-            "or hold the tenant back with updateflag = false"
-        )
-    return Outcome(
-        "failed",
-        f'database "{target.database}": {what} failed while {doing} {why}; {todo}',
-        exc.sqlstate,
-        exc.statement,
     )

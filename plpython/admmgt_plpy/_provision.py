@@ -12,262 +12,108 @@ import contextlib
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from admmgt_plpy import _history
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_ident, quote_literal
-from admmgt_plpy._remote import (
-    Clusters,
-    Connect,
-    Dblink,
-    Fanout,
-    Job,
-    Outcome,
-    RemoteError,
-    Run,
-    Sleep,
+from admmgt_plpy._registry import (
+    Tenant,
+    database_name_problem,
+    pending_tenants,
+    place_conninfo,
+    registered,
+    registry_update,
+    templates,
 )
-from admmgt_plpy._runguard import end_interrupted
-from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._settings import Settings, load_settings
-
-RESERVED = {"postgres", "template0", "template1"}
-MAX_NAME_BYTES = 63
+from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run, Sleep
+from admmgt_plpy._settings import Settings
+from admmgt_plpy._types import APPLIED, FAILED, Plpy
 
 
-@dataclass(frozen=True)
-class Tenant:
-    id: int
-    dbname: str  # as registered
-    cluster: str
-    scriptversion: int | None = None
+def create_database(plpy: Plpy) -> None:
+    """Create every tenant with status 1 (pending) or 3 (failed before) from its
+    cluster's template, placing those that name no cluster first."""
+    with fleet_run(plpy, "create_database", lock="create_database") as run:
+        settings = run.settings
+        by_cluster = {t.cluster: t for t in templates(plpy)}
+        template = next(iter(by_cluster.values()))  # the home template
+        rows = pending_tenants(plpy)
+        if not rows:
+            run.nothing_to_do(
+                "create_database: no tenant is pending creation (status 1, or 3 to retry);"
+                " nothing to do"
+            )
+            return
+        _check_names(plpy, [Tenant.of(r) for r in rows], template)
+        _check_template_exists(plpy, template)
+        if settings.tenant_owner:
+            found = plpy.execute(
+                plpy.prepare("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]),
+                [settings.tenant_owner],
+            )
+            if not found:
+                raise AdmmgtError(
+                    f'setting tenant_owner names role "{settings.tenant_owner}", which does '
+                    "not exist",
+                    hint="CREATE ROLE it, or UPDATE admmgt.settings SET value = '' "
+                    "WHERE name = 'tenant_owner';",
+                )
 
-    @classmethod
-    def of(cls, row: Any) -> Tenant:
-        """From a registry row; a row that names no cluster is on the local one."""
-        return cls(row["id"], row["dbname"], row["cluster_name"] or "local", row["scriptversion"])
+        # Our own sessions on the template would block CREATE DATABASE.
+        run.dblink.disconnect_all()
+        clusters = run.clusters
+        placement = _placement(plpy, clusters, set(by_cluster), rows)
+        recorder = run.start({"tenants": len(rows)}, words={"ok": "created"})
+        tenants = [Tenant.of(r) for r in rows]
+        if placement:
+            # Committed before anything is created, so a tenant is never made on
+            # one cluster while its row names none.
+            for cluster in sorted(set(placement.values())):
+                ids = [i for i, c in placement.items() if c == cluster]
+                recorder.execute(registry_update(ids, cluster=cluster, if_no_cluster=True))
+            tenants = [Tenant(t.id, t.dbname, placement.get(t.id, t.cluster)) for t in tenants]
+            counts = ", ".join(f"{c} +{n}" for c, n in sorted(Counter(placement.values()).items()))
+            plpy.notice(
+                f"create_database: {len(placement)} tenant(s) named no cluster; placed on the "
+                f"clusters with the fewest tenants: {counts}"
+            )
+        run.wave(
+            tenants,
+            lambda t: _create_one(t, by_cluster.get(t.cluster), settings, clusters),
+            _created_line,
+            registry=_created_registry,
+        )
+        run.end()
 
-    @property
-    def database(self) -> str:
-        return self.dbname.lower()
 
-    @property
-    def label(self) -> str:
-        """How NOTICEs name it: the database, and its cluster unless local."""
-        return self.database if self.cluster == "local" else f"{self.database}@{self.cluster}"
-
-
-def database_name_problem(dbname: str) -> str | None:
-    """Why PostgreSQL (or a sane DBA) cannot use lower(dbname) as a database name."""
-    name = dbname.lower()
-    if not name.strip():
-        return "the name is empty"
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        return f"lower(dbname) is {len(name.encode('utf-8'))} bytes; PostgreSQL allows 63"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "the name contains control characters (newline, tab, ...)"
-    if name in RESERVED:
-        return f'"{name}" is a system database'
+def _created_registry(tenant: Tenant, outcome: Outcome) -> str | None:
+    """A created tenant is status 2 at its template's version; a failed one 3, with why."""
+    if outcome.outcome == "ok":
+        version = outcome.details.get("scriptversion")
+        return registry_update(
+            tenant.id,
+            status=APPLIED,
+            scriptversion=None if version is None else int(version),
+            error=None,
+        )
+    if outcome.outcome == "failed":
+        return registry_update(tenant.id, status=FAILED, error=outcome.message)
     return None
 
 
-def updating_tenants(plpy: Any, *, below: int | None = None, at: int | None = None) -> list[Tenant]:
-    """Created, live tenants with updateflag: the ones operations work on.
-
-    ``below``: only those the registry shows behind that script; ``at``: only
-    those the registry shows exactly at it.
-    """
-    rows = plpy.execute(
-        plpy.prepare(
-            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2 AND updateflag
-                 AND ($1::int IS NULL OR coalesce(scriptversion, 0) < $1)
-                 AND ($2::int IS NULL OR scriptversion = $2)
-               ORDER BY id""",
-            ["int4", "int4"],
-        ),
-        [below, at],
-    )
-    return [Tenant.of(r) for r in rows]
-
-
-def registered(plpy: Any, dbname: str) -> dict[str, Any]:
-    """The live registry row of ``dbname`` (matched case-insensitively), or a clear error."""
-    rows = plpy.execute(
-        plpy.prepare(
-            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
-               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted
-               ORDER BY id LIMIT 1""",
-            ["text"],
-        ),
-        [dbname],
-    )
-    if not rows:
-        raise AdmmgtError(
-            f'no database is registered as "{dbname}"',
-            hint="SELECT dbname, status FROM admmgt.vendor_db_settings WHERE NOT deleted;",
-        )
-    return dict(rows[0])
-
-
-def check_mode(separatedb: int) -> None:
-    """The proof of concept's t_separatedb: 1 = database per tenant, 0 = schema per tenant."""
-    if separatedb == 0:
-        raise AdmmgtError(
-            "schema per tenant (t_separatedb => 0) is not available yet",
-            hint="Use database per tenant: CALL admmgt.applyScripts();",
-        )
-    if separatedb != 1:
-        raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
-
-
-def templates(plpy: Any) -> list[Tenant]:
-    """Every created template, the home template first.
-
-    Each cluster keeps its own copy of the template (CREATE DATABASE ...
-    TEMPLATE works within one cluster). The home template is the one
-    registered first; the others are the copies add_cluster built from it.
-    """
-    rows = plpy.execute(
-        """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-           WHERE istemplate AND status = 2 AND NOT deleted ORDER BY id"""
-    )
-    if not rows:
-        raise AdmmgtError(
-            "no template is registered: admmgt needs one vendor_db_settings row with "
-            "istemplate = true and status = 2",
-            hint="INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status) "
-            "VALUES ('unitemplate', true, 2);",
-        )
-    found = [Tenant.of(r) for r in rows]
-    for cluster in {t.cluster for t in found}:
-        here = [t for t in found if t.cluster == cluster]
-        if len(here) > 1:
-            names = ", ".join(f"{t.dbname} (id {t.id})" for t in here)
-            raise AdmmgtError(
-                f'{len(here)} templates are registered on cluster "{cluster}" ({names}); '
-                "admmgt uses exactly one per cluster",
-                hint="Set istemplate = false (or deleted = true) on all but one.",
-            )
-    return found
-
-
-def templates_not_ready(plpy: Any) -> dict[str, str]:
-    """Why each cluster whose template copy exists but is not ready (status 1 or 3)
-    must hold its tenants back from new scripts."""
-    rows = plpy.execute(
-        """SELECT coalesce(t.cluster_name, 'local') AS c, t.status, t.last_error
-           FROM admmgt.vendor_db_settings AS t
-           WHERE t.istemplate AND NOT t.deleted AND t.status <> 2 AND NOT EXISTS (
-               SELECT FROM admmgt.vendor_db_settings AS u
-               WHERE u.istemplate AND NOT u.deleted AND u.status = 2
-                 AND coalesce(u.cluster_name, 'local') = coalesce(t.cluster_name, 'local'))"""
-    )
-    return {
-        r["c"]: (
-            f'held back: the template on cluster "{r["c"]}" is not ready (status {r["status"]}'
-            + (f": {r['last_error'][:300]}" if r["last_error"] else "")
-            + f"); fix it, then CALL admmgt.add_cluster({quote_literal(r['c'])}) to re-check"
-        )
-        for r in rows
-    }
-
-
-def create_database(plpy: Any) -> None:
-    """Create every tenant with status 1 (pending) or 3 (failed before) from its
-    cluster's template, placing those that name no cluster first."""
-    settings = load_settings(plpy)
-    take_operation_lock(plpy, "create_database", "create_database")
-    by_cluster = {t.cluster: t for t in templates(plpy)}
-    template = next(iter(by_cluster.values()))  # the home template
-    rows = plpy.execute(
-        """SELECT id, dbname, cluster_name, NULL::int AS scriptversion
-           FROM admmgt.vendor_db_settings
-           WHERE NOT deleted AND NOT istemplate AND status IN (1, 3) ORDER BY id"""
-    )
-    if not rows:
-        plpy.notice(
-            "create_database: no tenant is pending creation (status 1, or 3 to retry);"
-            " nothing to do"
-        )
-        end_interrupted(plpy, "create_database")
-        return
-    _check_names(plpy, [Tenant.of(r) for r in rows], template)
-    _check_template_exists(plpy, template)
-    if settings.tenant_owner:
-        found = plpy.execute(
-            plpy.prepare("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", ["text"]),
-            [settings.tenant_owner],
-        )
-        if not found:
-            raise AdmmgtError(
-                f'setting tenant_owner names role "{settings.tenant_owner}", which does not exist',
-                hint="CREATE ROLE it, or UPDATE admmgt.settings SET value = '' "
-                "WHERE name = 'tenant_owner';",
-            )
-
-    dblink = Dblink(plpy)
-    dblink.disconnect_all()  # our own sessions on the template would block CREATE DATABASE
-    clusters = Clusters(plpy)
-    placement = _placement(plpy, clusters, set(by_cluster), rows)
-    recorder = RunRecorder(plpy, dblink, clusters, "create_database", {"tenants": len(rows)})
-    tenants = [Tenant.of(r) for r in rows]
-    if placement:
-        # Committed before anything is created, so a tenant is never made on
-        # one cluster while its row names none.
-        for cluster in sorted(set(placement.values())):
-            ids = ", ".join(str(i) for i, c in placement.items() if c == cluster)
-            recorder.execute(
-                f"UPDATE admmgt.vendor_db_settings SET cluster_name = {quote_literal(cluster)},"
-                f" modifiedon = now() WHERE id IN ({ids}) AND cluster_name IS NULL"
-            )
-        tenants = [Tenant(t.id, t.dbname, placement.get(t.id, t.cluster)) for t in tenants]
-        counts = ", ".join(f"{c} +{n}" for c, n in sorted(Counter(placement.values()).items()))
-        plpy.notice(
-            f"create_database: {len(placement)} tenant(s) named no cluster; placed on the "
-            f"clusters with the fewest tenants: {counts}"
-        )
-    total = len(tenants)
-    done = [0]
-
-    def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        q = plpy.quote_nullable
-        registry: str | None = None
-        if outcome.outcome == "ok":
-            version = outcome.details.get("scriptversion")
-            registry = (
-                "UPDATE admmgt.vendor_db_settings SET status = 2, modifiedon = now(),"
-                f" scriptversion = {q(None if version is None else str(version))}::int,"
-                f" last_error = NULL, last_error_at = NULL WHERE id = {tenant.id}"
-            )
-            line = f"created in {elapsed_ms:.0f} ms"
-            if outcome.message:
-                line += f" ({outcome.message})"
-        else:
-            if outcome.outcome == "failed":
-                registry = (
-                    "UPDATE admmgt.vendor_db_settings SET status = 3, modifiedon = now(),"
-                    f" last_error = {q(outcome.message)}, last_error_at = now()"
-                    f" WHERE id = {tenant.id}"
-                )
-            line = f"{outcome.outcome.upper()}: {outcome.message}"
-        recorder.target(tenant.database, tenant.cluster, outcome, elapsed_ms, registry=registry)
-        done[0] += 1
-        recorder.say(outcome, f"[{done[0]}/{total}] {tenant.label}: {line}")
-
-    fanout = Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters)
-    try:
-        fanout.run(tenants, lambda t: _create_one(t, by_cluster.get(t.cluster), settings, clusters))
-    finally:
-        summary = recorder.finish({"ok": "created"})
-    plpy.notice(summary)
+def _created_line(outcome: Outcome, elapsed_ms: float) -> str:
+    if outcome.outcome != "ok":
+        return f"{outcome.outcome.upper()}: {outcome.message}"
+    line = f"created in {elapsed_ms:.0f} ms"
+    if outcome.message:
+        line += f" ({outcome.message})"
+    return line
 
 
 def _placement(
-    plpy: Any, clusters: Clusters, with_template: set[str], rows: list[Any]
+    plpy: Plpy, clusters: Clusters, with_template: set[str], rows: list[Any]
 ) -> dict[int, str]:
     """A cluster for each pending tenant whose row names none: the one holding the
     fewest tenants (ties: the name that sorts first) among those that accept new
@@ -303,7 +149,7 @@ def _placement(
     return placement
 
 
-def _check_names(plpy: Any, tenants: list[Tenant], template: Tenant) -> None:
+def _check_names(plpy: Plpy, tenants: list[Tenant], template: Tenant) -> None:
     """Refuse the whole run, before anything is created, if any name is unusable."""
     problems = []
     seen: dict[str, Tenant] = {}
@@ -325,7 +171,7 @@ def _check_names(plpy: Any, tenants: list[Tenant], template: Tenant) -> None:
         )
 
 
-def _check_template_exists(plpy: Any, template: Tenant) -> None:
+def _check_template_exists(plpy: Plpy, template: Tenant) -> None:
     if template.cluster != "local":
         return  # checked by CREATE DATABASE on that cluster
     found = plpy.execute(
@@ -430,7 +276,7 @@ def _create_one(
             exc, f"securing the new database failed, so it was dropped: {exc.describe()}"
         )
     version = template.scriptversion
-    tconn = yield Connect(clusters.conninfo(tenant.cluster, name))
+    tconn = yield Connect(place_conninfo(clusters, tenant.place))
     has = yield Run(tconn, _history.HAS_TABLE, "has boolean")
     if has[0]["has"]:
         version = (yield Run(tconn, _history.VERSION, _history.VERSION_COLUMNS))[0]["version"]
@@ -466,7 +312,7 @@ def _tenant_role(conn: str, tenant: Tenant) -> Job:
 
 
 def drop_database(
-    plpy: Any,
+    plpy: Plpy,
     *,
     dbname: str,
     mode: str,
@@ -484,89 +330,95 @@ def drop_database(
             f"drop_database: t_mode must be 'drop' or 'archive', not {mode!r}",
             hint="CALL admmgt.drop_database('bigclient', t_mode => 'archive');",
         )
-    take_operation_lock(plpy, "create_database", "create_database/drop_database")
-    row = registered(plpy, dbname)
-    tenant = Tenant.of(row)
-    if row["istemplate"]:
-        raise AdmmgtError(
-            f'"{tenant.database}" is the template; drop_database refuses it',
-            hint="Register another template first, then set istemplate = false.",
-        )
-    plpy.execute(
-        "UPDATE admmgt.vendor_db_settings SET deleted = true, deletedon = now(),"
-        f" modifiedon = now() WHERE id = {tenant.id}"
-    )
-    if row["status"] != 2:
-        plpy.notice(
-            f'drop_database: "{tenant.database}" was never created (status '
-            f"{row['status']}); marked deleted"
-        )
-        return
-    target = archive_name or f"{tenant.database[:40]}_archived_" + time.strftime("%Y%m%d_%H%M%S")
-    problem = database_name_problem(target)
-    if mode == "archive" and problem:
-        raise AdmmgtError(
-            f"archive name {target!r} cannot be used: {problem}",
-            hint="Pass a shorter t_archive_name.",
-        )
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    conn = dblink.connect(
-        clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster))
-    )
-    db = quote_ident(tenant.database)
-    try:
-        found = dblink.query(
-            conn,
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = "
-            f"{quote_literal(tenant.database)}) AS found",
-            "found boolean",
-        )[0]["found"]
-        if not found:
-            if not missing_ok:
-                raise AdmmgtError(
-                    f'drop_database: database "{tenant.database}" does not exist on cluster '
-                    f'"{tenant.cluster}"; nothing was changed',
-                    hint="If it is gone for good, unregister it with CALL admmgt.drop_database("
-                    f"{quote_literal(tenant.database)}, {quote_literal(mode)}, "
-                    "t_missing_ok => true);",
-                )
-            role = _drop_tenant_role(dblink, conn, tenant) if mode == "drop" else ""
+    with fleet_run(
+        plpy,
+        "drop_database",
+        lock="create_database",
+        lock_name="create_database/drop_database",
+        read_settings=False,
+    ) as run:
+        row = registered(plpy, dbname)
+        tenant = Tenant.of(row)
+        if row["istemplate"]:
+            raise AdmmgtError(
+                f'"{tenant.database}" is the template; drop_database refuses it',
+                hint="Register another template first, then set istemplate = false.",
+            )
+        plpy.execute(registry_update(tenant.id, deleted=True))
+        if row["status"] != APPLIED:
             plpy.notice(
-                f'drop_database: database "{tenant.database}" was already gone from cluster '
-                f'"{tenant.cluster}"{role}; its registry row is marked deleted (t_missing_ok)'
+                f'drop_database: "{tenant.database}" was never created (status '
+                f"{row['status']}); marked deleted"
             )
             return
-        if terminate:
-            dblink.query(
-                conn,
-                (
-                    "SELECT count(pg_terminate_backend(pid))::text FROM pg_catalog.pg_stat_activity"
-                    f" WHERE datname = {quote_literal(tenant.database)} AND pid <> pg_backend_pid()"
-                ),
-            )
-        if mode == "drop":
-            dblink.query(conn, f"DROP DATABASE {db}")
-            done = f'dropped database "{tenant.database}"' + _drop_tenant_role(dblink, conn, tenant)
-        else:
-            dblink.query(conn, f"ALTER DATABASE {db} RENAME TO {quote_ident(target)}")
-            done = f'archived database "{tenant.database}" as "{target}"'
-            # `admmgt backup --all` finds the archive by this name (docs/backup.md).
-            plpy.execute(
-                "UPDATE admmgt.vendor_db_settings SET archived_as = "
-                f"{quote_literal(target)} WHERE id = {tenant.id}"
-            )
-    except RemoteError as exc:
-        if exc.sqlstate == "55006":
+        target = archive_name or f"{tenant.database[:40]}_archived_" + time.strftime(
+            "%Y%m%d_%H%M%S"
+        )
+        problem = database_name_problem(target)
+        if mode == "archive" and problem:
             raise AdmmgtError(
-                f'database "{tenant.database}" is in use by other sessions; nothing was changed',
-                hint="Close them, or pass t_terminate => true to end them.",
+                f"archive name {target!r} cannot be used: {problem}",
+                hint="Pass a shorter t_archive_name.",
+            )
+        dblink, clusters = run.dblink, run.clusters
+        conn = dblink.connect(
+            clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster))
+        )
+        db = quote_ident(tenant.database)
+        try:
+            found = dblink.query(
+                conn,
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = "
+                f"{quote_literal(tenant.database)}) AS found",
+                "found boolean",
+            )[0]["found"]
+            if not found:
+                if not missing_ok:
+                    raise AdmmgtError(
+                        f'drop_database: database "{tenant.database}" does not exist on cluster '
+                        f'"{tenant.cluster}"; nothing was changed',
+                        hint="If it is gone for good, unregister it with CALL admmgt.drop_database("
+                        f"{quote_literal(tenant.database)}, {quote_literal(mode)}, "
+                        "t_missing_ok => true);",
+                    )
+                role = _drop_tenant_role(dblink, conn, tenant) if mode == "drop" else ""
+                plpy.notice(
+                    f'drop_database: database "{tenant.database}" was already gone from cluster '
+                    f'"{tenant.cluster}"{role}; its registry row is marked deleted (t_missing_ok)'
+                )
+                return
+            if terminate:
+                dblink.query(
+                    conn,
+                    (
+                        "SELECT count(pg_terminate_backend(pid))::text"
+                        " FROM pg_catalog.pg_stat_activity"
+                        f" WHERE datname = {quote_literal(tenant.database)}"
+                        " AND pid <> pg_backend_pid()"
+                    ),
+                )
+            if mode == "drop":
+                dblink.query(conn, f"DROP DATABASE {db}")
+                done = f'dropped database "{tenant.database}"' + _drop_tenant_role(
+                    dblink, conn, tenant
+                )
+            else:
+                dblink.query(conn, f"ALTER DATABASE {db} RENAME TO {quote_ident(target)}")
+                done = f'archived database "{tenant.database}" as "{target}"'
+                # `admmgt backup --all` finds the archive by this name (docs/backup.md).
+                plpy.execute(registry_update(tenant.id, archived_as=target, touch=False))
+        except RemoteError as exc:
+            if exc.sqlstate == "55006":
+                raise AdmmgtError(
+                    f'database "{tenant.database}" is in use by other sessions; '
+                    "nothing was changed",
+                    hint="Close them, or pass t_terminate => true to end them.",
+                ) from None
+            raise AdmmgtError(
+                f'drop_database "{tenant.database}" failed ({exc.describe()}); nothing was changed'
             ) from None
-        raise AdmmgtError(
-            f'drop_database "{tenant.database}" failed ({exc.describe()}); nothing was changed'
-        ) from None
-    finally:
-        dblink.disconnect(conn)
+        finally:
+            dblink.disconnect(conn)
     plpy.notice(f"drop_database: {done}; its registry row is marked deleted")
 
 

@@ -35,9 +35,10 @@ from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._provision import Tenant, templates
+from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
 from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
+from admmgt_plpy._types import APPLIED, Plpy
 
 SESSION = """\
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS a,
@@ -151,7 +152,7 @@ WHERE NOT f.proleakproof AND f.pronamespace <> 'pg_catalog'::regnamespace
 
 def _audit(target: Tenant, clusters: Clusters, query: str) -> Job:
     try:
-        conn = yield Connect(clusters.conninfo(target.cluster, target.database))
+        conn = yield Connect(place_conninfo(clusters, target.place))
         yield Run(conn, SESSION, SESSION_COLUMNS)
         rows = yield Run(conn, query, AUDIT_COLUMNS)
     except RemoteError as exc:
@@ -161,7 +162,7 @@ def _audit(target: Tenant, clusters: Clusters, query: str) -> Job:
     return Outcome("ok" if findings else "noop", details={"findings": findings})
 
 
-def tenant_columns(plpy: Any) -> list[str]:
+def tenant_columns(plpy: Plpy) -> list[str]:
     rows = plpy.execute(
         "SELECT DISTINCT lower(btrim(tenantcolumn)) AS c FROM admmgt.script_tables"
         " WHERE tenantcolumn IS NOT NULL AND status <> 0"
@@ -169,17 +170,18 @@ def tenant_columns(plpy: Any) -> list[str]:
     return [r["c"] for r in rows if r["c"]]
 
 
-def _targets(plpy: Any, dbname: str | None) -> list[Tenant]:
+def _targets(plpy: Plpy, dbname: str | None) -> list[Tenant]:
     if dbname is None:
         rows = plpy.execute(
-            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND NOT istemplate AND status = 2 ORDER BY id"""
+            f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE {CREATED} ORDER BY id"""
         )
         return templates(plpy) + [Tenant.of(r) for r in rows]
     rows = plpy.execute(
         plpy.prepare(
-            """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE NOT deleted AND lower(dbname) = lower($1) ORDER BY status = 2 DESC, id
+            f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND lower(dbname) = lower($1)
+               ORDER BY status = {APPLIED} DESC, id
                LIMIT 1""",
             ["text"],
         ),
@@ -200,7 +202,7 @@ def _targets(plpy: Any, dbname: str | None) -> list[Tenant]:
     return [Tenant(0, dbname, "local")]
 
 
-def check_rls(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
+def check_rls(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
     """Rows of (dbname, finding, object_name, detail), sorted; no rows: nothing found."""
     started = time.monotonic()
     settings = load_settings(plpy)

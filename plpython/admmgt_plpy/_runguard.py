@@ -6,10 +6,11 @@
 2. :data:`INTERRUPTED`: runs whose backend is gone (killed client, crash,
    restart) get the outcome ``interrupted`` instead of a NULL for good. Every
    new run applies it first; fleet_status and run_history compute the same.
-3. :func:`end_run`: the run's summary NOTICE, then, when any database failed
-   or a script was refused, one ERROR with SQLSTATE ``ZA001`` (RunFailed),
-   raised after every outcome is committed, so psql ``ON_ERROR_STOP``,
-   pg_cron's job_run_details and CI see the failure and the run log keeps it.
+3. :func:`end_run` (and _fleetrun.FleetRun.end): the run's summary NOTICE,
+   then, when any database failed or a script was refused, one ERROR with
+   SQLSTATE ``ZA001`` (RunFailed), raised after every outcome is committed,
+   so psql ``ON_ERROR_STOP``, pg_cron's job_run_details and CI see the failure
+   and the run log keeps it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from admmgt_plpy._errors import RunFailed
+from admmgt_plpy._types import Plpy
 
 # A run is alive while its backend is: same pid, same backend start. A NULL
 # outcome whose backend is gone (killed, crashed, server restarted) never ends.
@@ -34,7 +36,7 @@ WHERE r.outcome IS NULL AND NOT EXISTS (
 
 
 def end_run(
-    plpy: Any,
+    plpy: Any,  # only its notice()
     recorder: Any,
     words: dict[str, str] | None = None,
     *,
@@ -46,14 +48,21 @@ def end_run(
     is false: NOTICE only, the behaviour before 0.4.0)."""
     summary = recorder.finish(words, counted)
     plpy.notice(summary)
-    if recorder.outcome != "failed" or not raise_failure:
-        return
+    failed = failure_of(recorder) if raise_failure else None
+    if failed is not None:
+        raise failed
+
+
+def failure_of(recorder: Any) -> RunFailed | None:
+    """The ERROR that ends ``recorder``'s finished run, or None if it did not fail."""
+    if recorder.outcome != "failed":
+        return None
     refused = recorder.refusals
     failed = recorder.counts.get("failed", 0) + recorder.counts.get("unreachable", 0) - len(refused)
     parts = list(refused)
     if failed > 0:
         parts.append(f"{failed} database(s) failed")
-    raise _run_failed(
+    return _run_failed(
         recorder.operation, recorder.run_id, ": " + ("; ".join(parts) or "see its run log")
     )
 
@@ -68,29 +77,8 @@ def _run_failed(operation: str, run_id: int, what: str) -> RunFailed:
     )
 
 
-def end_interrupted(plpy: Any, operation: str) -> None:
-    """For an operation that found nothing to do and records no run: if a run of
-    it was interrupted, record a noop run, which ends it (unfinished_runs lists
-    an interrupted run until a later run of the same operation ends)."""
-    row = plpy.execute(
-        plpy.prepare(
-            """SELECT EXISTS (SELECT FROM admmgt.unfinished_runs
-                              WHERE operation = $1 AND state = 'interrupted') AS yes""",
-            ["text"],
-        ),
-        [operation],
-    )
-    if not row[0]["yes"]:
-        return
-    from admmgt_plpy._remote import Clusters, Dblink
-    from admmgt_plpy._runlog import RunRecorder  # imports this module
-
-    recorder = RunRecorder(plpy, Dblink(plpy), Clusters(plpy), operation, {"after": "interrupted"})
-    plpy.notice(recorder.finish() + "; an interrupted run of it is now over")
-
-
 @contextmanager
-def failures_raised(plpy: Any, operation: str, raise_failure: bool) -> Iterator[None]:
+def failures_raised(plpy: Plpy, operation: str, raise_failure: bool) -> Iterator[None]:
     """For operations that close their run themselves: once the body returned,
     raise RunFailed if a run it recorded (by this backend) failed."""
     before = plpy.execute("SELECT coalesce(max(id), 0) AS id FROM admmgt.runs")[0]["id"]

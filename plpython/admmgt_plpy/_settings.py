@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._types import Plpy
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Settings:
     sync_schemas: tuple[str, ...]  # empty: every non-system schema but admmgt
 
 
-def load_settings(plpy: Any) -> Settings:
+def load_settings(plpy: Plpy) -> Settings:
     values = {
         r["name"]: r["value"] for r in plpy.execute("SELECT name, value FROM admmgt.settings")
     }

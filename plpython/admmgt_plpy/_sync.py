@@ -14,15 +14,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._locks import take_operation_lock
+from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._provision import Tenant, check_mode, templates, updating_tenants
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._registry import Tenant, check_mode, registry_update, templates, updating_tenants
+from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run
+from admmgt_plpy._runguard import failures_raised
 from admmgt_plpy._runlog import RunRecorder
-from admmgt_plpy._settings import Settings, load_settings
+from admmgt_plpy._settings import Settings
+from admmgt_plpy._transaction import TransactionFailed, in_transaction
+from admmgt_plpy._transient import describe_blockers
+from admmgt_plpy._types import Fragment, Plpy
 
 KINDS = ("routines", "views")
 
@@ -95,27 +98,27 @@ FROM views AS v JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) A
 ORDER BY l.level, v.name"""
 
 
-def catalog_query(kind: str, schemas: str, *, text: bool) -> str:
+def definitions_query(kind: str, schemas: str, *, text: bool) -> str:
     """Definitions (text) or their md5s, of one kind, in the order they can be created."""
     return _routines(schemas, text) if kind == "routines" else _views(schemas, text)
 
 
-COLUMNS = "name text, kind text, definition text"
+DEFINITION_COLUMNS = "name text, kind text, definition text"
 
 
-def read_definitions(conn: str, kind: str, schemas: str) -> Any:
+def read_definitions(conn: str, kind: str, schemas: str) -> Fragment:
     """Job fragment: the connected database's definitions of one kind, in order."""
-    rows = yield Run(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+    rows = yield Run(conn, definitions_query(kind, schemas, text=True), DEFINITION_COLUMNS)
     return [Definition(r["kind"], r["name"], r["definition"]) for r in rows]
 
 
-def read_fingerprints(conn: str, kind: str, schemas: str) -> Any:
+def read_fingerprints(conn: str, kind: str, schemas: str) -> Fragment:
     """Job fragment: {name: (kind, md5)} of the connected database."""
-    rows = yield Run(conn, catalog_query(kind, schemas, text=False), COLUMNS)
+    rows = yield Run(conn, definitions_query(kind, schemas, text=False), DEFINITION_COLUMNS)
     return {r["name"]: (r["kind"], r["definition"]) for r in rows}
 
 
-def sync_into(conn: str, wanted: list[Definition], current: dict[str, tuple[str, str]]) -> Any:
+def sync_into(conn: str, wanted: list[Definition], current: dict[str, tuple[str, str]]) -> Fragment:
     """Job fragment, inside an open transaction: make ``wanted`` true; return names changed.
 
     CREATE OR REPLACE cannot change a function's result type or drop a view's
@@ -148,7 +151,7 @@ NOUNS = {"routines": "routine", "views": "view"}
 
 
 def log_definitions(
-    plpy: Any,
+    plpy: Plpy,
     recorder: RunRecorder,
     kind: str,
     definitions: list[Definition],
@@ -172,7 +175,7 @@ def log_definitions(
 
 
 def logged_definitions(
-    plpy: Any, kind: str, script_ids: list[int]
+    plpy: Plpy, kind: str, script_ids: list[int]
 ) -> dict[tuple[int, bool], list[Definition]]:
     """Definitions captured around each script: {(script id, ispremigration): [...]}, in order."""
     if not script_ids:
@@ -206,7 +209,9 @@ def template_definitions(
         return {
             kind: [
                 Definition(r["kind"], r["name"], r["definition"])
-                for r in dblink.query(conn, catalog_query(kind, schemas, text=True), COLUMNS)
+                for r in dblink.query(
+                    conn, definitions_query(kind, schemas, text=True), DEFINITION_COLUMNS
+                )
             ]
             for kind in kinds
         }
@@ -214,72 +219,73 @@ def template_definitions(
         dblink.disconnect(conn)
 
 
+OPERATIONS = {"routines": "refresh_stored_procedures", "views": "refresh_views"}
+
+
 def refresh(
-    plpy: Any, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
+    plpy: Plpy,
+    kind: str,
+    *,
+    separatedb: int,
+    scriptid: int | None,
+    drop_orphans: bool,
+    raise_failure: bool = True,
 ) -> None:
-    """Copy the template's routines (or views) to every created, updating tenant."""
+    """Copy the template's routines (or views) to every created, updating tenant.
+
+    The one path of refresh_stored_procedures and refresh_views (and of the
+    proof of concept's refesh_* aliases, which call the same SQL bodies)."""
+    with failures_raised(plpy, OPERATIONS[kind], raise_failure):
+        _refresh(plpy, kind, separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans)
+
+
+def _refresh(
+    plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
+) -> None:
     check_mode(separatedb)
-    settings = load_settings(plpy)
-    operation = "refresh_stored_procedures" if kind == "routines" else "refresh_views"
-    take_operation_lock(plpy, "sync", operation)
-    template, *copies = templates(plpy)
-    schemas = schemas_expression(settings.sync_schemas)
-    dblink = Dblink(plpy)
-    clusters = Clusters(plpy)
-    try:
-        wanted = template_definitions(dblink, clusters, template, schemas, (kind,))[kind]
-    except RemoteError as exc:
-        raise AdmmgtError(
-            f'{operation}: reading the template "{template.database}" failed ({exc.describe()})'
-        ) from None
-    tenants = copies + updating_tenants(plpy)  # the other clusters' templates too
-    recorder = RunRecorder(
-        plpy, dblink, clusters, operation, {"scriptid": scriptid, "drop_orphans": drop_orphans}
-    )
-    noun = NOUNS[kind]
-    total, done = len(tenants), [0]
-    try:
+    operation = OPERATIONS[kind]
+    with fleet_run(plpy, operation, lock="sync") as run:
+        settings = run.settings
+        template, *copies = templates(plpy)
+        schemas = schemas_expression(settings.sync_schemas)
+        try:
+            wanted = template_definitions(run.dblink, run.clusters, template, schemas, (kind,))[
+                kind
+            ]
+        except RemoteError as exc:
+            raise AdmmgtError(
+                f'{operation}: reading the template "{template.database}" failed ({exc.describe()})'
+            ) from None
+        tenants = copies + updating_tenants(plpy)  # the other clusters' templates too
+        recorder = run.start(
+            {"scriptid": scriptid, "drop_orphans": drop_orphans},
+            words={"ok": "updated", "noop": "already in sync"},
+        )
         log_definitions(plpy, recorder, kind, wanted, scriptid, None)
         plpy.notice(
-            f"{operation}: the template has {len(wanted)} {noun}(s) in the synced "
-            f"schemas; {total} tenant(s) to check"
+            f"{operation}: the template has {len(wanted)} {NOUNS[kind]}(s) in the synced "
+            f"schemas; {len(tenants)} tenant(s) to check"
         )
-
-        def on_done(tenant: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-            done[0] += 1
-            error = (
-                "NULL, last_error_at = NULL"
-                if outcome.outcome != "failed"
-                else f"{plpy.quote_nullable(outcome.message)}, last_error_at = now()"
-            )
-            recorder.target(
-                tenant.database,
-                tenant.cluster,
-                outcome,
-                elapsed_ms,
-                registry=f"UPDATE admmgt.vendor_db_settings SET last_error = {error}"
-                f" WHERE id = {tenant.id}",
-            )
-            recorder.say(outcome, f"[{done[0]}/{total}] {tenant.label}: {outcome.message}")
-
         job = partial(
-            _refresh_one,
+            refresh_one,
             kind=kind,
             wanted=wanted,
             schemas=schemas,
             drop_orphans=drop_orphans,
-            clusters=clusters,
+            clusters=run.clusters,
             settings=settings,
         )
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
-            tenants, job
-        )
-    finally:
-        summary = recorder.finish({"ok": "updated", "noop": "already in sync"})
-    plpy.notice(summary)
+        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=_last_error)
+        run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
 
 
-def _refresh_one(
+def _last_error(tenant: Tenant, outcome: Outcome) -> str:
+    """A tenant's row after its sync: the error if it failed, else none."""
+    failed = outcome.outcome == "failed"
+    return registry_update(tenant.id, error=outcome.message if failed else None, touch=False)
+
+
+def refresh_one(
     tenant: Tenant,
     kind: str,
     wanted: list[Definition],
@@ -290,13 +296,8 @@ def _refresh_one(
 ) -> Job:
     noun = NOUNS[kind]
     conn = yield Connect(clusters.conninfo(tenant.cluster, tenant.database))
-    try:
-        yield Run(conn, "BEGIN")
-        yield Run(
-            conn,
-            (f"SELECT set_config('lock_timeout', '{settings.lock_timeout_ms}ms', true)"),
-            "a text",
-        )
+
+    def body() -> Fragment:
         current = yield from read_fingerprints(conn, kind, schemas)
         changed = yield from sync_into(conn, wanted, current)
         names = {d.name for d in wanted}
@@ -304,13 +305,21 @@ def _refresh_one(
         if drop_orphans:
             for orphan in orphans:
                 yield Run(conn, orphan.drop)
-        yield Run(conn, "COMMIT")
-    except RemoteError as exc:
+        return changed, orphans
+
+    try:
+        # lock_timeout, and a lock timeout or deadlock retried with backoff
+        # (lock_retries, retry_backoff_ms), as every remote transaction is.
+        changed, orphans = yield from in_transaction(conn, settings, body)
+    except TransactionFailed as failed:
+        exc = failed.error
+        tries = f" after {failed.attempts} tries" if failed.attempts > 1 else ""
+        held = f"{describe_blockers(failed.blockers)}; " if failed.locked else ""
         return Outcome.failed(
             exc,
             (
-                f'tenant "{tenant.database}": {noun} sync failed ({exc.describe()}); nothing was '
-                "changed there; fix the tenant or hold it back with updateflag = false"
+                f'tenant "{tenant.database}": {noun} sync failed{tries} ({held}{exc.describe()});'
+                " nothing was changed there; fix the tenant or hold it back with updateflag = false"
             ),
         )
     parts = []

@@ -28,11 +28,12 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._remote import Clusters, Dblink, RemoteError, redact
+from admmgt_plpy._types import APPLIED, Plpy
 
 SLOWEST = 5  # statements per tenant, by mean execution time
 QUERY_CHARS = 500  # of each statement's (normalized) text
 
-COLUMNS = (
+USAGE_COLUMNS = (
     "dbname",
     "database",
     "cluster_name",
@@ -172,7 +173,7 @@ def _hide_statement_literals(statements: str) -> str:
     return json.dumps(listed)
 
 
-def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
+def tenant_usage(plpy: Plpy) -> list[dict[str, Any]]:
     tenants = plpy.execute(
         """SELECT dbname, lower(dbname) AS database, coalesce(cluster_name, 'local') AS cluster,
                   status
@@ -180,7 +181,7 @@ def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
     )
     by_cluster: dict[str, list[str]] = defaultdict(list)
     for t in tenants:
-        if t["status"] == 2:
+        if t["status"] == APPLIED:
             by_cluster[t["cluster"]].append(t["database"])
     found: dict[tuple[str, str], dict[str, Any]] = {}
     problems: dict[str, str] = {}
@@ -196,7 +197,7 @@ def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
                 problems[cluster] = f'cluster "{cluster}" cannot be reached: {redact(text)}'
     rows = []
     for t in tenants:
-        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(USAGE_COLUMNS)
         row.update(
             dbname=t["dbname"],
             database=t["database"],
@@ -204,7 +205,7 @@ def tenant_usage(plpy: Any) -> list[dict[str, Any]]:
             status=t["status"],
         )
         known = found.get((t["cluster"], t["database"]))
-        if t["status"] != 2:
+        if t["status"] != APPLIED:
             row["problem"] = f"not created (status {t['status']})"
         elif t["cluster"] in problems:
             row["problem"] = problems[t["cluster"]]

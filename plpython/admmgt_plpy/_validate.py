@@ -46,7 +46,7 @@ from collections.abc import Sequence
 
 from admmgt_plpy._compile import CompiledScript, Validation
 from admmgt_plpy._names import qualified, quote_ident, quote_literal
-from admmgt_plpy._remote import Dblink, RemoteError
+from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._transient import retryable
 
 __all__ = ["READ_ONLY", "script_problems"]
@@ -127,11 +127,17 @@ class _Session:
 
 
 class TemplateBusy(Exception):
-    """The template could not be checked now for a reason a re-run fixes."""
+    """The template could not be read or checked now, for a reason a re-run
+    fixes (a lock, a lost connection): no problem of the script's.
 
-    def __init__(self, error: RemoteError) -> None:
-        super().__init__(error.message)
+    ``error`` is the server's; ``outcome`` is the failed outcome a run records
+    for the template, set once applyScripts knows who held the lock
+    (_rollout_checks.validate_on_template)."""
+
+    def __init__(self, error: RemoteError, outcome: Outcome | None = None) -> None:
+        super().__init__(outcome.message if outcome is not None else error.message)
         self.error = error
+        self.outcome = outcome
 
 
 def script_problems(

@@ -9,7 +9,7 @@ import pytest
 from psycopg import errors
 
 from admmgt_plpy import _drift
-from admmgt_plpy._provision import Tenant
+from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Connect, Outcome, Run
 from tests.db.fleet import call, make_template, register
 from tests.fix_db import connect

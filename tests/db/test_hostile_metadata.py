@@ -513,7 +513,7 @@ VALIDATE_ONLY = """
 DO $fuzz$
 plpy.execute("SELECT admmgt._load_code()")
 from admmgt_plpy._errors import MetadataError
-from admmgt_plpy._provision import templates
+from admmgt_plpy._registry import templates
 from admmgt_plpy._remote import Clusters, Dblink
 from admmgt_plpy._scripts import load_script
 from admmgt_plpy._validate import READ_ONLY, script_problems

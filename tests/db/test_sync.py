@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg
@@ -271,3 +272,42 @@ def test_the_proof_of_concepts_whole_demo_scripts_1_to_5(fleet: Fleet) -> None:
             assert conn.execute("SELECT name FROM mgttest.customers").fetchall() == [
                 ("from testproc1",)
             ]
+
+
+def test_a_standalone_refresh_retries_a_lock_held_a_little_while(fleet: Fleet) -> None:
+    """Issue 15: refresh_stored_procedures runs each tenant's sync through
+    in_transaction, so a lock timeout is retried (lock_retries, with backoff)
+    like a migration's; before, the first lock timeout failed the tenant."""
+    in_template(fleet, "CREATE FUNCTION mgttest.g() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    call(fleet.admin, "refresh_stored_procedures")
+    in_template(
+        fleet, "CREATE OR REPLACE FUNCTION mgttest.g() RETURNS int LANGUAGE sql AS 'SELECT 2'"
+    )
+    # Each try waits 300 ms for the lock, then 150..450 ms, 300..900 ms, ... of
+    # backoff: at least 3.7 s over 5 tries, against a lock held for 1 s.
+    for name, value in [
+        ("lock_timeout_ms", "300"),
+        ("lock_retries", "4"),
+        ("retry_backoff_ms", "300"),
+    ]:
+        fleet.admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
+    locked = fleet.tenants[1]
+    with fleet.connect(locked) as holder:
+        holder.execute("BEGIN")
+        # Replacing the function holds its pg_proc row until this transaction ends.
+        holder.execute(
+            "CREATE OR REPLACE FUNCTION mgttest.g() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        )
+        release = threading.Timer(1.0, lambda: holder.execute("ROLLBACK"))
+        release.start()
+        notices = Notices(fleet.admin)
+        try:
+            call(fleet.admin, "refresh_stored_procedures")
+        finally:
+            release.join()
+    lines = notices.take()
+    assert not [line for line in lines if "FAILED" in line], lines
+    assert lines[-1].startswith("refresh_stored_procedures: 3 updated in "), lines
+    for db in fleet.tenants:
+        with fleet.connect(db) as conn:
+            assert conn.execute("SELECT mgttest.g()").fetchone() == (2,)

@@ -1,0 +1,315 @@
+"""The tenant registry: admmgt.vendor_db_settings, read and written in one place.
+
+A tenant is a row of the registry; its place is where its data lives (a
+cluster, a database there and, for a schema tenant, a schema in it). The
+templates are rows too (istemplate), one per cluster. "Updating" tenants are
+the ones operations work on: created, live, not held back (updateflag).
+Every change of a row is written by :func:`registry_update`, so each column
+means the same in every operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._names import quote_literal
+from admmgt_plpy._remote import Clusters, libpq_quote, parse_options
+from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
+
+RESERVED = {"postgres", "template0", "template1"}
+MAX_NAME_BYTES = 63
+
+# A created tenant: live, not a template, its database made (what detect_drift
+# and check_rls look at, held back or not).
+CREATED = f"NOT deleted AND NOT istemplate AND status = {APPLIED}"
+# The updating-tenant predicate, for SQL that needs it: created, live, not a
+# template, not held back. :func:`is_updating` is the same test in Python.
+UPDATING = f"{CREATED} AND updateflag"
+
+
+def updating_sql(alias: str) -> str:
+    """:data:`UPDATING` for a registry row under ``alias`` (e.g. "v")."""
+    a = f"{alias}."
+    return f"NOT {a}deleted AND NOT {a}istemplate AND {a}status = {APPLIED} AND {a}updateflag"
+
+
+def is_updating(row: dict[str, Any]) -> bool:
+    """:data:`UPDATING` for a registry row read into Python."""
+    return bool(
+        not row["deleted"]
+        and not row["istemplate"]
+        and row["status"] == APPLIED
+        and row["updateflag"]
+    )
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a tenant's data lives: a database of a cluster, or a schema in one."""
+
+    cluster: str
+    database: str
+    schema: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How NOTICEs name it: the database (and schema), and its cluster unless local."""
+        name = self.database if self.schema is None else f"{self.database}.{self.schema}"
+        return name if self.cluster == "local" else f"{name}@{self.cluster}"
+
+
+def search_path_option(schema: str) -> str:
+    """The libpq ``options`` word that makes ``schema`` a session's search_path.
+
+    The schema is a quoted identifier (so any name is a name), and then escaped
+    the way the server splits ``options`` into words: a backslash before every
+    backslash and every white-space character.
+    """
+    ident = '"' + schema.replace('"', '""') + '"'
+    escaped = "".join("\\" + c if c == "\\" or c.isspace() else c for c in ident)
+    return f"-c search_path={escaped}"
+
+
+def place_conninfo(clusters: Clusters, place: Place) -> str:
+    """A libpq connection string to ``place``; for a schema place, its session's
+    search_path is the schema (the cluster's own options are kept)."""
+    conninfo = clusters.conninfo(place.cluster, place.database)
+    if place.schema is None:
+        return conninfo
+    parts = dict(parse_options(place.cluster, conninfo))
+    words = [parts.get("options", "").strip(), search_path_option(place.schema)]
+    parts["options"] = " ".join(w for w in words if w)
+    return " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    dbname: str  # as registered
+    cluster: str
+    scriptversion: int | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> Tenant:
+        """From a registry row; a row that names no cluster is on the local one."""
+        return cls(row["id"], row["dbname"], row["cluster_name"] or "local", row["scriptversion"])
+
+    @property
+    def database(self) -> str:
+        return self.dbname.lower()
+
+    @property
+    def place(self) -> Place:
+        """A database tenant's place: its database (schema tenants come with issue 16)."""
+        return Place(self.cluster, self.database)
+
+    @property
+    def label(self) -> str:
+        """How NOTICEs name it: the database, and its cluster unless local."""
+        return self.place.label
+
+
+def database_name_problem(dbname: str) -> str | None:
+    """Why PostgreSQL (or a sane DBA) cannot use lower(dbname) as a database name."""
+    name = dbname.lower()
+    if not name.strip():
+        return "the name is empty"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"lower(dbname) is {len(name.encode('utf-8'))} bytes; PostgreSQL allows 63"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "the name contains control characters (newline, tab, ...)"
+    if name in RESERVED:
+        return f'"{name}" is a system database'
+    return None
+
+
+def check_mode(separatedb: int) -> None:
+    """The proof of concept's t_separatedb: 1 = database per tenant, 0 = schema per tenant."""
+    if separatedb == 0:
+        raise AdmmgtError(
+            "schema per tenant (t_separatedb => 0) is not available yet",
+            hint="Use database per tenant: CALL admmgt.applyScripts();",
+        )
+    if separatedb != 1:
+        raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
+
+
+# ------------------------------------------------------------------ reading
+
+
+def updating_tenants(
+    plpy: Plpy, *, below: int | None = None, at: int | None = None
+) -> list[Tenant]:
+    """Created, live tenants with updateflag: the ones operations work on.
+
+    ``below``: only those the registry shows behind that script; ``at``: only
+    those the registry shows exactly at it.
+    """
+    rows = plpy.execute(
+        plpy.prepare(
+            f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+               WHERE {UPDATING}
+                 AND ($1::int IS NULL OR coalesce(scriptversion, 0) < $1)
+                 AND ($2::int IS NULL OR scriptversion = $2)
+               ORDER BY id""",
+            ["int4", "int4"],
+        ),
+        [below, at],
+    )
+    return [Tenant.of(r) for r in rows]
+
+
+def pending_tenants(plpy: Plpy) -> list[dict[str, Any]]:
+    """Rows of the tenants create_database makes: pending (1) or failed before (3)."""
+    return [
+        dict(r)
+        for r in plpy.execute(
+            f"""SELECT id, dbname, cluster_name, NULL::int AS scriptversion
+               FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND NOT istemplate AND status IN ({READY}, {FAILED})
+               ORDER BY id"""
+        )
+    ]
+
+
+def registered(plpy: Plpy, dbname: str) -> dict[str, Any]:
+    """The live registry row of ``dbname`` (matched case-insensitively), or a clear error."""
+    rows = plpy.execute(
+        plpy.prepare(
+            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
+               FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted
+               ORDER BY id LIMIT 1""",
+            ["text"],
+        ),
+        [dbname],
+    )
+    if not rows:
+        raise AdmmgtError(
+            f'no database is registered as "{dbname}"',
+            hint="SELECT dbname, status FROM admmgt.vendor_db_settings WHERE NOT deleted;",
+        )
+    return dict(rows[0])
+
+
+def templates(plpy: Plpy) -> list[Tenant]:
+    """Every created template, the home template first.
+
+    Each cluster keeps its own copy of the template (CREATE DATABASE ...
+    TEMPLATE works within one cluster). The home template is the one
+    registered first; the others are the copies add_cluster built from it.
+    """
+    rows = plpy.execute(
+        f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+           WHERE istemplate AND status = {APPLIED} AND NOT deleted ORDER BY id"""
+    )
+    if not rows:
+        raise AdmmgtError(
+            "no template is registered: admmgt needs one vendor_db_settings row with "
+            "istemplate = true and status = 2",
+            hint="INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status) "
+            "VALUES ('unitemplate', true, 2);",
+        )
+    found = [Tenant.of(r) for r in rows]
+    for cluster in {t.cluster for t in found}:
+        here = [t for t in found if t.cluster == cluster]
+        if len(here) > 1:
+            names = ", ".join(f"{t.dbname} (id {t.id})" for t in here)
+            raise AdmmgtError(
+                f'{len(here)} templates are registered on cluster "{cluster}" ({names}); '
+                "admmgt uses exactly one per cluster",
+                hint="Set istemplate = false (or deleted = true) on all but one.",
+            )
+    return found
+
+
+def templates_not_ready(plpy: Plpy) -> dict[str, str]:
+    """Why each cluster whose template copy exists but is not ready (status 1 or 3)
+    must hold its tenants back from new scripts."""
+    rows = plpy.execute(
+        f"""SELECT coalesce(t.cluster_name, 'local') AS c, t.status, t.last_error
+           FROM admmgt.vendor_db_settings AS t
+           WHERE t.istemplate AND NOT t.deleted AND t.status <> {APPLIED} AND NOT EXISTS (
+               SELECT FROM admmgt.vendor_db_settings AS u
+               WHERE u.istemplate AND NOT u.deleted AND u.status = {APPLIED}
+                 AND coalesce(u.cluster_name, 'local') = coalesce(t.cluster_name, 'local'))"""
+    )
+    return {
+        r["c"]: (
+            f'held back: the template on cluster "{r["c"]}" is not ready (status {r["status"]}'
+            + (f": {r['last_error'][:300]}" if r["last_error"] else "")
+            + f"); fix it, then CALL admmgt.add_cluster({quote_literal(r['c'])}) to re-check"
+        )
+        for r in rows
+    }
+
+
+# ------------------------------------------------------------------ writing
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # registry_update: leave this column as it is
+
+
+def _literal(value: str | None) -> str:
+    return "NULL" if value is None else quote_literal(value)
+
+
+def registry_update(
+    ids: int | Iterable[int],
+    *,
+    status: int | None = None,
+    scriptversion: int | _Keep | None = KEEP,
+    error: str | _Keep | None = KEEP,
+    cluster: str | None = None,
+    deleted: bool = False,
+    archived_as: str | None = None,
+    touch: bool = True,
+    if_no_cluster: bool = False,
+) -> str:
+    """The one UPDATE of admmgt.vendor_db_settings rows ``ids``, as SQL text
+    (run it locally, or with a run's records: RunRecorder.target/execute).
+
+    ``scriptversion``/``error``: KEEP leaves the column, None clears it; an
+    error also sets (or clears) last_error_at. ``cluster`` places the rows
+    (with ``if_no_cluster``: only rows that name none yet); ``deleted`` marks
+    them deleted; ``archived_as`` records the archive's name. ``touch``:
+    modifiedon = now() (False for what only reports on the row).
+    """
+    keys = [ids] if isinstance(ids, int) else list(ids)
+    if not keys:
+        raise ValueError("registry_update: no rows")
+    sets: list[str] = []
+    if status is not None:
+        sets.append(f"status = {int(status)}")
+    if not isinstance(scriptversion, _Keep):
+        sets.append(f"scriptversion = {'NULL' if scriptversion is None else int(scriptversion)}")
+    if cluster is not None:
+        sets.append(f"cluster_name = {quote_literal(cluster)}")
+    if deleted:
+        sets.append("deleted = true, deletedon = now()")
+    if archived_as is not None:
+        sets.append(f"archived_as = {quote_literal(archived_as)}")
+    if not isinstance(error, _Keep):
+        sets.append(
+            f"last_error = {_literal(error)}, "
+            f"last_error_at = {'NULL' if error is None else 'now()'}"
+        )
+    if touch:
+        sets.append("modifiedon = now()")
+    if not sets:
+        raise ValueError("registry_update: nothing to set")
+    where = (
+        f"id = {int(keys[0])}"
+        if len(keys) == 1
+        else f"id IN ({', '.join(str(int(k)) for k in keys)})"
+    )
+    if if_no_cluster:
+        where += " AND cluster_name IS NULL"
+    return f"UPDATE admmgt.vendor_db_settings SET {', '.join(sets)} WHERE {where}"

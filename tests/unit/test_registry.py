@@ -1,0 +1,141 @@
+"""The registry's pure parts: a place's connection string, and the one registry UPDATE."""
+
+from __future__ import annotations
+
+import pytest
+
+from admmgt_plpy._registry import (
+    CREATED,
+    KEEP,
+    UPDATING,
+    Place,
+    Tenant,
+    is_updating,
+    place_conninfo,
+    registry_update,
+    search_path_option,
+    updating_sql,
+)
+from admmgt_plpy._remote import parse_options
+
+BASE = (
+    "host='/run/pg' port='5432' dbname='tenant_a' application_name='admmgt'"
+    " options='-c client_min_messages=warning -c lock_timeout=30000'"
+)
+
+
+class FakeClusters:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def conninfo(self, cluster: str, database: str) -> str:
+        self.asked.append((cluster, database))
+        return BASE
+
+
+def server_words(options: str) -> list[str]:
+    """How PostgreSQL splits ``options`` (pg_split_opts): white space separates,
+    a backslash takes the next character as it is."""
+    words, word, escaped, started = [], "", False, False
+    for c in options:
+        if escaped:
+            word, escaped, started = word + c, False, True
+        elif c == "\\":
+            escaped, started = True, True
+        elif c.isspace():
+            if started:
+                words.append(word)
+            word, started = "", False
+        else:
+            word, started = word + c, True
+    if started:
+        words.append(word)
+    return words
+
+
+def unquote_ident(text: str) -> str:
+    assert text.startswith('"') and text.endswith('"')
+    return text[1:-1].replace('""', '"')
+
+
+def test_a_database_place_connects_as_its_cluster_says() -> None:
+    clusters = FakeClusters()
+    assert place_conninfo(clusters, Place("eu2", "tenant_a")) == BASE  # type: ignore[arg-type]
+    assert clusters.asked == [("eu2", "tenant_a")]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    ["plain", "Mixed Case", "a'b", 'q"uote', "back\\slash", "tab\there", "x -c role=postgres"],
+)
+def test_a_schema_place_sets_search_path_to_exactly_that_schema(schema: str) -> None:
+    conninfo = place_conninfo(FakeClusters(), Place("local", "tenant_a", schema))  # type: ignore[arg-type]
+    parts = dict(parse_options("local", conninfo))
+    # The cluster's own settings stay, and nothing else became an option.
+    assert parts["dbname"] == "tenant_a" and parts["host"] == "/run/pg"
+    words = server_words(parts["options"])
+    assert words[:4] == ["-c", "client_min_messages=warning", "-c", "lock_timeout=30000"]
+    assert len(words) == 6 and words[4] == "-c"
+    key, _, value = words[5].partition("=")
+    assert key == "search_path" and unquote_ident(value) == schema
+
+
+def test_the_search_path_word_survives_white_space() -> None:
+    assert search_path_option("a b") == '-c search_path="a\\ b"'
+
+
+def test_a_tenant_is_at_its_lower_case_database() -> None:
+    tenant = Tenant(4, "BigClient", "eu2")
+    assert tenant.place == Place("eu2", "bigclient")
+    assert tenant.label == "bigclient@eu2" and Tenant(5, "x", "local").label == "x"
+    assert Place("local", "db", "s1").label == "db.s1"
+
+
+def test_registry_update_quotes_values_and_leaves_kept_columns() -> None:
+    sql = registry_update(7, status=3, error="it's \\ bad; DROP TABLE x; --")
+    assert sql == (
+        "UPDATE admmgt.vendor_db_settings SET status = 3, "
+        "last_error = E'it''s \\\\ bad; DROP TABLE x; --', last_error_at = now(), "
+        "modifiedon = now() WHERE id = 7"
+    )
+    assert "scriptversion" not in sql and "cluster_name" not in sql
+
+
+def test_registry_update_clears_with_none() -> None:
+    assert registry_update(3, scriptversion=None, error=None, touch=False) == (
+        "UPDATE admmgt.vendor_db_settings SET scriptversion = NULL, last_error = NULL, "
+        "last_error_at = NULL WHERE id = 3"
+    )
+    assert registry_update(3, scriptversion=12, error=KEEP) == (
+        "UPDATE admmgt.vendor_db_settings SET scriptversion = 12, modifiedon = now() WHERE id = 3"
+    )
+
+
+def test_registry_update_of_several_rows_and_placement() -> None:
+    assert registry_update([4, 9], cluster="eu'2", if_no_cluster=True) == (
+        "UPDATE admmgt.vendor_db_settings SET cluster_name = 'eu''2', modifiedon = now()"
+        " WHERE id IN (4, 9) AND cluster_name IS NULL"
+    )
+    assert registry_update(1, deleted=True).startswith(
+        "UPDATE admmgt.vendor_db_settings SET deleted = true, deletedon = now(), modifiedon"
+    )
+    with pytest.raises(ValueError):
+        registry_update([], status=2)
+    with pytest.raises(ValueError):
+        registry_update(1, touch=False)
+
+
+def test_the_updating_predicate_is_one_text() -> None:
+    assert UPDATING == CREATED + " AND updateflag"
+    assert updating_sql("v") == (
+        "NOT v.deleted AND NOT v.istemplate AND v.status = 2 AND v.updateflag"
+    )
+    row = {"deleted": False, "istemplate": False, "status": 2, "updateflag": True}
+    assert is_updating(row)
+    for key, value in (
+        ("deleted", True),
+        ("istemplate", True),
+        ("status", 3),
+        ("updateflag", False),
+    ):
+        assert not is_updating({**row, key: value})
