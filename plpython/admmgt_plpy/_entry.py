@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from admmgt_plpy._errors import AdmmgtError, NotImplementedYet
+from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._remote import RemoteError
 
 P = ParamSpec("P")
@@ -69,10 +69,3 @@ def _error_class(plpy: Any) -> type[Exception]:
         _CLASSES[id(base)] = found
     return found
 
-
-def not_implemented(name: str, issue: str) -> NotImplementedYet:
-    """The error of a procedure declared now and built in a later release."""
-    return NotImplementedYet(
-        f"admmgt.{name} is not implemented yet in this release",
-        hint=f"It is planned ({issue}); docs/status.md lists what works today.",
-    )
