@@ -1,6 +1,7 @@
 """The package's import graph has three layers (issue 15, docs/package.md).
 
-1. pure core: no plpy, no dblink -- names, calendar, compiler, metadata;
+1. pure core: no plpy, no dblink -- names, calendar, compiler, metadata, the
+   rollback inverse;
 2. wire and engine: dblink, transactions, history, the run log, the fleet-run
    engine, settings, locks, the error boundary;
 3. operations: everything else (applyScripts, maintenance, sync, drift, ...),
@@ -38,6 +39,7 @@ CORE = frozenset(
         "_hashparts",
         "_metadata",
         "_names",
+        "_rollback",
         "_sqlsplit",
         "_tenancy",
         "_types",
