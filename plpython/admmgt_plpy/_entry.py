@@ -68,4 +68,3 @@ def _error_class(plpy: Any) -> type[Exception]:
         found = type("admmgt", (base,), {"__module__": "builtins"})
         _CLASSES[id(base)] = found
     return found
-
