@@ -84,12 +84,13 @@ KNOWN_VIOLATIONS = frozenset(
 
 
 def layer(module: str) -> int:
+    """The module's layer; a module split out of another and named after it
+    (``_compile_base`` from ``_compile``) is in that one's layer."""
     if module == TOP:
         return 4
-    if module in CORE:
-        return 1
-    if module in WIRE:
-        return 2
+    for known, number in ((CORE, 1), (WIRE, 2)):
+        if module in known or any(module.startswith(f"{m}_") for m in known):
+            return number
     return 3
 
 
@@ -254,6 +255,22 @@ def test_a_lower_layer_importing_a_higher_one_is_found(tmp_path: Path, source: s
 def test_plpy_or_dblink_in_the_core_is_found(tmp_path: Path, source: str, what: str) -> None:
     package = write(tmp_path, _calendar=source, _sync=source)  # _sync may
     assert violations(package) == {f"pure: _calendar {what}"}
+
+
+def test_a_module_split_out_of_another_keeps_its_layer(tmp_path: Path) -> None:
+    package = write(
+        tmp_path,
+        _compile="from admmgt_plpy._compile_base import Step\n",
+        _compile_base="from admmgt_plpy._names import quote_ident\nclass Step: pass\n",
+        _compile_io="def load(plpy): pass\n",
+        _names="",
+        _applied="",
+        _runlog_batch="from admmgt_plpy import _applied\n",
+    )
+    assert violations(package) == {
+        "pure: _compile_io takes plpy",
+        "layer: _runlog_batch (wire and engine) imports _applied (operations)",
+    }
 
 
 def test_an_engine_module_importing_an_operation_is_found(tmp_path: Path) -> None:
