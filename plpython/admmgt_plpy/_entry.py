@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
-from admmgt_plpy._errors import AdmmgtError, NotImplementedYet
+from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._remote import RemoteError
+from admmgt_plpy._types import Plpy
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _ErrorPlpy(Plpy, Protocol):
+    """``plpy`` with the exception class PL/Python reports as an ERROR."""
+
+    Error: type[Exception]
 
 
 def entry(fn: Callable[P, R]) -> Callable[P, R]:
@@ -34,8 +41,7 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except AdmmgtError as exc:
-            plpy: Any = args[0]
-            raise _plpy_error(plpy, exc.message, exc.sqlstate, exc.hint) from None
+            raise _plpy_error(args[0], exc.message, exc.sqlstate, exc.hint) from None
         except RemoteError as exc:
             # A remote failure no operation handled: one line, not a traceback.
             raise _plpy_error(
@@ -50,6 +56,7 @@ def entry(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _plpy_error(plpy: Any, message: str, sqlstate: str, hint: str | None) -> Exception:
+    """``plpy`` is the entry point's first argument (every one takes plpy first)."""
     error = _error_class(plpy)(message)
     error.sqlstate = sqlstate  # type: ignore[attr-defined]
     if hint:  # hint=None would print "None"
@@ -60,7 +67,7 @@ def _plpy_error(plpy: Any, message: str, sqlstate: str, hint: str | None) -> Exc
 _CLASSES: dict[int, type[Exception]] = {}
 
 
-def _error_class(plpy: Any) -> type[Exception]:
+def _error_class(plpy: _ErrorPlpy) -> type[Exception]:
     """plpy.Error under the name PL/Python prints before the message: "admmgt"."""
     base = plpy.Error
     found = _CLASSES.get(id(base))
@@ -68,11 +75,3 @@ def _error_class(plpy: Any) -> type[Exception]:
         found = type("admmgt", (base,), {"__module__": "builtins"})
         _CLASSES[id(base)] = found
     return found
-
-
-def not_implemented(name: str, issue: str) -> NotImplementedYet:
-    """The error of a procedure declared now and built in a later release."""
-    return NotImplementedYet(
-        f"admmgt.{name} is not implemented yet in this release",
-        hint=f"It is planned ({issue}); docs/status.md lists what works today.",
-    )

@@ -45,12 +45,6 @@ class BusyError(AdmmgtError):
     sqlstate = "55P03"  # lock_not_available
 
 
-class NotImplementedYet(AdmmgtError):
-    """A procedure declared for compatibility whose body is a later release's."""
-
-    sqlstate = "0A000"  # feature_not_supported
-
-
 class RunFailed(AdmmgtError):
     """A run ended with a failed database or a refused script; every outcome
     was committed to the run log before this was raised (invariant 11)."""

@@ -7,14 +7,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.db.fleet import Fleet, call, make_template, register
+from tests.db.fleet import Fleet, make_fleet
 
 
 @pytest.fixture
 def fleet(cluster_dsn: str, admin: psycopg.Connection[Any], tenant_prefix: str) -> Fleet:
-    template = f"{tenant_prefix}tpl"
-    make_template(cluster_dsn, admin, template)
-    tenants = [f"{tenant_prefix}c{i}" for i in range(2)]
-    register(admin, *tenants)
-    call(admin, "create_database")
-    return Fleet(admin, template, tenants)
+    """A template and two tenants (tests/db/fleet.py)."""
+    return make_fleet(cluster_dsn, admin, tenant_prefix, 2)

@@ -101,6 +101,9 @@ def wait_for_cron_run(cluster_dsn: str, job_name: str, seconds: float = 100) -> 
 
 
 class Fleet:
+    """A template and its tenants, as the database tests see them: every test
+    file builds its fleet with :func:`make_fleet` and reads it through here."""
+
     def __init__(self, admin: psycopg.Connection[Any], template: str, tenants: list[str]) -> None:
         self.admin = admin
         self.template = template
@@ -110,12 +113,41 @@ class Fleet:
     def databases(self) -> list[str]:
         return [self.template, *self.tenants]
 
-    def connect(self, db: str) -> psycopg.Connection[Any]:
-        dsn = self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
-        return connect(dsn)
+    def dsn(self, db: str) -> str:
+        """The admin connection's DSN, pointed at database ``db``."""
+        return self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
 
-    def apply(self) -> list[str]:
+    def connect(self, db: str) -> psycopg.Connection[Any]:
+        return connect(self.dsn(db))
+
+    def execute(self, db: str, statement: str) -> None:
+        """Run ``statement`` in database ``db`` (autocommit)."""
+        with self.connect(db) as conn:
+            conn.execute(statement)
+
+    def history(self, db: str) -> list[tuple[int, str]]:
+        """(script_id, action) of every script_history row of database ``db``."""
+        with self.connect(db) as conn:
+            return history(conn)
+
+    def has_table(self, db: str, name: str) -> bool:
+        with self.connect(db) as conn:
+            return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)
+
+    def runs(self) -> int:
+        """How many runs admmgt.runs has recorded."""
+        row = self.admin.execute("SELECT count(*) FROM admmgt.runs").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, fails: bool = False) -> list[str]:
+        """applyScripts' NOTICE lines (without the pinned-clock one); ``fails``:
+        it must end with ERROR ZA001, else no line may say FAILED."""
         notices = Notices(self.admin)
+        if fails:
+            with pytest.raises(psycopg.Error) as failed:
+                call(self.admin, "applyscripts")
+            assert failed.value.sqlstate == "ZA001", failed.value
+            return notices.take_without_clock()
         call(self.admin, "applyscripts")
         lines = notices.take_without_clock()
         assert not [line for line in lines if "FAILED" in line], lines
@@ -133,6 +165,14 @@ class Fleet:
             self.admin.execute(query, (numdays, move))
         return notices.take_without_clock()
 
+    def drift(self, dbname: str | None = None) -> set[tuple[str, str, str, str]]:
+        """detect_drift's rows, for one tenant or (None) all."""
+        rows = self.admin.execute(
+            "SELECT dbname, object_kind, object_name, difference FROM admmgt.detect_drift(%s)",
+            (dbname,),
+        ).fetchall()
+        return {(r[0], r[1], r[2], r[3]) for r in rows}
+
     def children(self, db: str, parent: str) -> set[str]:
         with self.connect(db) as conn:
             return {
@@ -149,6 +189,25 @@ class Fleet:
         row = self.admin.execute("SELECT (admmgt.fleet_now() AT TIME ZONE 'UTC')::date").fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]
+
+
+def make_fleet(
+    cluster_dsn: str,
+    admin: psycopg.Connection[Any],
+    prefix: str,
+    n: int,
+    ddl: str = "CREATE SCHEMA mgttest",
+) -> Fleet:
+    """A template ``<prefix>tpl`` made with ``ddl``, and ``n`` tenants ``<prefix>c<i>``
+    created from it by create_database. ``i`` has as many digits as ``n - 1``
+    (c0..c9, c00..c19, c000..c199), so the names sort in creation order."""
+    template = f"{prefix}tpl"
+    make_template(cluster_dsn, admin, template, ddl)
+    width = len(str(max(n - 1, 0)))
+    tenants = [f"{prefix}c{i:0{width}d}" for i in range(n)]
+    register(admin, *tenants)
+    call(admin, "create_database")
+    return Fleet(admin, template, tenants)
 
 
 def schedule_cli(admin_dsn: str) -> Callable[..., str]:

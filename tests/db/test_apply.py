@@ -1,5 +1,5 @@
-"""The migration engine (issue 4): each invariant of ARCHITECTURE.md with a test
-that fails without it."""
+"""The migration engine (issue 4): each invariant of docs/concepts.md ("The eleven
+invariants") with a test that fails without it."""
 
 from __future__ import annotations
 
@@ -13,51 +13,10 @@ from psycopg import errors
 
 from admmgt._catalog import schema_snapshot
 from tests.db import scripts as s
-from tests.db.fleet import Notices, call, history, make_template, register, registry
+from tests.db.fleet import Fleet, Notices, call, make_fleet, registry
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
-
-
-class Fleet:
-    def __init__(self, admin: Conn, template: str, tenants: list[str]) -> None:
-        self.admin = admin
-        self.template = template
-        self.tenants = tenants
-
-    def dsn(self, db: str) -> str:
-        return self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
-
-    def connect(self, db: str) -> Conn:
-        return connect(self.dsn(db))
-
-    def history(self, db: str) -> list[tuple[int, str]]:
-        with self.connect(db) as conn:
-            return history(conn)
-
-    def has_table(self, db: str, name: str) -> bool:
-        with self.connect(db) as conn:
-            return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)
-
-    def apply(self, fails: bool = False) -> list[str]:
-        """applyScripts' NOTICE lines; ``fails``: it must end with ERROR ZA001."""
-        notices = Notices(self.admin)
-        if not fails:
-            call(self.admin, "applyscripts")
-            return notices.take()
-        with pytest.raises(psycopg.Error) as failed:
-            call(self.admin, "applyscripts")
-        assert failed.value.sqlstate == "ZA001", failed.value
-        return notices.take()
-
-
-def make_fleet(cluster_dsn: str, admin: Conn, prefix: str, n: int) -> Fleet:
-    template = f"{prefix}tpl"
-    make_template(cluster_dsn, admin, template)
-    tenants = [f"{prefix}c{i:03d}" for i in range(n)]
-    register(admin, *tenants)
-    call(admin, "create_database")
-    return Fleet(admin, template, tenants)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from admmgt import _backup
 from admmgt.cli import main
 from tests.db import scripts
-from tests.db.fleet import Fleet, call, databases, make_template, register
+from tests.db.fleet import Fleet, call, databases, make_fleet, register
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
@@ -85,13 +85,8 @@ def backups(admin: Conn, **where: Any) -> list[dict[str, Any]]:
 @pytest.fixture
 def small_fleet(cluster_dsn: str, admin: Conn, tenant_prefix: str) -> Fleet:
     """A template with a table, an index and a function, and 20 tenants with rows."""
-    template = f"{tenant_prefix}tpl"
-    make_template(cluster_dsn, admin, template, DDL)
-    tenants = [f"{tenant_prefix}c{i:02}" for i in range(20)]
-    register(admin, *tenants)
-    call(admin, "create_database")
-    fleet = Fleet(admin, template, tenants)
-    for i, tenant in enumerate(tenants):
+    fleet = make_fleet(cluster_dsn, admin, tenant_prefix, 20, DDL)
+    for i, tenant in enumerate(fleet.tenants):
         with fleet.connect(tenant) as conn:
             conn.execute(
                 "INSERT INTO mgttest.items (name)"

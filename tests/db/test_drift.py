@@ -11,8 +11,7 @@ from psycopg import errors
 from admmgt_plpy import _drift
 from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Connect, Outcome, Run
-from tests.db.fleet import call, make_template, register
-from tests.fix_db import connect
+from tests.db.fleet import Fleet, make_fleet
 
 Conn = psycopg.Connection[Any]
 
@@ -58,35 +57,9 @@ CREATE VIEW reporting.moods AS SELECT mood, count(*) FROM mgttest.customers GROU
 """
 
 
-class Fleet:
-    def __init__(self, admin: Conn, template: str, tenants: list[str]) -> None:
-        self.admin = admin
-        self.template = template
-        self.tenants = tenants
-
-    def dsn(self, db: str) -> str:
-        return self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
-
-    def execute(self, db: str, statement: str) -> None:
-        with connect(self.dsn(db)) as conn:
-            conn.execute(statement)
-
-    def drift(self, dbname: str | None = None) -> set[tuple[str, str, str, str]]:
-        rows = self.admin.execute(
-            "SELECT dbname, object_kind, object_name, difference FROM admmgt.detect_drift(%s)",
-            (dbname,),
-        ).fetchall()
-        return {(r[0], r[1], r[2], r[3]) for r in rows}
-
-
 @pytest.fixture
 def fleet(cluster_dsn: str, admin: Conn, tenant_prefix: str) -> Fleet:
-    template = f"{tenant_prefix}tpl"
-    make_template(cluster_dsn, admin, template, APP_SCHEMA)
-    tenants = [f"{tenant_prefix}c{i}" for i in range(5)]
-    register(admin, *tenants)
-    call(admin, "create_database")
-    return Fleet(admin, template, tenants)
+    return make_fleet(cluster_dsn, admin, tenant_prefix, 5, APP_SCHEMA)
 
 
 def test_identical_tenants_report_nothing(fleet: Fleet) -> None:

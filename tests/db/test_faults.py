@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 from tests.db import scripts as s
-from tests.db.fleet import call
-from tests.db.test_truth import Fleet, libpq, make_fleet, psql, status, wait_for
+from tests.db.fleet import Fleet, call, make_fleet
+from tests.db.test_truth import libpq, psql, status, wait_for
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]

@@ -16,48 +16,42 @@ import admmgt
 from admmgt import _fleet
 from admmgt.cli import main
 from tests.db import scripts as s
-from tests.db.fleet import call, make_template, register
-from tests.fix_db import connect
+from tests.db.fleet import Fleet, call, make_fleet, register
 
 Conn = psycopg.Connection[Any]
 
 
-class Fleet:
-    """Template and four tenants after two scripts:
+class Views(Fleet):
+    """The shared Fleet (tests/db/fleet.py) after two scripts:
 
     c0 and c3 have both; c1 was held back (updateflag false) before script 2;
     c2 failed on script 2; script 3 is ready but not run; c4 is registered
     but not created.
     """
 
-    def __init__(self, admin: Conn, admin_dsn: str, prefix: str) -> None:
-        self.admin = admin
-        self.dsn = admin_dsn
-        self.template = f"{prefix}tpl"
-        self.c = [f"{prefix}c{i}" for i in range(5)]
+    def __init__(self, fleet: Fleet, admin_dsn: str, prefix: str) -> None:
+        super().__init__(fleet.admin, fleet.template, fleet.tenants)
+        self.admin_dsn = admin_dsn
+        self.c = [*fleet.tenants, f"{prefix}c4"]
 
     def view(self, query: str, *args: Any) -> list[dict[str, Any]]:
         with self.admin.cursor(row_factory=dict_row) as cur:
             return list(cur.execute(query, args or None).fetchall())
 
     def cli(self, *args: str) -> Any:
-        return CliRunner().invoke(main, ["--dsn", self.dsn, *args])
+        return CliRunner().invoke(main, ["--dsn", self.admin_dsn, *args])
 
 
 @pytest.fixture
-def fleet(cluster_dsn: str, admin: Conn, admin_dsn: str, tenant_prefix: str) -> Fleet:
-    f = Fleet(admin, admin_dsn, tenant_prefix)
-    make_template(cluster_dsn, admin, f.template)
-    register(admin, *f.c[:4])
-    call(admin, "create_database")
+def fleet(cluster_dsn: str, admin: Conn, admin_dsn: str, tenant_prefix: str) -> Views:
+    f = Views(make_fleet(cluster_dsn, admin, tenant_prefix, 4), admin_dsn, tenant_prefix)
     s.script(admin, 1, "orders")
     s.table(admin, 1, "orders", [s.ID])
     call(admin, "applyscripts")
     admin.execute(
         "UPDATE admmgt.vendor_db_settings SET updateflag = false WHERE dbname = %s", (f.c[1],)
     )
-    with connect(admin_dsn.replace(f"dbname={admin.info.dbname}", f"dbname={f.c[2]}")) as conn:
-        conn.execute("CREATE TABLE mgttest.invoices (x int)")
+    f.execute(f.c[2], "CREATE TABLE mgttest.invoices (x int)")
     s.script(admin, 2, "invoices")
     s.table(admin, 2, "invoices", [s.ID])
     admin.execute("CALL admmgt.applyscripts(t_raise => false)")  # c2 fails: NOTICEs only
@@ -66,7 +60,7 @@ def fleet(cluster_dsn: str, admin: Conn, admin_dsn: str, tenant_prefix: str) -> 
     return f
 
 
-def test_fleet_status_one_row_per_database(fleet: Fleet) -> None:
+def test_fleet_status_one_row_per_database(fleet: Views) -> None:
     rows = {r["dbname"]: r for r in fleet.view("SELECT * FROM admmgt.fleet_status")}
     assert set(rows) == {fleet.template, *fleet.c}
     assert [d for d, r in rows.items() if r["istemplate"]] == [fleet.template]
@@ -95,14 +89,14 @@ def test_fleet_status_one_row_per_database(fleet: Fleet) -> None:
     assert all(r["database"] == r["dbname"].lower() for r in rows.values())
 
 
-def test_removed_tenants_leave_fleet_status(fleet: Fleet) -> None:
+def test_removed_tenants_leave_fleet_status(fleet: Views) -> None:
     call(fleet.admin, "drop_database", fleet.c[3], "drop")
     names = {r["dbname"] for r in fleet.view("SELECT dbname FROM admmgt.fleet_status")}
     assert fleet.c[3] not in names and fleet.c[0] in names
 
 
 def test_operator_reads_the_views_and_sizes_it_may_not_see_are_null(
-    fleet: Fleet, test_id: str
+    fleet: Views, test_id: str
 ) -> None:
     role = f"admmgt_test_{test_id}"
     fleet.admin.execute(f"CREATE ROLE {role} IN ROLE admmgt_operator")
@@ -122,7 +116,7 @@ def test_operator_reads_the_views_and_sizes_it_may_not_see_are_null(
     assert all(sizes[d] is None for d in fleet.c)
 
 
-def test_script_status_counts_applied_pending_failed_and_held_back(fleet: Fleet) -> None:
+def test_script_status_counts_applied_pending_failed_and_held_back(fleet: Views) -> None:
     rows = fleet.view(
         "SELECT id, status_word, on_template, databases_applied, databases_pending,"
         " databases_failed, databases_held_back FROM admmgt.script_status ORDER BY id"
@@ -134,7 +128,7 @@ def test_script_status_counts_applied_pending_failed_and_held_back(fleet: Fleet)
     ]
 
 
-def test_run_history_one_row_per_run_and_target(fleet: Fleet) -> None:
+def test_run_history_one_row_per_run_and_target(fleet: Views) -> None:
     rows = fleet.view("SELECT * FROM admmgt.run_history ORDER BY run_id, dbname")
     runs = fleet.view("SELECT id, operation FROM admmgt.runs ORDER BY id")
     assert [r["operation"] for r in runs] == ["create_database", "applyScripts", "applyScripts"]
@@ -156,7 +150,7 @@ def test_run_history_one_row_per_run_and_target(fleet: Fleet) -> None:
     assert (last["dbname"], last["outcome"]) == (None, "noop")
 
 
-def test_status_json_matches_the_views_and_exits_1_on_a_failed_tenant(fleet: Fleet) -> None:
+def test_status_json_matches_the_views_and_exits_1_on_a_failed_tenant(fleet: Views) -> None:
     result = fleet.cli("status", "--json")
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
@@ -197,7 +191,7 @@ def test_status_json_matches_the_views_and_exits_1_on_a_failed_tenant(fleet: Fle
     assert fleet.cli("status", "--json").exit_code == 0
 
 
-def test_log_shows_recent_and_failed_targets(fleet: Fleet) -> None:
+def test_log_shows_recent_and_failed_targets(fleet: Views) -> None:
     result = fleet.cli("log", "--json", "--limit", "3")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -210,7 +204,7 @@ def test_log_shows_recent_and_failed_targets(fleet: Fleet) -> None:
     assert text.exit_code == 0 and fleet.c[2] in text.stdout and "failed" in text.stdout
 
 
-def test_drift_command_exit_codes(fleet: Fleet) -> None:
+def test_drift_command_exit_codes(fleet: Views) -> None:
     clean = fleet.cli("drift", "--dbname", fleet.c[0])
     assert clean.exit_code == 0, clean.output
     assert "no drift" in clean.stdout

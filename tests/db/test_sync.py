@@ -10,8 +10,7 @@ import pytest
 
 from admmgt._catalog import schema_snapshot
 from tests.db import scripts as s
-from tests.db.fleet import Notices, call, registry
-from tests.db.test_apply import Fleet, make_fleet
+from tests.db.fleet import Fleet, Notices, call, make_fleet, registry
 
 Conn = psycopg.Connection[Any]
 

@@ -1,6 +1,7 @@
-"""Runs you can trust (issue 13, invariant 11): a CALL inside a transaction
-block is refused, failures reach exit codes, an interrupted run is seen and
-resumed, and status never says "up to date" while a database disagrees."""
+"""Runs you can trust (issue 13, invariant 11 of docs/concepts.md): a CALL
+inside a transaction block is refused, failures reach exit codes, an
+interrupted run is seen and resumed, and status never says "up to date" while
+a database disagrees."""
 
 from __future__ import annotations
 
@@ -18,37 +19,10 @@ from click.testing import CliRunner
 from admmgt import _detach
 from admmgt.cli import main
 from tests.db import scripts as s
-from tests.db.fleet import call, history, make_template, register, registry
+from tests.db.fleet import Fleet, call, make_fleet, registry
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
-
-
-class Fleet:
-    def __init__(self, admin: Conn, template: str, tenants: list[str]) -> None:
-        self.admin = admin
-        self.template = template
-        self.tenants = tenants
-
-    def dsn(self, db: str) -> str:
-        return self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
-
-    def history(self, db: str) -> list[tuple[int, str]]:
-        with connect(self.dsn(db)) as conn:
-            return history(conn)
-
-    def runs(self) -> int:
-        row = self.admin.execute("SELECT count(*) FROM admmgt.runs").fetchone()
-        return int(row[0]) if row else 0
-
-
-def make_fleet(cluster_dsn: str, admin: Conn, prefix: str, n: int) -> Fleet:
-    template = f"{prefix}tpl"
-    make_template(cluster_dsn, admin, template)
-    tenants = [f"{prefix}c{i:03d}" for i in range(n)]
-    register(admin, *tenants)
-    call(admin, "create_database")
-    return Fleet(admin, template, tenants)
 
 
 @pytest.fixture
