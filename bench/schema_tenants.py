@@ -146,6 +146,22 @@ SCRIPTS: list[list[str]] = [
         "ALTER TABLE {s}.test_table ADD COLUMN region text",
     ],
 ]
+
+
+def evolve(count: int) -> list[list[str]]:
+    """`count` more scripts, as a template's history grows: columns and indexes come and go."""
+    scripts = []
+    for j in range(1, count + 1):
+        script = [
+            f"ALTER TABLE {{s}}.orders ADD COLUMN f_{j} text",
+            f"CREATE INDEX orders_f_{j}_idx ON {{s}}.orders (f_{j})",
+        ]
+        if j % 3 == 0:  # every third script drops the column the one before added
+            script.append(f"ALTER TABLE {{s}}.orders DROP COLUMN f_{j - 1}")
+        scripts.append(script)
+    return scripts
+
+
 HISTORY_DDL = (
     "CREATE TABLE {s}.admmgt_history (script_id int PRIMARY KEY, checksum text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL DEFAULT current_user)"
@@ -381,6 +397,43 @@ def clone_script(conn: Conn, template: str) -> list[str]:
         out.append(f"CREATE SEQUENCE {ident(name)}")
         if owner is not None:
             owned.append(f"ALTER SEQUENCE {ident(name)} OWNED BY {ident(owner)}.{ident(column)}")
+    # Local constraints (not the partitions' inherited copies): keys and checks go inside
+    # CREATE TABLE, foreign keys at the end (their targets exist by then).
+    inline: dict[str, list[str]] = {}
+    fkeys: list[str] = []
+    for table, name, kind, definition in conn.execute(
+        "SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = %s"
+        "  AND k.conparentid = 0 AND k.coninhcount = 0"
+        " ORDER BY c.relname, k.conname",
+        [nsp],
+    ):
+        if kind == "f":
+            fkeys.append(f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(name)} {definition}")
+        else:
+            inline.setdefault(table, []).append(f"CONSTRAINT {ident(name)} {definition}")
+    # Indexes that are not a constraint's and not a partition's copy, made right after their
+    # table: a partitioned table's index then reaches each partition as it is created.
+    on = re.compile(
+        r" ON (ONLY )?"
+        + re.escape(ident(template) if not template.isidentifier() else template)
+        + r"\."
+    )
+    indexes: dict[str, list[str]] = {}
+    for table, definition in conn.execute(
+        "SELECT t.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+        " WHERE x.relnamespace = %s AND NOT x.relispartition"
+        "  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid"
+        "                  AND k.contype IN ('p', 'u', 'x'))",
+        [nsp],
+    ):
+        # ON ONLY is how pg_get_indexdef shows a partitioned table's index; here the index is
+        # made before the partitions, which then get their copies.
+        mapped, count = on.subn(f" ON {S}.", definition, count=1)
+        if count != 1:
+            raise Refused(f"index definition not understood: {definition}")
+        indexes.setdefault(table, []).append(mapped)
     # Tables: parents first, then partitions level by level.
     tables = conn.execute(
         "SELECT c.oid, c.relname, c.relkind, c.relispartition,"
@@ -426,43 +479,17 @@ def clone_script(conn: Conn, template: str) -> list[str]:
                         [oid],
                     )
                 ]
-                ddl = f"CREATE TABLE {ident(name)} ({', '.join(cols)})"
+                ddl = f"CREATE TABLE {ident(name)} ({', '.join(cols + inline.get(name, []))})"
             if partkey:
                 ddl += f" PARTITION BY {partkey}"
             out.append(ddl)
+            out += indexes.get(name, [])
             done.add(name)
             pending.remove((oid, name, _kind, is_part, parent, bound, partkey))
             progress = True
         if not progress:
             raise Refused(f"partitions without a parent in the schema: {[p[1] for p in pending]}")
-    # Local constraints (not the partitions' inherited copies); foreign keys last.
-    for table, name, definition in conn.execute(
-        "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
-        " JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = %s"
-        "  AND k.conparentid = 0 AND k.coninhcount = 0"
-        " ORDER BY k.contype = 'f', c.relname, k.conname",
-        [nsp],
-    ):
-        out.append(f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(name)} {definition}")
-    # Indexes that are not a constraint's and not a partition's copy.
-    on = re.compile(
-        r" ON (ONLY )?"
-        + re.escape(ident(template) if not template.isidentifier() else template)
-        + r"\."
-    )
-    for (definition,) in conn.execute(
-        "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid"
-        " WHERE x.relnamespace = %s AND NOT x.relispartition"
-        "  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid"
-        "                  AND k.contype IN ('p', 'u', 'x'))",
-        [nsp],
-    ):
-        # ON ONLY is how pg_get_indexdef shows a partitioned table's index; the partitions
-        # exist already here, so the index is created on the whole tree (they get their copies).
-        mapped, count = on.subn(f" ON {S}.", definition, count=1)
-        if count != 1:
-            raise Refused(f"index definition not understood: {definition}")
-        out.append(mapped)
+    out += fkeys
     out += owned
     # Routines, rebuilt from their parts; SET search_path mapped; bodies naming the template refused.
     names_template = re.compile(r'(?<![\w"])("?)' + re.escape(template) + r"\1\s*\.", re.I)
@@ -692,7 +719,7 @@ class Bench:
         with connect(dsn) as c:
             c.execute("CHECKPOINT")
         # Driver 1: persistent connections, qualified DDL, history checked in the transaction.
-        version = 7
+        version = len(SCRIPTS) + 1
         pool = Pool(dsn)
         pool.warm()
         before = load()
@@ -722,7 +749,7 @@ class Bench:
             before,
         )
         # Driver 2: psql, xargs -P4, a connection per schema, search_path per schema.
-        version = 8
+        version = len(SCRIPTS) + 2
         with connect(dsn) as c:
             c.execute("CHECKPOINT")
         before = load()
@@ -748,7 +775,7 @@ class Bench:
             before,
         )
         # Driver 3: 4 psql sessions, each looping over a quarter of the schemas.
-        version = 9
+        version = len(SCRIPTS) + 3
         with connect(dsn) as c:
             c.execute("CHECKPOINT")
         block = psql_block(version)
@@ -816,7 +843,7 @@ class Bench:
                         sql.Literal(name), sql.Identifier(name))
                 )  # fmt: skip
             c.execute("VACUUM ANALYZE admmgt_shared.history")
-        top = 9
+        top = len(SCRIPTS) + 3
 
         def visit(query: Callable[[str], sql.Composable]) -> Callable[[Conn, str], None]:
             def one(c: Conn, name: str) -> None:
@@ -1048,14 +1075,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench-schemas")
     parser.add_argument("--port", type=int, default=54361)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--history", type=int, default=0, help="scripts added to the template's six (0-300)"
+    )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        default=["create", "rollout", "noop", "catalog", "dump"],
+        choices=["create", "rollout", "noop", "catalog", "dump"],
+        help="rollout, noop, catalog and dump need create",
+    )
     args = parser.parse_args(argv)
     if any(n < 1 or n > 2000 for n in args.tenants) or not 1 <= args.sample <= 200:
         parser.error("--tenants 1 to 2000, --sample 1 to 200")
+    if not 0 <= args.history <= 300:
+        parser.error("--history 0 to 300")
+    SCRIPTS.extend(evolve(args.history))
     started = time.monotonic()
     print(
         f"admmgt {admmgt.__version__} schema-tenant benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC:"
         f" {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python"
-        f" {platform.python_version()}; {WORKERS} connections; {load()}"
+        f" {platform.python_version()}; {WORKERS} connections; template history"
+        f" {len(SCRIPTS)} scripts; {load()}"
     )
     with cluster(args.dir, args.port, args.keep) as box:
         with connect(box.dsn()) as c:
@@ -1065,10 +1106,13 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.tenants:
             print(f"\n{n} tenant schemas:", flush=True)
             bench.create(n)
-            bench.rollout(n)
-            bench.noop(n)
-            bench.catalog(n)
-            if n == max(args.tenants):
+            if "rollout" in args.phases:
+                bench.rollout(n)
+            if "noop" in args.phases:
+                bench.noop(n)
+            if "catalog" in args.phases:
+                bench.catalog(n)
+            if "dump" in args.phases and n == max(args.tenants):
                 bench.pg_dump(n)
             if n != args.tenants[-1]:
                 bench.drop_db(f"host_a_{n}", f"ra{n}_")
