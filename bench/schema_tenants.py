@@ -226,6 +226,58 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(box: admmgt.Sandbox) -> float:
+    """CPU seconds the cluster has used: the postmaster, its live children, and (cutime,
+    cstime) the children it has reaped, so closed connections still count. A machine's
+    load changes wall seconds a lot and these much less."""
+    try:
+        pm = int((box.data / "postmaster.pid").read_text().split()[0])
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pm:
+                total += int(fields[11]) + int(fields[12])
+        own = Path(f"/proc/{pm}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(own[i]) for i in (11, 12, 13, 14))
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total / TICKS
+
+
+class Clock:
+    """Wall and server CPU of a phase, and the wall of its first and last tenth."""
+
+    def __init__(self, box: admmgt.Sandbox, n: int) -> None:
+        self.box, self.n = box, n
+        self.done: list[float] = []
+        self.lock = threading.Lock()
+        self.cpu0 = server_cpu(box)
+        self.t0 = time.monotonic()
+
+    def tick(self) -> None:
+        with self.lock:
+            self.done.append(time.monotonic())
+
+    def stop(self) -> str:
+        wall = time.monotonic() - self.t0
+        time.sleep(0.5)  # let closed backends exit, so their CPU is reaped and counted
+        cpu = server_cpu(self.box) - self.cpu0
+        text = f"server CPU {cpu:.1f} s ({1000 * cpu / self.n:.0f} ms each)"
+        tenth = len(self.done) // 10
+        if tenth >= 5:
+            first = self.done[tenth - 1] - self.t0
+            last = self.done[-1] - self.done[-tenth - 1]
+            text += f"; first tenth {1000 * first / tenth:.0f}, last tenth {1000 * last / tenth:.0f} ms each"
+        self.wall = wall
+        return text
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -399,19 +451,26 @@ def clone_script(conn: Conn, template: str) -> list[str]:
             owned.append(f"ALTER SEQUENCE {ident(name)} OWNED BY {ident(owner)}.{ident(column)}")
     # Local constraints (not the partitions' inherited copies): keys and checks go inside
     # CREATE TABLE, foreign keys at the end (their targets exist by then).
+    # Foreign keys go inside CREATE TABLE too when the table they reference is made first
+    # (tables are ordered so); an ALTER TABLE ADD would validate every (empty) partition
+    # with a query, which costs more than the rest of the table. Only a cycle needs ALTER.
     inline: dict[str, list[str]] = {}
+    fk_inline: dict[str, list[tuple[str, str]]] = {}  # table -> (referenced table, clause)
     fkeys: list[str] = []
-    for table, name, kind, definition in conn.execute(
-        "SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+    for table, name, kind, definition, target in conn.execute(
+        "SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid),"
+        " (SELECT r.relname FROM pg_class r WHERE r.oid = k.confrelid AND r.relnamespace = %s)"
+        " FROM pg_constraint k"
         " JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = %s"
         "  AND k.conparentid = 0 AND k.coninhcount = 0"
         " ORDER BY c.relname, k.conname",
-        [nsp],
+        [nsp, nsp],
     ):
-        if kind == "f":
-            fkeys.append(f"ALTER TABLE {ident(table)} ADD CONSTRAINT {ident(name)} {definition}")
+        clause = f"CONSTRAINT {ident(name)} {definition}"
+        if kind == "f" and target is not None and target != table:
+            fk_inline.setdefault(table, []).append((target, clause))
         else:
-            inline.setdefault(table, []).append(f"CONSTRAINT {ident(name)} {definition}")
+            inline.setdefault(table, []).append(clause)
     # Indexes that are not a constraint's and not a partition's copy, made right after their
     # table: a partitioned table's index then reaches each partition as it is created.
     on = re.compile(
@@ -452,6 +511,8 @@ def clone_script(conn: Conn, template: str) -> list[str]:
         for oid, name, _kind, is_part, parent, bound, partkey in list(pending):
             if is_part and parent not in done:
                 continue
+            if any(target not in done for target, _ in fk_inline.get(name, [])):
+                continue
             if is_part:
                 ddl = f"CREATE TABLE {ident(name)} PARTITION OF {ident(parent)} {bound}"
             else:
@@ -479,7 +540,8 @@ def clone_script(conn: Conn, template: str) -> list[str]:
                         [oid],
                     )
                 ]
-                ddl = f"CREATE TABLE {ident(name)} ({', '.join(cols + inline.get(name, []))})"
+                keys = inline.get(name, []) + [c for _, c in fk_inline.get(name, [])]
+                ddl = f"CREATE TABLE {ident(name)} ({', '.join(cols + keys)})"
             if partkey:
                 ddl += f" PARTITION BY {partkey}"
             out.append(ddl)
@@ -488,7 +550,15 @@ def clone_script(conn: Conn, template: str) -> list[str]:
             pending.remove((oid, name, _kind, is_part, parent, bound, partkey))
             progress = True
         if not progress:
-            raise Refused(f"partitions without a parent in the schema: {[p[1] for p in pending]}")
+            cyclic = [p[1] for p in pending if not p[3] and fk_inline.get(p[1])]
+            if not cyclic:
+                raise Refused(
+                    f"partitions without a parent in the schema: {[p[1] for p in pending]}"
+                )
+            fkeys += [
+                f"ALTER TABLE {ident(cyclic[0])} {c.replace('CONSTRAINT', 'ADD CONSTRAINT', 1)}"
+                for _, c in fk_inline.pop(cyclic[0])
+            ]
     out += fkeys
     out += owned
     # Routines, rebuilt from their parts; SET search_path mapped; bodies naming the template refused.
@@ -608,16 +678,19 @@ class Bench:
         def one_a(c: Conn, name: str) -> None:
             with c.transaction():
                 c.execute(clone_sql(script, name) + ";\n" + role_sql(name, f"ra{n}_{name}"))
+            clock.tick()
 
+        clock = Clock(self.box, n)
         timed(lambda: pool.map(one_a, names_a))
         wall = time.monotonic() - total
         pool.close()
+        cpu = clock.stop()
         res.add(
             n,
             "(a) clone the catalog",
             f"{wall:.1f}",
             f"{1000 * wall / n:.0f}",
-            f"{len(script)} statements; catalog read {read_s * 1000:.0f} ms",
+            f"{len(script)} statements; catalog read {read_s * 1000:.0f} ms; {cpu}",
             before,
         )
         self.check_schemas(db_a, names_a)
@@ -632,16 +705,19 @@ class Bench:
         def one_b(c: Conn, name: str) -> None:
             with c.transaction():
                 c.execute(replay_sql(name) + ";\n" + role_sql(name, f"rb{n}_{name}"))
+            clock.tick()
 
+        clock = Clock(self.box, n)
         wall, _ = timed(lambda: pool.map(one_b, names_b))
         pool.close()
+        cpu = clock.stop()
         statements = 2 + sum(len(s) + 1 for s in SCRIPTS)
         res.add(
             n,
             "(b) replay the scripts",
             f"{wall:.1f}",
             f"{1000 * wall / n:.0f}",
-            f"{statements} statements",
+            f"{statements} statements; {cpu}",
             before,
         )
         self.check_schemas(db_b, names_b)
@@ -649,6 +725,7 @@ class Bench:
         k = min(self.args.sample, n)
         names_c = [f"c_{i:04d}" for i in range(1, k + 1)]
         before = load()
+        clock = Clock(self.box, k)
         dsn_b = self.box.dsn(db_b)
         cmd = (
             f"{PG_DUMP} -n {TPL} '{dsn_b}' | sed 's/{TPL}/{{}}/g' | "
@@ -667,7 +744,7 @@ class Bench:
             f"(c) pg_dump | sed | psql, {k} of {n} sampled",
             f"{wall:.1f} for {k}",
             f"{1000 * wall / k:.0f}",
-            f"4 at a time, no roles; {ok}",
+            f"4 at a time, no roles; {ok}; {clock.stop()}",
             before,
         )
         self.check_schemas(db_b, names_c)
@@ -723,6 +800,7 @@ class Bench:
         pool = Pool(dsn)
         pool.warm()
         before = load()
+        clock = Clock(self.box, n)
 
         def one(c: Conn, name: str) -> None:
             s = ident(name)
@@ -745,7 +823,7 @@ class Bench:
             "engine-like: 4 persistent connections, a transaction per schema",
             f"{wall:.1f}",
             f"{1000 * wall / n:.1f}",
-            self.applied(db, names, version),
+            f"{self.applied(db, names, version)}; {clock.stop()}",
             before,
         )
         # Driver 2: psql, xargs -P4, a connection per schema, search_path per schema.
@@ -753,6 +831,7 @@ class Bench:
         with connect(dsn) as c:
             c.execute("CHECKPOINT")
         before = load()
+        clock = Clock(self.box, n)
         body = psql_block(version)
         with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
             f.write(body + "\n")
@@ -771,7 +850,7 @@ class Bench:
             "psql, xargs -P4, a connection per schema, SET LOCAL search_path",
             f"{wall:.1f}",
             f"{1000 * wall / n:.1f}",
-            self.applied(db, names, version) + ok,
+            f"{self.applied(db, names, version)}{ok}; {clock.stop()}",
             before,
         )
         # Driver 3: 4 psql sessions, each looping over a quarter of the schemas.
@@ -788,6 +867,7 @@ class Bench:
                 files.append(f.name)
             os.chmod(files[-1], 0o644)
         before = load()
+        clock = Clock(self.box, n)
 
         def sessions() -> list[int]:
             procs = [
@@ -807,7 +887,7 @@ class Bench:
             "psql, 4 sessions looping over the schemas, SET LOCAL search_path",
             f"{wall:.1f}",
             f"{1000 * wall / n:.1f}",
-            self.applied(db, names, version) + ok,
+            f"{self.applied(db, names, version)}{ok}; {clock.stop()}",
             before,
         )
         for f in [file, *files]:
