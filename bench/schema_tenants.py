@@ -1364,6 +1364,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=54361)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument(
+        "--max-connections", type=int, default=300, help="the sandbox's (its default: 300)"
+    )
+    parser.add_argument(
         "--history", type=int, default=0, help="scripts added to the template's six (0-300)"
     )
     parser.add_argument(
@@ -1387,6 +1390,11 @@ def main(argv: list[str] | None = None) -> int:
         f" {len(SCRIPTS)} scripts; {load()}"
     )
     with cluster(args.dir, args.port, args.keep) as box:
+        if args.max_connections != 300:
+            with connect(box.dsn()) as c:
+                c.execute(f"ALTER SYSTEM SET max_connections = {int(args.max_connections)}")
+            box.stop()
+            box.start()
         with connect(box.dsn()) as c:
             version = c.execute("SHOW server_version").fetchone()
             print(f"PostgreSQL {version[0] if version else '?'}", flush=True)
