@@ -732,6 +732,8 @@ class Bench:
             before,
         )
         self.check_schemas(db_a, names_a)
+        if self.args.clone_only:
+            return
         # (b) replay
         db_b = f"host_b_{n}"
         self.fresh_db(db_b)
@@ -1090,7 +1092,7 @@ class Bench:
                 "  FROM generate_series(1, 8000) AS i;"
                 " CALL testproc1();"
                 " INSERT INTO childtable (parentid) SELECT id FROM parenttable;"
-                " RESET search_path; ANALYZE"
+                " RESET search_path"
             )
         )
         leaves = [
@@ -1405,6 +1407,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench-schemas")
     parser.add_argument("--port", type=int, default=54361)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--clone-only", action="store_true", help="create by (a) only: for the later phases"
+    )
     parser.add_argument(
         "--max-connections", type=int, default=300, help="the sandbox's (its default: 300)"
     )
