@@ -1,8 +1,11 @@
 # ruff: noqa: E501  (SQL text and table rows keep their own long lines)
-"""Schema tenants (issue 16): creation, a rollout, a no-op and the catalog, at 100 and 1000 schemas.
+"""Schema tenants (issue 16): creation, a rollout, no-ops, a promotion, the catalog, pg_dump.
 
     .venv/bin/python bench/schema_tenants.py [--tenants 100 1000] [--dir .sandbox/bench-schemas]
                                              [--port 54361] [--sample 20] [--keep]
+                                             [--history N] [--phases create rollout noop
+                                              promote catalog dump] [--clone-only]
+                                             [--max-connections 300]
 
 It measures the choices docs/design/schema-tenants.md makes; no admmgt code
 runs (schema tenants are not built yet). A throwaway cluster (admmgt.Sandbox
@@ -33,6 +36,15 @@ schema; and 4 psql sessions each looping over a quarter of the schemas);
 no-ops reading every schema's version (per-schema history tables vs one
 shared history table keyed by schema); the catalog size; and a whole-database
 `pg_dump -s` against the lock table (`max_locks_per_transaction`).
+
+Promotion (prototype of the design's steps on t_0001, filled with ~318,000
+rows): revoke writes, SHARE-lock the tables in a host transaction, copy
+through postgres_fdw into a new database, setval the sequences, compare
+counts and checksums per table and the history, rename the old schema; a
+writer queued on the lock meanwhile must be refused.
+
+Server CPU (the postmaster and its children, reaped ones included) is
+printed beside wall time: it moves far less with the machine's load.
 
 One measurement per figure, on whatever machine runs it: the load average is
 printed with every phase. A benchmark, not a test: nothing passes or fails.
