@@ -147,18 +147,21 @@ class RunRecorder:
         self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
         q = self._q
         details = json.dumps(outcome.details) if outcome.details else None
+        # The record may be written up to a batch later: its times are taken
+        # now, from this server's clock (the admin database's own).
+        finished = f"to_timestamp({time.time():.6f})"
         sql = (
             "INSERT INTO admmgt.run_log (run_id, dbname, cluster_name, scriptid, outcome, sqlstate,"
-            " message, statement, started_at, duration_ms, details) VALUES ("
+            " message, statement, started_at, finished_at, duration_ms, details) VALUES ("
             f"{self.run_id}, {q(dbname)}, {q(cluster)}, {q(scriptid)}, {q(outcome.outcome)},"
             f" {q(outcome.sqlstate)}, {q(outcome.message)}, {q(outcome.statement)},"
-            f" clock_timestamp() - make_interval(secs => {elapsed_ms / 1000.0:.3f}),"
+            f" {finished} - make_interval(secs => {elapsed_ms / 1000.0:.3f}), {finished},"
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
-        # In one batch, so in one transaction: fleet_status trusts a run_log row
-        # only if it is not older than the registry row's modifiedon (now()).
         if registry:
-            self._defer(sql, registry)
+            # fleet_status trusts a run_log row only if it is not older than
+            # the registry row's modifiedon: both get the same time.
+            self._defer(sql, registry.replace("modifiedon = now()", f"modifiedon = {finished}"))
         else:
             self._defer(sql)
 
