@@ -27,6 +27,7 @@ import json
 import time
 from typing import Any
 
+from admmgt_plpy import _remote
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._eta import Eta
 from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
@@ -59,6 +60,7 @@ class RunRecorder:
         self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
         self._pending_since = 0.0
         self._records = 0  # in _pending: a database's run_log row and registry update are one
+        _remote.TICK[0] = self._tick  # the fan-out writes a due batch between results too
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
             " pg_backend_pid() AS pid, (SELECT backend_start FROM pg_catalog.pg_stat_activity"
@@ -177,6 +179,10 @@ class RunRecorder:
         if self._records >= FLUSH_ROWS or now - self._pending_since >= FLUSH_SECONDS:
             self.flush()
 
+    def _tick(self) -> None:
+        if self._pending and time.monotonic() - self._pending_since >= FLUSH_SECONDS:
+            self.flush()
+
     def flush(self) -> None:
         """Write and commit the waiting records now, in one transaction."""
         if self._pending:
@@ -235,6 +241,8 @@ class RunRecorder:
             f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}"
         )
         self.flush()
+        if _remote.TICK[0] == self._tick:
+            _remote.TICK[0] = None
         self.dblink.disconnect(self.conn)
         elapsed = time.monotonic() - self.started
         words = words or {}
