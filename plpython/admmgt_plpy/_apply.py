@@ -242,12 +242,17 @@ def _transactional_part(
 def _one_trip(sync: SyncPlan, script_id: int, steps: tuple[Step, ...]) -> bool:
     """Whether the script's transaction can go as one query: no definitions to
     capture or apply around it, and each transactional step one statement (a
-    ';' anywhere but at its end, even quoted, sends it step by step)."""
+    ';' anywhere but at its end, even quoted, or no text at all, sends it step
+    by step: the query's results must be one per statement)."""
     if sync.capture or any(
         any(sync.logged.get((script_id, before), {}).values()) for before in (True, False)
     ):
         return False
-    return all(";" not in s.sql.strip().rstrip(";") for s in steps if s.transactional)
+    return all(
+        s.sql.strip().rstrip(";").strip() and ";" not in s.sql.strip().rstrip(";")
+        for s in steps
+        if s.transactional
+    )
 
 
 def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:

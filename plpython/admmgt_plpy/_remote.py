@@ -552,6 +552,11 @@ class _Active:
     read: int = 0  # of those, read already
 
 
+# Called on every turn of the fan-out's loop when set: the run recorder's
+# timed batch write (_runlog.py), so its records wait at most about that long
+# even while no database finishes. One at a time: a new recorder takes it.
+TICK: list[Callable[[], None] | None] = [None]
+
 # The fan-out's wait when no connection has a result: from IDLE_MIN_S, doubling
 # while nothing comes, to IDLE_MAX_S.
 IDLE_MIN_S = 0.00025
@@ -629,6 +634,9 @@ class Fanout:
                                 0.0,
                             )
                 progressed = self._poll(active)
+                tick = TICK[0]
+                if tick is not None:
+                    tick()
                 for state in active:
                     if state.job is None:
                         running[state.cluster] -= 1

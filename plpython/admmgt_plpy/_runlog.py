@@ -27,6 +27,7 @@ import json
 import time
 from typing import Any
 
+from admmgt_plpy import _remote
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._eta import Eta
 from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
@@ -59,6 +60,7 @@ class RunRecorder:
         self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
         self._pending_since = 0.0
         self._records = 0  # in _pending: a database's run_log row and registry update are one
+        _remote.TICK[0] = self._tick  # the fan-out writes a due batch between results too
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
             " pg_backend_pid() AS pid, (SELECT backend_start FROM pg_catalog.pg_stat_activity"
@@ -147,18 +149,21 @@ class RunRecorder:
         self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
         q = self._q
         details = json.dumps(outcome.details) if outcome.details else None
+        # The record may be written up to a batch later: its times are taken
+        # now, from this server's clock (the admin database's own).
+        finished = f"to_timestamp({time.time():.6f})"
         sql = (
             "INSERT INTO admmgt.run_log (run_id, dbname, cluster_name, scriptid, outcome, sqlstate,"
-            " message, statement, started_at, duration_ms, details) VALUES ("
+            " message, statement, started_at, finished_at, duration_ms, details) VALUES ("
             f"{self.run_id}, {q(dbname)}, {q(cluster)}, {q(scriptid)}, {q(outcome.outcome)},"
             f" {q(outcome.sqlstate)}, {q(outcome.message)}, {q(outcome.statement)},"
-            f" clock_timestamp() - make_interval(secs => {elapsed_ms / 1000.0:.3f}),"
+            f" {finished} - make_interval(secs => {elapsed_ms / 1000.0:.3f}), {finished},"
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
-        # In one batch, so in one transaction: fleet_status trusts a run_log row
-        # only if it is not older than the registry row's modifiedon (now()).
         if registry:
-            self._defer(sql, registry)
+            # fleet_status trusts a run_log row only if it is not older than
+            # the registry row's modifiedon: both get the same time.
+            self._defer(sql, registry.replace("modifiedon = now()", f"modifiedon = {finished}"))
         else:
             self._defer(sql)
 
@@ -172,6 +177,10 @@ class RunRecorder:
         self._pending.extend(statements)
         self._records += 1
         if self._records >= FLUSH_ROWS or now - self._pending_since >= FLUSH_SECONDS:
+            self.flush()
+
+    def _tick(self) -> None:
+        if self._pending and time.monotonic() - self._pending_since >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -232,6 +241,8 @@ class RunRecorder:
             f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}"
         )
         self.flush()
+        if _remote.TICK[0] == self._tick:
+            _remote.TICK[0] = None
         self.dblink.disconnect(self.conn)
         elapsed = time.monotonic() - self.started
         words = words or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -98,3 +99,14 @@ def test_another_statement_goes_after_the_waiting_records() -> None:
     rec.execute("UPDATE admmgt.scripts SET status = 2 WHERE id = 2")
     assert len(dblink.queries) == 2
     assert "run_log" in dblink.queries[0] and dblink.queries[1].startswith("UPDATE admmgt.scripts")
+
+
+def test_a_record_keeps_the_time_it_was_made_not_the_time_it_was_written() -> None:
+    rec, dblink = recorder()
+    registry = "UPDATE admmgt.vendor_db_settings SET modifiedon = now() WHERE id = 1"
+    rec.target("db1", "local", Outcome("ok"), 1.0, registry=registry)
+    rec.flush()
+    times = re.findall(r"to_timestamp\([0-9.]+\)", dblink.queries[0])
+    # run_log's started_at (minus the duration) and finished_at, the registry's modifiedon
+    assert len(times) == 3 and len(set(times)) == 1
+    assert "now()" not in dblink.queries[0] and "clock_timestamp()" not in dblink.queries[0]
