@@ -310,3 +310,37 @@ def test_a_standalone_refresh_retries_a_lock_held_a_little_while(fleet: Fleet) -
     for db in fleet.tenants:
         with fleet.connect(db) as conn:
             assert conn.execute("SELECT mgttest.g()").fetchone() == (2,)
+
+
+def test_a_refresh_that_stays_locked_names_the_holder_and_the_tries(fleet: Fleet) -> None:
+    in_template(fleet, "CREATE TABLE mgttest.t (id int); CREATE VIEW mgttest.v AS SELECT 1 AS a")
+    for db in fleet.tenants:
+        with fleet.connect(db) as conn:
+            conn.execute("CREATE TABLE mgttest.t (id int)")
+    call(fleet.admin, "refresh_views")
+    in_template(fleet, "CREATE OR REPLACE VIEW mgttest.v AS SELECT 1 AS a, 2 AS b")
+    for name, value in [
+        ("lock_timeout_ms", "100"),
+        ("lock_retries", "1"),
+        ("retry_backoff_ms", "20"),
+    ]:
+        fleet.admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
+    locked = fleet.tenants[1]
+    with fleet.connect(locked) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE mgttest.v IN ACCESS SHARE MODE")  # a reader of the view
+        pid = holder.info.backend_pid
+        notices = Notices(fleet.admin)
+        call(fleet.admin, "refresh_views", 1, None, False, False)  # t_raise => false
+        holder.execute("ROLLBACK")
+    failed = [line for line in notices.take() if "sync failed" in line]
+    assert len(failed) == 1 and f"{locked}: " in failed[0], failed
+    assert f"view sync failed after 2 tries (a lock held by pid {pid} " in failed[0]
+    assert "AccessShareLock on mgttest.v" in failed[0]
+    row = fleet.admin.execute(
+        "SELECT last_error FROM admmgt.vendor_db_settings WHERE dbname = %s", (locked,)
+    ).fetchone()
+    assert row is not None and "after 2 tries" in row[0]
+    call(fleet.admin, "refresh_views")  # released: the next refresh catches up
+    with fleet.connect(locked) as conn:
+        assert conn.execute("SELECT * FROM mgttest.v").fetchone() == (1, 2)
