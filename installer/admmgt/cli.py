@@ -397,7 +397,7 @@ def script_add(dsn: str, path: Path, draft: bool) -> None:
         try:
             lines = _scriptfiles.add(conn, files, ready=not draft)
         except _scriptfiles.ScriptFileError as exc:
-            raise Failure(str(exc), _shell.ATTENTION, exc.hint) from None
+            raise Failure(str(exc), _shell.ATTENTION) from None
     for line in lines:
         console.print(line, highlight=False, markup=False)
 
