@@ -47,10 +47,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from admmgt_plpy._conninfo import check_options
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._history import HAS_TABLE, VERSION
 from admmgt_plpy._locks import LOCK_CLASS, OPERATION_LOCKS
-from admmgt_plpy._remote import check_options
 
 # libpq keywords that must never travel to a child process's command line.
 SECRET_KEYWORDS = ("password", "sslpassword")
@@ -147,7 +147,7 @@ class Places:
                 "register it (CALL admmgt.add_cluster(...)) or fix the tenant's cluster_name"
             )
         params: dict[str, Any] = {"connect_timeout": "10"}
-        # The server side's rule (admmgt_plpy._remote.check_options): options
+        # The server side's rule (admmgt_plpy._conninfo.check_options): options
         # may not route the connection (host, hostaddr, port, service, ...),
         # nor, for a cluster with a user mapping, name a passfile; otherwise
         # whoever may edit admmgt.clusters could send the passfile's password

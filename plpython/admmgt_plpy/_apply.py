@@ -14,8 +14,9 @@ from typing import Any
 
 from admmgt_plpy import _history, _sync
 from admmgt_plpy._compile import Step
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._registry import Tenant
-from admmgt_plpy._remote import Clusters, Connect, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
 from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._sync import Definition

@@ -18,23 +18,14 @@ from typing import Any
 
 from admmgt_plpy import _drift, _history, _sync
 from admmgt_plpy._apply import SyncPlan, _migrate
+from admmgt_plpy._conninfo import Clusters, check_options
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import fleet_run, utc_session
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._recording import single as _single
 from admmgt_plpy._registry import Tenant, place_conninfo, registry_update, templates
-from admmgt_plpy._remote import (
-    Clusters,
-    Connect,
-    Dblink,
-    Fanout,
-    Job,
-    Outcome,
-    RemoteError,
-    Run,
-    check_options,
-    redact,
-)
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run, redact
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import load_applied
 from admmgt_plpy._settings import Settings

@@ -21,9 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from admmgt_plpy._conninfo import Clusters
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._registry import Tenant, place_conninfo, registry_update
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runguard import failure_of
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings

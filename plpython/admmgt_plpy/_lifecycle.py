@@ -29,6 +29,7 @@ from datetime import date
 from typing import Any
 
 from admmgt_plpy import _clock
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._fleetrun import Progress, database_failure, fleet_run, utc_session
 from admmgt_plpy._maintenance import (
@@ -44,7 +45,7 @@ from admmgt_plpy._maintenance import (
 )
 from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
 from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
-from admmgt_plpy._remote import Clusters, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
 from admmgt_plpy._types import Fragment, Plpy

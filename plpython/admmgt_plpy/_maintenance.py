@@ -27,13 +27,14 @@ from typing import Any
 
 from admmgt_plpy import _clock
 from admmgt_plpy._calendar import child_name, child_suffix, periods
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._fleetrun import Progress, database_failure, fleet_run, utc_session
 from admmgt_plpy._hashparts import hash_bound, hash_child
 from admmgt_plpy._metadata import PartitionRow, Problems, read_partitioning
 from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
 from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
-from admmgt_plpy._remote import Clusters, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._tenancy import POLICY_SUFFIX, check_tenant_type, policy_sql, rls_sql
 from admmgt_plpy._transaction import TransactionFailed, in_transaction

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 from admmgt_plpy import _history
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_ident, quote_literal
@@ -27,7 +28,7 @@ from admmgt_plpy._registry import (
     registry_update,
     templates,
 )
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run, Sleep
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run, Sleep
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._types import APPLIED, FAILED, Plpy
 

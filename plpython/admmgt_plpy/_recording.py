@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._registry import KEEP, Tenant, registry_update
-from admmgt_plpy._remote import Dblink, Fanout, Job, Outcome
+from admmgt_plpy._remote import Dblink, Job, Outcome
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._types import Plpy
 

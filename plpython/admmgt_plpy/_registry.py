@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from admmgt_plpy._conninfo import Clusters, libpq_quote, parse_options
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._remote import Clusters, libpq_quote, parse_options
 from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
 
 RESERVED = {"postgres", "template0", "template1"}

@@ -33,10 +33,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
 from admmgt_plpy._types import APPLIED, Plpy
 

@@ -22,7 +22,9 @@ from functools import partial
 
 from admmgt_plpy import _sync
 from admmgt_plpy._apply import SyncPlan, _migrate
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, record, single, skip
 from admmgt_plpy._registry import (
@@ -34,7 +36,7 @@ from admmgt_plpy._registry import (
     updating_sql,
     updating_tenants,
 )
-from admmgt_plpy._remote import Clusters, Dblink, Fanout, Job, Outcome
+from admmgt_plpy._remote import Dblink, Job, Outcome
 from admmgt_plpy._rollout_checks import dry_run_rollout, validate_on_template
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import Script, load_applied, load_script, refuse_changed

@@ -12,9 +12,11 @@ from typing import Any
 
 from admmgt_plpy import _history, _preflight
 from admmgt_plpy._apply import _retryable_outcome
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._registry import UPDATING, Tenant
-from admmgt_plpy._remote import Clusters, Dblink, Fanout, Outcome, RemoteError
+from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import RETRYABLE

@@ -27,10 +27,11 @@ import json
 import time
 from typing import Any
 
-from admmgt_plpy import _remote
+from admmgt_plpy import _fanout
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._eta import Eta
-from admmgt_plpy._remote import Clusters, Dblink, Outcome, RemoteError
+from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._runguard import INTERRUPTED
 from admmgt_plpy._transient import connection_cause, connection_lost
 
@@ -60,7 +61,7 @@ class RunRecorder:
         self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
         self._pending_since = 0.0
         self._records = 0  # in _pending: a database's run_log row and registry update are one
-        _remote.TICK[0] = self._tick  # the fan-out writes a due batch between results too
+        _fanout.TICK[0] = self._tick  # the fan-out writes a due batch between results too
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
             " pg_backend_pid() AS pid, (SELECT backend_start FROM pg_catalog.pg_stat_activity"
@@ -241,8 +242,8 @@ class RunRecorder:
             f" summary = {self._q(json.dumps(summary))}::jsonb WHERE id = {self.run_id}"
         )
         self.flush()
-        if _remote.TICK[0] == self._tick:
-            _remote.TICK[0] = None
+        if _fanout.TICK[0] == self._tick:
+            _fanout.TICK[0] = None
         self.dblink.disconnect(self.conn)
         elapsed = time.monotonic() - self.started
         words = words or {}

@@ -15,11 +15,12 @@ import hashlib
 from dataclasses import dataclass
 from functools import partial
 
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._registry import Tenant, check_mode, registry_update, templates, updating_tenants
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runguard import failures_raised
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings

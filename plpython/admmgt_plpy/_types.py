@@ -10,7 +10,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 # A job fragment: a generator that yields Connect/Run/Sleep requests to the
-# fan-out (admmgt_plpy._remote.Fanout), is sent their results, and returns a
+# fan-out (admmgt_plpy._fanout.Fanout), is sent their results, and returns a
 # value (``yield from`` it inside a job).
 Fragment = Generator[Any, Any, Any]
 

@@ -24,11 +24,13 @@ from admmgt_plpy._apply import (
     _version,
 )
 from admmgt_plpy._compile import Step
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError, MetadataError
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, single, skip
 from admmgt_plpy._registry import Tenant, templates, updating_sql, updating_tenants
-from admmgt_plpy._remote import Clusters, Connect, Dblink, Fanout, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._replay import on_template
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._rollout_checks import caller_is_superuser

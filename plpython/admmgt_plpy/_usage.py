@@ -25,9 +25,10 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_ident, quote_literal
-from admmgt_plpy._remote import Clusters, Dblink, RemoteError, redact
+from admmgt_plpy._remote import Dblink, RemoteError, redact
 from admmgt_plpy._types import APPLIED, Plpy
 
 SLOWEST = 5  # statements per tenant, by mean execution time

@@ -514,7 +514,8 @@ DO $fuzz$
 plpy.execute("SELECT admmgt._load_code()")
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._registry import templates
-from admmgt_plpy._remote import Clusters, Dblink
+from admmgt_plpy._conninfo import Clusters
+from admmgt_plpy._remote import Dblink
 from admmgt_plpy._scripts import load_script
 from admmgt_plpy._validate import READ_ONLY, script_problems
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from admmgt_plpy._conninfo import parse_options
 from admmgt_plpy._registry import (
     CREATED,
     KEEP,
@@ -18,7 +19,6 @@ from admmgt_plpy._registry import (
     search_path_option,
     updating_sql,
 )
-from admmgt_plpy._remote import parse_options
 
 BASE = (
     "host='/run/pg' port='5432' dbname='tenant_a' application_name='admmgt'"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from admmgt_plpy._conninfo import check_options, libpq_quote, parse_options
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._remote import check_options, libpq_quote, parse_options, redact
+from admmgt_plpy._remote import redact
 
 
 def test_redact_removes_passwords_from_connection_strings() -> None:
