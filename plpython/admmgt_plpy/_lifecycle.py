@@ -32,10 +32,11 @@ from admmgt_plpy import _clock
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._fleetrun import Progress, database_failure, fleet_run, utc_session
-from admmgt_plpy._maintenance import (
+from admmgt_plpy._maintenance import NOTICE_ITEMS
+from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
+from admmgt_plpy._partition_plan import (
     CATALOG_COLUMNS,
     METADATA_QUERY,
-    NOTICE_ITEMS,
     ExistingRange,
     ParentState,
     RangeSet,
@@ -43,7 +44,6 @@ from admmgt_plpy._maintenance import (
     partitions_query,
     range_sets,
 )
-from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
 from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
 from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings

@@ -11,7 +11,7 @@ dataclasses out; no plpy, no I/O. Two kinds of reader live here:
   script_table_partitions rows into one ``Partitioning`` (kind, column,
   interval or modulus, list children and their sub-partitions, tablespaces).
   The compiler makes a table's first partitions from it; applyMaintenance and
-  lifecycleMgt (admmgt_plpy._maintenance.range_sets) find the range parents
+  lifecycleMgt (admmgt_plpy._partition_plan.range_sets) find the range parents
   that grow and expire from the same reading, so the two cannot drift apart.
 
 Problems are reported through ``Checks``: the compiler passes itself, to list

@@ -10,7 +10,7 @@ import pytest
 
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._lifecycle import Policy, expired_children, parse_policy
-from admmgt_plpy._maintenance import ExistingRange, ParentState, RangeSet, parent_states
+from admmgt_plpy._partition_plan import ExistingRange, ParentState, RangeSet, parent_states
 
 
 def row(lifecycle: Any, *, haspart: int = 1, **kw: object) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from admmgt_plpy._maintenance import (
+from admmgt_plpy._partition_plan import (
     ExistingRange,
     ParentState,
     RangeSet,

@@ -10,7 +10,6 @@ import pytest
 
 from admmgt_plpy import _errors, _names
 from admmgt_plpy._compile import compile_script
-from admmgt_plpy._maintenance import range_sets
 from admmgt_plpy._metadata import (
     ListPartition,
     Partitioning,
@@ -21,6 +20,7 @@ from admmgt_plpy._metadata import (
     check_tablespace,
     read_partitioning,
 )
+from admmgt_plpy._partition_plan import range_sets
 
 ANCHOR = date(2026, 10, 15)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from admmgt_plpy._maintenance import _create_statements, range_sets
+from admmgt_plpy._partition_plan import create_statements, range_sets
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._scripts import metadata_checksum
 from admmgt_plpy._tenancy import check_tenant_type
@@ -236,7 +236,7 @@ def test_maintenance_leaves_hash_sets_alone_and_gives_new_range_children_their_h
     assert found == []
     assert [(s.table_id, s.parent, s.hash_modulus) for s in sets] == [(3, "events", 3)]
     child = sets[0].children(date(2026, 11, 3), date(2026, 11, 3))[0]
-    assert _create_statements(sets[0], child) == [
+    assert create_statements(sets[0], child) == [
         'CREATE TABLE "mgttest"."events_2026_11" PARTITION OF "mgttest"."events" FOR VALUES '
         "FROM ('2026-11-01') TO ('2026-12-01') PARTITION BY HASH (\"tenant_id\")",
         *(
