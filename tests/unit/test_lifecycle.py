@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from admmgt_plpy._errors import MetadataError
-from admmgt_plpy._lifecycle import Policy, expired_children, parse_policy
+from admmgt_plpy._lifecycle_policy import Policy, expired_children, parse_policy
 from admmgt_plpy._partition_plan import ExistingRange, ParentState, RangeSet, parent_states
 
 
