@@ -54,16 +54,15 @@ from admmgt_plpy._metadata import (
     ColumnRow,
     FkeyRow,
     IndexRow,
-    Partitioning,
     PartitionRow,
     ProcRow,
     ScriptMetadata,
     ScriptRow,
     StepRow,
     TableRow,
-    read_partitioning,
 )
 from admmgt_plpy._names import qualified, quote_ident, quote_literal
+from admmgt_plpy._partitioning import Partitioning, read_partitioning
 from admmgt_plpy._tenancy import (
     CONTEXT_FUNCTION,
     POLICY_SUFFIX,

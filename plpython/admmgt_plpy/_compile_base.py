@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from admmgt_plpy._errors import MetadataError
-from admmgt_plpy._metadata import ColumnRow, ScriptMetadata, TableRow, check_tablespace
+from admmgt_plpy._metadata import ColumnRow, ScriptMetadata, TableRow
 from admmgt_plpy._names import (
     check_datatype,
     check_expression,
@@ -24,6 +24,7 @@ from admmgt_plpy._names import (
     qualified,
     quote_ident,
 )
+from admmgt_plpy._partitioning import check_tablespace
 from admmgt_plpy._types import DESIGNING
 
 _CHECKSUM_VERSION = "admmgt-compile/1"

@@ -18,8 +18,9 @@ from typing import Any
 from admmgt_plpy._calendar import child_name, child_suffix, periods
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._hashparts import hash_bound, hash_child
-from admmgt_plpy._metadata import PartitionRow, Problems, read_partitioning
+from admmgt_plpy._metadata import PartitionRow
 from admmgt_plpy._names import check_identifier, qualified, quote_ident, quote_literal
+from admmgt_plpy._partitioning import Problems, read_partitioning
 from admmgt_plpy._tenancy import POLICY_SUFFIX, check_tenant_type, policy_sql, rls_sql
 
 # Tables whose script reached the template (the one-time partitions exist there).
@@ -105,7 +106,7 @@ def range_sets(rows: list[dict[str, Any]]) -> tuple[list[RangeSet], list[str]]:
 
 def _table_range_sets(rows: list[dict[str, Any]]) -> list[RangeSet]:
     """A table's range parents, from the partitioning the compiler reads
-    (admmgt_plpy._metadata.read_partitioning), so that they are named exactly
+    (admmgt_plpy._partitioning.read_partitioning), so that they are named exactly
     as the compiler names the table's first partitions."""
     first = rows[0]
     tid = int(first["tableid"])

@@ -40,6 +40,7 @@ CORE = frozenset(
         "_metadata",
         "_names",
         "_partition_plan",
+        "_partitioning",
         "_rollback",
         "_sqlsplit",
         "_tenancy",

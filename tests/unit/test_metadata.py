@@ -10,17 +10,15 @@ import pytest
 
 from admmgt_plpy import _errors, _names
 from admmgt_plpy._compile import compile_script
-from admmgt_plpy._metadata import (
+from admmgt_plpy._metadata import PartitionRow, ScriptMetadata, TableRow
+from admmgt_plpy._partition_plan import range_sets
+from admmgt_plpy._partitioning import (
     ListPartition,
     Partitioning,
-    PartitionRow,
     Problems,
-    ScriptMetadata,
-    TableRow,
     check_tablespace,
     read_partitioning,
 )
-from admmgt_plpy._partition_plan import range_sets
 
 ANCHOR = date(2026, 10, 15)
 
