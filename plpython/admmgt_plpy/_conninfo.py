@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_ident
 from admmgt_plpy._remote import Dblink, RemoteError
 from admmgt_plpy._settings import load_settings
+from admmgt_plpy._types import Plpy
 
 
 def libpq_quote(value: str) -> str:
@@ -142,7 +142,7 @@ class Clusters:
     connection is made and never written anywhere (docs/clusters.md).
     """
 
-    def __init__(self, plpy: Any) -> None:
+    def __init__(self, plpy: Plpy) -> None:
         self.plpy = plpy
         rows = plpy.execute(
             """SELECT name, host, port, options, fdw_server, max_parallel, accepts_tenants
