@@ -61,10 +61,16 @@ def failure_of(recorder: Any) -> RunFailed | None:
     failed = recorder.counts.get("failed", 0) + recorder.counts.get("unreachable", 0) - len(refused)
     parts = list(refused)
     if failed > 0:
-        parts.append(f"{failed} database(s) failed")
+        parts.append(f"{failed} database(s) failed ({_first(recorder.failed_databases)})")
     return _run_failed(
         recorder.operation, recorder.run_id, ": " + ("; ".join(parts) or "see its run log")
     )
+
+
+def _first(names: list[str], shown: int = 3) -> str:
+    """The first few names, for an ERROR line a DBA reads at once."""
+    more = ", ..." if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _run_failed(operation: str, run_id: int, what: str) -> RunFailed:

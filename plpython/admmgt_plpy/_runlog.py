@@ -58,6 +58,7 @@ class RunRecorder:
         self.counts: dict[str, int] = {}
         self.outcome: str | None = None
         self.refusals: list[str] = []
+        self.failed_databases: list[str] = []  # failed or unreachable, refusals aside
         self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
         self._pending_since = 0.0
         self._records = 0  # in _pending: a database's run_log row and registry update are one
@@ -141,6 +142,7 @@ class RunRecorder:
         *,
         scriptid: int | None = None,
         registry: str | None = None,
+        refusal: bool = False,
     ) -> None:
         """Log one target's outcome; ``registry`` is an UPDATE of its row, run alongside.
         A database of an unreachable cluster keeps its row as it was: nothing was
@@ -148,6 +150,8 @@ class RunRecorder:
         if outcome.outcome == "unreachable":
             registry = None
         self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
+        if outcome.outcome in ("failed", "unreachable") and not refusal:
+            self.failed_databases.append(dbname)
         q = self._q
         details = json.dumps(outcome.details) if outcome.details else None
         # The record may be written up to a batch later: its times are taken
@@ -194,7 +198,9 @@ class RunRecorder:
         """Log a script refused before it ran (compile error, validation, id order)
         as a failure of ``dbname`` (the template): the run's outcome becomes failed."""
         self.refusals.append(message)
-        self.target(dbname, cluster, Outcome("failed", message), 0.0, scriptid=scriptid)
+        self.target(
+            dbname, cluster, Outcome("failed", message), 0.0, scriptid=scriptid, refusal=True
+        )
 
     def say(self, outcome: Outcome, line: str) -> None:
         """One target's progress NOTICE; none for a database of an unreachable

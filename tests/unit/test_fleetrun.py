@@ -46,11 +46,14 @@ class FakeRecorder:
         self.finished: list[tuple[Any, Any]] = []
         self.counts: dict[str, int] = {}
         self.refusals: list[str] = []
+        self.failed_databases: list[str] = []
         self.outcome: str | None = None
 
     def target(self, db: str, cluster: str, outcome: Outcome, ms: float, *, registry: Any) -> None:
         self.targets.append((db, cluster, outcome.outcome, registry))
         self.counts[outcome.outcome] = self.counts.get(outcome.outcome, 0) + 1
+        if outcome.outcome == "failed":
+            self.failed_databases.append(db)
 
     def say(self, outcome: Outcome, line: str) -> None:
         self.said.append(line)
@@ -132,7 +135,7 @@ def test_end_says_the_summary_and_raises_only_when_asked(run: FleetRun) -> None:
     with pytest.raises(RunFailed) as failed:
         run.end("; 0 partitions", raise_failure=True, name="applyMaintenance (x)")
     assert plpy.notices == ["applyMaintenance (x): 1 ok in 0.1 s (run 11); 0 partitions"]
-    assert failed.value.sqlstate == "ZA001" and "1 database(s) failed" in failed.value.message
+    assert failed.value.sqlstate == "ZA001" and "1 database(s) failed (b);" in failed.value.message
     recorder: FakeRecorder = run.recorder  # type: ignore[assignment]
     assert recorder.finished == [({"ok": "done"}, "the template included")]
 

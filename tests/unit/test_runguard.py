@@ -22,9 +22,15 @@ class FakeRecorder:
     operation = "applyScripts"
     run_id = 7
 
-    def __init__(self, counts: dict[str, int], refusals: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        counts: dict[str, int],
+        refusals: list[str] | None = None,
+        failed_databases: list[str] | None = None,
+    ) -> None:
         self.counts = counts
         self.refusals = refusals or []
+        self.failed_databases = failed_databases or []
         self.outcome: str | None = None
         self.finished = 0
 
@@ -42,16 +48,25 @@ def test_a_clean_run_says_its_summary_and_raises_nothing() -> None:
 
 def test_a_failed_run_is_closed_and_said_before_it_raises_za001() -> None:
     plpy = FakePlpy()
-    recorder = FakeRecorder({"ok": 2, "failed": 2}, ["script 4: validation on the template failed"])
+    recorder = FakeRecorder(
+        {"ok": 2, "failed": 2}, ["script 4: validation on the template failed"], ["acme"]
+    )
     with pytest.raises(RunFailed) as failed:
         end_run(plpy, recorder)
     assert recorder.finished == 1 and plpy.notices == ["applyScripts: summary"]
     assert failed.value.sqlstate == "ZA001"
     assert failed.value.message == (
         "applyScripts run 7 failed: script 4: validation on the template failed; "
-        "1 database(s) failed; every outcome is recorded"
+        "1 database(s) failed (acme); every outcome is recorded"
     )
     assert failed.value.hint is not None and "run_id = 7" in failed.value.hint
+
+
+def test_the_error_names_the_first_three_failed_databases() -> None:
+    recorder = FakeRecorder({"failed": 4, "unreachable": 1}, [], ["a", "b", "c", "d", "e"])
+    with pytest.raises(RunFailed) as failed:
+        end_run(FakePlpy(), recorder)
+    assert "failed: 5 database(s) failed (a, b, c, ...);" in failed.value.message
 
 
 def test_t_raise_false_keeps_notices_only() -> None:
