@@ -114,6 +114,9 @@ def migrate(
 
 
 class StepFailed(Exception):
+    """A step of one script (or its transaction around the steps) failed on one
+    database; step_failure words it as the database's outcome."""
+
     def __init__(
         self,
         number: int,
@@ -256,6 +259,8 @@ def _lit(text: str) -> str:
 
 
 def history_insert(script: Script, action: str, run_id: int) -> str:
+    """The history row of ``script`` (``action``: apply, partial, baseline or
+    rollback), written in the same transaction as what it records."""
     return (
         "INSERT INTO admmgt.script_history (script_id, action, checksum, duration_ms,"
         f" admin_run_id) VALUES ({script.id}, {_lit(action)}, {_lit(script.compiled.checksum)},"
