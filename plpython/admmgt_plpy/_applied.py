@@ -22,7 +22,7 @@ from typing import Any
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._locks import take_operation_lock
 from admmgt_plpy._names import quote_ident, quote_literal
-from admmgt_plpy._scripts import NOT_CHECKSUMMED, _metadata_checksum, load_rows, load_script
+from admmgt_plpy._scripts import NOT_CHECKSUMMED, load_rows, load_script, metadata_checksum
 
 # Where each part of a script's rows lives, in the order rows can be inserted.
 PART_TABLES = {
@@ -108,7 +108,7 @@ def validate_scripts(plpy: Any, *, script_id: int | None = None) -> list[dict[st
     found: list[dict[str, Any]] = []
     for sid in _applied_ids(plpy, script_id):
         head, rows = load_rows(plpy, sid)
-        if _metadata_checksum(head["anchor"], rows) == head["metadata_checksum"]:
+        if metadata_checksum(head["anchor"], rows) == head["metadata_checksum"]:
             continue
         if head["applied_rows"] is None:
             found.append(

@@ -17,13 +17,13 @@ import time
 from typing import Any
 
 from admmgt_plpy import _drift, _history, _sync
-from admmgt_plpy._apply import SyncPlan, _migrate
 from admmgt_plpy._conninfo import Clusters, check_options
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import fleet_run, utc_session
+from admmgt_plpy._migration import migrate
 from admmgt_plpy._names import quote_ident, quote_literal
-from admmgt_plpy._recording import single as _single
+from admmgt_plpy._recording import single
 from admmgt_plpy._registry import Tenant, place_conninfo, registry_update, templates
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run, redact
 from admmgt_plpy._runlog import RunRecorder
@@ -193,19 +193,17 @@ def _build(
     """Create, fill and check the copy; None when it equals the home template."""
     label = f"template {copy.label}"
     schemas = _sync.schemas_expression(settings.sync_schemas)
-    created = _single(plpy, dblink, copy, _create(home, copy, clusters), recorder, label=label)
+    created = single(plpy, dblink, copy, _create(home, copy, clusters), recorder, label=label)
     if created.outcome == "failed":
         return created.message
     ids = _home_scripts(dblink, clusters, home)
     chain = load_applied(plpy, ids, "add_cluster")
-    sync = SyncPlan.for_tenants(plpy, schemas, ids)
-    job = _migrate(copy, chain, settings, clusters, recorder.run_id, sync, who="template")
-    replayed = _single(plpy, dblink, copy, job, recorder, label=label)
+    sync = _sync.SyncPlan.for_tenants(plpy, schemas, ids)
+    job = migrate(copy, chain, settings, clusters, recorder.run_id, sync, who="template")
+    replayed = single(plpy, dblink, copy, job, recorder, label=label)
     if replayed.outcome == "failed":
         return replayed.message
-    made = _single(
-        plpy, dblink, copy, _copy_partitions(home, copy, clusters), recorder, label=label
-    )
+    made = single(plpy, dblink, copy, _copy_partitions(home, copy, clusters), recorder, label=label)
     if made.outcome == "failed":
         return made.message
     try:
@@ -214,7 +212,7 @@ def _build(
         return f"reading the home template's routines and views failed ({exc.describe()})"
     for kind, definitions in current.items():
         job = _sync.refresh_one(copy, kind, definitions, schemas, False, clusters, settings)
-        synced = _single(plpy, dblink, copy, job, recorder, label=f"{label} ({kind})")
+        synced = single(plpy, dblink, copy, job, recorder, label=f"{label} ({kind})")
         if synced.outcome == "failed":
             return synced.message
     return _compare(dblink, clusters, home, copy)
@@ -351,12 +349,10 @@ def _home_scripts(dblink: Dblink, clusters: Clusters, home: Tenant) -> list[int]
     (a fleet moved from the proof of concept is baselined, not replayed)."""
     conn = dblink.connect(place_conninfo(clusters, home.place))
     try:
-        if not dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]:
-            return []
-        rows = dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)
+        _, state = _history.read_state_now(dblink, conn)
     finally:
         dblink.disconnect(conn)
-    return [r["script_id"] for r in rows if r["action"] in ("apply", "baseline")]
+    return _history.have(state)
 
 
 def _compare(dblink: Dblink, clusters: Clusters, home: Tenant, copy: Tenant) -> str | None:

@@ -281,10 +281,8 @@ def objects_of(rows: Iterable[dict[str, Any]]) -> Objects:
 def _read(conn: str) -> Fragment:
     """Version and fingerprint of the database on ``conn`` (a sub-generator)."""
     yield Run(conn, SESSION, SESSION_COLUMNS)
-    has = yield Run(conn, _history.HAS_TABLE, "has boolean")
-    version = None
-    if has[0]["has"]:
-        version = (yield Run(conn, _history.VERSION, _history.VERSION_COLUMNS))[0]["version"]
+    _, state = yield from _history.read_state(conn)  # autocommit: a missing table is harmless
+    version = _history.version_of(state)
     fingerprint = (yield Run(conn, FINGERPRINT, FINGERPRINT_COLUMNS))[0]["fingerprint"]
     return Snapshot(version, fingerprint)
 

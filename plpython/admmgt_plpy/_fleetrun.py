@@ -11,7 +11,7 @@ wrapper, the clusters and the run's recorder; a wave runs one job per target
 through the fan-out, records each outcome with its registry row and says
 "template <db>: ..." or "[i/N] <db>: ...". If the body raises, the run is
 still closed (finished) before the error goes on. This module is the one
-place a RunRecorder is made (ARCHITECTURE.md, invariant 11: a run is honest
+place a RunRecorder is made (docs/concepts.md, invariant 11: a run is honest
 about its end).
 """
 

@@ -13,6 +13,11 @@ undoes it.
 
 from __future__ import annotations
 
+from typing import Any
+
+from admmgt_plpy._remote import Dblink, RemoteError, Run
+from admmgt_plpy._types import Fragment
+
 # One statement, because async dblink sends take one statement each.
 ENSURE_TABLE = """\
 DO $admmgt$ BEGIN
@@ -48,3 +53,47 @@ STATE_COLUMNS = "script_id integer, action text, checksum text"
 
 VERSION = f"SELECT max(script_id) AS version FROM ({STATE}) AS s WHERE action <> 'partial'"
 VERSION_COLUMNS = "version integer"
+
+UNDEFINED_TABLE = "42P01"
+
+# What the history says: the latest action per script (STATE's rows).
+State = dict[int, str]
+
+
+def read_state(conn: str) -> Fragment:
+    """Job fragment: (whether the history table exists, the latest action per
+    script), in one round trip. A database without the table (it gets it with
+    its first script) has no history; any other error goes to the caller."""
+    try:
+        rows = yield Run(conn, STATE, STATE_COLUMNS)
+    except RemoteError as exc:
+        if exc.sqlstate != UNDEFINED_TABLE:
+            raise
+        return False, {}
+    return True, state_of(rows)
+
+
+def read_state_now(dblink: Dblink, conn: str) -> tuple[bool, State]:
+    """read_state on a plain (synchronous) dblink connection outside a transaction."""
+    try:
+        rows = dblink.query(conn, STATE, STATE_COLUMNS)
+    except RemoteError as exc:
+        if exc.sqlstate != UNDEFINED_TABLE:
+            raise
+        return False, {}
+    return True, state_of(rows)
+
+
+def state_of(rows: list[dict[str, Any]]) -> State:
+    return {r["script_id"]: r["action"] for r in rows}
+
+
+def have(state: State) -> list[int]:
+    """The scripts the database has (applied or baselined), in order."""
+    return sorted(i for i, a in state.items() if a in ("apply", "baseline"))
+
+
+def version_of(state: State) -> int | None:
+    """The database's version: the highest script it has (None: none)."""
+    applied = have(state)
+    return applied[-1] if applied else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from admmgt_plpy._fanout import Fanout
+from admmgt_plpy._migration import migrated
 from admmgt_plpy._registry import KEEP, Tenant, registry_update
 from admmgt_plpy._remote import Dblink, Job, Outcome
 from admmgt_plpy._runlog import RunRecorder
@@ -37,7 +38,7 @@ def record(
         scriptid=scriptid if scriptid is not None else outcome.details.get("script"),
         registry=reconcile(target, outcome),
     )
-    recorder.script_log(target.database, outcome.private.get("executed", []))
+    recorder.script_log(target.database, list(migrated(outcome).executed))
     recorder.say(outcome, f"{label}: {outcome_text(target, outcome, elapsed_ms)}")
 
 

@@ -261,6 +261,24 @@ def _literal(value: str | None) -> str:
     return "NULL" if value is None else quote_literal(value)
 
 
+# What registry_update sets, last, when a row changes (touch=True). A run's
+# recorder writes the row up to a batch later and sets its own time instead
+# (touched_at), so both sides share this one text.
+TOUCH = "modifiedon = now()"
+
+
+def touched_at(update: str, when: str) -> str:
+    """``update`` (a registry_update) with modifiedon set to ``when`` (SQL)
+    instead of now(); unchanged if it does not touch the row. Only the SET item
+    itself is rewritten, never the same text inside a quoted error message."""
+    head, found, tail = update.rpartition(TOUCH)
+    # The WHERE after the real one holds no literal: a quote means the text
+    # was inside the error message.
+    if not found or not tail.startswith(" WHERE ") or "'" in tail:
+        return update
+    return f"{head}modifiedon = {when}{tail}"
+
+
 def registry_update(
     ids: int | Iterable[int],
     *,
@@ -302,7 +320,7 @@ def registry_update(
             f"last_error_at = {'NULL' if error is None else 'now()'}"
         )
     if touch:
-        sets.append("modifiedon = now()")
+        sets.append(TOUCH)  # last: touched_at finds it there
     if not sets:
         raise ValueError("registry_update: nothing to set")
     where = (

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from admmgt_plpy import _history, _sync
-from admmgt_plpy._apply import SyncPlan, _history_insert, _migrate
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import FleetRun, fleet_run
+from admmgt_plpy._migration import history_insert, migrate
 from admmgt_plpy._recording import single
 from admmgt_plpy._registry import Tenant, check_mode, place_conninfo, registered, registry_update
 from admmgt_plpy._remote import RemoteError
-from admmgt_plpy._scripts import Script, load_applied, load_script
+from admmgt_plpy._scripts import Script, load_applied, load_script, on_template
 from admmgt_plpy._types import APPLIED, READY, Plpy
 
 
@@ -50,11 +50,8 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
     try:
         dblink.query(conn, "BEGIN")
         dblink.query(conn, _history.ENSURE_TABLE)
-        have = {
-            x["script_id"]: x["action"]
-            for x in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)
-        }
-        top = max((i for i, a in have.items() if a in ("apply", "baseline")), default=0)
+        have = _history.state_of(dblink.query(conn, _history.STATE, _history.STATE_COLUMNS))
+        top = _history.version_of(have) or 0
         if top > version:
             raise AdmmgtError(
                 f'baseline of "{target.database}" to script {version} refused: its own history '
@@ -64,7 +61,7 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
             )
         new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
         for script in new:
-            dblink.query(conn, _history_insert(script, "baseline", 0))
+            dblink.query(conn, history_insert(script, "baseline", 0))
         dblink.query(conn, "COMMIT")
     except RemoteError as exc:
         raise AdmmgtError(
@@ -109,21 +106,6 @@ def _created_tenant(plpy: Plpy, dbname: str) -> tuple[Tenant, dict[str, Any]]:
     return tenant, row
 
 
-def on_template(plpy: Plpy, up_to: int | None = None) -> list[int]:
-    """Ids of the scripts applied to the template (and not rolled back), in order."""
-    return [
-        r["id"]
-        for r in plpy.execute(
-            plpy.prepare(
-                """SELECT id FROM admmgt.scripts WHERE applied_to_template_at IS NOT NULL
-                   AND status IN (1, 2) AND id <= coalesce($1, id) ORDER BY id""",
-                ["int4"],
-            ),
-            [up_to],
-        )
-    ]
-
-
 def replayscripts(
     plpy: Plpy, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
 ) -> None:
@@ -154,7 +136,7 @@ def _replay(
             f"{tenant.database} has updateflag = true: applyScripts would also bring it "
             "to the template's version"
         )
-    sync = SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
+    sync = _sync.SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
     dblink, clusters = run.dblink, run.clusters
     words = {"ok": "replayed", "noop": "already there"}
     recorder = run.start({"dbname": dbname, "target": targetscriptid}, words=words)
@@ -163,7 +145,7 @@ def _replay(
             plpy,
             dblink,
             tenant,
-            _migrate(tenant, chain, settings, clusters, recorder.run_id, sync),
+            migrate(tenant, chain, settings, clusters, recorder.run_id, sync),
             recorder,
             targetscriptid,
         )

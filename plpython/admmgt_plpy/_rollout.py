@@ -21,11 +21,11 @@ from __future__ import annotations
 from functools import partial
 
 from admmgt_plpy import _sync
-from admmgt_plpy._apply import SyncPlan, _migrate
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import FleetRun, fleet_run
+from admmgt_plpy._migration import migrate, migrated
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, record, single, skip
 from admmgt_plpy._registry import (
     UPDATING,
@@ -41,6 +41,7 @@ from admmgt_plpy._rollout_checks import dry_run_rollout, validate_on_template
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import Script, load_applied, load_script, refuse_changed
 from admmgt_plpy._settings import Settings
+from admmgt_plpy._sync import SyncPlan
 from admmgt_plpy._transient import retryable
 from admmgt_plpy._types import FAILED, READY, Plpy
 from admmgt_plpy._validate import TemplateBusy
@@ -191,16 +192,16 @@ def _apply_to_template(
 ) -> list[Script]:
     """Bring the template to the end of the chain; return the scripts it now has."""
     capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
-    job = _migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
+    job = migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
 
     def arrived(outcome: Outcome) -> None:
         """What the template's scripts leave in the admin database, committed
         before the NOTICE that a vanished client would turn into FATAL."""
-        for script_id, points in outcome.private.get("captured", {}).items():
+        for script_id, points in migrated(outcome).captured.items():
             for before, kinds in points.items():
                 for kind, definitions in kinds.items():
                     _sync.log_definitions(plpy, recorder, kind, definitions, script_id, before)
-        have = set(outcome.private.get("have", []))
+        have = set(migrated(outcome).have)
         for script in chain:
             # Applied now, or by an earlier run that was interrupted before it
             # recorded so (the template's own history has it): record it once.
@@ -219,7 +220,7 @@ def _apply_to_template(
     outcome = single(
         plpy, dblink, template, job, recorder, label=f"template {template.label}", before=arrived
     )
-    have = set(outcome.private.get("have", []))
+    have = set(migrated(outcome).have)
     if outcome.outcome == "failed" and retryable(outcome.sqlstate):
         # A lock or a lost connection is no defect of the script: it stays ready.
         _keep_ready(plpy, recorder, [s for s in chain if s.id not in have], outcome)
@@ -284,7 +285,7 @@ def _apply_to_copies(
     record = progress(plpy, recorder, len(copies), who="template ")
 
     def on_done(copy: Tenant, outcome: Outcome, elapsed_ms: float) -> None:
-        have[copy.cluster] = set(outcome.private.get("have", []))
+        have[copy.cluster] = set(migrated(outcome).have)
         record(copy, outcome, elapsed_ms)
 
     sync = SyncPlan.for_tenants(
@@ -293,7 +294,7 @@ def _apply_to_copies(
     Fanout(dblink, 1, 0, on_done, clusters).run(
         copies,
         partial(
-            _migrate,
+            migrate,
             chain=chain,
             settings=settings,
             clusters=clusters,
@@ -336,7 +337,7 @@ def _apply_to_tenants(
             return skip(unready[tenant.cluster])
         own = chains.get(tenant.cluster, chain)
         if len(own) == len(chain):
-            return _migrate(tenant, chain, settings, clusters, recorder.run_id, sync)
+            return migrate(tenant, chain, settings, clusters, recorder.run_id, sync)
         return _held_back(
             tenant, own, chain[len(own)].id, settings, clusters, recorder.run_id, sync
         )
@@ -356,7 +357,7 @@ def _held_back(
     sync: SyncPlan,
 ) -> Job:
     """Apply what the tenant's cluster's template has; say why it gets no further."""
-    outcome = yield from _migrate(tenant, own, settings, clusters, run_id, sync)
+    outcome = yield from migrate(tenant, own, settings, clusters, run_id, sync)
     if outcome.outcome == "noop":
         outcome.outcome = "skipped"
         outcome.message = (

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from admmgt_plpy import _history, _preflight
-from admmgt_plpy._apply import _retryable_outcome
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fanout import Fanout
+from admmgt_plpy._migration import retryable_outcome
 from admmgt_plpy._registry import UPDATING, Tenant
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
@@ -47,12 +47,7 @@ def validate_on_template(
     conn = None
     try:
         conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
-        has = dblink.query(conn, _history.HAS_TABLE, "has boolean")[0]["has"]
-        have = (
-            {r["script_id"] for r in dblink.query(conn, _history.STATE, _history.STATE_COLUMNS)}
-            if has
-            else set()
-        )
+        have = set(_history.read_state_now(dblink, conn)[1])
         blocked = _needs_superuser(plpy, chain, have)
         if blocked is not None:
             refuse(blocked, _SUPERUSER_ONLY.format(id=blocked.id))
@@ -102,7 +97,7 @@ def validate_on_template(
             ) from None
         raise TemplateBusy(
             exc,
-            _retryable_outcome(
+            retryable_outcome(
                 template,
                 "template",
                 exc,

@@ -1,4 +1,4 @@
-"""A run is honest about its end (ARCHITECTURE.md, invariant 11).
+"""A run is honest about its end (docs/concepts.md, invariant 11).
 
 1. A CALL inside a transaction block is refused before anything changes, the
    way CREATE DATABASE is: not here but in SQL (630-outside-transaction-block.sql),

@@ -31,6 +31,7 @@ from admmgt_plpy import _fanout
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._eta import Eta
+from admmgt_plpy._registry import touched_at
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._runguard import INTERRUPTED
 from admmgt_plpy._transient import connection_cause, connection_lost
@@ -168,7 +169,7 @@ class RunRecorder:
         if registry:
             # fleet_status trusts a run_log row only if it is not older than
             # the registry row's modifiedon: both get the same time.
-            self._defer(sql, registry.replace("modifiedon = now()", f"modifiedon = {finished}"))
+            self._defer(sql, touched_at(registry, finished))
         else:
             self._defer(sql)
 

@@ -135,10 +135,6 @@ def metadata_checksum(anchor: str, rows: dict[str, list[dict[str, Any]]]) -> str
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# The old private name, until its importers (_applied) use metadata_checksum.
-_metadata_checksum = metadata_checksum
-
-
 def refuse_changed(scripts: Iterable[Script], operation: str, problems: Sequence[str] = ()) -> None:
     """Stop ``operation`` if a script that reached the template no longer matches its rows."""
     found = list(problems) + [
@@ -167,3 +163,18 @@ def load_applied(plpy: Plpy, ids: Iterable[int], operation: str) -> list[Script]
             problems.append(f"script {script_id}: its rows no longer compile ({exc.message})")
     refuse_changed(scripts, operation, problems)
     return scripts
+
+
+def on_template(plpy: Plpy, up_to: int | None = None) -> list[int]:
+    """Ids of the scripts applied to the template (and not rolled back), in order."""
+    return [
+        r["id"]
+        for r in plpy.execute(
+            plpy.prepare(
+                """SELECT id FROM admmgt.scripts WHERE applied_to_template_at IS NOT NULL
+                   AND status IN (1, 2) AND id <= coalesce($1, id) ORDER BY id""",
+                ["int4"],
+            ),
+            [up_to],
+        )
+    ]

@@ -12,7 +12,7 @@ and after each one).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from admmgt_plpy._conninfo import Clusters
@@ -218,6 +218,59 @@ def template_definitions(
         }
     finally:
         dblink.disconnect(conn)
+
+
+# ------------------------------------------------ around each script (migrations)
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """How routines and views follow the template around each script.
+
+    The template's are captured before and after each script inside its
+    transaction (``capture``); a tenant gets the captured definitions applied
+    before and after the same script inside its own transaction (``logged``,
+    keyed by (script id, before?) then kind), so the sync is atomic with the
+    script and a replay sees each step as the template had it.
+    """
+
+    schemas: str
+    capture: bool = False
+    logged: dict[tuple[int, bool], dict[str, list[Definition]]] = field(default_factory=dict)
+
+    @classmethod
+    def for_tenants(cls, plpy: Plpy, schemas: str, script_ids: list[int]) -> SyncPlan:
+        logged: dict[tuple[int, bool], dict[str, list[Definition]]] = {}
+        for kind in KINDS:
+            for key, defs in logged_definitions(plpy, kind, script_ids).items():
+                logged.setdefault(key, {})[kind] = defs
+        return cls(schemas, logged=logged)
+
+    def has_work(self, script_id: int) -> bool:
+        """Whether anything is captured or applied around ``script_id``."""
+        return self.capture or any(
+            any(self.logged.get((script_id, before), {}).values()) for before in (True, False)
+        )
+
+
+def follow_template(conn: str, sync: SyncPlan, script_id: int, before: bool) -> Fragment:
+    """Job fragment: capture (template) or apply (tenant) the definitions at one point.
+
+    It runs inside the script's own remote transaction, opened by the caller
+    (_migration: _transaction.in_transaction; a script whose SyncPlan has
+    nothing to do around it goes as one query, _transaction.in_one_trip,
+    without calling this), so the sync commits or rolls back with the script.
+    """
+    found: dict[str, list[Definition]] = {}
+    for kind in KINDS:
+        if sync.capture:
+            found[kind] = yield from read_definitions(conn, kind, sync.schemas)
+            continue
+        wanted = sync.logged.get((script_id, before), {}).get(kind)
+        if wanted:
+            current = yield from read_fingerprints(conn, kind, sync.schemas)
+            yield from sync_into(conn, wanted, current)
+    return found
 
 
 OPERATIONS = {"routines": "refresh_stored_procedures", "views": "refresh_views"}

@@ -10,31 +10,27 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from admmgt_plpy import _preflight, _sync
-from admmgt_plpy._apply import (
-    SyncPlan,
-    _failure,
-    _follow_template,
-    _have,
-    _history_insert,
-    _history_unread,
-    _in_transaction,
-    _read_history,
-    _StepFailed,
-    _version,
-)
+from admmgt_plpy import _history, _preflight, _sync
 from admmgt_plpy._compile import Step
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import FleetRun, fleet_run
+from admmgt_plpy._migration import (
+    Migrated,
+    StepFailed,
+    carrying,
+    history_insert,
+    history_unread,
+    in_step_transaction,
+    step_failure,
+)
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, single, skip
 from admmgt_plpy._registry import Tenant, templates, updating_sql, updating_tenants
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
-from admmgt_plpy._replay import on_template
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._rollout_checks import caller_is_superuser
-from admmgt_plpy._scripts import Script, load_applied
+from admmgt_plpy._scripts import Script, load_applied, on_template
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._types import Fragment, Plpy
 
@@ -203,7 +199,7 @@ def _rollback(
             plpy, script_id, _at_stake(plpy, dblink, clusters, settings, targets, stakes)
         )
         undo = _preflight.guards(stakes, script_id) + undo
-    restore = SyncPlan.for_tenants(
+    restore = _sync.SyncPlan.for_tenants(
         plpy, _sync.schemas_expression(settings.sync_schemas), [script_id]
     )
     words = {"ok": "rolled back", "noop": "not at that script"}
@@ -322,7 +318,7 @@ def _undo_one(
     target: Tenant,
     script: Script,
     undo: tuple[Step, ...],
-    restore: SyncPlan,
+    restore: _sync.SyncPlan,
     settings: Settings,
     clusters: Clusters,
     run_id: int,
@@ -331,16 +327,16 @@ def _undo_one(
     """Undo the script on one database, with the routines and views it had before."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
     try:
-        state = yield from _read_history(conn)
+        _, state = yield from _history.read_state(conn)
     except RemoteError as exc:
-        return (yield from _history_unread(target, who, conn, exc))
-    have = _have(state)
+        return (yield from history_unread(target, who, conn, exc))
+    have = _history.have(state)
     if not have or have[-1] != script.id:
         latest = have[-1] if have else "none"
         return Outcome(
             "noop",
             f"its latest script is {latest}, not {script.id}; nothing to undo",
-            details={"version": _version(state)},
+            details={"version": _history.version_of(state)},
         )
 
     def body(position: list[int]) -> Fragment:
@@ -348,21 +344,22 @@ def _undo_one(
             position[0] = index
             yield Run(conn, step.sql)
         position[0] = 0
-        yield from _follow_template(conn, restore, script.id, True)
-        yield Run(conn, _history_insert(script, "rollback", run_id))
+        yield from _sync.follow_template(conn, restore, script.id, True)
+        yield Run(conn, history_insert(script, "rollback", run_id))
 
     try:
-        yield from _in_transaction(conn, settings, undo, body)
-    except _StepFailed as failure:
-        return _failure(target, who, script, failure, state, doing="its rollback")
+        yield from in_step_transaction(conn, settings, undo, body)
+    except StepFailed as failure:
+        return step_failure(target, who, script, failure, state, doing="its rollback")
     state[script.id] = "rollback"
-    return Outcome(
+    done = Outcome(
         "ok",
         f"script {script.id} rolled back",
         details={
             "rolled_back": script.id,
-            "version": _version(state),
+            "version": _history.version_of(state),
             "statements": [s.sql for s in undo if s.kind != "guard"],
         },
-        private={"executed": [(script.id, s.sql) for s in undo if s.kind != "guard"]},
     )
+    executed = tuple((script.id, s.sql) for s in undo if s.kind != "guard")
+    return carrying(done, Migrated(tuple(_history.have(state)), executed))

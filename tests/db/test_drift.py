@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from admmgt_plpy import _drift
+from admmgt_plpy import _drift, _history
 from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Connect, Outcome, Run
 from tests.db.fleet import Fleet, make_fleet
@@ -192,7 +192,7 @@ def test_identical_fingerprint_costs_no_object_list() -> None:
     op: Any = next(job)
     replies = {
         _drift.SESSION: [{"a": "", "b": ""}],
-        "SELECT to_regclass('admmgt.script_history') IS NOT NULL AS has": [{"has": False}],
+        _history.STATE: [],  # an empty history: no version
         _drift.FINGERPRINT: [{"fingerprint": "abc", "objects": 1}],
     }
     try:

@@ -13,10 +13,6 @@ private (``_x``) names; no module is longer than MAX_LINES, except
 the compiler. The source is read with ``ast``: ``from admmgt_plpy._x import``,
 ``from admmgt_plpy import _x``, ``import admmgt_plpy._x``, relative imports,
 imports inside functions, and ``_x._private`` through an imported module.
-
-KNOWN_VIOLATIONS is a ratchet while the package is rebuilt: the test fails
-when a violation appears that the set does not list, and when a listed one is
-gone (remove it from the set then). The set only shrinks.
 """
 
 from __future__ import annotations
@@ -70,18 +66,6 @@ LAYERS = {1: "pure core", 2: "wire and engine", 3: "operations", 4: "entry point
 
 MAX_LINES = 600
 LONG_ALLOWED = frozenset({"_compile"})  # the compiler, while it stays one cohesive module
-
-# Today's violations (main e8f8a8c). Remove an entry when it is fixed; never
-# add one: fix the import, or make the name public, instead.
-KNOWN_VIOLATIONS = frozenset(
-    {
-        "private: _applied uses _scripts._metadata_checksum",
-        "private: _clusters uses _apply._migrate",
-        "private: _clusters uses _apply._single",
-        "private: _clusters uses _sync._refresh_one",
-        "size: _apply.py is over 600 lines",
-    }
-)
 
 
 def layer(module: str) -> int:
@@ -196,19 +180,14 @@ def violations(package: Path) -> set[str]:
     return found
 
 
-def test_no_violation_beyond_the_known_ones() -> None:
-    new = violations(PACKAGE) - KNOWN_VIOLATIONS
+def test_the_package_keeps_its_layers() -> None:
+    new = violations(PACKAGE)
     assert not new, (
         "new breaches of the package's layers (docs/package.md): import from your own"
         " layer or below, make a name public before another module uses it, split a"
         " module that grew past the limit. A new pure module belongs in CORE, a new"
         f" engine module in WIRE (tests/unit/test_layers.py): {sorted(new)}"
     )
-
-
-def test_known_violations_are_still_there() -> None:
-    gone = KNOWN_VIOLATIONS - violations(PACKAGE)
-    assert not gone, f"fixed: remove them from KNOWN_VIOLATIONS: {sorted(gone)}"
 
 
 def test_the_layers_name_modules_that_exist_or_are_planned() -> None:
@@ -328,11 +307,8 @@ def test_a_long_module_is_found_but_the_compiler_may_be_long(tmp_path: Path) -> 
     assert violations(package) == {f"size: _apply.py is over {MAX_LINES} lines"}
 
 
-def test_the_ratchet_fails_both_ways(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A new violation, and a listed one that is gone, each fail the real tests."""
+def test_a_breach_fails_the_real_test(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     package = write(tmp_path, _names="from admmgt_plpy import _sync\n", _sync="")
     monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "PACKAGE", package)
     with pytest.raises(AssertionError, match="_names"):
-        test_no_violation_beyond_the_known_ones()
-    with pytest.raises(AssertionError, match="remove them"):
-        test_known_violations_are_still_there()
+        test_the_package_keeps_its_layers()

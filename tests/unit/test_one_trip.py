@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from admmgt_plpy._apply import SyncPlan, _StepFailed, _transactional_part
 from admmgt_plpy._compile import CompiledScript, Step
+from admmgt_plpy._migration import StepFailed, _transactional_part
 from admmgt_plpy._remote import RemoteError, Run, Sleep
 from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings
+from admmgt_plpy._sync import SyncPlan
 from admmgt_plpy._transaction import TransactionFailed, in_one_trip
 
 SETTINGS = Settings(
@@ -67,7 +68,7 @@ def test_the_failing_statement_names_its_step() -> None:
     # Statement 3 of the query (0-based) is the second transactional step: step 3.
     rollback = job.throw(RemoteError("42701", 'column "c" already exists', index=3))
     assert rollback == Run("c1", "ROLLBACK")
-    with pytest.raises(_StepFailed) as failed:
+    with pytest.raises(StepFailed) as failed:
         job.send([])
     assert failed.value.number == 3 and failed.value.step is STEPS[2]
     assert failed.value.error.sqlstate == "42701" and failed.value.attempts == 1
@@ -77,7 +78,7 @@ def test_a_failing_history_row_or_commit_is_the_transaction_s_own() -> None:
     job = _transactional_part("c1", script(), SETTINGS, 42, SyncPlan("app"), has_table=True)
     job.send(None)
     job.throw(RemoteError("23505", "duplicate key", index=4))  # the history row
-    with pytest.raises(_StepFailed) as failed:
+    with pytest.raises(StepFailed) as failed:
         job.send([])
     assert failed.value.number == 0 and failed.value.step is None
 

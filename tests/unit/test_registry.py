@@ -17,6 +17,7 @@ from admmgt_plpy._registry import (
     place_conninfo,
     registry_update,
     search_path_option,
+    touched_at,
     updating_sql,
 )
 
@@ -148,3 +149,17 @@ def test_the_script_status_view_counts_the_registrys_created_tenants() -> None:
     view = (Path(__file__).parents[2] / "sql/idempotent/520-script-status.sql").read_text()
     created = updating_sql("v").removesuffix(" AND v.updateflag")
     assert f"WHERE {created}" in view
+
+
+def test_a_recorders_time_replaces_only_the_rows_own_modifiedon() -> None:
+    """The run log writes the row later with its own time (touched_at): the SET
+    item registry_update made changes, an error message with the same text not."""
+    message = "x SET modifiedon = now() WHERE id = 1"
+    sql = touched_at(registry_update(5, error=message), "to_timestamp(1)")
+    assert sql == (
+        "UPDATE admmgt.vendor_db_settings SET last_error = "
+        "'x SET modifiedon = now() WHERE id = 1', last_error_at = now(), "
+        "modifiedon = to_timestamp(1) WHERE id = 5"
+    )
+    untouched = registry_update(5, error=message, touch=False)
+    assert touched_at(untouched, "to_timestamp(1)") == untouched

@@ -1,6 +1,6 @@
 """The one-database migration job: a chain of scripts (or what a tenant lacks
 of it) applied to one database, each script in one remote transaction with the
-routines and views following the template (SyncPlan).
+routines and views following the template (_sync.SyncPlan).
 
 The operations that run it over the fleet: applyScripts (_rollout), baseline
 and replayScripts (_replay), rollbackScript (_undo), add_cluster (_clusters).
@@ -12,21 +12,53 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from admmgt_plpy import _history, _sync
+from admmgt_plpy import _history
 from admmgt_plpy._compile import Step
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
 from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings
-from admmgt_plpy._sync import Definition
+from admmgt_plpy._sync import Definition, SyncPlan, follow_template
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._transient import connection_cause, describe_blockers, find_blockers, retryable
+from admmgt_plpy._types import Fragment
 
 # ------------------------------------------------------------- one database's job
 
 
-def _migrate(
+@dataclass(frozen=True)
+class Migrated:
+    """What a migration job (or a rollback's) found and did on its database, for
+    the operation that ran it (never recorded as such; see ``migrated``).
+
+    ``have``: the scripts the database has afterwards (by its own history);
+    ``executed``: (script id, statement) of every step run, for the script log;
+    ``captured``: on the template, the definitions each script had around it,
+    {script id: {before?: {kind: [Definition]}}}.
+    """
+
+    have: tuple[int, ...] = ()
+    executed: tuple[tuple[int, str], ...] = ()
+    captured: dict[int, dict[bool, dict[str, list[Definition]]]] = field(default_factory=dict)
+
+
+MIGRATED = "migrated"  # the Outcome.private key that holds it
+
+
+def migrated(outcome: Outcome) -> Migrated:
+    """The Migrated an outcome carries (an empty one: the job never got that far)."""
+    found = outcome.private.get(MIGRATED)
+    return found if isinstance(found, Migrated) else Migrated()
+
+
+def carrying(outcome: Outcome, result: Migrated) -> Outcome:
+    """``outcome``, now carrying ``result``."""
+    outcome.private[MIGRATED] = result
+    return outcome
+
+
+def migrate(
     target: Tenant,
     chain: list[Script],
     settings: Settings,
@@ -38,13 +70,13 @@ def _migrate(
     """Apply to one database every chain script its own history lacks."""
     conn = yield Connect(clusters.conninfo(target.cluster, target.database))
     try:
-        has_table, state = yield from _read_history_table(conn)
+        has_table, state = yield from _history.read_state(conn)
     except RemoteError as exc:
-        return (yield from _history_unread(target, who, conn, exc))
+        return (yield from history_unread(target, who, conn, exc))
     applied: list[int] = []
     executed: list[tuple[int, str]] = []
     dropped: list[str] = []
-    captured: dict[int, Any] = {}
+    captured: dict[int, dict[bool, dict[str, list[Definition]]]] = {}
     for script in chain:
         action = state.get(script.id)
         if action in ("apply", "baseline"):
@@ -56,8 +88,8 @@ def _migrate(
                     conn, script, settings, run_id, sync, has_table
                 )
                 has_table = True
-            except _StepFailed as failure:
-                return _failure(target, who, script, failure, state)
+            except StepFailed as failure:
+                return step_failure(target, who, script, failure, state)
             executed += [(script.id, s.sql) for s in steps if s.transactional]
             dropped += [s.note for s in steps if s.kind == "drop_column" and s.note]
         later = [s for s in steps if not s.transactional]
@@ -66,23 +98,26 @@ def _migrate(
                 for number, step in enumerate(steps, 1):
                     if not step.transactional:
                         yield from _run_outside_transaction(conn, step, number)
-                yield Run(conn, _history_insert(script, "apply", run_id))
-            except _StepFailed as failure:
+                yield Run(conn, history_insert(script, "apply", run_id))
+            except StepFailed as failure:
                 state[script.id] = "partial"
-                return _failure(target, who, script, failure, state)
+                return step_failure(target, who, script, failure, state)
             executed += [(script.id, s.sql) for s in later]
         state[script.id] = "apply"
         applied.append(script.id)
-    details: dict[str, Any] = {"applied": applied, "version": _version(state)}
+    details: dict[str, Any] = {"applied": applied, "version": _history.version_of(state)}
     if applied:
         details["script"] = applied[-1]
     if dropped:
         details["dropped_columns"] = dropped
-    private = {"have": _have(state), "executed": executed, "captured": captured}
-    return Outcome("ok" if applied else "noop", details=details, private=private)
+    result = Migrated(tuple(_history.have(state)), tuple(executed), captured)
+    return carrying(Outcome("ok" if applied else "noop", details=details), result)
 
 
-class _StepFailed(Exception):
+class StepFailed(Exception):
+    """A step of one script (or its transaction around the steps) failed on one
+    database; step_failure words it as the database's outcome."""
+
     def __init__(
         self,
         number: int,
@@ -99,67 +134,9 @@ class _StepFailed(Exception):
         self.blockers = blockers or []  # for a lock: who held locks (_transient.BLOCKERS)
 
 
-def _read_history(conn: str) -> Any:
-    """Job fragment: the latest action per script, in one round trip. A database
-    without the table (it gets it with its first script) has none."""
-    return (yield from _read_history_table(conn))[1]
-
-
-def _read_history_table(conn: str) -> Any:
-    """Job fragment: (whether the history table exists, the latest action per script)."""
-    try:
-        rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
-    except RemoteError as exc:
-        if exc.sqlstate != UNDEFINED_TABLE:
-            raise
-        return False, {}
-    return True, {r["script_id"]: r["action"] for r in rows}
-
-
-UNDEFINED_TABLE = "42P01"
-
-
-@dataclass(frozen=True)
-class SyncPlan:
-    """How routines and views follow the template around each script.
-
-    The template's are captured before and after each script inside its
-    transaction (``capture``); a tenant gets the captured definitions applied
-    before and after the same script inside its own transaction (``logged``,
-    keyed by (script id, before?) then kind), so the sync is atomic with the
-    script and a replay sees each step as the template had it.
-    """
-
-    schemas: str
-    capture: bool = False
-    logged: dict[tuple[int, bool], dict[str, list[Definition]]] = field(default_factory=dict)
-
-    @classmethod
-    def for_tenants(cls, plpy: Any, schemas: str, script_ids: list[int]) -> SyncPlan:
-        logged: dict[tuple[int, bool], dict[str, list[Definition]]] = {}
-        for kind in _sync.KINDS:
-            for key, defs in _sync.logged_definitions(plpy, kind, script_ids).items():
-                logged.setdefault(key, {})[kind] = defs
-        return cls(schemas, logged=logged)
-
-
-def _follow_template(conn: str, sync: SyncPlan, script_id: int, before: bool) -> Any:
-    """Job fragment: capture (template) or apply (tenant) the definitions at one point."""
-    found: dict[str, list[Definition]] = {}
-    for kind in _sync.KINDS:
-        if sync.capture:
-            found[kind] = yield from _sync.read_definitions(conn, kind, sync.schemas)
-            continue
-        wanted = sync.logged.get((script_id, before), {}).get(kind)
-        if wanted:
-            current = yield from _sync.read_fingerprints(conn, kind, sync.schemas)
-            yield from _sync.sync_into(conn, wanted, current)
-    return found
-
-
-def _in_transaction(
-    conn: str, settings: Settings, steps: tuple[Step, ...], body: Callable[[list[int]], Any]
-) -> Any:
+def in_step_transaction(
+    conn: str, settings: Settings, steps: tuple[Step, ...], body: Callable[[list[int]], Fragment]
+) -> Fragment:
     """Job fragment: ``body`` in one remote transaction, all of it or nothing.
 
     Run by _transaction.in_transaction (lock_timeout, retries with backoff;
@@ -168,7 +145,7 @@ def _in_transaction(
     """
     position = [0]
 
-    def attempt() -> Any:
+    def attempt() -> Fragment:
         position[0] = 0
         return (yield from body(position))
 
@@ -176,7 +153,7 @@ def _in_transaction(
         return (yield from in_transaction(conn, settings, attempt, utc=True))
     except TransactionFailed as failed:
         number = position[0]
-        raise _StepFailed(
+        raise StepFailed(
             number,
             steps[number - 1] if number else None,
             failed.error,
@@ -192,7 +169,7 @@ def _transactional_part(
     run_id: int,
     sync: SyncPlan,
     has_table: bool = False,
-) -> Any:
+) -> Fragment:
     """Synced objects, every transactional step and the history row, in one transaction.
     Returns what the template's definitions were before and after (when capturing).
 
@@ -209,13 +186,13 @@ def _transactional_part(
         statements = [steps[i - 1].sql for i in numbers]
         if not has_table:
             statements.append(_history.ENSURE_TABLE)
-        statements.append(_history_insert(script, action, run_id))
+        statements.append(history_insert(script, action, run_id))
         try:
             yield from in_one_trip(conn, settings, statements, utc=True)
         except TransactionFailed as failed:
             index = failed.index
             number = numbers[index] if index is not None and index < len(numbers) else 0
-            raise _StepFailed(
+            raise StepFailed(
                 number,
                 steps[number - 1] if number else None,
                 failed.error,
@@ -224,20 +201,20 @@ def _transactional_part(
             ) from None
         return {True: {}, False: {}}
 
-    def body(position: list[int]) -> Any:
+    def body(position: list[int]) -> Fragment:
         yield Run(conn, _history.ENSURE_TABLE)
-        before = yield from _follow_template(conn, sync, script.id, True)
+        before = yield from follow_template(conn, sync, script.id, True)
         for index, step in enumerate(steps, 1):
             if step.transactional:
                 position[0] = index
                 yield Run(conn, step.sql)
         position[0] = 0
-        after = yield from _follow_template(conn, sync, script.id, False)
+        after = yield from follow_template(conn, sync, script.id, False)
         action = "apply" if all(s.transactional for s in steps) else "partial"
-        yield Run(conn, _history_insert(script, action, run_id))
+        yield Run(conn, history_insert(script, action, run_id))
         return {True: before, False: after}
 
-    return (yield from _in_transaction(conn, settings, steps, body))
+    return (yield from in_step_transaction(conn, settings, steps, body))
 
 
 def _one_trip(sync: SyncPlan, script_id: int, steps: tuple[Step, ...]) -> bool:
@@ -245,9 +222,7 @@ def _one_trip(sync: SyncPlan, script_id: int, steps: tuple[Step, ...]) -> bool:
     capture or apply around it, and each transactional step one statement (a
     ';' anywhere but at its end, even quoted, or no text at all, sends it step
     by step: the query's results must be one per statement)."""
-    if sync.capture or any(
-        any(sync.logged.get((script_id, before), {}).values()) for before in (True, False)
-    ):
+    if sync.has_work(script_id):
         return False
     return all(
         s.sql.strip().rstrip(";").strip() and ";" not in s.sql.strip().rstrip(";")
@@ -256,7 +231,7 @@ def _one_trip(sync: SyncPlan, script_id: int, steps: tuple[Step, ...]) -> bool:
     )
 
 
-def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:
+def _run_outside_transaction(conn: str, step: Step, number: int) -> Fragment:
     """A declared non-transactional step (idempotent by declaration), in autocommit."""
     try:
         if step.kind == "create_index" and step.name:
@@ -277,14 +252,16 @@ def _run_outside_transaction(conn: str, step: Step, number: int) -> Any:
         # build's waits for older transactions; its INVALID leftover is
         # dropped above on the re-run.
         blockers = (yield from find_blockers(conn)) if exc.sqlstate in RETRYABLE else []
-        raise _StepFailed(number, step, exc, blockers=blockers) from None
+        raise StepFailed(number, step, exc, blockers=blockers) from None
 
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _history_insert(script: Script, action: str, run_id: int) -> str:
+def history_insert(script: Script, action: str, run_id: int) -> str:
+    """The history row of ``script`` (``action``: apply, partial, baseline or
+    rollback), written in the same transaction as what it records."""
     return (
         "INSERT INTO admmgt.script_history (script_id, action, checksum, duration_ms,"
         f" admin_run_id) VALUES ({script.id}, {_lit(action)}, {_lit(script.compiled.checksum)},"
@@ -292,20 +269,11 @@ def _history_insert(script: Script, action: str, run_id: int) -> str:
     )
 
 
-def _have(state: dict[int, str]) -> list[int]:
-    return sorted(i for i, a in state.items() if a in ("apply", "baseline"))
-
-
-def _version(state: dict[int, str]) -> int | None:
-    have = _have(state)
-    return have[-1] if have else None
-
-
-def _failure(
+def step_failure(
     target: Tenant,
     who: str,
     script: Script,
-    failure: _StepFailed,
+    failure: StepFailed,
     state: dict[int, str],
     doing: str = "",
 ) -> Outcome:
@@ -321,7 +289,7 @@ def _failure(
         statement = None
     if retryable(exc.sqlstate):
         relation = failure.step.target if failure.step else None
-        outcome = _retryable_outcome(
+        outcome = retryable_outcome(
             target,
             who,
             exc,
@@ -342,13 +310,16 @@ def _failure(
             f"({exc.sqlstate} {exc.message}); {todo}"
         )
         outcome = Outcome("failed", message, exc.sqlstate, statement)
-    outcome.details = {"script": script.id, "step": failure.number, "version": _version(state)}
+    outcome.details = {
+        "script": script.id,
+        "step": failure.number,
+        "version": _history.version_of(state),
+    }
     outcome.details.update(retryable=retryable(exc.sqlstate))
-    outcome.private = {"have": _have(state)}
-    return outcome
+    return carrying(outcome, Migrated(tuple(_history.have(state))))
 
 
-def _retryable_outcome(
+def retryable_outcome(
     target: Tenant,
     who: str,
     exc: RemoteError,
@@ -372,7 +343,7 @@ def _retryable_outcome(
     return Outcome("failed", message, exc.sqlstate, details={"retryable": True})
 
 
-def _history_unread(target: Tenant, who: str, conn: str, exc: RemoteError) -> Job:
+def history_unread(target: Tenant, who: str, conn: str, exc: RemoteError) -> Job:
     """Job fragment: the outcome of a database whose history could not be read.
     Nothing was changed and its registry row keeps its version."""
     if not retryable(exc.sqlstate):
@@ -383,7 +354,7 @@ def _history_unread(target: Tenant, who: str, conn: str, exc: RemoteError) -> Jo
             exc.sqlstate,
         )
     blockers = (yield from find_blockers(conn)) if exc.sqlstate in RETRYABLE else []
-    return _retryable_outcome(
+    return retryable_outcome(
         target,
         who,
         exc,
