@@ -189,12 +189,8 @@ class RunRecorder:
         """A database's records are complete: write the batch (and send the
         NOTICEs waiting for it) if it is due; with no record waiting, the
         NOTICEs go at once."""
-        if not self._pending:
-            self.flush()
-        elif (
-            self._records >= FLUSH_ROWS
-            or time.monotonic() - self._pending_since >= FLUSH_SECONDS
-        ):
+        waited = time.monotonic() - self._pending_since
+        if not self._pending or self._records >= FLUSH_ROWS or waited >= FLUSH_SECONDS:
             self.flush()
 
     def _tick(self) -> None:
