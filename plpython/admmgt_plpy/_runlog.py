@@ -10,10 +10,17 @@ Per-database records (run_log rows, registry updates, script_log rows) are
 batched: written together, in one commit, once ``FLUSH_ROWS`` are waiting or
 ``FLUSH_SECONDS`` after the first of them, and always before any other
 statement (``execute``) and at the end of the run (``finish``, which the
-operations call on their error paths too). They are a cache of what each
-database's own history says: a run killed half-way loses at most the last
-batch of them, and the next run reconciles the registry from the histories;
-the run itself is then marked interrupted as before.
+operations call on their error paths too). A batch is due only where a
+database's records are complete (``say``, ``end_record`` or the fan-out's
+tick between results), never between its run_log row and its script_log.
+
+Recorded before said: the progress NOTICEs (``say``, ``notice``) wait with the
+records they report and are sent by the same ``flush``, after its commit. A
+client that vanished turns the next NOTICE into a FATAL of this backend; by
+then every record that NOTICE reports is committed, so a killed client loses
+no record of a database that was said to be done. A run killed half-way loses
+at most the records not said yet; the next run reconciles the registry from
+the databases' own histories, and the run itself is marked interrupted.
 
 That side session can be lost (terminated by the administrator, a restart of
 a pooler in between): a record that could not be written is written again on
@@ -63,6 +70,7 @@ class RunRecorder:
         self._pending: list[str] = []  # statements not yet written (see FLUSH_ROWS)
         self._pending_since = 0.0
         self._records = 0  # in _pending: a database's run_log row and registry update are one
+        self._notices: list[str] = []  # NOTICEs to send once the records before them are written
         _fanout.TICK[0] = self._tick  # the fan-out writes a due batch between results too
         row = plpy.execute(
             "SELECT session_user AS u, pg_current_xact_id_if_assigned() IS NOT NULL AS wrote,"
@@ -174,26 +182,42 @@ class RunRecorder:
             self._defer(sql)
 
     def _defer(self, *statements: str) -> None:
-        """Queue one record (its statements together) for the next batch; write
-        the batch when it is due."""
-        now = time.monotonic()
+        """Queue one record (its statements together) for the next batch. It is
+        written when due, checked only once the database's records are complete
+        (:meth:`end_record`): a batch never splits them."""
         if not self._pending:
-            self._pending_since = now
+            self._pending_since = time.monotonic()
             self._records = 0
         self._pending.extend(statements)
         self._records += 1
-        if self._records >= FLUSH_ROWS or now - self._pending_since >= FLUSH_SECONDS:
+
+    def end_record(self) -> None:
+        """A database's records are complete: write the batch (and send the
+        NOTICEs waiting for it) if it is due; with no record waiting, the
+        NOTICEs go at once."""
+        waited = time.monotonic() - self._pending_since
+        if not self._pending or self._records >= FLUSH_ROWS or waited >= FLUSH_SECONDS:
             self.flush()
 
     def _tick(self) -> None:
+        # Between the fan-out's results: every on_done has finished its records.
         if self._pending and time.monotonic() - self._pending_since >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        """Write and commit the waiting records now, in one transaction."""
+        """Write and commit the waiting records now, in one transaction; then
+        send the NOTICEs that waited for them."""
         if self._pending:
             batch, self._pending = self._pending, []
             self._query(";\n".join(batch))
+        notices, self._notices = self._notices, []
+        for text in notices:
+            self.plpy.notice(text)
+
+    def notice(self, text: str) -> None:
+        """A NOTICE sent in order with :meth:`say`'s, after the records before it."""
+        self._notices.append(text)
+        self.end_record()
 
     def refused(self, dbname: str, cluster: str, scriptid: int, message: str) -> None:
         """Log a script refused before it ran (compile error, validation, id order)
@@ -202,16 +226,19 @@ class RunRecorder:
         self.target(
             dbname, cluster, Outcome("failed", message), 0.0, scriptid=scriptid, refusal=True
         )
+        self.end_record()
 
     def say(self, outcome: Outcome, line: str) -> None:
         """One target's progress NOTICE; none for a database of an unreachable
         cluster, which the fan-out reported once for the whole cluster. Every
-        few seconds of a long wave, a NOTICE with what is left (_eta)."""
+        few seconds of a long wave, a NOTICE with what is left (_eta). The
+        NOTICEs are sent once the records before them are committed."""
         if outcome.outcome != "unreachable":
-            self.plpy.notice(line)
+            self._notices.append(line)
         eta = self.eta.line(line)
         if eta:
-            self.plpy.notice(eta)
+            self._notices.append(eta)
+        self.end_record()  # say() comes last of a database's records
 
     def execute(self, sql: str) -> None:
         """Run and commit one statement in the admin database at once, after

@@ -18,7 +18,7 @@ from typing import Any
 
 from admmgt_plpy._remote import RemoteError, Run, Sleep
 from admmgt_plpy._settings import Settings
-from admmgt_plpy._transient import LOCK_STATES, find_blockers
+from admmgt_plpy._transient import LOCK_STATES, connection_lost, find_blockers
 
 RETRYABLE = LOCK_STATES  # lock_not_available, deadlock_detected
 
@@ -63,35 +63,68 @@ def in_one_trip(
     commit: bool = True,
     utc: bool = False,
 ) -> Generator[Any, Any, None]:
-    """Job fragment: BEGIN, the settings, ``statements`` and COMMIT sent as ONE
-    query (one round trip), retried like :func:`in_transaction`.
+    """Job fragment: BEGIN, the settings and ``statements`` sent as ONE query,
+    then COMMIT as a second round trip, retried like :func:`in_transaction`.
+
+    The server runs all of the first query whatever admmgt reads of it, so the
+    COMMIT goes only once every result was read without error: a statement
+    whose result admmgt could not read (e.g. a rowtype that does not match)
+    rolls the transaction back like one the server rejected, and a run
+    cancelled or killed before the COMMIT leaves the database as it was.
+    ``commit=False`` ends the one query with ROLLBACK instead.
 
     Each of ``statements`` must be one statement whose result has at most one
     column. A failure raises :class:`TransactionFailed` whose ``index`` names
-    the statement that failed; the server ran none after it.
+    the statement that failed. A failure of the query as a whole (a syntax
+    error: the server parses it all before running any of it) is run again
+    statement by statement, once, to name the statement.
     """
     delay = max(settings.retry_backoff_ms, 10) / 1000.0
     attempt = 0
-    batch = ["BEGIN", _config(settings, utc), *statements, "COMMIT" if commit else "ROLLBACK"]
+    batch = ["BEGIN", _config(settings, utc), *statements]
+    if not commit:
+        batch.append("ROLLBACK")
+    stepwise = False
     while True:
         attempt += 1
         try:
-            # A line break before each ';': a step may end in a -- comment.
-            yield Run(conn, "\n;\n".join(batch), statements=len(batch))
+            if stepwise:
+                for number, sql in enumerate(batch):
+                    try:
+                        yield Run(conn, sql)
+                    except RemoteError as exc:
+                        exc.index = number
+                        raise
+            else:
+                # A line break before each ';': a step may end in a -- comment.
+                yield Run(conn, "\n;\n".join(batch), statements=len(batch))
+            if commit:
+                yield Run(conn, "COMMIT")
             return
         except RemoteError as exc:
             with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
                 yield Run(conn, "ROLLBACK")
+            last = len(batch) - (0 if commit else 1)
+            index = None
+            if exc.index is not None and 2 <= exc.index < last:
+                index = exc.index - 2
             if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
                 yield Sleep(delay * random.uniform(0.5, 1.5))
                 delay *= 2
                 continue
+            if (
+                index is None
+                and exc.index is not None  # not the COMMIT
+                and not stepwise
+                and exc.sqlstate not in RETRYABLE
+                and not connection_lost(exc.sqlstate)
+            ):
+                stepwise = True  # once, to name the statement
+                attempt -= 1
+                continue
             blockers = []
             if exc.sqlstate in RETRYABLE:
                 blockers = yield from find_blockers(conn)
-            index = None
-            if exc.index is not None and 2 <= exc.index < len(batch) - 1:
-                index = exc.index - 2
             raise TransactionFailed(exc, attempt, blockers, index) from None
 
 

@@ -163,6 +163,17 @@ def test_kill_9_the_client_during_rollout_replay_and_rollback(
         sql = f"CALL admmgt.replayscripts('{held}', {target})"
         run_id = killer.kill_during(sql, 0.1, 0.6 * (target - done))
         check_interrupted(fleet, run_id, [held])
+        if run_id is None:
+            # Recorded before said: a one-database run's first NOTICE comes
+            # after its records and its end are committed, so the kill ends
+            # the backend only once the run is whole.
+            row = admin.execute(
+                "SELECT r.outcome, count(l.*) FROM admmgt.runs AS r LEFT JOIN admmgt.run_log"
+                " AS l ON l.run_id = r.id AND l.dbname = %s WHERE r.operation = 'replayScripts'"
+                " GROUP BY r.id ORDER BY r.id DESC LIMIT 1",
+                (held,),
+            ).fetchone()
+            assert row is not None and row[0] is not None and row[1] == 1, row
         converge(fleet, sql)
         assert states(fleet, [held]) == {held: list(range(1, target + 1))}
         done = target
@@ -198,5 +209,6 @@ def test_kill_9_the_client_during_rollout_replay_and_rollback(
         + "".join(f" {p} {hits[p]}/10 hits in {s:.0f} s," for p, s in took.items())
         + f" in all {time.monotonic() - started:.0f} s"
     )
-    assert killer.n == 30 and killer.hits >= 24, (killer.hits, killer.misses)
+    # (A replay is one database: its kills may find the run whole, see above.)
+    assert killer.n == 30 and killer.hits - hits["replay"] >= 16, (killer.hits, killer.misses)
     call(admin, "applyscripts")  # nothing left to do, and it says so without error

@@ -40,18 +40,79 @@ def script(steps: tuple[Step, ...] = STEPS) -> Script:
     return Script(7, "t", 1, CompiledScript(7, steps, "sum", ()), "meta", None)
 
 
-def test_the_transaction_is_one_query_with_every_transactional_step() -> None:
+def test_the_transaction_is_one_query_with_every_transactional_step_then_its_commit() -> None:
     job = _transactional_part("c1", script(), SETTINGS, 42, SyncPlan("app"), has_table=True)
     op = job.send(None)
     assert isinstance(op, Run) and op.conn == "c1"
     parts = op.sql.split("\n;\n")
-    assert op.statements == len(parts) == 6
+    assert op.statements == len(parts) == 5
     assert parts[0] == "BEGIN" and "lock_timeout" in parts[1] and "TimeZone" in parts[1]
     assert parts[2:4] == [STEPS[0].sql, STEPS[2].sql]  # not the CONCURRENTLY one
     assert parts[4].startswith("INSERT INTO admmgt.script_history") and "'partial'" in parts[4]
-    assert parts[5] == "COMMIT"
+    assert "COMMIT" not in parts
+    # The COMMIT is a second round trip, sent only once every result was read.
+    assert job.send([{"status": "INSERT 0 1"}]) == Run("c1", "COMMIT")
     with pytest.raises(StopIteration):
         job.send([{"status": "COMMIT"}])
+
+
+def test_a_result_admmgt_could_not_read_rolls_back_instead_of_committing() -> None:
+    # 42804: the server ran the statement (and the rest of the query), but its
+    # result did not match what admmgt reads: nothing may be committed.
+    job = in_one_trip("c1", SETTINGS, ["SELECT * FROM t", "INSERT INTO h VALUES (1)"])
+    job.send(None)
+    mismatch = RemoteError("42804", "remote query result rowtype does not match", index=2)
+    assert job.throw(mismatch) == Run("c1", "ROLLBACK")
+    with pytest.raises(TransactionFailed) as failed:
+        job.send([])
+    assert failed.value.index == 0 and failed.value.error.sqlstate == "42804"
+
+
+def test_a_dry_run_rolls_back_in_the_same_query() -> None:
+    job = in_one_trip("c1", SETTINGS, ["SELECT 1"], commit=False)
+    op = job.send(None)
+    assert op.sql.split("\n;\n")[-1] == "ROLLBACK" and op.statements == 4
+    with pytest.raises(StopIteration):
+        job.send([])
+
+
+def test_a_failing_commit_is_the_transaction_s_own() -> None:
+    job = in_one_trip("c1", SETTINGS, ["SELECT 1"])
+    job.send(None)
+    assert job.send([]) == Run("c1", "COMMIT")
+    assert job.throw(RemoteError("40001", "could not serialize")) == Run("c1", "ROLLBACK")
+    with pytest.raises(TransactionFailed) as failed:
+        job.send([])
+    assert failed.value.index is None and failed.value.attempts == 1
+
+
+def test_a_query_rejected_as_a_whole_is_run_again_step_by_step_to_name_the_step() -> None:
+    job = in_one_trip("c1", SETTINGS, ["SELECT 1", "SELEC 2", "SELECT 3"])
+    job.send(None)
+    # A syntax error: the server parsed the whole query first; result 0 has it.
+    syntax = RemoteError("42601", 'syntax error at or near "SELEC"', index=0)
+    assert job.throw(syntax) == Run("c1", "ROLLBACK")
+    assert job.send([]) == Run("c1", "BEGIN")
+    assert isinstance(job.send([]), Run)  # the settings
+    assert job.send([]) == Run("c1", "SELECT 1")
+    assert job.send([]) == Run("c1", "SELEC 2")
+    assert job.throw(RemoteError("42601", 'syntax error at or near "SELEC"')) == Run(
+        "c1", "ROLLBACK"
+    )
+    with pytest.raises(TransactionFailed) as failed:
+        job.send([])
+    assert failed.value.index == 1 and failed.value.attempts == 1
+
+
+def test_a_lost_connection_is_not_run_again_step_by_step() -> None:
+    job = in_one_trip("c1", SETTINGS, ["SELECT 1"])
+    job.send(None)
+    assert job.throw(RemoteError("08006", "server closed the connection", index=0)) == Run(
+        "c1", "ROLLBACK"
+    )
+    with pytest.raises(TransactionFailed) as failed:
+        job.send([])
+    assert failed.value.index is None
 
 
 def test_a_database_without_history_table_gets_it_in_the_same_query() -> None:
