@@ -347,11 +347,8 @@ def _copy_partitions(home: Tenant, copy: Tenant, clusters: Clusters) -> Job:
 def _home_scripts(dblink: Dblink, clusters: Clusters, home: Tenant) -> list[int]:
     """The scripts the home template has, by its own history: applied or baselined
     (a fleet moved from the proof of concept is baselined, not replayed)."""
-    conn = dblink.connect(place_conninfo(clusters, home.place))
-    try:
+    with dblink.session(place_conninfo(clusters, home.place)) as conn:
         _, state = _history.read_state_now(dblink, conn)
-    finally:
-        dblink.disconnect(conn)
     return _history.have(state)
 
 

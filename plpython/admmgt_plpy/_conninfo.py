@@ -283,8 +283,7 @@ class Clusters:
         except AdmmgtError as exc:
             return RemoteError("08000", exc.message)
         try:
-            name = dblink.connect(conninfo)
+            with dblink.session(conninfo):
+                return None
         except RemoteError as exc:
             return exc
-        dblink.disconnect(name)
-        return None

@@ -133,6 +133,12 @@ class StepFailed(Exception):
         self.attempts = attempts
         self.blockers = blockers or []  # for a lock: who held locks (_transient.BLOCKERS)
 
+    @classmethod
+    def at(cls, number: int, steps: tuple[Step, ...], failed: TransactionFailed) -> StepFailed:
+        """The transaction failed in step ``number`` of ``steps`` (0: outside them)."""
+        step = steps[number - 1] if number else None
+        return cls(number, step, failed.error, failed.attempts, failed.blockers)
+
 
 def in_step_transaction(
     conn: str, settings: Settings, steps: tuple[Step, ...], body: Callable[[list[int]], Fragment]
@@ -153,13 +159,7 @@ def in_step_transaction(
         return (yield from in_transaction(conn, settings, attempt, utc=True))
     except TransactionFailed as failed:
         number = position[0]
-        raise StepFailed(
-            number,
-            steps[number - 1] if number else None,
-            failed.error,
-            failed.attempts,
-            failed.blockers,
-        ) from None
+        raise StepFailed.at(number, steps, failed) from None
 
 
 def _transactional_part(
@@ -192,13 +192,7 @@ def _transactional_part(
         except TransactionFailed as failed:
             index = failed.index
             number = numbers[index] if index is not None and index < len(numbers) else 0
-            raise StepFailed(
-                number,
-                steps[number - 1] if number else None,
-                failed.error,
-                failed.attempts,
-                failed.blockers,
-            ) from None
+            raise StepFailed.at(number, steps, failed) from None
         return {True: {}, False: {}}
 
     def body(position: list[int]) -> Fragment:

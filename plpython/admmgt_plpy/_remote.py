@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +145,15 @@ class Dblink:
                 exc.hint,
             ) from None
         return name
+
+    @contextlib.contextmanager
+    def session(self, conninfo: str) -> Iterator[str]:
+        """A connection for the ``with`` block, closed however it ends."""
+        name = self.connect(conninfo)
+        try:
+            yield name
+        finally:
+            self.disconnect(name)
 
     def disconnect(self, name: str) -> None:
         self._undrained.discard(name)

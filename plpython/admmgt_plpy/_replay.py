@@ -46,29 +46,27 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
         )
     ]
     dblink = run.dblink
-    conn = dblink.connect(place_conninfo(run.clusters, target.place))
-    try:
-        dblink.query(conn, "BEGIN")
-        dblink.query(conn, _history.ENSURE_TABLE)
-        have = _history.state_of(dblink.query(conn, _history.STATE, _history.STATE_COLUMNS))
-        top = _history.version_of(have) or 0
-        if top > version:
+    with dblink.session(place_conninfo(run.clusters, target.place)) as conn:
+        try:
+            dblink.query(conn, "BEGIN")
+            dblink.query(conn, _history.ENSURE_TABLE)
+            have = _history.state_of(dblink.query(conn, _history.STATE, _history.STATE_COLUMNS))
+            top = _history.version_of(have) or 0
+            if top > version:
+                raise AdmmgtError(
+                    f'baseline of "{target.database}" to script {version} refused: its own '
+                    f"history already has script {top}; a baseline records scripts a database "
+                    "has and never moves it back; nothing was recorded",
+                    hint=f"Baseline to {top} or higher, or undo later scripts with rollbackScript.",
+                )
+            new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
+            for script in new:
+                dblink.query(conn, history_insert(script, "baseline", 0))
+            dblink.query(conn, "COMMIT")
+        except RemoteError as exc:
             raise AdmmgtError(
-                f'baseline of "{target.database}" to script {version} refused: its own history '
-                f"already has script {top}; a baseline records scripts a database has and never "
-                "moves it back; nothing was recorded",
-                hint=f"Baseline to {top} or higher, or undo later scripts with rollbackScript.",
-            )
-        new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
-        for script in new:
-            dblink.query(conn, history_insert(script, "baseline", 0))
-        dblink.query(conn, "COMMIT")
-    except RemoteError as exc:
-        raise AdmmgtError(
-            f'baseline of "{target.database}" failed ({exc.describe()}); nothing was recorded'
-        ) from None
-    finally:
-        dblink.disconnect(conn)
+                f'baseline of "{target.database}" failed ({exc.describe()}); nothing was recorded'
+            ) from None
     plpy.execute(registry_update(target.id, status=APPLIED, scriptversion=version))
     return target, new
 

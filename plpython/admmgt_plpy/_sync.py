@@ -205,8 +205,7 @@ def template_definitions(
     dblink: Dblink, clusters: Clusters, template: Tenant, schemas: str, kinds: tuple[str, ...]
 ) -> dict[str, list[Definition]]:
     """The template's current definitions of each kind, read over one connection."""
-    conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
-    try:
+    with dblink.session(clusters.conninfo(template.cluster, template.database)) as conn:
         return {
             kind: [
                 Definition(r["kind"], r["name"], r["definition"])
@@ -216,8 +215,6 @@ def template_definitions(
             ]
             for kind in kinds
         }
-    finally:
-        dblink.disconnect(conn)
 
 
 # ------------------------------------------------ around each script (migrations)

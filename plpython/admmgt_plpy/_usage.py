@@ -223,8 +223,7 @@ def tenant_usage(plpy: Plpy) -> list[dict[str, Any]]:
 def _read_cluster(
     dblink: Dblink, clusters: Clusters, cluster: str, databases: list[str]
 ) -> list[dict[str, Any]]:
-    conn = dblink.connect(clusters.conninfo(cluster, clusters.maintenance_db(cluster)))
-    try:
+    with dblink.session(clusters.conninfo(cluster, clusters.maintenance_db(cluster))) as conn:
         stats = dblink.query(conn, stats_query(databases), _STATS_COLUMNS)
         for row in stats:
             row["slowest_statements"] = None  # unknown unless pg_stat_statements answers
@@ -242,5 +241,3 @@ def _read_cluster(
             for row in stats:
                 row["slowest_statements"] = statements.get(row["datname"], "[]")
         return stats
-    finally:
-        dblink.disconnect(conn)

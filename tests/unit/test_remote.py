@@ -6,7 +6,7 @@ import pytest
 
 from admmgt_plpy._conninfo import check_options, libpq_quote, parse_options
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._remote import redact
+from admmgt_plpy._remote import Dblink, RemoteError, redact
 
 
 def test_redact_removes_passwords_from_connection_strings() -> None:
@@ -78,3 +78,31 @@ def test_an_unmapped_cluster_may_name_a_passfile_but_not_a_route() -> None:
     ]
     with pytest.raises(AdmmgtError, match="sets hostaddr, which admmgt does not take"):
         check_options("c2", "hostaddr=10.9.9.9", mapped=False)
+
+
+class _Sessions(Dblink):
+    """Dblink with the calls to the server replaced by a log."""
+
+    def __init__(self) -> None:  # no plpy: nothing here reaches a server
+        self.log: list[tuple[str, str]] = []
+
+    def connect(self, conninfo: str) -> str:
+        self.log.append(("connect", conninfo))
+        return "admmgt_1"
+
+    def disconnect(self, name: str) -> None:
+        self.log.append(("disconnect", name))
+
+
+def test_a_session_is_closed_however_its_block_ends() -> None:
+    dblink = _Sessions()
+    with dblink.session("dbname=a") as conn:
+        assert conn == "admmgt_1"
+    with pytest.raises(RemoteError), dblink.session("dbname=b"):
+        raise RemoteError("57014", "canceled")
+    assert dblink.log == [
+        ("connect", "dbname=a"),
+        ("disconnect", "admmgt_1"),
+        ("connect", "dbname=b"),
+        ("disconnect", "admmgt_1"),
+    ]
