@@ -30,7 +30,7 @@ from admmgt_plpy._runguard import failure_of
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._transaction import RETRYABLE
-from admmgt_plpy._transient import describe_blockers
+from admmgt_plpy._transient import describe_blockers, lock_timeout_words
 from admmgt_plpy._types import Fragment, Plpy
 
 # The NOTICE text of one target, after its label: (outcome, elapsed ms) -> text.
@@ -292,10 +292,7 @@ def database_failure(
     """A database's failed Outcome: what failed where, and what to do about it.
     ``blockers``: for a lock, who held locks there (_transient.BLOCKERS rows)."""
     if exc.sqlstate in RETRYABLE:
-        why = (
-            f"could not get a lock within lock_timeout after {attempts} tries "
-            f"({exc.sqlstate} {exc.message})"
-        )
+        why = lock_timeout_words(exc, attempts)
         todo = (
             f"retryable: {describe_blockers(blockers or [])}; re-run {procedure} once it is "
             f"released; {unchanged} in this database"

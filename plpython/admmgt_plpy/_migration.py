@@ -21,7 +21,13 @@ from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._sync import Definition, SyncPlan, follow_template
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
-from admmgt_plpy._transient import connection_cause, describe_blockers, find_blockers, retryable
+from admmgt_plpy._transient import (
+    connection_cause,
+    describe_blockers,
+    find_blockers,
+    lock_timeout_words,
+    retryable,
+)
 from admmgt_plpy._types import Fragment
 
 # ------------------------------------------------------------- one database's job
@@ -326,10 +332,9 @@ def retryable_outcome(
     happened to the connection. ``what``: what failed, e.g. "script 2 failed at
     step 1 (...)"."""
     if exc.sqlstate in RETRYABLE:
-        tries = f" after {attempts} tries" if attempts > 1 else ""
         why = (
-            f"{describe_blockers(blockers, relation)}: could not get a lock within "
-            f"lock_timeout{tries} ({exc.sqlstate} {exc.message}); re-run once it is released"
+            f"{describe_blockers(blockers, relation)}: {lock_timeout_words(exc, attempts)}; "
+            "re-run once it is released"
         )
     else:
         why = f"{connection_cause(exc)}; a plain re-run is the fix"

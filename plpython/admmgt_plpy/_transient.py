@@ -39,6 +39,12 @@ def retryable(sqlstate: str | None) -> bool:
     return sqlstate in LOCK_STATES or connection_lost(sqlstate)
 
 
+def lock_timeout_words(error: RemoteError, attempts: int) -> str:
+    """What a lock wait that ran out says, the same in every operation."""
+    tries = f" after {attempts} tries" if attempts > 1 else ""
+    return f"could not get a lock within lock_timeout{tries} ({error.sqlstate} {error.message})"
+
+
 def connection_cause(error: RemoteError) -> str:
     """What happened to the connection, in words, with the server's own text."""
     cause = _GONE.get(error.sqlstate, "its connection was lost")

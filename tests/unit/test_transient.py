@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from admmgt_plpy._remote import RemoteError
-from admmgt_plpy._transient import connection_cause, describe_blockers, retryable
+from admmgt_plpy._transient import (
+    connection_cause,
+    describe_blockers,
+    lock_timeout_words,
+    retryable,
+)
 
 
 def _lock(pid: int, relation: str, mode: str = "AccessShareLock") -> dict[str, object]:
@@ -43,3 +48,12 @@ def test_the_lock_on_the_failed_statements_relation_is_named_first() -> None:
     assert named == 'a lock held by pid 22 (application "psql", AccessShareLock on "App".accounts)'
     assert "pid 11 " in describe_blockers(rows, None)  # unknown relation: the strongest first
     assert "gone by the time admmgt looked" in describe_blockers([], "app.accounts")
+
+
+def test_a_lock_wait_that_ran_out_is_worded_once_for_every_operation() -> None:
+    error = RemoteError("55P03", "canceling statement due to lock timeout")
+    assert lock_timeout_words(error, 3) == (
+        "could not get a lock within lock_timeout after 3 tries "
+        "(55P03 canceling statement due to lock timeout)"
+    )
+    assert "tries" not in lock_timeout_words(error, 1)
