@@ -49,18 +49,26 @@ class ChangeCompiler(CompilerBase):
             name=quote_ident(name),
         )
 
-    def alter_column(self, change: ColumnChangeRow) -> None:
+    def changed_column(self, change: ColumnChangeRow) -> tuple[Table, str] | None:
+        """The table and column a script_column_changes row names, or None
+        (each problem noted) when the row cannot be compiled."""
         w = "script_column_changes"
         if change.scriptid != self.script_id:
             self.problem(
                 f"{self.what(w, change.id, 'scriptid')}: the row belongs to script "
                 f"{change.scriptid}, not {self.script_id}; leave it out"
             )
-            return
+            return None
         table = self.table_for(change.tableid, self.what(w, change.id, "tableid"))
         name = self.ident(change.columnname, self.what(w, change.id, "columnname"))
-        if table is None:
+        return None if table is None else (table, name)
+
+    def alter_column(self, change: ColumnChangeRow) -> None:
+        w = "script_column_changes"
+        found = self.changed_column(change)
+        if found is None:
             return
+        table, name = found
         column = f"ALTER COLUMN {quote_ident(name)}"
         actions: list[str] = []
         note: str | None = None
@@ -140,16 +148,10 @@ class ChangeCompiler(CompilerBase):
 
     def drop_column(self, change: ColumnChangeRow) -> None:
         w = "script_column_changes"
-        if change.scriptid != self.script_id:
-            self.problem(
-                f"{self.what(w, change.id, 'scriptid')}: the row belongs to script "
-                f"{change.scriptid}, not {self.script_id}; leave it out"
-            )
+        found = self.changed_column(change)
+        if found is None:
             return
-        table = self.table_for(change.tableid, self.what(w, change.id, "tableid"))
-        name = self.ident(change.columnname, self.what(w, change.id, "columnname"))
-        if table is None:
-            return
+        table, name = found
         if (
             (change.newdatatype or "").strip()
             or (change.usingexpr or "").strip()

@@ -15,7 +15,7 @@ from typing import Any
 from admmgt_plpy import _history
 from admmgt_plpy._compile import Step
 from admmgt_plpy._conninfo import Clusters
-from admmgt_plpy._registry import Tenant
+from admmgt_plpy._registry import Tenant, place_conninfo
 from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
 from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings
@@ -74,7 +74,7 @@ def migrate(
     who: str = "tenant",
 ) -> Job:
     """Apply to one database every chain script its own history lacks."""
-    conn = yield Connect(clusters.conninfo(target.cluster, target.database))
+    conn = yield Connect(place_conninfo(clusters, target.place))
     try:
         has_table, state = yield from _history.read_state(conn)
     except RemoteError as exc:

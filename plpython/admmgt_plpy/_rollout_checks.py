@@ -15,7 +15,7 @@ from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._migration import retryable_outcome
-from admmgt_plpy._registry import UPDATING, Tenant
+from admmgt_plpy._registry import UPDATING, Tenant, place_conninfo
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
 from admmgt_plpy._settings import Settings
@@ -46,7 +46,7 @@ def validate_on_template(
         return chain
     conn = None
     try:
-        conn = dblink.connect(clusters.conninfo(template.cluster, template.database))
+        conn = dblink.connect(place_conninfo(clusters, template.place))
         have = set(_history.read_state_now(dblink, conn)[1])
         blocked = _needs_superuser(plpy, chain, have)
         if blocked is not None:
@@ -202,7 +202,7 @@ def dry_run_rollout(
     if execute and ready:
         result: list[Outcome] = []
         job = _preflight.rehearse(
-            clusters.conninfo(template.cluster, template.database),
+            place_conninfo(clusters, template.place),
             chain,
             settings,
             template.database,

@@ -19,7 +19,14 @@ from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._registry import Tenant, check_mode, registry_update, templates, updating_tenants
+from admmgt_plpy._registry import (
+    Tenant,
+    check_mode,
+    place_conninfo,
+    registry_update,
+    templates,
+    updating_tenants,
+)
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._runguard import failures_raised
 from admmgt_plpy._runlog import RunRecorder
@@ -205,7 +212,7 @@ def template_definitions(
     dblink: Dblink, clusters: Clusters, template: Tenant, schemas: str, kinds: tuple[str, ...]
 ) -> dict[str, list[Definition]]:
     """The template's current definitions of each kind, read over one connection."""
-    with dblink.session(clusters.conninfo(template.cluster, template.database)) as conn:
+    with dblink.session(place_conninfo(clusters, template.place)) as conn:
         return {
             kind: [
                 Definition(r["kind"], r["name"], r["definition"])
@@ -346,7 +353,7 @@ def refresh_one(
     settings: Settings,
 ) -> Job:
     noun = NOUNS[kind]
-    conn = yield Connect(clusters.conninfo(tenant.cluster, tenant.database))
+    conn = yield Connect(place_conninfo(clusters, tenant.place))
 
     def body() -> Fragment:
         current = yield from read_fingerprints(conn, kind, schemas)

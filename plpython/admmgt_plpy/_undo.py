@@ -26,7 +26,7 @@ from admmgt_plpy._migration import (
     step_failure,
 )
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, single, skip
-from admmgt_plpy._registry import Tenant, templates, updating_sql, updating_tenants
+from admmgt_plpy._registry import Tenant, place_conninfo, templates, updating_sql, updating_tenants
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._rollout_checks import caller_is_superuser
@@ -92,9 +92,7 @@ def _at_stake(
         clusters,
     ).run(
         targets,
-        lambda t: _preflight.count_at_stake(
-            clusters.conninfo(t.cluster, t.database), t.database, stakes
-        ),
+        lambda t: _preflight.count_at_stake(place_conninfo(clusters, t.place), t.database, stakes),
     )
     return found
 
@@ -325,7 +323,7 @@ def _undo_one(
     who: str = "tenant",
 ) -> Job:
     """Undo the script on one database, with the routines and views it had before."""
-    conn = yield Connect(clusters.conninfo(target.cluster, target.database))
+    conn = yield Connect(place_conninfo(clusters, target.place))
     try:
         _, state = yield from _history.read_state(conn)
     except RemoteError as exc:

@@ -11,9 +11,9 @@ from admmgt_plpy._errors import RunFailed
 from admmgt_plpy._fleetrun import FleetRun, progress_label
 from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Job, Outcome, Sleep
-from admmgt_plpy._settings import Settings
+from tests.unit.fakes import NoticePlpy, settings
 
-SETTINGS = Settings(
+SETTINGS = settings(
     max_parallel=7,
     lock_timeout_ms=1,
     wait_timeout_ms=1,
@@ -21,19 +21,7 @@ SETTINGS = Settings(
     retry_backoff_ms=0,
     failure_limit=3,
     template_busy_timeout_s=0,
-    create_strategy="wal_log",
-    tenant_owner="",
-    tenant_login_role=False,
-    sync_schemas=(),
 )
-
-
-class FakePlpy:
-    def __init__(self) -> None:
-        self.notices: list[str] = []
-
-    def notice(self, text: str) -> None:
-        self.notices.append(text)
 
 
 class FakeRecorder:
@@ -84,7 +72,7 @@ class FakeFanout:
 def run(monkeypatch: pytest.MonkeyPatch) -> FleetRun:
     monkeypatch.setattr(_fleetrun, "Fanout", FakeFanout)
     FakeFanout.made = []
-    r = FleetRun(FakePlpy(), "applyMaintenance", SETTINGS)  # type: ignore[arg-type]
+    r = FleetRun(NoticePlpy(), "applyMaintenance", SETTINGS)  # type: ignore[arg-type]
     r._dblink = object()  # type: ignore[assignment]
     r._clusters = object()  # type: ignore[assignment]
     r._recorder = FakeRecorder()  # type: ignore[assignment]
@@ -129,7 +117,7 @@ def test_a_wave_takes_its_own_registry_write(run: FleetRun) -> None:
 
 
 def test_end_says_the_summary_and_raises_only_when_asked(run: FleetRun) -> None:
-    plpy: FakePlpy = run.plpy  # type: ignore[assignment]
+    plpy: NoticePlpy = run.plpy  # type: ignore[assignment]
     run.words, run.counted = {"ok": "done"}, "the template included"
     run.wave([Tenant(3, "b", "local")], outcome_of, lambda o, ms: "")
     with pytest.raises(RunFailed) as failed:
@@ -145,7 +133,7 @@ def test_a_run_is_finished_once_also_when_its_body_raises(run: FleetRun) -> None
     run._close()
     run._close()
     assert len(recorder.finished) == 1
-    unstarted = FleetRun(FakePlpy(), "x", SETTINGS)  # type: ignore[arg-type]
+    unstarted = FleetRun(NoticePlpy(), "x", SETTINGS)  # type: ignore[arg-type]
     unstarted._close()  # nothing was recorded: nothing to finish
     with pytest.raises(RuntimeError):
         unstarted.recorder  # noqa: B018

@@ -11,23 +11,11 @@ from admmgt_plpy._compile import CompiledScript, Step
 from admmgt_plpy._migration import StepFailed, _transactional_part
 from admmgt_plpy._remote import RemoteError, Run, Sleep
 from admmgt_plpy._scripts import Script
-from admmgt_plpy._settings import Settings
 from admmgt_plpy._sync import SyncPlan
 from admmgt_plpy._transaction import TransactionFailed, in_one_trip
+from tests.unit.fakes import settings
 
-SETTINGS = Settings(
-    max_parallel=4,
-    lock_timeout_ms=500,
-    wait_timeout_ms=1000,
-    lock_retries=2,
-    retry_backoff_ms=10,
-    failure_limit=0,
-    template_busy_timeout_s=5,
-    create_strategy="wal_log",
-    tenant_owner="",
-    tenant_login_role=False,
-    sync_schemas=(),
-)
+SETTINGS = settings()
 
 STEPS = (
     Step("CREATE TABLE app.t (id int)", True, "create_table", "app.t"),

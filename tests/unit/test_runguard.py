@@ -8,14 +8,7 @@ import pytest
 
 from admmgt_plpy._errors import RunFailed
 from admmgt_plpy._runguard import end_run
-
-
-class FakePlpy:
-    def __init__(self) -> None:
-        self.notices: list[str] = []
-
-    def notice(self, text: str) -> None:
-        self.notices.append(text)
+from tests.unit.fakes import NoticePlpy
 
 
 class FakeRecorder:
@@ -41,13 +34,13 @@ class FakeRecorder:
 
 
 def test_a_clean_run_says_its_summary_and_raises_nothing() -> None:
-    plpy, recorder = FakePlpy(), FakeRecorder({"ok": 3})
+    plpy, recorder = NoticePlpy(), FakeRecorder({"ok": 3})
     end_run(plpy, recorder)
     assert plpy.notices == ["applyScripts: summary"] and recorder.finished == 1
 
 
 def test_a_failed_run_is_closed_and_said_before_it_raises_za001() -> None:
-    plpy = FakePlpy()
+    plpy = NoticePlpy()
     recorder = FakeRecorder(
         {"ok": 2, "failed": 2}, ["script 4: validation on the template failed"], ["acme"]
     )
@@ -65,11 +58,11 @@ def test_a_failed_run_is_closed_and_said_before_it_raises_za001() -> None:
 def test_the_error_names_the_first_three_failed_databases() -> None:
     recorder = FakeRecorder({"failed": 4, "unreachable": 1}, [], ["a", "b", "c", "d", "e"])
     with pytest.raises(RunFailed) as failed:
-        end_run(FakePlpy(), recorder)
+        end_run(NoticePlpy(), recorder)
     assert "failed: 5 database(s) failed (a, b, c, ...);" in failed.value.message
 
 
 def test_t_raise_false_keeps_notices_only() -> None:
-    plpy, recorder = FakePlpy(), FakeRecorder({"failed": 1})
+    plpy, recorder = NoticePlpy(), FakeRecorder({"failed": 1})
     end_run(plpy, recorder, raise_failure=False)
     assert plpy.notices == ["applyScripts: summary"]
