@@ -171,7 +171,7 @@ class RunRecorder:
             " message, statement, started_at, finished_at, duration_ms, details) VALUES ("
             f"{self.run_id}, {q(dbname)}, {q(cluster)}, {q(scriptid)}, {q(outcome.outcome)},"
             f" {q(outcome.sqlstate)}, {q(outcome.message)}, {q(outcome.statement)},"
-            f" {finished} - make_interval(secs => {elapsed_ms / 1000.0:.3f}), {finished},"
+            f" {finished} - make_interval(secs => {elapsed_ms / 1000.0:.6f}), {finished},"
             f" {elapsed_ms:.1f}, {q(details)}::jsonb)"
         )
         if registry:

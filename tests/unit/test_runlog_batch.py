@@ -177,3 +177,13 @@ def test_with_no_record_waiting_a_notice_goes_at_once() -> None:
     rec.say(Outcome("unreachable"), "ignored")
     rec.notice("cluster c is back")
     assert dblink.log == ["NOTICE cluster c is back"]
+
+
+def test_a_record_s_start_keeps_microseconds() -> None:
+    """started_at is finished_at minus the elapsed time: rounded to the
+    millisecond, one database's start could fall before the previous one's end
+    in a wave that runs one at a time."""
+    rec, dblink = recorder()
+    rec.target("db0", "local", Outcome("ok"), 1.2345678)
+    rec.finish()
+    assert "make_interval(secs => 0.001235)" in dblink.queries[0]
