@@ -23,6 +23,7 @@ from admmgt_plpy._sync import Definition, SyncPlan, follow_template
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._transient import (
     connection_cause,
+    connection_lost,
     describe_blockers,
     find_blockers,
     lock_timeout_words,
@@ -284,8 +285,11 @@ def step_failure(
         statement = failure.step.sql  # not admmgt's own (e.g. its INVALID-index check)
     else:
         # BEGIN, the routine and view sync, the history row or COMMIT: admmgt's
-        # own statements, never shown as the failing one.
-        where = "its transaction (outside its steps)"
+        # own statements, never shown as the failing one. A connection lost
+        # in a one-trip transaction names no statement at all.
+        where = "its transaction"
+        if not connection_lost(exc.sqlstate):
+            where += " (outside its steps)"
         statement = None
     if retryable(exc.sqlstate):
         relation = failure.step.target if failure.step else None

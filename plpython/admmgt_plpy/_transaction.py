@@ -75,9 +75,10 @@ def in_one_trip(
 
     Each of ``statements`` must be one statement whose result has at most one
     column. A failure raises :class:`TransactionFailed` whose ``index`` names
-    the statement that failed. A failure of the query as a whole (a syntax
-    error: the server parses it all before running any of it) is run again
-    statement by statement, once, to name the statement.
+    the statement that failed (None for a lost connection). A failure of the
+    query as a whole (a syntax error: the server parses it all before running
+    any of it) is run again statement by statement, once, to name the
+    statement.
     """
     delay = max(settings.retry_backoff_ms, 10) / 1000.0
     attempt = 0
@@ -106,7 +107,10 @@ def in_one_trip(
                 yield Run(conn, "ROLLBACK")
             last = len(batch) - (0 if commit else 1)
             index = None
-            if exc.index is not None and 2 <= exc.index < last:
+            # A lost connection names no statement: the server may have been
+            # past the one whose result admmgt was reading when it ended.
+            lost = connection_lost(exc.sqlstate)
+            if exc.index is not None and 2 <= exc.index < last and not lost:
                 index = exc.index - 2
             if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:
                 yield Sleep(delay * random.uniform(0.5, 1.5))
@@ -117,7 +121,7 @@ def in_one_trip(
                 and exc.index is not None  # not the COMMIT
                 and not stepwise
                 and exc.sqlstate not in RETRYABLE
-                and not connection_lost(exc.sqlstate)
+                and not lost
             ):
                 stepwise = True  # once, to name the statement
                 attempt -= 1

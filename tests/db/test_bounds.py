@@ -305,11 +305,19 @@ def test_a_terminated_tenant_connection_is_named_and_retryable(fleet: Fleet) -> 
         _release(holder)
     assert killed == 1 and errors == []
     failure = _line(lines, victim)
-    assert "its connection was terminated by the administrator (57P01" in failure
+    # Which error libpq surfaces for a connection cut mid-query is a race:
+    # the server's FATAL (57P01), or the broken connection itself (08xxx).
+    # Either way no step is blamed: the server may have been past any of them.
+    lost = (
+        "its connection was terminated by the administrator (57P01",
+        "its connection was lost (08",
+    )
+    assert any(words in failure for words in lost), failure
+    assert "failed at its transaction, retryable" in failure, failure
     assert "retryable" in failure and "a plain re-run is the fix" in failure
     assert "history row" not in failure and "fix the tenant" not in failure
     message, statement, is_retryable = _logged(fleet, victim)
-    assert "terminated by the administrator" in message and is_retryable is True
+    assert any(words in message for words in lost) and is_retryable is True
     assert statement is None  # admmgt's own INSERT is not the failing statement
     with fleet.connect(other) as conn:
         assert history(conn) == [(1, "apply"), (2, "apply")]
