@@ -54,7 +54,7 @@ from admmgt_plpy._types import Fragment, Plpy
 
 
 def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
-    check_mode(separatedb)
+    check_mode(separatedb, "lifecycleMgt")
     with fleet_run(plpy, "lifecycleMgt", lock="lifecycle") as run:
         all_templates = templates(plpy)
         rules = load_rules(plpy)

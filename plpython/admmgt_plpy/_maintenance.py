@@ -58,7 +58,7 @@ NOTICE_ITEMS = 5  # per database; the run log's details hold every one
 def applymaintenance(
     plpy: Plpy, *, separatedb: int, numdays: int, move_default_rows: bool = False
 ) -> None:
-    check_mode(separatedb)
+    check_mode(separatedb, "applyMaintenance")
     if numdays is None or numdays < 0 or numdays > MAX_NUMDAYS:
         raise AdmmgtError(
             f"t_numdays must be between 0 and {MAX_NUMDAYS}, not {numdays}",

@@ -17,10 +17,14 @@ from typing import Any
 
 from admmgt_plpy._conninfo import Clusters, libpq_quote, parse_options
 from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._history import history_table
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
 
 RESERVED = {"postgres", "template0", "template1"}
+
+DATABASE_MODE = 1  # vendor_db_settings.separatedb: a database per tenant
+SCHEMA_MODE = 0  # a schema per tenant, in its cluster's host database
 MAX_NAME_BYTES = 63
 
 # A created tenant: live, not a template, its database made (what detect_drift
@@ -29,6 +33,19 @@ CREATED = f"NOT deleted AND NOT istemplate AND status = {APPLIED}"
 # The updating-tenant predicate, for SQL that needs it: created, live, not a
 # template, not held back. :func:`is_updating` is the same test in Python.
 UPDATING = f"{CREATED} AND updateflag"
+
+
+# The registry's tenant columns with the host database of a schema tenant's
+# cluster: what Tenant.of reads. Rows are "v"; add a WHERE on v.* and ORDER BY.
+TENANT_SELECT = """SELECT v.id, v.dbname, v.cluster_name, v.scriptversion, v.separatedb,
+       CASE WHEN v.separatedb = 0 THEN h.dbname END AS host
+FROM admmgt.vendor_db_settings AS v
+LEFT JOIN admmgt.schema_hosts AS h ON h.cluster_name = coalesce(v.cluster_name, 'local')"""
+
+
+def mode_sql(alias: str, mode: int | None) -> str:
+    """The rows of one tenancy mode (None: both), for a registry row under ``alias``."""
+    return "true" if mode is None else f"{alias}.separatedb = {int(mode)}"
 
 
 def updating_sql(alias: str) -> str:
@@ -92,25 +109,68 @@ class Tenant:
     dbname: str  # as registered
     cluster: str
     scriptversion: int | None = None
+    separatedb: int = DATABASE_MODE
+    host: str | None = None  # a schema tenant's: its cluster's host database
 
     @classmethod
     def of(cls, row: Any) -> Tenant:
-        """From a registry row; a row that names no cluster is on the local one."""
-        return cls(row["id"], row["dbname"], row["cluster_name"] or "local", row["scriptversion"])
+        """From a registry row (:data:`TENANT_SELECT`'s columns; a query with
+        only the first four reads a database tenant); a row that names no
+        cluster is on the local one."""
+        separatedb = row.get("separatedb", DATABASE_MODE)
+        return cls(
+            row["id"],
+            row["dbname"],
+            row["cluster_name"] or "local",
+            row["scriptversion"],
+            DATABASE_MODE if separatedb is None else int(separatedb),
+            row.get("host"),
+        )
 
     @property
     def database(self) -> str:
+        """The tenant's name as PostgreSQL spells it: its database, or for a
+        schema tenant its schema (lower(dbname) either way)."""
         return self.dbname.lower()
 
     @property
+    def is_schema(self) -> bool:
+        return self.separatedb == SCHEMA_MODE
+
+    @property
     def place(self) -> Place:
-        """A database tenant's place: its database (schema tenants come with issue 16)."""
-        return Place(self.cluster, self.database)
+        """Where its data lives: its database, or its schema in the host database."""
+        if not self.is_schema:
+            return Place(self.cluster, self.database)
+        if self.host is None:
+            raise AdmmgtError(
+                f'schema tenant "{self.dbname}": cluster "{self.cluster}" has no host '
+                "database for schema tenants (admmgt.schema_hosts)",
+                hint="CALL admmgt.create_schema(); makes admmgt_schemas and records it.",
+            )
+        return Place(self.cluster, self.host, self.database)
+
+    @property
+    def history_table(self) -> str:
+        """Its history table, qualified, in the database its place names."""
+        return history_table(self.database if self.is_schema else None)
 
     @property
     def label(self) -> str:
-        """How NOTICEs name it: the database, and its cluster unless local."""
+        """How NOTICEs name it: the database (host.schema for a schema
+        tenant), and its cluster unless local."""
+        if self.is_schema and self.host is None:
+            return self.database if self.cluster == "local" else f"{self.database}@{self.cluster}"
         return self.place.label
+
+
+def schema_host(plpy: Plpy, cluster: str) -> str | None:
+    """The host database of ``cluster``'s schema tenants (None: it has none yet)."""
+    rows = plpy.execute(
+        plpy.prepare("SELECT dbname FROM admmgt.schema_hosts WHERE cluster_name = $1", ["text"]),
+        [cluster],
+    )
+    return rows[0]["dbname"] if rows else None
 
 
 def database_name_problem(dbname: str) -> str | None:
@@ -127,35 +187,49 @@ def database_name_problem(dbname: str) -> str | None:
     return None
 
 
-def check_mode(separatedb: int) -> None:
-    """The proof of concept's t_separatedb: 1 = database per tenant, 0 = schema per tenant."""
-    if separatedb == 0:
+def mode_of(separatedb: int | None) -> int:
+    """The proof of concept's t_separatedb, checked: 1 = database per tenant,
+    0 = schema per tenant."""
+    if separatedb not in (DATABASE_MODE, SCHEMA_MODE):
         raise AdmmgtError(
-            "schema per tenant (t_separatedb => 0) is not available yet",
-            hint="Use database per tenant: CALL admmgt.applyScripts();",
+            f"t_separatedb must be 1 (database per tenant) or 0 (schema per tenant), "
+            f"not {separatedb}"
         )
-    if separatedb != 1:
-        raise AdmmgtError(f"t_separatedb must be 1 (database per tenant), not {separatedb}")
+    return int(separatedb)
+
+
+def check_mode(separatedb: int, operation: str = "this operation") -> None:
+    """:func:`mode_of` for an operation that works on database tenants only."""
+    if mode_of(separatedb) == SCHEMA_MODE:
+        raise AdmmgtError(
+            f"{operation} does not work on schema tenants yet (t_separatedb => 0)",
+            hint="docs/schema-tenants.md lists the operations that do.",
+        )
 
 
 # ------------------------------------------------------------------ reading
 
 
 def updating_tenants(
-    plpy: Plpy, *, below: int | None = None, at: int | None = None
+    plpy: Plpy,
+    *,
+    below: int | None = None,
+    at: int | None = None,
+    mode: int | None = DATABASE_MODE,
 ) -> list[Tenant]:
     """Created, live tenants with updateflag: the ones operations work on.
 
     ``below``: only those the registry shows behind that script; ``at``: only
-    those the registry shows exactly at it.
+    those the registry shows exactly at it; ``mode``: database tenants (1),
+    schema tenants (0) or both (None).
     """
     rows = plpy.execute(
         plpy.prepare(
-            f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE {UPDATING}
-                 AND ($1::int IS NULL OR coalesce(scriptversion, 0) < $1)
-                 AND ($2::int IS NULL OR scriptversion = $2)
-               ORDER BY id""",
+            f"""{TENANT_SELECT}
+               WHERE {updating_sql("v")} AND {mode_sql("v", mode)}
+                 AND ($1::int IS NULL OR coalesce(v.scriptversion, 0) < $1)
+                 AND ($2::int IS NULL OR v.scriptversion = $2)
+               ORDER BY v.id""",
             ["int4", "int4"],
         ),
         [below, at],
@@ -163,14 +237,16 @@ def updating_tenants(
     return [Tenant.of(r) for r in rows]
 
 
-def pending_tenants(plpy: Plpy) -> list[dict[str, Any]]:
-    """Rows of the tenants create_database makes: pending (1) or failed before (3)."""
+def pending_tenants(plpy: Plpy, mode: int = DATABASE_MODE) -> list[dict[str, Any]]:
+    """Rows of the tenants create_database (mode 1) or create_schema (mode 0)
+    makes: pending (1) or failed before (3)."""
     return [
         dict(r)
         for r in plpy.execute(
-            f"""SELECT id, dbname, cluster_name, NULL::int AS scriptversion
-               FROM admmgt.vendor_db_settings
+            f"""SELECT id, dbname, cluster_name, NULL::int AS scriptversion, separatedb
+               FROM admmgt.vendor_db_settings AS v
                WHERE NOT deleted AND NOT istemplate AND status IN ({READY}, {FAILED})
+                 AND {mode_sql("v", mode)}
                ORDER BY id"""
         )
     ]
@@ -180,7 +256,8 @@ def registered(plpy: Plpy, dbname: str) -> dict[str, Any]:
     """The live registry row of ``dbname`` (matched case-insensitively), or a clear error."""
     rows = plpy.execute(
         plpy.prepare(
-            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate
+            """SELECT id, dbname, cluster_name, scriptversion, status, updateflag, istemplate,
+                      separatedb
                FROM admmgt.vendor_db_settings WHERE upper(dbname) = upper($1) AND NOT deleted
                ORDER BY id LIMIT 1""",
             ["text"],
@@ -195,18 +272,28 @@ def registered(plpy: Plpy, dbname: str) -> dict[str, Any]:
     return dict(rows[0])
 
 
-def templates(plpy: Plpy) -> list[Tenant]:
-    """Every created template, the home template first.
+def templates(plpy: Plpy, mode: int = DATABASE_MODE) -> list[Tenant]:
+    """Every created template of one tenancy mode, the home template first.
 
     Each cluster keeps its own copy of the template (CREATE DATABASE ...
-    TEMPLATE works within one cluster). The home template is the one
-    registered first; the others are the copies add_cluster built from it.
+    TEMPLATE works within one cluster; a template schema lives in its
+    cluster's host database). The home template is the one registered first;
+    the others are the copies add_cluster built from it.
     """
     rows = plpy.execute(
-        f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-           WHERE istemplate AND status = {APPLIED} AND NOT deleted ORDER BY id"""
+        f"""{TENANT_SELECT}
+           WHERE v.istemplate AND v.status = {APPLIED} AND NOT v.deleted AND {mode_sql("v", mode)}
+           ORDER BY v.id"""
     )
     if not rows:
+        if mode == SCHEMA_MODE:
+            raise AdmmgtError(
+                "no template schema is registered: schema tenants need one vendor_db_settings "
+                "row with istemplate = true, separatedb = 0, dbname = the template's "
+                "application schema (e.g. mgttest), made by create_schema (status 2)",
+                hint="INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, separatedb, "
+                "status) VALUES ('mgttest', true, 0, 1); CALL admmgt.create_schema();",
+            )
         raise AdmmgtError(
             "no template is registered: admmgt needs one vendor_db_settings row with "
             "istemplate = true and status = 2",
@@ -218,23 +305,26 @@ def templates(plpy: Plpy) -> list[Tenant]:
         here = [t for t in found if t.cluster == cluster]
         if len(here) > 1:
             names = ", ".join(f"{t.dbname} (id {t.id})" for t in here)
+            kind = "template schemas" if mode == SCHEMA_MODE else "templates"
             raise AdmmgtError(
-                f'{len(here)} templates are registered on cluster "{cluster}" ({names}); '
+                f'{len(here)} {kind} are registered on cluster "{cluster}" ({names}); '
                 "admmgt uses exactly one per cluster",
                 hint="Set istemplate = false (or deleted = true) on all but one.",
             )
     return found
 
 
-def templates_not_ready(plpy: Plpy) -> dict[str, str]:
-    """Why each cluster whose template copy exists but is not ready (status 1 or 3)
-    must hold its tenants back from new scripts."""
+def templates_not_ready(plpy: Plpy, mode: int = DATABASE_MODE) -> dict[str, str]:
+    """Why each cluster whose template copy (of tenancy ``mode``) exists but is
+    not ready (status 1 or 3) must hold its tenants back from new scripts."""
     rows = plpy.execute(
         f"""SELECT coalesce(t.cluster_name, 'local') AS c, t.status, t.last_error
            FROM admmgt.vendor_db_settings AS t
-           WHERE t.istemplate AND NOT t.deleted AND t.status <> {APPLIED} AND NOT EXISTS (
+           WHERE t.istemplate AND NOT t.deleted AND t.status <> {APPLIED}
+             AND {mode_sql("t", mode)} AND NOT EXISTS (
                SELECT FROM admmgt.vendor_db_settings AS u
                WHERE u.istemplate AND NOT u.deleted AND u.status = {APPLIED}
+                 AND u.separatedb = t.separatedb
                  AND coalesce(u.cluster_name, 'local') = coalesce(t.cluster_name, 'local'))"""
     )
     return {

@@ -108,7 +108,7 @@ def replayscripts(
     plpy: Plpy, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
 ) -> None:
     """Bring one tenant (typically held back) to a script the template has."""
-    check_mode(separatedb)
+    check_mode(separatedb, "replayScripts")
     with fleet_run(plpy, "replayScripts", lock="migrations") as run:
         _replay(plpy, run, dbname, targetscriptid, raise_failure)
 

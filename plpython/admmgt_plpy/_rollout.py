@@ -50,7 +50,7 @@ from admmgt_plpy._validate import TemplateBusy
 def applyscripts(
     plpy: Plpy, *, separatedb: int, dry_run: bool, execute: bool = False, raise_failure: bool = True
 ) -> None:
-    check_mode(separatedb)
+    check_mode(separatedb, "applyScripts")
     if execute and not dry_run:
         raise AdmmgtError(
             "applyScripts: t_execute => true is part of a dry run; nothing was applied",

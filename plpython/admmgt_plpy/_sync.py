@@ -300,8 +300,8 @@ def refresh(
 def _refresh(
     plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
 ) -> None:
-    check_mode(separatedb)
     operation = OPERATIONS[kind]
+    check_mode(separatedb, operation)
     with fleet_run(plpy, operation, lock="sync") as run:
         settings = run.settings
         template, *copies = templates(plpy)

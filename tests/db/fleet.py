@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from admmgt.cli import main
+from admmgt_plpy import _history
 from tests.fix_db import connect, create_database
 
 
@@ -221,3 +222,91 @@ def schedule_cli(admin_dsn: str) -> Callable[..., str]:
         return result.output
 
     return schedule
+
+
+# ------------------------------------------------------------ schema tenants
+
+
+def schema_history(conn: psycopg.Connection[Any], schema: str) -> list[tuple[int, str]]:
+    """(script_id, action) of every <schema>.admmgt_history row ([] without the table)."""
+    table = sql.Identifier(schema, "admmgt_history")
+    if conn.execute("SELECT to_regclass(%s)", (f'"{schema}".admmgt_history',)).fetchone() == (
+        None,
+    ):
+        return []
+    rows = conn.execute(sql.SQL("SELECT script_id, action FROM {} ORDER BY id").format(table))
+    return [(r[0], r[1]) for r in rows]
+
+
+class SchemaFleet:
+    """Schema tenants: a host database holding the template schema and the
+    tenant schemas, as the database tests see them (:func:`make_schema_fleet`)."""
+
+    def __init__(
+        self,
+        admin: psycopg.Connection[Any],
+        host: str,
+        template: str,
+        tenants: list[str],
+    ) -> None:
+        self.admin = admin
+        self.host = host
+        self.template = template  # the template schema
+        self.tenants = tenants  # the tenant schemas
+
+    @property
+    def schemas(self) -> list[str]:
+        return [self.template, *self.tenants]
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection to the host database."""
+        return connect(
+            self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={self.host}")
+        )
+
+    def history(self, schema: str) -> list[tuple[int, str]]:
+        with self.connect() as conn:
+            return schema_history(conn, schema)
+
+    def has_table(self, schema: str, table: str) -> bool:
+        with self.connect() as conn:
+            found = conn.execute(
+                "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)
+            ).fetchone()
+            return found != (None,)
+
+
+def make_schema_fleet(
+    cluster_dsn: str,
+    admin: psycopg.Connection[Any],
+    prefix: str,
+    n: int,
+    template: str = "mgttest",
+) -> SchemaFleet:
+    """A host database ``<prefix>schemas`` (registered in admmgt.schema_hosts for
+    the local cluster), its template schema ``template`` and ``n`` tenant
+    schemas ``<prefix>s<i>``, each empty but for its history table, registered
+    as created (status 2) schema tenants. Made by hand, as create_schema
+    would, so that tests of the other operations do not depend on it."""
+    host = f"{prefix}schemas"
+    create_database(cluster_dsn, host)
+    width = len(str(max(n - 1, 0)))
+    tenants = [f"{prefix}s{i:0{width}d}" for i in range(n)]
+    fleet = SchemaFleet(admin, host, template, tenants)
+    with fleet.connect() as conn:
+        for schema in fleet.schemas:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            conn.execute(_history.ensure_table_sql(_history.history_table(schema)))
+    admin.execute(
+        "INSERT INTO admmgt.schema_hosts (cluster_name, dbname) VALUES ('local', %s)", (host,)
+    )
+    admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status, separatedb)"
+        " VALUES (%s, true, 2, 0)",
+        (template,),
+    )
+    admin.cursor().executemany(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, status, separatedb) VALUES (%s, 2, 0)",
+        [(t,) for t in tenants],
+    )
+    return fleet

@@ -303,8 +303,8 @@ def test_operator_runs_procedures_and_edits_metadata_but_not_code(
     admin.execute("INSERT INTO admmgt.vendor_db_settings (dbname, status) VALUES ('opclient', 1)")
     admin.execute("INSERT INTO admmgt.scripts (id, description) VALUES (1, 'by operator')")
     admin.execute("UPDATE admmgt.settings SET value = '3' WHERE name = 'failure_limit'")
-    with pytest.raises(errors.RaiseException, match="schema per tenant"):
-        admin.execute("CALL admmgt.lifecyclemgt(t_separatedb => 0)")  # reached the Python
+    with pytest.raises(errors.RaiseException, match="t_separatedb must be 1"):
+        admin.execute("CALL admmgt.lifecyclemgt(t_separatedb => 7)")  # reached the Python
     with pytest.raises(errors.InsufficientPrivilege):
         admin.execute("SELECT source FROM admmgt._code")
     with pytest.raises(errors.InsufficientPrivilege):

@@ -7,13 +7,16 @@ from pathlib import Path
 import pytest
 
 from admmgt_plpy._conninfo import parse_options
+from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._registry import (
     CREATED,
     KEEP,
     UPDATING,
     Place,
     Tenant,
+    check_mode,
     is_updating,
+    mode_of,
     place_conninfo,
     registry_update,
     search_path_option,
@@ -163,3 +166,48 @@ def test_a_recorders_time_replaces_only_the_rows_own_modifiedon() -> None:
     )
     untouched = registry_update(5, error=message, touch=False)
     assert touched_at(untouched, "to_timestamp(1)") == untouched
+
+
+def test_a_schema_tenant_lives_in_its_clusters_host_database() -> None:
+    row = {
+        "id": 7,
+        "dbname": "Acme",
+        "cluster_name": None,
+        "scriptversion": 3,
+        "separatedb": 0,
+        "host": "admmgt_schemas",
+    }
+    tenant = Tenant.of(row)
+    assert tenant.is_schema and tenant.place == Place("local", "admmgt_schemas", "acme")
+    assert tenant.history_table == '"acme".admmgt_history'
+    assert tenant.label == "admmgt_schemas.acme"
+    database = Tenant.of({**row, "separatedb": 1})
+    assert database.place == Place("local", "acme") and not database.is_schema
+    assert database.history_table == "admmgt.script_history"
+    # A query that reads only the first four columns reads a database tenant.
+    assert not Tenant.of(
+        {k: row[k] for k in ("id", "dbname", "cluster_name", "scriptversion")}
+    ).is_schema
+
+
+def test_a_schema_tenant_without_a_host_names_the_fix() -> None:
+    tenant = Tenant.of(
+        {"id": 1, "dbname": "acme", "cluster_name": "east", "scriptversion": None, "separatedb": 0}
+    )
+    assert tenant.label == "acme@east"
+    with pytest.raises(AdmmgtError) as refused:
+        assert tenant.place is None
+    assert 'cluster "east" has no host database' in refused.value.message
+    assert "create_schema" in (refused.value.hint or "")
+
+
+@pytest.mark.parametrize("value", [2, -1, None])
+def test_t_separatedb_is_one_or_zero(value: int | None) -> None:
+    with pytest.raises(AdmmgtError) as refused:
+        mode_of(value)
+    assert "t_separatedb must be 1 (database per tenant) or 0 (schema per tenant)" in str(
+        refused.value.message
+    )
+    assert mode_of(0) == 0 and mode_of(1) == 1
+    with pytest.raises(AdmmgtError, match="lifecycleMgt does not work on schema tenants yet"):
+        check_mode(0, "lifecycleMgt")
