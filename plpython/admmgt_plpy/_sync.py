@@ -20,8 +20,9 @@ from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._registry import (
+    SCHEMA_MODE,
     Tenant,
-    check_mode,
+    mode_of,
     place_conninfo,
     registry_update,
     templates,
@@ -294,14 +295,17 @@ def refresh(
     The one path of refresh_stored_procedures and refresh_views (and of the
     proof of concept's refesh_* aliases, which call the same SQL bodies)."""
     with failures_raised(plpy, OPERATIONS[kind], raise_failure):
-        _refresh(plpy, kind, separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans)
+        if mode_of(separatedb) == SCHEMA_MODE:
+            # _sync_schema builds on this module, so it is imported once this one is loaded.
+            from admmgt_plpy._sync_schema import refresh_schemas
+
+            refresh_schemas(plpy, kind, scriptid=scriptid, drop_orphans=drop_orphans)
+        else:
+            _refresh(plpy, kind, scriptid=scriptid, drop_orphans=drop_orphans)
 
 
-def _refresh(
-    plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
-) -> None:
+def _refresh(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans: bool) -> None:
     operation = OPERATIONS[kind]
-    check_mode(separatedb, operation)
     with fleet_run(plpy, operation, lock="sync") as run:
         settings = run.settings
         template, *copies = templates(plpy)
@@ -333,11 +337,11 @@ def _refresh(
             clusters=run.clusters,
             settings=settings,
         )
-        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=_last_error)
+        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=last_error)
         run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
 
 
-def _last_error(tenant: Tenant, outcome: Outcome) -> str:
+def last_error(tenant: Tenant, outcome: Outcome) -> str:
     """A tenant's row after its sync: the error if it failed, else none."""
     failed = outcome.outcome == "failed"
     return registry_update(tenant.id, error=outcome.message if failed else None, touch=False)
@@ -352,11 +356,29 @@ def refresh_one(
     clusters: Clusters,
     settings: Settings,
 ) -> Job:
+    """Job: make one database tenant's routines (or views) the template's."""
+    query = definitions_query(kind, schemas, text=False)
+    return (yield from sync_tenant(tenant, kind, wanted, query, drop_orphans, clusters, settings))
+
+
+def sync_tenant(
+    tenant: Tenant,
+    kind: str,
+    wanted: list[Definition],
+    fingerprints: str,
+    drop_orphans: bool,
+    clusters: Clusters,
+    settings: Settings,
+) -> Job:
+    """Job: ``wanted`` made true at the tenant's place in one transaction;
+    ``fingerprints`` is the query of its current definitions' md5s
+    (:data:`DEFINITION_COLUMNS`), read in that transaction."""
     noun = NOUNS[kind]
     conn = yield Connect(place_conninfo(clusters, tenant.place))
 
     def body() -> Fragment:
-        current = yield from read_fingerprints(conn, kind, schemas)
+        rows = yield Run(conn, fingerprints, DEFINITION_COLUMNS)
+        current = {r["name"]: (r["kind"], r["definition"]) for r in rows}
         changed = yield from sync_into(conn, wanted, current)
         names = {d.name for d in wanted}
         orphans = [Definition(k, n, "") for n, (k, _) in current.items() if n not in names]
@@ -373,10 +395,11 @@ def refresh_one(
         exc = failed.error
         tries = f" after {failed.attempts} tries" if failed.attempts > 1 else ""
         held = f"{describe_blockers(failed.blockers)}; " if failed.locked else ""
+        name = tenant.label if tenant.is_schema else tenant.database
         return Outcome.failed(
             exc,
             (
-                f'tenant "{tenant.database}": {noun} sync failed{tries} ({held}{exc.describe()});'
+                f'tenant "{name}": {noun} sync failed{tries} ({held}{exc.describe()});'
                 " nothing was changed there; fix the tenant or hold it back with updateflag = false"
             ),
         )
