@@ -11,11 +11,19 @@ and after each one).
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from admmgt_plpy._conninfo import Clusters
+from admmgt_plpy._definitions import (
+    TEMPLATE_COLUMNS,
+    Definition,
+    TemplateDefinition,
+    refusals,
+    refuse,
+    schema_definitions_query,
+    template_definition,
+)
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
@@ -37,21 +45,7 @@ from admmgt_plpy._transient import describe_blockers
 from admmgt_plpy._types import Fragment, Plpy
 
 KINDS = ("routines", "views")
-
-
-@dataclass(frozen=True)
-class Definition:
-    kind: str  # function | procedure | view
-    name: str  # schema-qualified and quoted; routines with their argument types
-    sql: str  # CREATE OR REPLACE ...
-
-    @property
-    def md5(self) -> str:
-        return hashlib.md5(self.sql.encode("utf-8")).hexdigest()
-
-    @property
-    def drop(self) -> str:
-        return f"DROP {self.kind.upper()} {self.name}"
+__all__ = ["Definition"]  # re-exported: _definitions has it, the engine imports it from here
 
 
 def schemas_expression(schemas: tuple[str, ...]) -> str:
@@ -237,19 +231,33 @@ class SyncPlan:
     before and after the same script inside its own transaction (``logged``,
     keyed by (script id, before?) then kind), so the sync is atomic with the
     script and a replay sees each step as the template had it.
+
+    Schema tenants: ``template_schema`` names the template schema; its
+    definitions are captured bare (admmgt_plpy._definitions), and a tenant's
+    plan (:meth:`at`) makes them for the tenant's schema.
     """
 
     schemas: str
     capture: bool = False
     logged: dict[tuple[int, bool], dict[str, list[Definition]]] = field(default_factory=dict)
+    template_schema: str | None = None  # schema tenants: the template schema
+    schema: str | None = None  # schema tenants: the tenant's schema (see at())
 
     @classmethod
-    def for_tenants(cls, plpy: Plpy, schemas: str, script_ids: list[int]) -> SyncPlan:
+    def for_tenants(
+        cls, plpy: Plpy, schemas: str, script_ids: list[int], template_schema: str | None = None
+    ) -> SyncPlan:
         logged: dict[tuple[int, bool], dict[str, list[Definition]]] = {}
         for kind in KINDS:
             for key, defs in logged_definitions(plpy, kind, script_ids).items():
                 logged.setdefault(key, {})[kind] = defs
-        return cls(schemas, logged=logged)
+        return cls(schemas, logged=logged, template_schema=template_schema)
+
+    def at(self, tenant: Tenant) -> SyncPlan:
+        """The plan for one tenant: for a schema tenant, its schema's."""
+        if self.template_schema is None or not tenant.is_schema:
+            return self
+        return replace(self, schema=tenant.database)
 
     def has_work(self, script_id: int) -> bool:
         """Whether anything is captured or applied around ``script_id``."""
@@ -267,14 +275,28 @@ def follow_template(conn: str, sync: SyncPlan, script_id: int, before: bool) -> 
     without calling this), so the sync commits or rolls back with the script.
     """
     found: dict[str, list[Definition]] = {}
+    template = sync.template_schema
     for kind in KINDS:
         if sync.capture:
-            found[kind] = yield from read_definitions(conn, kind, sync.schemas)
+            if template is None:
+                found[kind] = yield from read_definitions(conn, kind, sync.schemas)
+            else:
+                query = schema_definitions_query(kind, template, text=True)
+                rows = yield Run(conn, query, TEMPLATE_COLUMNS)
+                found[kind] = [template_definition(r).definition for r in rows]
             continue
         wanted = sync.logged.get((script_id, before), {}).get(kind)
-        if wanted:
+        if not wanted:
+            continue
+        if template is None:
             current = yield from read_fingerprints(conn, kind, sync.schemas)
-            yield from sync_into(conn, wanted, current)
+        else:
+            schema = sync.schema or template
+            wanted = [TemplateDefinition.of(d).for_schema(template, schema) for d in wanted]
+            query = schema_definitions_query(kind, schema, text=False)
+            rows = yield Run(conn, query, DEFINITION_COLUMNS)
+            current = {r["name"]: (r["kind"], r["definition"]) for r in rows}
+        yield from sync_into(conn, wanted, current)
     return found
 
 
@@ -296,9 +318,6 @@ def refresh(
     proof of concept's refesh_* aliases, which call the same SQL bodies)."""
     with failures_raised(plpy, OPERATIONS[kind], raise_failure):
         if mode_of(separatedb) == SCHEMA_MODE:
-            # _sync_schema builds on this module, so it is imported once this one is loaded.
-            from admmgt_plpy._sync_schema import refresh_schemas
-
             refresh_schemas(plpy, kind, scriptid=scriptid, drop_orphans=drop_orphans)
         else:
             _refresh(plpy, kind, scriptid=scriptid, drop_orphans=drop_orphans)
@@ -419,3 +438,64 @@ def sync_tenant(
     if not parts:
         return Outcome("noop", "already in sync", details=details)
     return Outcome("ok", "; ".join(parts), details=details)
+
+
+# ------------------------------------------------------------ schema tenants
+def refresh_schemas(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans: bool) -> None:
+    """refresh_stored_procedures(0) / refresh_views(0): the template schema's
+    routines (or views) made in every created, updating schema tenant, one
+    transaction per schema, the other clusters' template schemas first."""
+    operation = OPERATIONS[kind]
+    with fleet_run(plpy, operation, lock="sync") as run:
+        home, *copies = templates(plpy, SCHEMA_MODE)
+        template = home.database
+        query = schema_definitions_query(kind, template, text=True)
+        try:
+            with run.dblink.session(place_conninfo(run.clusters, home.place)) as conn:
+                rows = run.dblink.query(conn, query, TEMPLATE_COLUMNS)
+        except RemoteError as exc:
+            raise AdmmgtError(
+                f'{operation}(0): reading the template schema "{home.label}" failed '
+                f"({exc.describe()})",
+                hint="Check that the host database and the template schema exist "
+                "(admmgt.schema_hosts, vendor_db_settings); nothing was changed.",
+            ) from None
+        found = [template_definition(r) for r in rows]
+        refuse(operation, home.label, refusals(template, found))
+        tenants = copies + updating_tenants(plpy, mode=SCHEMA_MODE)
+        recorder = run.start(
+            {"scriptid": scriptid, "drop_orphans": drop_orphans, "separatedb": SCHEMA_MODE},
+            words={"ok": "updated", "noop": "already in sync"},
+        )
+        log_definitions(plpy, recorder, kind, [t.definition for t in found], scriptid, None)
+        plpy.notice(
+            f'{operation}: the template schema "{home.label}" has {len(found)} {NOUNS[kind]}(s); '
+            f"{len(tenants)} schema tenant(s) to check"
+        )
+        job = partial(
+            refresh_schema,
+            kind=kind,
+            found=found,
+            template=template,
+            drop_orphans=drop_orphans,
+            clusters=run.clusters,
+            settings=run.settings,
+        )
+        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=last_error)
+        run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
+
+
+def refresh_schema(
+    tenant: Tenant,
+    kind: str,
+    found: list[TemplateDefinition],
+    template: str,
+    drop_orphans: bool,
+    clusters: Clusters,
+    settings: Settings,
+) -> Job:
+    """Job: one schema tenant's routines (or views) made the template schema's."""
+    schema = tenant.database
+    wanted = [t.for_schema(template, schema) for t in found]
+    query = schema_definitions_query(kind, schema, text=False)
+    return (yield from sync_tenant(tenant, kind, wanted, query, drop_orphans, clusters, settings))

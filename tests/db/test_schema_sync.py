@@ -8,7 +8,10 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 
+from admmgt_plpy._registry import Tenant
+from admmgt_plpy._sync import SyncPlan, follow_template
 from tests.db.fleet import Notices, SchemaFleet, call, make_schema_fleet
 
 Conn = psycopg.Connection[Any]
@@ -204,3 +207,57 @@ def test_a_view_that_still_names_the_template_schema_is_refused(fleet: SchemaFle
     message = str(refused.value)
     assert 'view mgttest.shadowed names schema "mgttest" in its definition' in message, message
     assert "mgttest.pg_class at line" in message
+
+
+def drive(conn: Conn, fragment: Any) -> tuple[Any, list[str]]:
+    """Run a job fragment's statements on ``conn`` as the engine would; return
+    its value and the statements it sent."""
+    sent: list[str] = []
+    try:
+        request = next(fragment)
+        while True:
+            sent.append(request.sql)
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(request.sql)
+                rows = cur.fetchall() if cur.description else []
+            request = fragment.send(rows)
+    except StopIteration as done:
+        return done.value, sent
+
+
+def test_around_a_script_the_template_schema_is_captured_and_made_for_each_tenant(
+    fleet: SchemaFleet,
+) -> None:
+    in_template(
+        fleet,
+        """
+        CREATE FUNCTION mgttest.total() RETURNS bigint LANGUAGE sql
+            SET search_path = mgttest AS 'SELECT sum(amount) FROM orders';
+        CREATE VIEW mgttest.big_orders AS SELECT id FROM orders WHERE amount > 10;
+        """,
+    )
+    with fleet.connect() as conn:
+        conn.execute("SET search_path = mgttest")
+        capture = SyncPlan("", capture=True, template_schema="mgttest")
+        found, _ = drive(conn, follow_template("c", capture, 7, False))
+    assert [d.name for d in found["routines"]] == ["total()"]
+    assert [d.name for d in found["views"]] == ["big_orders"]
+    plan = SyncPlan("", logged={(7, False): found}, template_schema="mgttest")
+    for i, schema in enumerate(fleet.tenants):
+        tenant = Tenant(1, schema.upper(), "local", separatedb=0, host=fleet.host)
+        with fleet.connect() as conn:
+            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
+            with conn.transaction():  # the script's transaction
+                drive(conn, follow_template("c", plan.at(tenant), 7, False))
+            with conn.transaction():
+                _, sent = drive(conn, follow_template("c", plan.at(tenant), 7, False))
+            assert not any(s.startswith("CREATE") for s in sent), sent  # in sync: nothing made
+            conn.execute("SET search_path = public")
+            ident = sql.Identifier(schema)
+            assert conn.execute(sql.SQL("SELECT {}.total()").format(ident)).fetchone() == (
+                100 * (i + 1),
+            )
+            assert conn.execute(
+                sql.SQL("SELECT count(*) FROM {}.big_orders").format(ident)
+            ).fetchone() == (i + 1,)
+        assert routines(fleet, schema)["total()"][0] == [f"search_path={schema}"]

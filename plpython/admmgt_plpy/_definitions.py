@@ -1,4 +1,10 @@
-"""Routines and views synced from the template schema to schema tenants.
+"""Routines and views as text, and their form for a schema tenant.
+
+:class:`Definition` is a routine or view as the template has it (a
+``CREATE OR REPLACE`` statement), what admmgt_plpy._sync copies to tenants
+and keeps in script_proc_log / script_view_log.
+
+Routines and views synced from the template schema to schema tenants:
 
 A schema tenant's routines and views are the template schema's, made in the
 tenant's own schema (docs/schema-tenants.md, "What runs under the tenant's
@@ -29,32 +35,30 @@ with the tenant's and only what differs is replaced, as for databases.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
-from functools import partial
+from typing import Any
 
-from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
-from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._registry import (
-    SCHEMA_MODE,
-    Tenant,
-    place_conninfo,
-    templates,
-    updating_tenants,
-)
-from admmgt_plpy._remote import Job, RemoteError
 from admmgt_plpy._search_path import names_schema
-from admmgt_plpy._settings import Settings
-from admmgt_plpy._sync import (
-    NOUNS,
-    OPERATIONS,
-    Definition,
-    last_error,
-    log_definitions,
-    sync_tenant,
-)
-from admmgt_plpy._types import Plpy
+
+
+@dataclass(frozen=True)
+class Definition:
+    kind: str  # function | procedure | view
+    name: str  # quoted, schema-qualified (bare for a schema tenant); routines with arguments
+    sql: str  # CREATE OR REPLACE ...
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.sql.encode("utf-8")).hexdigest()
+
+    @property
+    def drop(self) -> str:
+        return f"DROP {self.kind.upper()} {self.name}"
+
 
 TEMPLATE_COLUMNS = "name text, kind text, definition text, search_path text, secdef boolean"
 SEARCH_PATH_KEY = "search_path="
@@ -164,6 +168,33 @@ def setting_line(entries: list[str]) -> str:
     return " SET search_path TO " + ", ".join(quote_literal(e) for e in entries) + "\n"
 
 
+SETTING = re.compile(r"^ SET search_path TO (.*)$")
+LITERAL = re.compile(r"(E?)'((?:[^']|'')*)'")
+
+
+def header(sql: str) -> tuple[str, str]:
+    """A routine's definition as (header, rest): pg_get_functiondef's first
+    line and the attribute lines after it, which start with a space
+    (RETURNS, LANGUAGE, SET ...), then the body (AS ..., BEGIN ATOMIC ...)."""
+    lines = sql.splitlines(keepends=True)
+    end = 1
+    while end < len(lines) and lines[end].startswith(" "):
+        end += 1
+    return "".join(lines[:end]), "".join(lines[end:])
+
+
+def setting_of(sql: str) -> tuple[str, ...] | None:
+    """The SET search_path entries a routine's definition prints in its header."""
+    for line in header(sql)[0].splitlines():
+        m = SETTING.match(line)
+        if m:
+            return tuple(
+                (v.replace("''", "'").replace("\\\\", "\\") if e else v.replace("''", "'"))
+                for e, v in LITERAL.findall(m.group(1))
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class TemplateDefinition:
     """A routine or view as the template schema has it, bare; made for a
@@ -173,6 +204,12 @@ class TemplateDefinition:
     search_path: tuple[str, ...] | None = None  # a routine's SET search_path entries
     secdef: bool = False
 
+    @classmethod
+    def of(cls, definition: Definition, secdef: bool = False) -> TemplateDefinition:
+        """From a definition's text (its SET search_path read from the header)."""
+        path = None if definition.kind == "view" else setting_of(definition.sql)
+        return cls(definition, path, secdef)
+
     @property
     def setting(self) -> str | None:
         """Its SET search_path line as the definition prints it."""
@@ -180,17 +217,19 @@ class TemplateDefinition:
 
     def for_schema(self, template: str, schema: str) -> Definition:
         """The definition for tenant schema ``schema``: the template schema
-        replaced by it in SET search_path, nothing else changed."""
+        replaced by it in the header's SET search_path, nothing else changed."""
         d = self.definition
         setting = self.setting
-        if setting is None or template not in (self.search_path or ()):
+        if setting is None or self.search_path is None or template not in self.search_path:
             return d
-        entries = [schema if e == template else e for e in self.search_path or ()]
-        return Definition(d.kind, d.name, d.sql.replace(setting, setting_line(entries), 1))
+        entries = [schema if e == template else e for e in self.search_path]
+        head, body = header(d.sql)
+        return Definition(d.kind, d.name, head.replace(setting, setting_line(entries), 1) + body)
 
 
-def template_definition(row: dict[str, object]) -> TemplateDefinition:
-    """A row of :func:`schema_definitions_query` (text) read."""
+def template_definition(row: dict[str, Any]) -> TemplateDefinition:
+    """A row of :func:`schema_definitions_query` (text) read; the SET
+    search_path is the catalog's (proconfig), parsed as PostgreSQL does."""
     path = row.get("search_path")
     return TemplateDefinition(
         Definition(str(row["kind"]), str(row["name"]), str(row["definition"])),
@@ -206,7 +245,7 @@ def refusals(template: str, found: list[TemplateDefinition]) -> list[str]:
         d = t.definition
         what = f"{'view' if d.kind == 'view' else d.kind} {template}.{d.name}"
         setting = t.setting
-        if setting is not None and setting not in d.sql:
+        if setting is not None and setting not in header(d.sql)[0]:
             problems.append(
                 f"{what}: its SET search_path was not found in its definition, so it cannot "
                 "be rewritten for the tenants; set it again with ALTER ... SET search_path"
@@ -218,7 +257,8 @@ def refusals(template: str, found: list[TemplateDefinition]) -> list[str]:
                 f"what its names resolve to); give it SET search_path = {template}"
             )
             continue
-        text = d.sql if setting is None else d.sql.replace(setting, "\n", 1)
+        head, body = header(d.sql)
+        text = d.sql if setting is None else head.replace(setting, "\n", 1) + body
         reference = names_schema(text, template)
         if reference is None:
             continue
@@ -254,63 +294,3 @@ def refuse(operation: str, label: str, problems: list[str]) -> None:
         hint=f"Fix them in the template schema (CREATE OR REPLACE there), then CALL "
         f"admmgt.{operation}(0) again; no tenant was changed.",
     )
-
-
-def refresh_schemas(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans: bool) -> None:
-    """refresh_stored_procedures(0) / refresh_views(0): the template schema's
-    routines (or views) made in every created, updating schema tenant, one
-    transaction per schema, the other clusters' template schemas first."""
-    operation = OPERATIONS[kind]
-    with fleet_run(plpy, operation, lock="sync") as run:
-        home, *copies = templates(plpy, SCHEMA_MODE)
-        template = home.database
-        query = schema_definitions_query(kind, template, text=True)
-        try:
-            with run.dblink.session(place_conninfo(run.clusters, home.place)) as conn:
-                rows = run.dblink.query(conn, query, TEMPLATE_COLUMNS)
-        except RemoteError as exc:
-            raise AdmmgtError(
-                f'{operation}(0): reading the template schema "{home.label}" failed '
-                f"({exc.describe()})",
-                hint="Check that the host database and the template schema exist "
-                "(admmgt.schema_hosts, vendor_db_settings); nothing was changed.",
-            ) from None
-        found = [template_definition(r) for r in rows]
-        refuse(operation, home.label, refusals(template, found))
-        tenants = copies + updating_tenants(plpy, mode=SCHEMA_MODE)
-        recorder = run.start(
-            {"scriptid": scriptid, "drop_orphans": drop_orphans, "separatedb": SCHEMA_MODE},
-            words={"ok": "updated", "noop": "already in sync"},
-        )
-        log_definitions(plpy, recorder, kind, [t.definition for t in found], scriptid, None)
-        plpy.notice(
-            f'{operation}: the template schema "{home.label}" has {len(found)} {NOUNS[kind]}(s); '
-            f"{len(tenants)} schema tenant(s) to check"
-        )
-        job = partial(
-            refresh_schema,
-            kind=kind,
-            found=found,
-            template=template,
-            drop_orphans=drop_orphans,
-            clusters=run.clusters,
-            settings=run.settings,
-        )
-        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=last_error)
-        run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
-
-
-def refresh_schema(
-    tenant: Tenant,
-    kind: str,
-    found: list[TemplateDefinition],
-    template: str,
-    drop_orphans: bool,
-    clusters: Clusters,
-    settings: Settings,
-) -> Job:
-    """Job: one schema tenant's routines (or views) made the template schema's."""
-    schema = tenant.database
-    wanted = [t.for_schema(template, schema) for t in found]
-    query = schema_definitions_query(kind, schema, text=False)
-    return (yield from sync_tenant(tenant, kind, wanted, query, drop_orphans, clusters, settings))
