@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from admmgt_plpy._definitions import (
+    Definition,
+    TemplateDefinition,
+    refusals,
+    setting_line,
+    setting_of,
+    split_guc_list,
+)
 from admmgt_plpy._search_path import names_schema
 from admmgt_plpy._sqlsplit import tokens
 
@@ -121,4 +129,70 @@ def test_tokens_give_the_text_back_with_lines() -> None:
         ("word", "1", 5),
         ("word", "x$y", 5),
         ("punct", ";", 5),
+    ]
+
+
+# ----------------------------------------------- a routine made for a tenant schema
+
+DEF = """CREATE OR REPLACE FUNCTION total(a integer)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SET search_path TO 'mgttest', 'public'
+AS $function$
+BEGIN
+ SET search_path TO 'mgttest', 'public'
+END $function$
+"""
+
+
+def test_a_list_setting_is_split_as_postgresql_does() -> None:
+    assert split_guc_list('mgttest, "Odd, ""name""",public') == ["mgttest", 'Odd, "name"', "public"]
+    assert split_guc_list("") == []
+    assert split_guc_list('"$user", public') == ["$user", "public"]
+
+
+def test_the_setting_is_rewritten_in_the_header_only() -> None:
+    t = TemplateDefinition.of(Definition("function", "total(a integer)", DEF))
+    assert t.search_path == ("mgttest", "public")
+    made = t.for_schema("mgttest", "acme").sql
+    assert " SET search_path TO 'acme', 'public'\nAS $function$" in made
+    assert made.endswith("BEGIN\n SET search_path TO 'mgttest', 'public'\nEND $function$\n")
+    assert t.for_schema("mgttest", "mgttest").sql == DEF
+    odd = DEF.replace("'mgttest', 'public'", "E'we\\\\ird', 'it''s'", 1)
+    assert setting_of(odd) == ("we\\ird", "it's")
+    assert setting_line(["we\\ird", "it's"]) == " SET search_path TO E'we\\\\ird', 'it''s'\n"
+    plain = Definition("function", "f()", "CREATE OR REPLACE FUNCTION f()\n RETURNS int\nAS $$1$$")
+    assert TemplateDefinition.of(plain).for_schema("mgttest", "acme") == plain
+
+
+def test_refusals_name_the_routine_and_the_fix() -> None:
+    setting = ("mgttest", "public")
+    in_body = TemplateDefinition(Definition("function", "total(a integer)", DEF), setting)
+    assert refusals("mgttest", [in_body]) == [  # the header's SET is the supported form
+        "function mgttest.total(a integer) changes search_path in its definition (SET "
+        "search_path at line 7); tenants run it in their own schema: give it SET "
+        "search_path = mgttest instead"
+    ]
+    body = DEF.replace("SET search_path TO 'mgttest', 'public'\nEND", "PERFORM 1;\nEND")
+    assert (
+        refusals("mgttest", [TemplateDefinition(Definition("function", "a()", body), setting)])
+        == []
+    )
+    names = DEF.replace(
+        " SET search_path TO 'mgttest', 'public'\nEND", " DELETE FROM mgttest.t;\nEND"
+    )
+    secdef = body.replace(" SET search_path TO 'mgttest', 'public'\n", " SECURITY DEFINER\n")
+    got = refusals(
+        "mgttest",
+        [
+            TemplateDefinition(Definition("function", "a()", body), ("mgttest", "public")),
+            TemplateDefinition(Definition("function", "b()", names), ("mgttest", "public")),
+            TemplateDefinition(Definition("function", "c()", secdef), None, secdef=True),
+        ],
+    )
+    assert got == [
+        'function mgttest.b() names schema "mgttest" in its definition (mgttest.t at line 7); '
+        "give it SET search_path = mgttest and bare names",
+        "function mgttest.c() is SECURITY DEFINER without SET search_path (the caller would "
+        "choose what its names resolve to); give it SET search_path = mgttest",
     ]
