@@ -441,6 +441,37 @@ def sync_tenant(
 
 
 # ------------------------------------------------------------ schema tenants
+
+
+def template_schema_definitions(
+    dblink: Dblink, clusters: Clusters, template: Tenant, kinds: tuple[str, ...] = KINDS
+) -> dict[str, list[TemplateDefinition]]:
+    """The template schema's definitions of each kind, bare, read over one
+    connection whose search_path is the template schema."""
+    with dblink.session(place_conninfo(clusters, template.place)) as conn:
+        return {
+            kind: [
+                template_definition(r)
+                for r in dblink.query(
+                    conn,
+                    schema_definitions_query(kind, template.database, text=True),
+                    TEMPLATE_COLUMNS,
+                )
+            ]
+            for kind in kinds
+        }
+
+
+def template_schema_problems(
+    dblink: Dblink, clusters: Clusters, template: Tenant, kinds: tuple[str, ...] = KINDS
+) -> list[str]:
+    """Why routines or views of the template schema cannot be made in a tenant
+    schema, each naming the object and the fix (empty: none): for a check
+    before a run touches anything."""
+    found = template_schema_definitions(dblink, clusters, template, kinds)
+    return refusals(template.database, [t for kind in kinds for t in found[kind]])
+
+
 def refresh_schemas(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans: bool) -> None:
     """refresh_stored_procedures(0) / refresh_views(0): the template schema's
     routines (or views) made in every created, updating schema tenant, one
@@ -449,10 +480,8 @@ def refresh_schemas(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans
     with fleet_run(plpy, operation, lock="sync") as run:
         home, *copies = templates(plpy, SCHEMA_MODE)
         template = home.database
-        query = schema_definitions_query(kind, template, text=True)
         try:
-            with run.dblink.session(place_conninfo(run.clusters, home.place)) as conn:
-                rows = run.dblink.query(conn, query, TEMPLATE_COLUMNS)
+            found = template_schema_definitions(run.dblink, run.clusters, home, (kind,))[kind]
         except RemoteError as exc:
             raise AdmmgtError(
                 f'{operation}(0): reading the template schema "{home.label}" failed '
@@ -460,7 +489,6 @@ def refresh_schemas(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans
                 hint="Check that the host database and the template schema exist "
                 "(admmgt.schema_hosts, vendor_db_settings); nothing was changed.",
             ) from None
-        found = [template_definition(r) for r in rows]
         refuse(operation, home.label, refusals(template, found))
         tenants = copies + updating_tenants(plpy, mode=SCHEMA_MODE)
         recorder = run.start(

@@ -261,3 +261,43 @@ def test_around_a_script_the_template_schema_is_captured_and_made_for_each_tenan
                 sql.SQL("SELECT count(*) FROM {}.big_orders").format(ident)
             ).fetchone() == (i + 1,)
         assert routines(fleet, schema)["total()"][0] == [f"search_path={schema}"]
+
+
+def test_a_tenant_that_fails_keeps_its_old_definitions_and_the_others_are_made(
+    fleet: SchemaFleet,
+) -> None:
+    in_template(fleet, "CREATE VIEW mgttest.big_orders AS SELECT id FROM orders WHERE amount > 10")
+    broken, fine = fleet.tenants
+    with fleet.connect() as conn:
+        conn.execute(sql.SQL("DROP TABLE {}.orders").format(sql.Identifier(broken)))
+    notices = Notices(fleet.admin)
+    with pytest.raises(psycopg.Error) as failed:
+        call(fleet.admin, "refresh_views", 0)
+    assert failed.value.sqlstate == "ZA001"
+    line = next(x for x in notices.take() if x.startswith("[") and broken in x)
+    assert f'tenant "{fleet.host}.{broken}": view sync failed' in line, line
+    assert 'relation "orders" does not exist' in line
+    assert one(fleet, "SELECT to_regclass(%s)::text", f"{broken}.big_orders") is None
+    assert one(fleet, "SELECT count(*) FROM " + f"{fine}.big_orders") == 2
+    error = fleet.admin.execute(
+        "SELECT last_error FROM admmgt.vendor_db_settings WHERE dbname = %s", (broken,)
+    ).fetchone()
+    assert error is not None and "view sync failed" in error[0]
+
+
+def test_an_unreachable_host_is_named_before_anything_runs(fleet: SchemaFleet) -> None:
+    fleet.admin.execute(
+        "UPDATE admmgt.schema_hosts SET dbname = %s WHERE cluster_name = 'local'",
+        (fleet.host + "_gone",),
+    )
+    with pytest.raises(psycopg.Error) as refused:
+        call(fleet.admin, "refresh_stored_procedures", 0)
+    message = str(refused.value)
+    assert (
+        f'refresh_stored_procedures(0): reading the template schema "{fleet.host}_gone.mgttest"'
+        " failed" in message
+    ), message
+    runs = fleet.admin.execute(
+        "SELECT count(*) FROM admmgt.runs WHERE operation = 'refresh_stored_procedures'"
+    ).fetchone()
+    assert runs == (0,)
