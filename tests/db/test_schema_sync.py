@@ -301,3 +301,39 @@ def test_an_unreachable_host_is_named_before_anything_runs(fleet: SchemaFleet) -
         "SELECT count(*) FROM admmgt.runs WHERE operation = 'refresh_stored_procedures'"
     ).fetchone()
     assert runs == (0,)
+
+
+def test_a_schema_name_with_quotes_and_spaces_gets_its_own_setting(
+    fleet: SchemaFleet, tenant_prefix: str
+) -> None:
+    odd = f'{tenant_prefix}we"ird sch'
+    ident = sql.Identifier(odd)
+    with fleet.connect() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+        conn.execute(sql.SQL("CREATE TABLE {}.orders (id int, amount int)").format(ident))
+        conn.execute(sql.SQL("INSERT INTO {}.orders VALUES (1, 42)").format(ident))
+    fleet.admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, status, separatedb) VALUES (%s, 2, 0)",
+        (odd,),
+    )
+    in_template(
+        fleet,
+        """
+        CREATE FUNCTION mgttest.total() RETURNS bigint LANGUAGE sql
+            SET search_path = mgttest, public AS 'SELECT sum(amount) FROM orders';
+        CREATE VIEW mgttest.big_orders AS SELECT id FROM orders WHERE amount > 10;
+        """,
+    )
+    call(fleet.admin, "refresh_stored_procedures", 0)
+    call(fleet.admin, "refresh_views", 0)
+    assert routines(fleet, odd)["total()"][0] == [
+        f'search_path="{odd.replace(chr(34), 2 * chr(34))}", public'
+    ]
+    with fleet.connect() as conn:
+        assert conn.execute(sql.SQL("SELECT {}.total()").format(ident)).fetchone() == (42,)
+        assert conn.execute(sql.SQL("SELECT id FROM {}.big_orders").format(ident)).fetchall() == [
+            (1,)
+        ]
+    notices = Notices(fleet.admin)
+    call(fleet.admin, "refresh_stored_procedures", 0)
+    assert notices.take()[-1].startswith("refresh_stored_procedures: 3 already in sync"), notices
