@@ -11,17 +11,26 @@ and after each one).
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from admmgt_plpy._conninfo import Clusters
+from admmgt_plpy._definitions import (
+    TEMPLATE_COLUMNS,
+    Definition,
+    TemplateDefinition,
+    refusals,
+    refuse,
+    schema_definitions_query,
+    template_definition,
+)
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._registry import (
+    SCHEMA_MODE,
     Tenant,
-    check_mode,
+    mode_of,
     place_conninfo,
     registry_update,
     templates,
@@ -36,21 +45,7 @@ from admmgt_plpy._transient import describe_blockers
 from admmgt_plpy._types import Fragment, Plpy
 
 KINDS = ("routines", "views")
-
-
-@dataclass(frozen=True)
-class Definition:
-    kind: str  # function | procedure | view
-    name: str  # schema-qualified and quoted; routines with their argument types
-    sql: str  # CREATE OR REPLACE ...
-
-    @property
-    def md5(self) -> str:
-        return hashlib.md5(self.sql.encode("utf-8")).hexdigest()
-
-    @property
-    def drop(self) -> str:
-        return f"DROP {self.kind.upper()} {self.name}"
+__all__ = ["Definition"]  # re-exported: _definitions has it, the engine imports it from here
 
 
 def schemas_expression(schemas: tuple[str, ...]) -> str:
@@ -236,19 +231,33 @@ class SyncPlan:
     before and after the same script inside its own transaction (``logged``,
     keyed by (script id, before?) then kind), so the sync is atomic with the
     script and a replay sees each step as the template had it.
+
+    Schema tenants: ``template_schema`` names the template schema; its
+    definitions are captured bare (admmgt_plpy._definitions), and a tenant's
+    plan (:meth:`at`) makes them for the tenant's schema.
     """
 
     schemas: str
     capture: bool = False
     logged: dict[tuple[int, bool], dict[str, list[Definition]]] = field(default_factory=dict)
+    template_schema: str | None = None  # schema tenants: the template schema
+    schema: str | None = None  # schema tenants: the tenant's schema (see at())
 
     @classmethod
-    def for_tenants(cls, plpy: Plpy, schemas: str, script_ids: list[int]) -> SyncPlan:
+    def for_tenants(
+        cls, plpy: Plpy, schemas: str, script_ids: list[int], template_schema: str | None = None
+    ) -> SyncPlan:
         logged: dict[tuple[int, bool], dict[str, list[Definition]]] = {}
         for kind in KINDS:
             for key, defs in logged_definitions(plpy, kind, script_ids).items():
                 logged.setdefault(key, {})[kind] = defs
-        return cls(schemas, logged=logged)
+        return cls(schemas, logged=logged, template_schema=template_schema)
+
+    def at(self, tenant: Tenant) -> SyncPlan:
+        """The plan for one tenant: for a schema tenant, its schema's."""
+        if self.template_schema is None or not tenant.is_schema:
+            return self
+        return replace(self, schema=tenant.database)
 
     def has_work(self, script_id: int) -> bool:
         """Whether anything is captured or applied around ``script_id``."""
@@ -266,14 +275,28 @@ def follow_template(conn: str, sync: SyncPlan, script_id: int, before: bool) -> 
     without calling this), so the sync commits or rolls back with the script.
     """
     found: dict[str, list[Definition]] = {}
+    template = sync.template_schema
     for kind in KINDS:
         if sync.capture:
-            found[kind] = yield from read_definitions(conn, kind, sync.schemas)
+            if template is None:
+                found[kind] = yield from read_definitions(conn, kind, sync.schemas)
+            else:
+                query = schema_definitions_query(kind, template, text=True)
+                rows = yield Run(conn, query, TEMPLATE_COLUMNS)
+                found[kind] = [template_definition(r).definition for r in rows]
             continue
         wanted = sync.logged.get((script_id, before), {}).get(kind)
-        if wanted:
+        if not wanted:
+            continue
+        if template is None:
             current = yield from read_fingerprints(conn, kind, sync.schemas)
-            yield from sync_into(conn, wanted, current)
+        else:
+            schema = sync.schema or template
+            wanted = [TemplateDefinition.of(d).for_schema(template, schema) for d in wanted]
+            query = schema_definitions_query(kind, schema, text=False)
+            rows = yield Run(conn, query, DEFINITION_COLUMNS)
+            current = {r["name"]: (r["kind"], r["definition"]) for r in rows}
+        yield from sync_into(conn, wanted, current)
     return found
 
 
@@ -294,14 +317,14 @@ def refresh(
     The one path of refresh_stored_procedures and refresh_views (and of the
     proof of concept's refesh_* aliases, which call the same SQL bodies)."""
     with failures_raised(plpy, OPERATIONS[kind], raise_failure):
-        _refresh(plpy, kind, separatedb=separatedb, scriptid=scriptid, drop_orphans=drop_orphans)
+        if mode_of(separatedb) == SCHEMA_MODE:
+            refresh_schemas(plpy, kind, scriptid=scriptid, drop_orphans=drop_orphans)
+        else:
+            _refresh(plpy, kind, scriptid=scriptid, drop_orphans=drop_orphans)
 
 
-def _refresh(
-    plpy: Plpy, kind: str, *, separatedb: int, scriptid: int | None, drop_orphans: bool
-) -> None:
+def _refresh(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans: bool) -> None:
     operation = OPERATIONS[kind]
-    check_mode(separatedb, operation)
     with fleet_run(plpy, operation, lock="sync") as run:
         settings = run.settings
         template, *copies = templates(plpy)
@@ -333,11 +356,11 @@ def _refresh(
             clusters=run.clusters,
             settings=settings,
         )
-        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=_last_error)
+        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=last_error)
         run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
 
 
-def _last_error(tenant: Tenant, outcome: Outcome) -> str:
+def last_error(tenant: Tenant, outcome: Outcome) -> str:
     """A tenant's row after its sync: the error if it failed, else none."""
     failed = outcome.outcome == "failed"
     return registry_update(tenant.id, error=outcome.message if failed else None, touch=False)
@@ -352,11 +375,29 @@ def refresh_one(
     clusters: Clusters,
     settings: Settings,
 ) -> Job:
+    """Job: make one database tenant's routines (or views) the template's."""
+    query = definitions_query(kind, schemas, text=False)
+    return (yield from sync_tenant(tenant, kind, wanted, query, drop_orphans, clusters, settings))
+
+
+def sync_tenant(
+    tenant: Tenant,
+    kind: str,
+    wanted: list[Definition],
+    fingerprints: str,
+    drop_orphans: bool,
+    clusters: Clusters,
+    settings: Settings,
+) -> Job:
+    """Job: ``wanted`` made true at the tenant's place in one transaction;
+    ``fingerprints`` is the query of its current definitions' md5s
+    (:data:`DEFINITION_COLUMNS`), read in that transaction."""
     noun = NOUNS[kind]
     conn = yield Connect(place_conninfo(clusters, tenant.place))
 
     def body() -> Fragment:
-        current = yield from read_fingerprints(conn, kind, schemas)
+        rows = yield Run(conn, fingerprints, DEFINITION_COLUMNS)
+        current = {r["name"]: (r["kind"], r["definition"]) for r in rows}
         changed = yield from sync_into(conn, wanted, current)
         names = {d.name for d in wanted}
         orphans = [Definition(k, n, "") for n, (k, _) in current.items() if n not in names]
@@ -373,10 +414,11 @@ def refresh_one(
         exc = failed.error
         tries = f" after {failed.attempts} tries" if failed.attempts > 1 else ""
         held = f"{describe_blockers(failed.blockers)}; " if failed.locked else ""
+        name = tenant.label if tenant.is_schema else tenant.database
         return Outcome.failed(
             exc,
             (
-                f'tenant "{tenant.database}": {noun} sync failed{tries} ({held}{exc.describe()});'
+                f'tenant "{name}": {noun} sync failed{tries} ({held}{exc.describe()});'
                 " nothing was changed there; fix the tenant or hold it back with updateflag = false"
             ),
         )
@@ -396,3 +438,92 @@ def refresh_one(
     if not parts:
         return Outcome("noop", "already in sync", details=details)
     return Outcome("ok", "; ".join(parts), details=details)
+
+
+# ------------------------------------------------------------ schema tenants
+
+
+def template_schema_definitions(
+    dblink: Dblink, clusters: Clusters, template: Tenant, kinds: tuple[str, ...] = KINDS
+) -> dict[str, list[TemplateDefinition]]:
+    """The template schema's definitions of each kind, bare, read over one
+    connection whose search_path is the template schema."""
+    with dblink.session(place_conninfo(clusters, template.place)) as conn:
+        return {
+            kind: [
+                template_definition(r)
+                for r in dblink.query(
+                    conn,
+                    schema_definitions_query(kind, template.database, text=True),
+                    TEMPLATE_COLUMNS,
+                )
+            ]
+            for kind in kinds
+        }
+
+
+def template_schema_problems(
+    dblink: Dblink, clusters: Clusters, template: Tenant, kinds: tuple[str, ...] = KINDS
+) -> list[str]:
+    """Why routines or views of the template schema cannot be made in a tenant
+    schema, each naming the object and the fix (empty: none): for a check
+    before a run touches anything."""
+    found = template_schema_definitions(dblink, clusters, template, kinds)
+    return refusals(template.database, [t for kind in kinds for t in found[kind]])
+
+
+def refresh_schemas(plpy: Plpy, kind: str, *, scriptid: int | None, drop_orphans: bool) -> None:
+    """refresh_stored_procedures(0) / refresh_views(0): the template schema's
+    routines (or views) made in every created, updating schema tenant, one
+    transaction per schema, the other clusters' template schemas first."""
+    operation = OPERATIONS[kind]
+    with fleet_run(plpy, operation, lock="sync") as run:
+        home, *copies = templates(plpy, SCHEMA_MODE)
+        template = home.database
+        try:
+            found = template_schema_definitions(run.dblink, run.clusters, home, (kind,))[kind]
+        except RemoteError as exc:
+            raise AdmmgtError(
+                f'{operation}(0): reading the template schema "{home.label}" failed '
+                f"({exc.describe()})",
+                hint="Check that the host database and the template schema exist "
+                "(admmgt.schema_hosts, vendor_db_settings); nothing was changed.",
+            ) from None
+        refuse(operation, home.label, refusals(template, found))
+        tenants = copies + updating_tenants(plpy, mode=SCHEMA_MODE)
+        recorder = run.start(
+            {"scriptid": scriptid, "drop_orphans": drop_orphans, "separatedb": SCHEMA_MODE},
+            words={"ok": "updated", "noop": "already in sync"},
+        )
+        log_definitions(plpy, recorder, kind, [t.definition for t in found], scriptid, None)
+        plpy.notice(
+            f'{operation}: the template schema "{home.label}" has {len(found)} {NOUNS[kind]}(s); '
+            f"{len(tenants)} schema tenant(s) to check"
+        )
+        job = partial(
+            refresh_schema,
+            kind=kind,
+            found=found,
+            template=template,
+            drop_orphans=drop_orphans,
+            clusters=run.clusters,
+            settings=run.settings,
+        )
+        run.wave(tenants, job, lambda outcome, _ms: outcome.message, registry=last_error)
+        run.end()  # the summary; failures_raised (the caller) raises ZA001 if asked
+
+
+def refresh_schema(
+    tenant: Tenant,
+    kind: str,
+    found: list[TemplateDefinition],
+    template: str,
+    drop_orphans: bool,
+    clusters: Clusters,
+    settings: Settings,
+) -> Job:
+    """Job: one schema tenant's routines (or views) made the template schema's."""
+    schema = tenant.database
+    wanted = [t.for_schema(template, schema) for t in found]
+    query = schema_definitions_query(kind, schema, text=False)
+    return (yield from sync_tenant(tenant, kind, wanted, query, drop_orphans, clusters, settings))

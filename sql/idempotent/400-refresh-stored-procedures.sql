@@ -30,4 +30,4 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE admmgt.refresh_stored_procedures (integer, integer, boolean, boolean) IS
-'Copies the template''s functions and procedures (trigger functions and overloads included) in the synced schemas (setting sync_schemas) to every created tenant with updateflag, atomically per tenant and in parallel. Routines only in a tenant are reported as orphans and dropped only with t_drop_orphans => true. Definitions are kept in script_proc_log (scriptid = t_scriptid).';
+'Copies the template''s functions and procedures (trigger functions and overloads included) in the synced schemas (setting sync_schemas) to every created tenant with updateflag, atomically per tenant and in parallel. Routines only in a tenant are reported as orphans and dropped only with t_drop_orphans => true. Definitions are kept in script_proc_log (scriptid = t_scriptid). t_separatedb => 0: the template schema''s routines to each schema tenant''s schema, SET search_path rewritten for it; a routine whose definition names the template schema, or SECURITY DEFINER without SET search_path, is refused by name before any tenant changes.';

@@ -30,4 +30,4 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE admmgt.refresh_views (integer, integer, boolean, boolean) IS
-'Copies the template''s views in the synced schemas to every created tenant with updateflag, in dependency order, atomically per tenant and in parallel. Views only in a tenant are reported as orphans and dropped only with t_drop_orphans => true. Definitions are kept in script_view_log.';
+'Copies the template''s views in the synced schemas to every created tenant with updateflag, in dependency order, atomically per tenant and in parallel. Views only in a tenant are reported as orphans and dropped only with t_drop_orphans => true. Definitions are kept in script_view_log. t_separatedb => 0: the template schema''s views, created in each schema tenant''s schema so that they read its tables; a view whose definition still names the template schema is refused by name.';
