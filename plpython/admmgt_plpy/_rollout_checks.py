@@ -12,10 +12,10 @@ from typing import Any
 
 from admmgt_plpy import _history, _preflight
 from admmgt_plpy._conninfo import Clusters
-from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._migration import retryable_outcome
-from admmgt_plpy._registry import UPDATING, Tenant, place_conninfo
+from admmgt_plpy._registry import DATABASE_MODE, UPDATING, Tenant, mode_sql, place_conninfo
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
 from admmgt_plpy._settings import Settings
@@ -47,7 +47,7 @@ def validate_on_template(
     conn = None
     try:
         conn = dblink.connect(place_conninfo(clusters, template.place))
-        have = set(_history.read_state_now(dblink, conn)[1])
+        have = set(_history.read_state_now(dblink, conn, template.history_table)[1])
         blocked = _needs_superuser(plpy, chain, have)
         if blocked is not None:
             refuse(blocked, _SUPERUSER_ONLY.format(id=blocked.id))
@@ -115,6 +115,20 @@ def validate_on_template(
 RAW_KINDS = {"sql": "raw SQL step", "proc_call": "procedure call"}
 
 
+def schema_problem(script: Script, template_schema: str) -> str | None:
+    """Why ``script`` cannot go to schema tenants, checked before the template
+    schema is touched: it names a schema other than the template's (the
+    compiler's schema map refuses it)."""
+    try:
+        script.for_schema(template_schema, template_schema)
+    except MetadataError as exc:
+        return (
+            f'cannot be applied to schema tenants (template schema "{template_schema}"): '
+            f"{exc.message}"
+        )
+    return None
+
+
 _SUPERUSER_ONLY = (
     "it has raw SQL steps or procedure calls, which run as superuser in the template, and "
     "the caller is not a superuser; a superuser must apply it (CALL admmgt.applyScripts(); "
@@ -177,6 +191,7 @@ def dry_run_rollout(
     refusals: list[str],
     execute: bool,
     ready_count: int,
+    mode: int = DATABASE_MODE,
 ) -> None:
     """The pre-flight: every check a real run makes before touching the template
     (the same validate_on_template), the plan, and with ``execute`` the scripts
@@ -198,7 +213,7 @@ def dry_run_rollout(
             hint="Re-run the dry run once the template is free.",
         ) from None
     ready = [s for s in chain if s.status == READY]
-    _print_plan(plpy, [template, *copies], ready, ready_count)
+    _print_plan(plpy, [template, *copies], ready, ready_count, mode)
     if execute and ready:
         result: list[Outcome] = []
         job = _preflight.rehearse(
@@ -206,6 +221,7 @@ def dry_run_rollout(
             chain,
             settings,
             template.database,
+            template.history_table,
         )
         Fanout(dblink, 1, 0, lambda _t, o, _ms: result.append(o)).run([template], lambda _: job)
         outcome = result[0]
@@ -226,7 +242,13 @@ def dry_run_rollout(
         )
 
 
-def _print_plan(plpy: Plpy, all_templates: list[Tenant], scripts: list[Script], ready: int) -> None:
+def _print_plan(
+    plpy: Plpy,
+    all_templates: list[Tenant],
+    scripts: list[Script],
+    ready: int,
+    mode: int = DATABASE_MODE,
+) -> None:
     if not scripts:
         plpy.notice(
             "applyScripts (dry run): "
@@ -250,8 +272,8 @@ def _print_plan(plpy: Plpy, all_templates: list[Tenant], scripts: list[Script], 
         plpy.notice("\n".join(lines))
     rows = plpy.execute(
         plpy.prepare(
-            f"""SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings
-           WHERE {UPDATING} ORDER BY id""",
+            f"""SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings AS r
+           WHERE {UPDATING} AND {mode_sql("r", mode)} ORDER BY id""",
             [],
         )
     )

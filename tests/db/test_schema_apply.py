@@ -1,0 +1,223 @@
+"""applyScripts on schema tenants (issue 16): applyScripts(0) and
+applyScripts(t_separatedb => 0), beside database tenants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from admmgt_plpy import _history
+from tests.db import scripts as s
+from tests.db.fleet import (
+    Notices,
+    SchemaFleet,
+    call,
+    history,
+    make_fleet,
+    make_schema_fleet,
+)
+
+Conn = psycopg.Connection[Any]
+
+
+def apply(admin: Conn, *args: Any, fails: bool = False) -> list[str]:
+    """applyScripts(*args)'s NOTICE lines; ``fails``: it must end with ZA001."""
+    notices = Notices(admin)
+    if fails:
+        with pytest.raises(psycopg.Error) as failed:
+            call(admin, "applyscripts", *args)
+        assert failed.value.sqlstate == "ZA001", failed.value
+    else:
+        call(admin, "applyscripts", *args)
+    return notices.take_without_clock()
+
+
+def script_row(admin: Conn, script_id: int) -> tuple[Any, ...]:
+    row = admin.execute(
+        "SELECT status, last_error, checksum FROM admmgt.scripts WHERE id = %s", (script_id,)
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def schema_rows(admin: Conn) -> dict[str, tuple[Any, ...]]:
+    """dbname -> (scriptversion, last_error) of every schema tenant and template schema."""
+    rows = admin.execute(
+        "SELECT dbname, scriptversion, last_error FROM admmgt.vendor_db_settings"
+        " WHERE separatedb = 0 AND NOT deleted"
+    ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def checksums(conn: Conn, table: str) -> set[str]:
+    return {r[0] for r in conn.execute(f"SELECT checksum FROM {table}")}  # noqa: S608
+
+
+def orders_script(admin: Conn, script_id: int = 1) -> None:
+    """A table, and a raw step that names it bare (as schema tenants need)."""
+    s.script(admin, script_id, "orders")
+    s.table(admin, script_id, "orders", [s.ID, ("note", "text")])
+    s.step(admin, script_id, 1, "CREATE TABLE raw_notes (id int)")
+
+
+def test_done_when_fifty_schema_and_twenty_database_tenants_side_by_side(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    dbs = make_fleet(cluster_dsn, admin, tenant_prefix, 20)
+    schemas = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 50)
+    broken = schemas.tenants[7]
+    with schemas.connect() as conn:  # collides with the script's table in one schema
+        conn.execute(sql.SQL("CREATE TABLE {}.orders (x int)").format(sql.Identifier(broken)))
+    orders_script(admin)
+
+    # Database tenants first: the script waits for the schema tenants to be applied.
+    lines = apply(admin, 1)
+    assert lines[0].startswith(f"template {dbs.template}: script 1 applied in ")
+    assert all(dbs.history(db) == [(1, "apply")] for db in dbs.databases)
+    assert script_row(admin, 1)[0] == 1
+    assert any("stays ready (status 1) until 51 schema tenant(s)" in x for x in lines), lines
+    assert all(schemas.history(x) == [] for x in schemas.schemas)
+
+    # applyScripts(0): the template schema first, then each schema tenant
+    # atomically; the broken one fails alone.
+    lines = apply(admin, 0, fails=True)
+    assert lines[0].startswith(f"template {schemas.host}.mgttest: script 1 applied in "), lines
+    failed = [x for x in lines if "FAILED" in x]
+    assert len(failed) == 1, failed
+    assert f"{schemas.host}.{broken}: FAILED: script 1 failed at step 2 (create_table " in (
+        failed[0]
+    )
+    assert 'relation "orders" already exists' in failed[0]
+    for schema in schemas.schemas:
+        if schema == broken:
+            assert schemas.history(schema) == []
+            assert not schemas.has_table(schema, "raw_notes")
+        else:
+            assert schemas.history(schema) == [(1, "apply")], schema
+            assert schemas.has_table(schema, "orders"), schema
+            # the raw step ran under the tenant's search_path: its table is there
+            assert schemas.has_table(schema, "raw_notes"), schema
+    registry = schema_rows(admin)
+    assert registry[broken][0] is None
+    assert 'relation "orders" already exists' in registry[broken][1]
+    assert {v[0] for k, v in registry.items() if k != broken} == {1}
+    assert script_row(admin, 1)[0] == 1  # one schema tenant still lacks it
+    with schemas.connect() as conn:  # nothing landed in the host's public schema
+        assert conn.execute("SELECT to_regclass('public.raw_notes')").fetchone() == (None,)
+
+    # The fix, then a re-run: the broken tenant gets it; the script is applied.
+    with schemas.connect() as conn:
+        conn.execute(sql.SQL("DROP TABLE {}.orders").format(sql.Identifier(broken)))
+    admin.execute("CALL admmgt.applyScripts(t_separatedb => 0)")
+    assert schemas.history(broken) == [(1, "apply")]
+    assert {v for v in schema_rows(admin).values()} == {(1, None)}
+    status, error, checksum = script_row(admin, 1)
+    assert (status, error) == (2, None)
+
+    # Every history records the script's (template) checksum, in both modes.
+    with schemas.connect() as conn:
+        for schema in schemas.schemas:
+            assert checksums(conn, _history.history_table(schema)) == {checksum}, schema
+    for db in dbs.databases:
+        with dbs.connect(db) as conn:
+            assert checksums(conn, "admmgt.script_history") == {checksum}
+    # A no-op knows from the registry alone, per mode.
+    assert apply(admin, 0) == [
+        "applyScripts: nothing to apply; template schema and all 50 updating schema tenants "
+        "are at script 1"
+    ]
+
+
+def hostile_fleet(cluster_dsn: str, admin: Conn, prefix: str) -> tuple[SchemaFleet, list[str]]:
+    """A schema fleet whose tenants have names with a quote, a space, upper case."""
+    fleet = make_schema_fleet(cluster_dsn, admin, prefix, 1)
+    names = [f'{prefix}O"Brien & Co', f"{prefix}Big Corp", f"{prefix}x;drop"]
+    with fleet.connect() as conn:
+        for name in names:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name.lower())))
+    admin.cursor().executemany(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, status, separatedb) VALUES (%s, 2, 0)",
+        [(n,) for n in names],
+    )
+    return fleet, [n.lower() for n in names]
+
+
+def test_hostile_schema_names_and_no_database_template(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet, hostile = hostile_fleet(cluster_dsn, admin, tenant_prefix)
+    orders_script(admin)
+    s.script(admin, 2, "an index")
+    admin.execute(
+        "INSERT INTO admmgt.script_indexes (scriptid, tableid, columnnames, status)"
+        " SELECT 2, id, ARRAY['note'], 1 FROM admmgt.script_tables WHERE scriptid = 1"
+    )
+    lines = apply(admin, 0)  # no database template is registered, none is needed
+    assert lines[0].startswith(f"template {fleet.host}.mgttest: scripts 1, 2 applied"), lines
+    for schema in [*fleet.schemas, *hostile]:
+        assert fleet.history(schema) == [(1, "apply"), (2, "apply")], schema
+        assert fleet.has_table(schema, "orders"), schema
+        assert fleet.has_table(schema, "raw_notes"), schema
+    with fleet.connect() as conn:
+        indexed = conn.execute(
+            "SELECT n.nspname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid"
+            " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE c.relname = 'orders' AND NOT i.indisprimary"
+        ).fetchall()
+    assert sorted(r[0] for r in indexed) == sorted([*fleet.schemas, *hostile])
+    assert script_row(admin, 1)[0] == 2 and script_row(admin, 2)[0] == 2
+
+
+def test_a_script_naming_another_schema_is_refused_before_the_template_schema(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 2)
+    s.script(admin, 1, "elsewhere")
+    s.table(admin, 1, "orders", [s.ID])
+    s.table(admin, 1, "audit", [s.ID], schema="public")
+    lines = apply(admin, 0, fails=True)
+    assert any(
+        'script_tables row 2, schemaname: schema "public" is not the template schema "mgttest"'
+        in line
+        for line in lines
+    ), lines
+    status, error, _ = script_row(admin, 1)
+    assert status == 3
+    assert error.startswith('cannot be applied to schema tenants (template schema "mgttest")')
+    assert all(fleet.history(x) == [] for x in fleet.schemas)
+    assert not fleet.has_table("mgttest", "orders")
+
+
+def test_a_dry_run_in_schema_mode_plans_the_template_schema_and_its_tenants(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 3)
+    orders_script(admin)
+    notices = Notices(admin)
+    admin.execute("CALL admmgt.applyScripts(0, dry_run => true, t_execute => true)")
+    lines = notices.take()
+    assert lines[0].startswith("script 1 (orders), 3 statements")
+    assert any(x.startswith("applyScripts (hard dry run): script 1:") for x in lines), lines
+    plan = f"applyScripts (dry run): would apply script 1 to template {fleet.host}.mgttest "
+    assert any(x.startswith(plan + "first, then to 3 tenant(s)") for x in lines), lines
+    assert all(fleet.history(x) == [] for x in fleet.schemas)
+    assert not fleet.has_table("mgttest", "orders")
+
+
+def test_a_database_fleet_is_untouched_by_a_schema_run(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    dbs = make_fleet(cluster_dsn, admin, tenant_prefix, 2)
+    schemas = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 2)
+    orders_script(admin)
+    lines = apply(admin, 0)
+    assert any("stays ready (status 1) until 3 database tenant(s)" in x for x in lines), lines
+    assert all(schemas.history(x) == [(1, "apply")] for x in schemas.schemas)
+    for db in dbs.databases:
+        with dbs.connect(db) as conn:
+            assert history(conn) == []
+    apply(admin, 1)
+    assert script_row(admin, 1)[0] == 2
