@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from admmgt_plpy._errors import MetadataError
@@ -119,24 +120,29 @@ def _first_words(sql: str) -> str:
     return words if len(words) <= 60 else words[:59] + "…"
 
 
-def _lex(text: str, name: str) -> list[tuple[str, int]]:
-    """(statement, line) pairs: comments outside quotes replaced by a space."""
-    out: list[tuple[str, int]] = []
-    buf: list[str] = []
-    start = [0]  # line of the statement's first character; 0 while only blanks
+@dataclass(frozen=True)
+class Token:
+    """One lexical piece of SQL text, as :func:`tokens` sees it."""
+
+    kind: str  # word | ident | string | dollar | comment | space | punct
+    text: str  # exactly as in the text (quotes, tags and comment markers kept)
+    line: int  # 1-based line of its first character
+    pos: int  # offset of its first character
+
+
+WORD = re.compile(r"[A-Za-z0-9_\x80-\U0010ffff][\w$\x80-\U0010ffff]*")
+SPACE = re.compile(r"\s+")
+
+
+def tokens(text: str, name: str = "the file") -> Iterator[Token]:
+    """The pieces of ``text`` in order, each exactly as written (their texts
+    joined give ``text`` back): words (keywords, bare names, numbers), quoted
+    identifiers, strings ('...', E'...'), dollar-quoted strings, comments, white
+    space, and any other single character. A dollar-quoted string is one token:
+    lex its body again to see inside it. SplitError for a string, quoted
+    identifier, dollar quote or comment that is never closed."""
     i, n, line = 0, len(text), 1
-
-    def add(piece: str, at_line: int) -> None:
-        if not start[0] and piece.strip():
-            start[0] = at_line
-        buf.append(piece)
-
-    def emit() -> None:
-        sql = "".join(buf).strip()
-        if sql:
-            out.append((sql, start[0]))
-        buf.clear()
-        start[0] = 0
+    last = ""  # the previous token's last character ("" at the start)
 
     def fail(what: str, at_line: int) -> SplitError:
         return SplitError(
@@ -146,38 +152,33 @@ def _lex(text: str, name: str) -> list[tuple[str, int]]:
 
     while i < n:
         c = text[i]
-        if c == "\n":
-            buf.append(c)
-            line += 1
-            i += 1
+        kind = "punct"
+        if c.isspace():
+            m = SPACE.match(text, i)
+            j, kind = (m.end() if m else i + 1), "space"
         elif c == "-" and text.startswith("--", i):
             end = text.find("\n", i)
-            i = n if end < 0 else end
-            buf.append(" ")
+            j, kind = (n if end < 0 else end), "comment"
         elif c == "/" and text.startswith("/*", i):
-            depth, j, opened = 1, i + 2, line
+            depth, j = 1, i + 2
             while j < n and depth:
                 if text.startswith("/*", j):
                     depth, j = depth + 1, j + 2
                 elif text.startswith("*/", j):
                     depth, j = depth - 1, j + 2
                 else:
-                    line += text[j] == "\n"
                     j += 1
             if depth:
-                raise fail("a /* comment is never closed", opened)
-            buf.append(" ")
-            i = j
-        elif c == "'" or (c in "eE" and text.startswith("'", i + 1) and not _ident_before(buf)):
+                raise fail("a /* comment is never closed", line)
+            kind = "comment"
+        elif c == "'" or (c in "eE" and text.startswith("'", i + 1) and not _wordish(last)):
             escapes = c != "'"
             j = i + (2 if escapes else 1)
-            opened = line
             while True:
                 if j >= n:
-                    raise fail("a string literal is never closed", opened)
+                    raise fail("a string literal is never closed", line)
                 ch = text[j]
                 if escapes and ch == "\\":
-                    line += text[j + 1 : j + 2] == "\n"
                     j += 2
                     continue
                 if ch == "'":
@@ -186,10 +187,8 @@ def _lex(text: str, name: str) -> list[tuple[str, int]]:
                         continue
                     j += 1
                     break
-                line += ch == "\n"
                 j += 1
-            add(text[i:j], opened)
-            i = j
+            kind = "string"
         elif c == '"':
             end = i + 1
             while True:
@@ -200,37 +199,56 @@ def _lex(text: str, name: str) -> list[tuple[str, int]]:
                     end += 2
                     continue
                 break
-            add(text[i : end + 1], line)
-            line += text.count("\n", i, end + 1)
-            i = end + 1
-        elif c == "$" and not _ident_before(buf) and (m := DOLLAR_TAG.match(text, i)):
+            j, kind = end + 1, "ident"
+        elif c == "$" and not _wordish(last) and (m := DOLLAR_TAG.match(text, i)):
             tag = m.group(0)
             end = text.find(tag, m.end())
             if end < 0:
                 raise fail(f"the dollar quote {tag} is never closed", line)
-            add(text[i : end + len(tag)], line)
-            line += text.count("\n", i, end + len(tag))
-            i = end + len(tag)
-        elif c == "\\" and not start[0]:
-            end = text.find("\n", i)
-            command = text[i : n if end < 0 else end].strip()
-            raise fail(
-                f"{command.split()[0]} is a psql command, not SQL; admmgt does not run psql", line
-            )
-        elif c == ";":
-            emit()
-            i += 1
+            j, kind = end + len(tag), "dollar"
+        elif m := WORD.match(text, i):
+            j, kind = m.end(), "word"
         else:
-            add(c, line)
-            i += 1
-    emit()
+            j = i + 1
+        piece = text[i:j]
+        yield Token(kind, piece, line, i)
+        line += piece.count("\n")
+        last = " " if kind == "comment" else piece[-1]
+        i = j
+
+
+def _wordish(ch: str) -> bool:
+    """True for a character that is part of a word (x$1$, col$, E' in name')."""
+    return ch.isalnum() or ch in "_$" if ch else False
+
+
+def _lex(text: str, name: str) -> list[tuple[str, int]]:
+    """(statement, line) pairs: comments outside quotes replaced by a space."""
+    out: list[tuple[str, int]] = []
+    buf: list[str] = []
+    start = 0  # line of the statement's first character; 0 while only blanks
+    for tok in tokens(text, name):
+        if tok.kind == "comment":
+            buf.append(" ")
+        elif tok.kind == "punct" and tok.text == ";":
+            sql = "".join(buf).strip()
+            if sql:
+                out.append((sql, start))
+            buf.clear()
+            start = 0
+        elif tok.kind == "punct" and tok.text == "\\" and not start:
+            end = text.find("\n", tok.pos)
+            command = text[tok.pos : len(text) if end < 0 else end].strip()
+            raise SplitError(
+                f"{name} line {tok.line}: {command.split()[0]} is a psql command, not SQL; "
+                "admmgt does not run psql",
+                hint="Fix the file and add it again; nothing was stored.",
+            )
+        else:
+            if not start and tok.kind != "space":
+                start = tok.line
+            buf.append(tok.text)
+    sql = "".join(buf).strip()
+    if sql:
+        out.append((sql, start))
     return out
-
-
-def _ident_before(buf: list[str]) -> bool:
-    """True when the character before is part of a word (x$1$, col$, E' in "name'")."""
-    for piece in reversed(buf):
-        if piece:
-            ch = piece[-1]
-            return ch.isalnum() or ch in "_$"
-    return False

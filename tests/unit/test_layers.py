@@ -38,6 +38,7 @@ CORE = frozenset(
         "_partition_plan",
         "_partitioning",
         "_rollback",
+        "_search_path",
         "_sqlsplit",
         "_tenancy",
         "_types",
