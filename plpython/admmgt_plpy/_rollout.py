@@ -438,9 +438,7 @@ def _held_back(
 
 # The registry rows a script must reach before it is applied (status 2): every
 # updating tenant and every created template, of both tenancy modes.
-_MUST_HAVE = (
-    f"({updating_sql('v')} OR (v.istemplate AND NOT v.deleted AND v.status = {APPLIED}))"
-)
+_MUST_HAVE = f"({updating_sql('v')} OR (v.istemplate AND NOT v.deleted AND v.status = {APPLIED}))"
 
 
 def _mark_applied(

@@ -7,6 +7,7 @@ template needs a superuser; plan_script shows one script's statements.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from admmgt_plpy._migration import retryable_outcome
 from admmgt_plpy._registry import DATABASE_MODE, UPDATING, Tenant, mode_sql, place_conninfo
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
+from admmgt_plpy._search_path import names_schema
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import RETRYABLE
 from admmgt_plpy._transient import BLOCKERS, BLOCKERS_COLUMNS, retryable
@@ -118,13 +120,26 @@ RAW_KINDS = {"sql": "raw SQL step", "proc_call": "procedure call"}
 def schema_problem(script: Script, template_schema: str) -> str | None:
     """Why ``script`` cannot go to schema tenants, checked before the template
     schema is touched: it names a schema other than the template's (the
-    compiler's schema map refuses it)."""
+    compiler's schema map refuses it), or a raw SQL step or procedure call
+    names the template schema (each tenant runs it under its own
+    search_path; admmgt_plpy._search_path)."""
+    head = f'cannot be applied to schema tenants (template schema "{template_schema}"): '
     try:
         script.for_schema(template_schema, template_schema)
     except MetadataError as exc:
-        return (
-            f'cannot be applied to schema tenants (template schema "{template_schema}"): '
-            f"{exc.message}"
+        return head + exc.message
+    for number, step in enumerate(script.compiled.steps, 1):
+        if step.kind not in RAW_KINDS:
+            continue
+        found = names_schema(step.sql, template_schema)
+        if found is None:
+            continue
+        named = re.match(r'"?[^".]+"?\.("?[^" ]+"?) at line', found)
+        fix = f"write {named.group(1)}" if named else "use bare names"
+        return head + (
+            f"step {number} ({RAW_KINDS[step.kind]}): raw SQL names the template's schema "
+            f'"{template_schema}" ({found}); schema tenants run it with search_path set to '
+            f"their own schema: {fix}"
         )
     return None
 

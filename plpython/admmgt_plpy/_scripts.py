@@ -65,9 +65,7 @@ class Script:
     meta: ScriptMetadata | None = field(default=None, compare=False, repr=False)
     anchor: date | None = None
     # Compiled for schema tenants in this run, by (template schema, schema).
-    _mapped: dict[tuple[str, str], Script] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    _mapped: dict[tuple[str, str], Script] = field(default_factory=dict, compare=False, repr=False)
 
     def for_schema(self, template_schema: str, schema: str) -> Script:
         """This script as a schema tenant gets it: compiled with the template

@@ -311,7 +311,7 @@ def test_schema_mode_without_a_template_schema_says_how_to_make_one(admin: Conn)
     with pytest.raises(psycopg.Error, match="no template schema is registered") as caught:
         call(admin, "applyscripts", 0)
     assert "create_schema" in (caught.value.diag.message_hint or "")
-    with pytest.raises(psycopg.Error, match="t_separatedb must be 1 .* or 0 .*, not 2"):
+    with pytest.raises(psycopg.Error, match=r"t_separatedb must be 1 .* or 0 .*, not 2"):
         call(admin, "applyscripts", 2)
 
 

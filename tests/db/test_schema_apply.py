@@ -61,7 +61,7 @@ def schema_history(fleet: SchemaFleet, schema: str) -> list[tuple[int, str]]:
 
 
 def checksums(conn: Conn, table: str) -> set[str]:
-    return {r[0] for r in conn.execute(f"SELECT checksum FROM {table}")}  # noqa: S608
+    return {r[0] for r in conn.execute(f"SELECT checksum FROM {table}")}
 
 
 def orders_script(admin: Conn, script_id: int = 1) -> None:
@@ -95,8 +95,8 @@ def test_done_when_fifty_schema_and_twenty_database_tenants_side_by_side(
     assert lines[0].startswith(f"template {schemas.host}.mgttest: script 1 applied in "), lines
     failed = [x for x in lines if "FAILED" in x]
     assert len(failed) == 1, failed
-    assert f"{schemas.host}.{broken}: FAILED: script 1 failed at step 2 (create_table " in (
-        failed[0]
+    assert (
+        f"{schemas.host}.{broken}: FAILED: script 1 failed at step 2 (create_table " in (failed[0])
     )
     assert 'relation "orders" already exists' in failed[0]
     for schema in schemas.schemas:
@@ -229,3 +229,36 @@ def test_a_database_fleet_is_untouched_by_a_schema_run(
             assert history(conn) == []
     apply(admin, 1)
     assert script_row(admin, 1)[0] == 2
+
+
+def test_a_raw_step_naming_the_template_schema_is_refused_before_the_template(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 2)
+    s.script(admin, 1, "orders")
+    s.table(admin, 1, "orders", [s.ID])
+    s.step(admin, 1, 1, "INSERT INTO orders\nSELECT * FROM MgtTest.orders")
+    lines = apply(admin, 0, fails=True)
+    status, error, _ = script_row(admin, 1)
+    assert status == 3
+    assert error == (
+        'cannot be applied to schema tenants (template schema "mgttest"): step 3 (raw SQL '
+        'step): raw SQL names the template\'s schema "mgttest" (MgtTest.orders at line 2); '
+        "schema tenants run it with search_path set to their own schema: write orders; "
+        "nothing was applied"
+    )
+    assert any(error in line for line in lines), lines
+    assert all(fleet.history(x) == [] for x in fleet.schemas)
+    assert not fleet.has_table("mgttest", "orders")
+    # The same script is fine once it names the table bare.
+    admin.execute(
+        "UPDATE admmgt.script_steps SET sqltext = 'INSERT INTO orders DEFAULT VALUES'"
+        " WHERE scriptid = 1"
+    )
+    admin.execute("UPDATE admmgt.scripts SET status = 1 WHERE id = 1")
+    apply(admin, 0)
+    with fleet.connect() as conn:
+        for schema in fleet.schemas:
+            table = sql.Identifier(schema, "orders")
+            count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+            assert count == (1,), schema  # each tenant's own table got the row

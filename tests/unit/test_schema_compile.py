@@ -41,8 +41,8 @@ def both(schema: str, **rows: Any) -> tuple[CompiledScript, CompiledScript]:
 
 def demo_rows() -> dict[str, Any]:
     return {
-        "tables": DEMO_TABLES_1 + [table(3, "notes", tenantcolumn="tenant_id", tenanttype="int")],
-        "columns": DEMO_COLUMNS_1 + [column(20, 3, "body", "text")],
+        "tables": [*DEMO_TABLES_1, table(3, "notes", tenantcolumn="tenant_id", tenanttype="int")],
+        "columns": [*DEMO_COLUMNS_1, column(20, 3, "body", "text")],
         "partitions": DEMO_PARTITIONS_1,
         "fkeys": [fkey(1, "orders", "customerid", "customers", "id", delrule="cascade")],
         "procs": [proc(1, "call testproc1();")],
