@@ -262,3 +262,39 @@ def test_a_raw_step_naming_the_template_schema_is_refused_before_the_template(
             table = sql.Identifier(schema, "orders")
             count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
             assert count == (1,), schema  # each tenant's own table got the row
+
+
+def test_replay_brings_a_held_back_schema_tenant_to_the_template_schemas_script(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 2)
+    held = fleet.tenants[1]
+    admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET updateflag = false WHERE dbname = %s", (held,)
+    )
+    orders_script(admin)
+    apply(admin, 0)
+    assert fleet.history(fleet.tenants[0]) == [(1, "apply")]
+    assert fleet.history(held) == []
+    with pytest.raises(psycopg.Error, match=f'"{held}" is a schema tenant, and t_separatedb is 1'):
+        call(admin, "replayscripts", 1, held, 1)
+    call(admin, "replayscripts", 0, held, 1)
+    assert fleet.history(held) == [(1, "apply")]
+    assert fleet.has_table(held, "orders") and fleet.has_table(held, "raw_notes")
+    assert schema_rows(admin)[held] == (1, None)
+
+
+def test_rollback_is_refused_while_schema_tenants_have_the_script(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    dbs = make_fleet(cluster_dsn, admin, tenant_prefix, 1)
+    schemas = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 1)
+    s.script(admin, 1, "orders")
+    s.table(admin, 1, "orders", [s.ID])
+    apply(admin, 1)
+    apply(admin, 0)
+    with pytest.raises(psycopg.Error, match="does not undo schema tenants yet") as refused:
+        call(admin, "rollbackscript", 1)
+    assert "2 schema tenant(s) or template schema(s) have it" in str(refused.value)
+    assert dbs.history(dbs.template) == [(1, "apply")]
+    assert schemas.history(schemas.tenants[0]) == [(1, "apply")]
