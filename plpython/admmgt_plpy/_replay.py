@@ -45,6 +45,9 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
     """baseline inside its lock: the database and the scripts newly marked."""
     r = registered(plpy, dbname)
     target = Tenant.of(r)
+    if target.is_schema:  # its registry row says so: its history is its schema's own
+        target = replace(target, host=schema_host(plpy, target.cluster))
+    table = target.history_table
     _check_baseline_version(plpy, target, version)
     scripts = [
         load_script(plpy, s["id"])
@@ -60,8 +63,10 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
     with dblink.session(place_conninfo(run.clusters, target.place)) as conn:
         try:
             dblink.query(conn, "BEGIN")
-            dblink.query(conn, _history.ENSURE_TABLE)
-            have = _history.state_of(dblink.query(conn, _history.STATE, _history.STATE_COLUMNS))
+            dblink.query(conn, _history.ensure_table_sql(table))
+            have = _history.state_of(
+                dblink.query(conn, _history.state_sql(table), _history.STATE_COLUMNS)
+            )
             top = _history.version_of(have) or 0
             if top > version:
                 raise AdmmgtError(
@@ -72,7 +77,7 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
                 )
             new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
             for script in new:
-                dblink.query(conn, history_insert(script, "baseline", 0))
+                dblink.query(conn, history_insert(script, "baseline", 0, table))
             dblink.query(conn, "COMMIT")
         except RemoteError as exc:
             raise AdmmgtError(

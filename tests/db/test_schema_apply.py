@@ -298,3 +298,30 @@ def test_rollback_is_refused_while_schema_tenants_have_the_script(
     assert "2 schema tenant(s) or template schema(s) have it" in str(refused.value)
     assert dbs.history(dbs.template) == [(1, "apply")]
     assert schemas.history(schemas.tenants[0]) == [(1, "apply")]
+
+
+def test_baseline_records_a_schema_tenants_version_in_its_own_history(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 1)
+    s.script(admin, 1, "orders")
+    s.table(admin, 1, "orders", [s.ID])
+    apply(admin, 0)
+    legacy = f"{tenant_prefix}Legacy"  # its schema made by hand, as the script would
+    with fleet.connect() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(legacy.lower())))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id bigint)").format(sql.Identifier(legacy.lower(), "orders"))
+        )
+    admin.execute(
+        "INSERT INTO admmgt.vendor_db_settings (dbname, status, separatedb) VALUES (%s, 1, 0)",
+        (legacy,),
+    )
+    call(admin, "baseline", legacy, 1)
+    assert fleet.history(legacy.lower()) == [(1, "baseline")]
+    assert schema_rows(admin)[legacy] == (1, None)
+    with fleet.connect() as conn:  # nothing ran: the hand-made table is as it was
+        assert conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+            (f'"{legacy.lower()}".orders',),
+        ).fetchone() == (1,)
