@@ -7,8 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import sql
 
+from admmgt.cli import main
 from admmgt_plpy import _history
 from tests.db import scripts as s
 from tests.db.fleet import (
@@ -325,3 +327,37 @@ def test_baseline_records_a_schema_tenants_version_in_its_own_history(
             "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
             (f'"{legacy.lower()}".orders',),
         ).fetchone() == (1,)
+
+
+def test_the_cli_applies_to_schema_tenants_and_fleet_status_shows_their_place(
+    cluster_dsn: str, admin: Conn, admin_dsn: str, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 2)
+    broken = fleet.tenants[0]
+    with fleet.connect() as conn:
+        conn.execute(sql.SQL("CREATE TABLE {}.orders (x int)").format(sql.Identifier(broken)))
+    orders_script(admin)
+    runner = CliRunner()
+    dry = runner.invoke(main, ["apply", "--schema-tenants", "--dry-run", "--dsn", admin_dsn])
+    assert dry.exit_code == 0, dry.output
+    assert all(fleet.history(x) == [] for x in fleet.schemas)
+    result = runner.invoke(main, ["apply", "--schema-tenants", "--dsn", admin_dsn])
+    assert result.exit_code == 1, result.output
+    summary = result.stdout.splitlines()
+    assert summary[0].endswith("applyScripts: failed (databases: 1 failed, 2 ok)"), summary
+    assert summary[1].startswith(f"  failed: {broken}: ")
+    assert fleet.history(fleet.tenants[1]) == [(1, "apply")]
+    rows = admin.execute(
+        "SELECT dbname, separatedb, place, size_bytes, scriptversion FROM admmgt.fleet_status"
+        " ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        ("mgttest", 0, f"{fleet.host}.mgttest", None, 1),
+        (broken, 0, f"{fleet.host}.{broken}", None, None),
+        (fleet.tenants[1], 0, f"{fleet.host}.{fleet.tenants[1]}", None, 1),
+    ]
+    with fleet.connect() as conn:
+        conn.execute(sql.SQL("DROP TABLE {}.orders").format(sql.Identifier(broken)))
+    replay = runner.invoke(main, ["replay", "--schema-tenants", broken, "1", "--dsn", admin_dsn])
+    assert replay.exit_code == 0, replay.output
+    assert fleet.history(broken) == [(1, "apply")]
