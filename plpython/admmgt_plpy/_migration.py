@@ -16,6 +16,7 @@ from admmgt_plpy import _history
 from admmgt_plpy._compile import Step
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import MetadataError
+from admmgt_plpy._names import quote_ident
 from admmgt_plpy._registry import Tenant, place_conninfo
 from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
 from admmgt_plpy._scripts import Script
@@ -83,7 +84,10 @@ def migrate(
     compiled with ``template_schema`` mapped to its schema (only the scripts
     it lacks: Script.for_schema)."""
     table = target.history_table
-    conn = yield Connect(place_conninfo(clusters, target.place))
+    if target.is_schema:
+        conn = yield from schema_session(clusters, target)
+    else:
+        conn = yield Connect(place_conninfo(clusters, target.place))
     try:
         has_table, state = yield from _history.read_state(conn, table)
     except RemoteError as exc:
@@ -132,6 +136,24 @@ def migrate(
         details["dropped_columns"] = dropped
     result = Migrated(tuple(_history.have(state)), tuple(executed), captured)
     return carrying(Outcome("ok" if applied else "noop", details=details), result)
+
+
+def schema_session(clusters: Clusters, target: Tenant) -> Fragment:
+    """Job fragment: a connection to a schema tenant's host database whose
+    search_path is the tenant's schema. The fan-out may hand it one that an
+    earlier schema tenant's job of the run left (Connect.reuse: one
+    connection per worker, not per schema), so what that session may carry
+    is reset first (RESET ALL), in the same round trip."""
+    place = target.place
+    assert place.schema is not None
+    conn = yield Connect(clusters.conninfo(place.cluster, place.database), reuse=True)
+    path = _lit(quote_ident(place.schema))
+    yield Run(
+        conn,
+        f"RESET ALL;\nSELECT pg_catalog.set_config('search_path', {path}, false)",
+        statements=2,
+    )
+    return conn
 
 
 class StepFailed(Exception):

@@ -361,3 +361,35 @@ def test_the_cli_applies_to_schema_tenants_and_fleet_status_shows_their_place(
     replay = runner.invoke(main, ["replay", "--schema-tenants", broken, "1", "--dsn", admin_dsn])
     assert replay.exit_code == 0, replay.output
     assert fleet.history(broken) == [(1, "apply")]
+
+
+def test_schema_tenants_share_connections_and_none_leaks_settings_to_the_next(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 12)
+    admin.execute("UPDATE admmgt.settings SET value = '2' WHERE name = 'max_parallel'")
+    s.script(admin, 1, "who ran me")
+    # Each schema records the backend that ran its script, and what a session
+    # setting was when it started: a raw step's SET (not LOCAL) outlives its
+    # transaction, so a kept connection must not carry it to the next schema.
+    s.step(
+        admin,
+        1,
+        1,
+        "CREATE TABLE who AS SELECT pg_backend_pid() AS pid,"
+        " current_setting('application_name') AS app, current_schema() AS here",
+    )
+    s.step(admin, 1, 2, "SET application_name = 'leaked'")
+    apply(admin, 0)
+    with fleet.connect() as conn:
+        rows = [
+            conn.execute(
+                sql.SQL("SELECT pid, app, here FROM {}").format(sql.Identifier(schema, "who"))
+            ).fetchone()
+            for schema in fleet.tenants
+        ]
+    assert all(r is not None for r in rows)
+    pids = {r[0] for r in rows if r is not None}
+    assert len(pids) <= 2, pids  # one connection per worker, not one per schema
+    assert [r[2] for r in rows if r is not None] == fleet.tenants
+    assert "leaked" not in {r[1] for r in rows if r is not None}
