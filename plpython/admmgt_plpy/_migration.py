@@ -84,6 +84,12 @@ def migrate(
     compiled with ``template_schema`` mapped to its schema (only the scripts
     it lacks: Script.for_schema)."""
     table = target.history_table
+    if target.is_schema and target.host is None:
+        return Outcome(
+            "failed",
+            f'{who} "{name_of(target)}": cluster "{target.cluster}" has no host database for '
+            "schema tenants (admmgt.schema_hosts); register it, then re-run",
+        )
     if target.is_schema:
         conn = yield from schema_session(clusters, target)
     else:
