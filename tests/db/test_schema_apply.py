@@ -393,3 +393,43 @@ def test_schema_tenants_share_connections_and_none_leaks_settings_to_the_next(
     assert len(pids) <= 2, pids  # one connection per worker, not one per schema
     assert [r[2] for r in rows if r is not None] == fleet.tenants
     assert "leaked" not in {r[1] for r in rows if r is not None}
+
+
+def test_a_locked_schema_tenant_is_retried_then_reported_and_the_others_go_on(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    fleet = make_schema_fleet(cluster_dsn, admin, tenant_prefix, 3)
+    s.script(admin, 1, "orders")
+    table_id = s.table(admin, 1, "orders", [s.ID])
+    apply(admin, 0)
+    s.script(admin, 2, "a column")
+    s.column(admin, table_id, 2, "extra", "int")
+    for name, value in [("lock_timeout_ms", "100"), ("lock_retries", "2")]:
+        admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
+    locked = fleet.tenants[1]
+    with fleet.connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(locked, "orders")
+            )
+        )
+        pid = holder.info.backend_pid
+        lines = apply(admin, 0, fails=True)
+        holder.execute("ROLLBACK")
+    failure = next(line for line in lines if "FAILED" in line)
+    assert f"/3] {fleet.host}.{locked}: FAILED: script 2 failed at step 1 (add_column " in (failure)
+    assert "could not get a lock within lock_timeout after 3 tries (55P03" in failure
+    assert f"retryable: a lock held by pid {pid} " in failure
+    logged = admin.execute(
+        "SELECT message FROM admmgt.run_log WHERE dbname = %s AND outcome = 'failed'", (locked,)
+    ).fetchone()
+    assert logged is not None
+    assert logged[0].startswith(f'tenant "{fleet.host}.{locked}": script 2 failed')
+    assert fleet.history(locked) == [(1, "apply")]
+    assert schema_rows(admin)[locked][0] == 1
+    for schema in (fleet.template, fleet.tenants[0], fleet.tenants[2]):
+        assert fleet.history(schema) == [(1, "apply"), (2, "apply")]
+    apply(admin, 0)  # the lock is gone: a plain re-run is the fix
+    assert fleet.history(locked) == [(1, "apply"), (2, "apply")]
+    assert script_row(admin, 2)[0] == 2
