@@ -296,17 +296,31 @@ def _run(
     sys.exit(result.exit_code)
 
 
+_SCHEMA_TENANTS = click.option(
+    "--schema-tenants",
+    is_flag=True,
+    help="Schema tenants (t_separatedb => 0) instead of database tenants.",
+)
+
+
 @main.command()
 @dsn_option
 @click.option("--dry-run", is_flag=True, help="Say what would be applied, changing nothing.")
+@_SCHEMA_TENANTS
 @_DETACH
 @click.pass_obj
-def apply(dsn: str, dry_run: bool, detach: bool) -> None:
-    """Apply the ready scripts: template first, then every tenant (CALL admmgt.applyScripts)."""
+def apply(dsn: str, dry_run: bool, schema_tenants: bool, detach: bool) -> None:
+    """Apply the ready scripts: template first, then every tenant (CALL admmgt.applyScripts);
+    --schema-tenants: the template schema, then the schema tenants (applyScripts(0))."""
+    separatedb = 0 if schema_tenants else 1
     if detach:
         if dry_run:
             raise click.UsageError("--dry-run changes nothing: run it without --detach")
-        _start_detached(dsn, "applyscripts", ())
+        _start_detached(dsn, "applyscripts", (separatedb,) if schema_tenants else ())
+        return
+    if schema_tenants:
+        statement = "CALL admmgt.applyScripts(%s, dry_run => %s)"
+        _run(dsn, "applyScripts", statement, (separatedb, dry_run), dry_run)
         return
     _run(dsn, "applyScripts", "CALL admmgt.applyScripts(dry_run => %s)", (dry_run,), dry_run)
 
@@ -329,19 +343,23 @@ def rollback(dsn: str, script_id: int, detach: bool) -> None:
 @dsn_option
 @click.argument("dbname")
 @click.argument("target_script_id", type=int)
+@_SCHEMA_TENANTS
 @_DETACH
 @click.pass_obj
-def replay(dsn: str, dbname: str, target_script_id: int, detach: bool) -> None:
-    """Bring tenant DBNAME to TARGET_SCRIPT_ID, script by script (CALL admmgt.replayScripts)."""
+def replay(
+    dsn: str, dbname: str, target_script_id: int, schema_tenants: bool, detach: bool
+) -> None:
+    """Bring tenant DBNAME to TARGET_SCRIPT_ID, script by script (CALL admmgt.replayScripts);
+    --schema-tenants for a schema tenant."""
+    args: tuple[Any, ...] = (dbname, target_script_id)
+    statement = "CALL admmgt.replayScripts(%s, %s)"
+    if schema_tenants:
+        args = (0, dbname, target_script_id)
+        statement = "CALL admmgt.replayScripts(%s, %s, %s)"
     if detach:
-        _start_detached(dsn, "replayscripts", (dbname, target_script_id))
+        _start_detached(dsn, "replayscripts", args)
         return
-    _run(
-        dsn,
-        "replayScripts",
-        "CALL admmgt.replayScripts(%s, %s)",
-        (dbname, target_script_id),
-    )
+    _run(dsn, "replayScripts", statement, args)
 
 
 @main.command()

@@ -35,6 +35,7 @@ creates, with their tenant keys and partitions).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -102,9 +103,20 @@ class _TenantKey:
     datatype: str
 
 
-def compile_script(meta: ScriptMetadata, *, anchor: date) -> CompiledScript:
-    """Compile one script; raise one MetadataError listing every problem found."""
-    return _Compiler(meta, anchor).run()
+def compile_script(
+    meta: ScriptMetadata, *, anchor: date, schema_map: Mapping[str, str] | None = None
+) -> CompiledScript:
+    """Compile one script; raise one MetadataError listing every problem found.
+
+    ``schema_map`` (schema tenants): {template schema: the tenant's schema}.
+    Every schema the metadata names (tables, columns, column changes,
+    indexes, partitions, foreign keys, row-level security and the tenant
+    context function all follow their table's) is mapped as it is read; a
+    schema not in the map is a problem naming the row. The steps then name
+    the tenant's schema; the checksum is of these steps, so the engine
+    records the template's (unmapped) checksum in every history.
+    """
+    return _Compiler(meta, anchor, schema_map).run()
 
 
 class _Compiler(ChangeCompiler):
@@ -195,7 +207,7 @@ class _Compiler(ChangeCompiler):
                 continue
             if row.status == DESIGNING and this_script:
                 continue
-            schema = self.ident(row.schemaname, self.what(what, row.id, "schemaname"))
+            schema = self.schema(row.schemaname, self.what(what, row.id, "schemaname"))
             name = self.ident(row.tablename, self.what(what, row.id, "tablename"))
             table = Table(row, schema, name, this_script)
             self.tables[row.id] = table

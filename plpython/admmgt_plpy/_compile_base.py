@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -125,9 +125,14 @@ class Table:
 class CompilerBase:
     """One compilation's state, and the checks that record its problems."""
 
-    def __init__(self, meta: ScriptMetadata, anchor: date) -> None:
+    def __init__(
+        self, meta: ScriptMetadata, anchor: date, schema_map: Mapping[str, str] | None = None
+    ) -> None:
         self.meta = meta
         self.anchor = anchor
+        # Schema tenants: {template schema: the schema the steps must name}
+        # (None: a database, every schema as the metadata names it).
+        self.schema_map = schema_map
         self.script_id = meta.script.id
         self.problems: list[str] = []
         self.steps: list[Step] = []
@@ -156,6 +161,26 @@ class CompilerBase:
         # because run() raises whenever a problem was recorded.
         self.invalid_count += 1
         return f"invalid_{self.invalid_count}"
+
+    def schema(self, value: object, what: str) -> str:
+        """A metadata schemaname, checked, then mapped for a schema tenant: the
+        template schema becomes the tenant's; any other schema is refused (a
+        schema tenant has only its own schema)."""
+        known = len(self.problems)
+        name = self.ident(value, what)
+        if self.schema_map is None or len(self.problems) > known:
+            return name
+        mapped = self.schema_map.get(name)
+        if mapped is None:
+            template = " or ".join(f'"{k}"' for k in self.schema_map) or "none"
+            self.problem(
+                f'{what}: schema "{name}" is not the template schema {template}; schema '
+                "tenants have only their own schema, the template schema's counterpart, so "
+                "a script that schema tenants get may name only the template schema; move "
+                "the object there, or keep this fleet's schema tenants off this script"
+            )
+            return self._placeholder()
+        return mapped
 
     def ident(self, value: object, what: str) -> str:
         try:

@@ -192,7 +192,7 @@ class ChangeCompiler(CompilerBase):
                     f"{row.scriptid}, not {self.script_id}; leave it out"
                 )
                 continue
-            schema = self.ident(row.schemaname, self.what(w, row.id, "schemaname"))
+            schema = self.schema(row.schemaname, self.what(w, row.id, "schemaname"))
             child = self.ident(row.childtablename, self.what(w, row.id, "childtablename"))
             parent = self.ident(row.parenttablename, self.what(w, row.id, "parenttablename"))
             constraint = self.name(row.constraintname, self.what(w, row.id, "constraintname"))

@@ -25,6 +25,8 @@ class _Active:
     job: Job
     started: float
     connections: list[str] = field(default_factory=list)
+    # Of those, the ones that may serve a later job (Connect.reuse): by conninfo.
+    reusable: dict[str, str] = field(default_factory=dict)
     waiting_on: tuple[str, str, str] | None = None  # (conn, columns, sql)
     wake_at: float | None = None
     results: int = 1  # of the statement(s) waited on, still to read
@@ -72,6 +74,8 @@ class Fanout:
         self.clusters = clusters
         self.failures = 0
         self._queues: dict[str, deque[Any]] = {}
+        # Connections kept between jobs (Connect.reuse), idle, by conninfo.
+        self._kept: dict[str, list[str]] = {}
 
     def _cluster(self, target: Any) -> str:
         if self.clusters is None:
@@ -132,6 +136,10 @@ class Fanout:
             for state in active:
                 for name in state.connections:
                     self.dblink.disconnect(name)
+            for names in self._kept.values():
+                for name in names:
+                    self.dblink.disconnect(name)
+            self._kept.clear()
 
     def _limit(self, cluster: str) -> int:
         return self.clusters.parallel(cluster, self.parallel) if self.clusters else self.parallel
@@ -234,12 +242,15 @@ class Fanout:
                 return
             value, error = None, None
             if isinstance(op, Connect):
+                kept = self._kept.get(op.conninfo) if op.reuse else None
                 try:
-                    name = self.dblink.connect(op.conninfo)
+                    name = kept.pop() if kept else self.dblink.connect(op.conninfo)
                 except RemoteError as exc:
                     error = exc
                 else:
                     state.connections.append(name)
+                    if op.reuse:
+                        state.reusable[name] = op.conninfo
                     value = name
             elif isinstance(op, Run):
                 try:
@@ -255,9 +266,18 @@ class Fanout:
                 return
 
     def _finish(self, state: _Active, outcome: Outcome) -> None:
+        # A job that ended ok or noop left its connections outside any
+        # transaction: the reusable ones wait for the next job; any other
+        # outcome may have left one in a bad state, so they all close.
+        keep = outcome.outcome in ("ok", "noop")
         for name in state.connections:
-            self.dblink.disconnect(name)
+            conninfo = state.reusable.get(name)
+            if keep and conninfo is not None:
+                self._kept.setdefault(conninfo, []).append(name)
+            else:
+                self.dblink.disconnect(name)
         state.connections.clear()
+        state.reusable.clear()
         if outcome.outcome == "failed" and self._server_gone(state.cluster, outcome):
             assert self.clusters is not None
             interrupted = _cluster_unreachable(state.cluster, self.clusters.down[state.cluster])

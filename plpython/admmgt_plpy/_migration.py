@@ -15,6 +15,8 @@ from typing import Any
 from admmgt_plpy import _history
 from admmgt_plpy._compile import Step
 from admmgt_plpy._conninfo import Clusters
+from admmgt_plpy._errors import MetadataError
+from admmgt_plpy._names import quote_ident
 from admmgt_plpy._registry import Tenant, place_conninfo
 from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
 from admmgt_plpy._scripts import Script
@@ -73,11 +75,27 @@ def migrate(
     run_id: int,
     sync: SyncPlan,
     who: str = "tenant",
+    template_schema: str | None = None,
 ) -> Job:
-    """Apply to one database every chain script its own history lacks."""
-    conn = yield Connect(place_conninfo(clusters, target.place))
+    """Apply to one database every chain script its own history lacks.
+
+    A schema tenant (or template schema) is a connection to its host database
+    whose search_path is its schema, its own history table, and each script
+    compiled with ``template_schema`` mapped to its schema (only the scripts
+    it lacks: Script.for_schema)."""
+    table = target.history_table
+    if target.is_schema and target.host is None:
+        return Outcome(
+            "failed",
+            f'{who} "{name_of(target)}": cluster "{target.cluster}" has no host database for '
+            "schema tenants (admmgt.schema_hosts); register it, then re-run",
+        )
+    if target.is_schema:
+        conn = yield from schema_session(clusters, target)
+    else:
+        conn = yield Connect(place_conninfo(clusters, target.place))
     try:
-        has_table, state = yield from _history.read_state(conn)
+        has_table, state = yield from _history.read_state(conn, table)
     except RemoteError as exc:
         return (yield from history_unread(target, who, conn, exc))
     applied: list[int] = []
@@ -88,11 +106,16 @@ def migrate(
         action = state.get(script.id)
         if action in ("apply", "baseline"):
             continue
+        if target.is_schema:
+            try:
+                script = script.for_schema(template_schema or target.database, target.database)
+            except MetadataError as exc:
+                return unmappable(target, who, script, exc, state)
         steps = script.compiled.steps
         if action != "partial":
             try:
                 captured[script.id] = yield from _transactional_part(
-                    conn, script, settings, run_id, sync, has_table
+                    conn, script, settings, run_id, sync, has_table, table
                 )
                 has_table = True
             except StepFailed as failure:
@@ -105,7 +128,7 @@ def migrate(
                 for number, step in enumerate(steps, 1):
                     if not step.transactional:
                         yield from _run_outside_transaction(conn, step, number)
-                yield Run(conn, history_insert(script, "apply", run_id))
+                yield Run(conn, history_insert(script, "apply", run_id, table))
             except StepFailed as failure:
                 state[script.id] = "partial"
                 return step_failure(target, who, script, failure, state)
@@ -119,6 +142,24 @@ def migrate(
         details["dropped_columns"] = dropped
     result = Migrated(tuple(_history.have(state)), tuple(executed), captured)
     return carrying(Outcome("ok" if applied else "noop", details=details), result)
+
+
+def schema_session(clusters: Clusters, target: Tenant) -> Fragment:
+    """Job fragment: a connection to a schema tenant's host database whose
+    search_path is the tenant's schema. The fan-out may hand it one that an
+    earlier schema tenant's job of the run left (Connect.reuse: one
+    connection per worker, not per schema), so what that session may carry
+    is reset first (RESET ALL), in the same round trip."""
+    place = target.place
+    assert place.schema is not None
+    conn = yield Connect(clusters.conninfo(place.cluster, place.database), reuse=True)
+    path = _lit(quote_ident(place.schema))
+    yield Run(
+        conn,
+        f"RESET ALL;\nSELECT pg_catalog.set_config('search_path', {path}, false)",
+        statements=2,
+    )
+    return conn
 
 
 class StepFailed(Exception):
@@ -176,6 +217,7 @@ def _transactional_part(
     run_id: int,
     sync: SyncPlan,
     has_table: bool = False,
+    table: str = _history.DATABASE_HISTORY,
 ) -> Fragment:
     """Synced objects, every transactional step and the history row, in one transaction.
     Returns what the template's definitions were before and after (when capturing).
@@ -192,8 +234,8 @@ def _transactional_part(
         # query) shows them, then the history table (if new) and its row.
         statements = [steps[i - 1].sql for i in numbers]
         if not has_table:
-            statements.append(_history.ENSURE_TABLE)
-        statements.append(history_insert(script, action, run_id))
+            statements.append(_history.ensure_table_sql(table))
+        statements.append(history_insert(script, action, run_id, table))
         try:
             yield from in_one_trip(conn, settings, statements, utc=True)
         except TransactionFailed as failed:
@@ -203,7 +245,7 @@ def _transactional_part(
         return {True: {}, False: {}}
 
     def body(position: list[int]) -> Fragment:
-        yield Run(conn, _history.ENSURE_TABLE)
+        yield Run(conn, _history.ensure_table_sql(table))
         before = yield from follow_template(conn, sync, script.id, True)
         for index, step in enumerate(steps, 1):
             if step.transactional:
@@ -212,7 +254,7 @@ def _transactional_part(
         position[0] = 0
         after = yield from follow_template(conn, sync, script.id, False)
         action = "apply" if all(s.transactional for s in steps) else "partial"
-        yield Run(conn, history_insert(script, action, run_id))
+        yield Run(conn, history_insert(script, action, run_id, table))
         return {True: before, False: after}
 
     return (yield from in_step_transaction(conn, settings, steps, body))
@@ -260,11 +302,13 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def history_insert(script: Script, action: str, run_id: int) -> str:
+def history_insert(
+    script: Script, action: str, run_id: int, table: str = _history.DATABASE_HISTORY
+) -> str:
     """The history row of ``script`` (``action``: apply, partial, baseline or
-    rollback), written in the same transaction as what it records."""
+    rollback) in ``table``, written in the same transaction as what it records."""
     return (
-        "INSERT INTO admmgt.script_history (script_id, action, checksum, duration_ms,"
+        f"INSERT INTO {table} (script_id, action, checksum, duration_ms,"
         f" admin_run_id) VALUES ({script.id}, {_lit(action)}, {_lit(script.compiled.checksum)},"
         f" extract(epoch FROM clock_timestamp() - now()) * 1000, {run_id})"
     )
@@ -310,7 +354,7 @@ def step_failure(
             else "fix the tenant or mark it held back with updateflag = false"
         )
         message = (
-            f'{who} "{target.database}": {subject} failed at {where} '
+            f'{who} "{name_of(target)}": {subject} failed at {where} '
             f"({exc.sqlstate} {exc.message}); {todo}"
         )
         outcome = Outcome("failed", message, exc.sqlstate, statement)
@@ -342,18 +386,20 @@ def retryable_outcome(
         )
     else:
         why = f"{connection_cause(exc)}; a plain re-run is the fix"
-    message = f'{who} "{target.database}": {what}, retryable: {why}'
+    message = f'{who} "{name_of(target)}": {what}, retryable: {why}'
     return Outcome("failed", message, exc.sqlstate, details={"retryable": True})
 
 
 def history_unread(target: Tenant, who: str, conn: str, exc: RemoteError) -> Job:
     """Job fragment: the outcome of a database whose history could not be read.
     Nothing was changed and its registry row keeps its version."""
+    table = target.history_table
+    where = "the schema" if target.is_schema else "the database"
     if not retryable(exc.sqlstate):
         return Outcome(
             "failed",
-            f'{who} "{target.database}": its history (admmgt.script_history) could not be read '
-            f"({exc.describe()}); fix that table in the database, then re-run",
+            f'{who} "{name_of(target)}": its history ({table}) could not be read '
+            f"({exc.describe()}); fix that table in {where}, then re-run",
             exc.sqlstate,
         )
     blockers = (yield from find_blockers(conn)) if exc.sqlstate in RETRYABLE else []
@@ -362,6 +408,25 @@ def history_unread(target: Tenant, who: str, conn: str, exc: RemoteError) -> Job
         who,
         exc,
         blockers,
-        "its history (admmgt.script_history) could not be read",
-        "admmgt.script_history",
+        f"its history ({table}) could not be read",
+        table,
     )
+
+
+def unmappable(
+    target: Tenant, who: str, script: Script, exc: MetadataError, state: dict[int, str]
+) -> Outcome:
+    """A script that cannot be compiled for a schema tenant (it names a schema
+    other than the template's): nothing of it ran there."""
+    outcome = Outcome(
+        "failed",
+        f'{who} "{name_of(target)}": script {script.id} cannot be compiled for a schema tenant '
+        f"({exc.message}); nothing of it ran; fix the script's rows",
+    )
+    outcome.details = {"script": script.id, "step": 0, "version": _history.version_of(state)}
+    return carrying(outcome, Migrated(tuple(_history.have(state))))
+
+
+def name_of(target: Tenant) -> str:
+    """How a failure message names a database, or a schema tenant (host.schema)."""
+    return target.label if target.is_schema else target.database

@@ -32,17 +32,24 @@ from admmgt_plpy._transaction import TransactionFailed, in_transaction
 # ------------------------------------------------------------ hard dry run
 
 
-def rehearse(conninfo: str, scripts: list[Any], settings: Settings, database: str) -> Job:
+def rehearse(
+    conninfo: str,
+    scripts: list[Any],
+    settings: Settings,
+    database: str,
+    table: str = _history.DATABASE_HISTORY,
+) -> Job:
     """Job: run ``scripts`` (those the database lacks) in one transaction, then roll back.
 
     Outcome ``ok`` lists what ran; ``failed`` names the script and the step.
-    ``scripts`` are ``_scripts.Script`` objects in id order.
+    ``scripts`` are ``_scripts.Script`` objects in id order; ``table`` is the
+    place's history (a template schema's is its own).
     """
     conn = yield Connect(conninfo)
-    has = yield Run(conn, _history.HAS_TABLE, "has boolean")
+    has = yield Run(conn, _history.has_table_sql(table), "has boolean")
     have: set[int] = set()
     if has[0]["has"]:
-        rows = yield Run(conn, _history.STATE, _history.STATE_COLUMNS)
+        rows = yield Run(conn, _history.state_sql(table), _history.STATE_COLUMNS)
         have = {r["script_id"] for r in rows if r["action"] in ("apply", "baseline")}
     todo = [s for s in scripts if s.id not in have]
     where: list[Any] = [None, 0, None]  # script, step number, step

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from admmgt_plpy._fanout import Fanout
-from admmgt_plpy._migration import migrated
+from admmgt_plpy._migration import migrated, name_of
 from admmgt_plpy._registry import KEEP, Tenant, registry_update
 from admmgt_plpy._remote import Dblink, Job, Outcome
 from admmgt_plpy._runlog import RunRecorder
@@ -110,5 +110,5 @@ def outcome_text(target: Tenant, outcome: Outcome, elapsed_ms: float) -> str:
         )
     message = outcome.message
     for who in ("tenant", "template"):
-        message = message.removeprefix(f'{who} "{target.database}": ')
+        message = message.removeprefix(f'{who} "{name_of(target)}": ')
     return f"{outcome.outcome.upper()}: {message}"

@@ -227,9 +227,16 @@ class Dblink:
 
 @dataclass(frozen=True)
 class Connect:
-    """Open a connection; the job receives its name."""
+    """Open a connection; the job receives its name.
+
+    ``reuse``: the fan-out may hand out a connection to the same conninfo that
+    an earlier job of the same run left (its job ended ok or noop, outside any
+    transaction), and keeps this one for a later job likewise. A job that asks
+    for it resets what its session may carry first (schema tenants: RESET ALL
+    and its search_path, _migration.schema_session)."""
 
     conninfo: str
+    reuse: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,25 @@ template has, with the routines and views the template had at each step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from admmgt_plpy import _history, _sync
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._migration import history_insert, migrate
+from admmgt_plpy._names import quote_literal
 from admmgt_plpy._recording import single
-from admmgt_plpy._registry import Tenant, check_mode, place_conninfo, registered, registry_update
+from admmgt_plpy._registry import (
+    SCHEMA_MODE,
+    Tenant,
+    mode_of,
+    place_conninfo,
+    registered,
+    registry_update,
+    schema_host,
+    templates,
+)
 from admmgt_plpy._remote import RemoteError
 from admmgt_plpy._scripts import Script, load_applied, load_script, on_template
 from admmgt_plpy._types import APPLIED, READY, Plpy
@@ -34,6 +45,9 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
     """baseline inside its lock: the database and the scripts newly marked."""
     r = registered(plpy, dbname)
     target = Tenant.of(r)
+    if target.is_schema:  # its registry row says so: its history is its schema's own
+        target = replace(target, host=schema_host(plpy, target.cluster))
+    table = target.history_table
     _check_baseline_version(plpy, target, version)
     scripts = [
         load_script(plpy, s["id"])
@@ -49,8 +63,10 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
     with dblink.session(place_conninfo(run.clusters, target.place)) as conn:
         try:
             dblink.query(conn, "BEGIN")
-            dblink.query(conn, _history.ENSURE_TABLE)
-            have = _history.state_of(dblink.query(conn, _history.STATE, _history.STATE_COLUMNS))
+            dblink.query(conn, _history.ensure_table_sql(table))
+            have = _history.state_of(
+                dblink.query(conn, _history.state_sql(table), _history.STATE_COLUMNS)
+            )
             top = _history.version_of(have) or 0
             if top > version:
                 raise AdmmgtError(
@@ -61,7 +77,7 @@ def _baseline(plpy: Plpy, run: FleetRun, dbname: str, version: int) -> tuple[Ten
                 )
             new = [s for s in scripts if have.get(s.id) not in ("apply", "baseline")]
             for script in new:
-                dblink.query(conn, history_insert(script, "baseline", 0))
+                dblink.query(conn, history_insert(script, "baseline", 0, table))
             dblink.query(conn, "COMMIT")
         except RemoteError as exc:
             raise AdmmgtError(
@@ -104,22 +120,58 @@ def _created_tenant(plpy: Plpy, dbname: str) -> tuple[Tenant, dict[str, Any]]:
     return tenant, row
 
 
+def _check_mode(plpy: Plpy, tenant: Tenant, mode: int, target: int) -> str | None:
+    """The tenant is of the mode the caller named; for a schema tenant, its
+    cluster's template schema has script ``target``. Returns the template
+    schema's name (None for a database tenant)."""
+    if tenant.separatedb != mode:
+        kind = "a schema tenant" if tenant.is_schema else "a database tenant"
+        raise AdmmgtError(
+            f'replayScripts: "{tenant.dbname}" is {kind}, and t_separatedb is {mode}; '
+            "nothing was changed",
+            hint=f"CALL admmgt.replayScripts({tenant.separatedb}, "
+            f"{quote_literal(tenant.dbname)}, {target});",
+        )
+    if mode != SCHEMA_MODE:
+        return None
+    home = templates(plpy, SCHEMA_MODE)
+    mine = next((t for t in home if t.cluster == tenant.cluster), home[0])
+    if (mine.scriptversion or 0) < target:
+        raise AdmmgtError(
+            f'replayScripts: the template schema "{mine.label}" is at script '
+            f"{mine.scriptversion or 'none'}, not {target}; a schema tenant can only be "
+            "replayed to a script its template schema has; nothing was changed",
+            hint="CALL admmgt.applyScripts(0); first.",
+        )
+    return home[0].database
+
+
 def replayscripts(
     plpy: Plpy, *, separatedb: int, dbname: str, targetscriptid: int, raise_failure: bool = True
 ) -> None:
-    """Bring one tenant (typically held back) to a script the template has."""
-    check_mode(separatedb, "replayScripts")
+    """Bring one tenant (typically held back) to a script the template has;
+    ``separatedb``: the tenant's mode (0: a schema tenant, brought to a script
+    its cluster's template schema has)."""
+    mode = mode_of(separatedb)
     with fleet_run(plpy, "replayScripts", lock="migrations") as run:
-        _replay(plpy, run, dbname, targetscriptid, raise_failure)
+        _replay(plpy, run, dbname, targetscriptid, raise_failure, mode)
 
 
 def _replay(
-    plpy: Plpy, run: FleetRun, dbname: str, targetscriptid: int, raise_failure: bool
+    plpy: Plpy,
+    run: FleetRun,
+    dbname: str,
+    targetscriptid: int,
+    raise_failure: bool,
+    mode: int,
 ) -> None:
     settings = run.settings
     tenant, row = _created_tenant(plpy, dbname)
     if row["istemplate"]:
         raise AdmmgtError(f'"{tenant.database}" is the template; replayScripts moves tenants')
+    template_schema = _check_mode(plpy, tenant, mode, targetscriptid)
+    if template_schema is not None:
+        tenant = replace(tenant, host=schema_host(plpy, tenant.cluster))
     ids = on_template(plpy, targetscriptid)
     if targetscriptid not in ids:
         raise AdmmgtError(
@@ -134,7 +186,12 @@ def _replay(
             f"{tenant.database} has updateflag = true: applyScripts would also bring it "
             "to the template's version"
         )
-    sync = _sync.SyncPlan.for_tenants(plpy, _sync.schemas_expression(settings.sync_schemas), ids)
+    schemas = _sync.schemas_expression(settings.sync_schemas)
+    sync = (
+        _sync.SyncPlan(schemas)  # schema tenants do not follow the template's routines
+        if template_schema is not None
+        else _sync.SyncPlan.for_tenants(plpy, schemas, ids)
+    )
     dblink, clusters = run.dblink, run.clusters
     words = {"ok": "replayed", "noop": "already there"}
     recorder = run.start({"dbname": dbname, "target": targetscriptid}, words=words)
@@ -143,7 +200,15 @@ def _replay(
             plpy,
             dblink,
             tenant,
-            migrate(tenant, chain, settings, clusters, recorder.run_id, sync),
+            migrate(
+                tenant,
+                chain,
+                settings,
+                clusters,
+                recorder.run_id,
+                sync,
+                template_schema=template_schema,
+            ),
             recorder,
             targetscriptid,
         )

@@ -18,6 +18,7 @@ Order of a run (docs/migrations.md):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 from admmgt_plpy import _sync
@@ -28,43 +29,48 @@ from admmgt_plpy._fleetrun import FleetRun, fleet_run
 from admmgt_plpy._migration import migrate, migrated
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, record, single, skip
 from admmgt_plpy._registry import (
-    UPDATING,
+    DATABASE_MODE,
+    SCHEMA_MODE,
     Tenant,
-    check_mode,
+    mode_of,
+    mode_sql,
     templates,
     templates_not_ready,
     updating_sql,
     updating_tenants,
 )
 from admmgt_plpy._remote import Dblink, Job, Outcome
-from admmgt_plpy._rollout_checks import dry_run_rollout, validate_on_template
+from admmgt_plpy._rollout_checks import dry_run_rollout, schema_problem, validate_on_template
 from admmgt_plpy._runlog import RunRecorder
 from admmgt_plpy._scripts import Script, load_applied, load_script, refuse_changed
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._sync import SyncPlan
 from admmgt_plpy._transient import retryable
-from admmgt_plpy._types import FAILED, READY, Plpy
+from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
 from admmgt_plpy._validate import TemplateBusy
 
 
 def applyscripts(
     plpy: Plpy, *, separatedb: int, dry_run: bool, execute: bool = False, raise_failure: bool = True
 ) -> None:
-    check_mode(separatedb, "applyScripts")
+    mode = mode_of(separatedb)
     if execute and not dry_run:
         raise AdmmgtError(
             "applyScripts: t_execute => true is part of a dry run; nothing was applied",
             hint="CALL admmgt.applyScripts(dry_run => true, t_execute => true);",
         )
     with fleet_run(plpy, "applyScripts", lock="migrations") as run:
-        _run(plpy, run, dry_run=dry_run, execute=execute, raise_failure=raise_failure)
+        _run(plpy, run, mode, dry_run=dry_run, execute=execute, raise_failure=raise_failure)
 
 
-def _run(plpy: Plpy, run: FleetRun, *, dry_run: bool, execute: bool, raise_failure: bool) -> None:
-    """applyScripts inside its fleet run (settings read, lock taken)."""
+def _run(
+    plpy: Plpy, run: FleetRun, mode: int, *, dry_run: bool, execute: bool, raise_failure: bool
+) -> None:
+    """applyScripts inside its fleet run (settings read, lock taken), on the
+    templates and tenants of one tenancy ``mode`` (1: databases, 0: schemas)."""
     settings = run.settings
-    template, *copies = templates(plpy)
-    if not dry_run and not _unfinished(plpy, "applyScripts") and _nothing_pending(plpy):
+    template, *copies = templates(plpy, mode)
+    if not dry_run and not _unfinished(plpy, "applyScripts") and _nothing_pending(plpy, mode):
         return
     # Each script is loaded and compiled once; applied ones must match their rows.
     ready = [
@@ -78,10 +84,24 @@ def _run(plpy: Plpy, run: FleetRun, *, dry_run: bool, execute: bool, raise_failu
     broken: dict[int, MetadataError] = {}
     scripts = {i: _load_or_fail(plpy, i, dry_run, broken) for i in ready}
     refuse_changed((x for x in scripts.values() if x is not None), "applyScripts")
+    # Schema tenants: a ready script must compile for the template schema and
+    # its raw statements must not name it, before anything changes.
+    unfit: dict[int, str] = {}
+    if mode == SCHEMA_MODE:
+        for script_id, loaded in list(scripts.items()):
+            why = None if loaded is None else schema_problem(loaded, template.database)
+            if why is not None:
+                if dry_run:
+                    plpy.notice(f"script {script_id} would be refused: {why}")
+                unfit[script_id] = why
+                scripts[script_id] = None
     if dry_run:
         chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
         refusals = [f"script {i} cannot be compiled" for i in broken]
-        dry_run_rollout(plpy, settings, template, copies, chain, refusals, execute, len(ready))
+        refusals += [f"script {i}: {why}" for i, why in unfit.items()]
+        dry_run_rollout(
+            plpy, settings, template, copies, chain, refusals, execute, len(ready), mode
+        )
         return
 
     dblink, clusters = run.dblink, run.clusters
@@ -98,7 +118,9 @@ def _run(plpy: Plpy, run: FleetRun, *, dry_run: bool, execute: bool, raise_failu
                 f"cannot be compiled; nothing was applied:\n{exc.message}",
                 template,
             )
-        if broken:
+        for script_id, why in unfit.items():
+            _fail_script(plpy, recorder, script_id, f"{why}; nothing was applied", template)
+        if broken or unfit:
             chain = []
         else:
             chain = sorted(applied + [x for x in scripts.values() if x], key=lambda x: x.id)
@@ -115,11 +137,16 @@ def _run(plpy: Plpy, run: FleetRun, *, dry_run: bool, execute: bool, raise_failu
                 record(plpy, recorder, template, unread.outcome, 0.0, f"template {template.label}")
                 _keep_ready(plpy, recorder, [s for s in chain if s.status == READY], unread.outcome)
                 chain = []
-            chain = _apply_to_template(plpy, dblink, clusters, settings, template, chain, recorder)
+            chain = _apply_to_template(
+                plpy, dblink, clusters, settings, template, chain, recorder, mode
+            )
         if chain:
-            chains = _apply_to_copies(plpy, dblink, clusters, settings, copies, chain, recorder)
-            _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder)
-            _mark_applied(plpy, recorder, chain)
+            fleet = _Fleet(mode, template.database if mode == SCHEMA_MODE else None)
+            chains = _apply_to_copies(
+                plpy, dblink, clusters, settings, copies, chain, recorder, fleet
+            )
+            _apply_to_tenants(plpy, dblink, clusters, settings, chain, chains, recorder, fleet)
+            _mark_applied(plpy, recorder, chain, mode)
     except BaseException:
         plpy.notice(run.finish())
         raise
@@ -142,17 +169,19 @@ def _unfinished(plpy: Plpy, operation: str, arguments: str | None = None) -> boo
     )
 
 
-def _nothing_pending(plpy: Plpy) -> bool:
-    """True (after saying so) when the registry alone shows there is no work."""
+def _nothing_pending(plpy: Plpy, mode: int = DATABASE_MODE) -> bool:
+    """True (after saying so) when the registry alone shows there is no work
+    for the templates and tenants of ``mode``."""
+    here = mode_sql("v", mode)
     row = plpy.execute(
         f"""SELECT (SELECT count(*) FROM admmgt.scripts WHERE status = 1) AS ready,
                   (SELECT max(id) FROM admmgt.scripts WHERE status = 2) AS top,
-                  (SELECT count(*) FROM admmgt.vendor_db_settings
-                   WHERE {UPDATING}) AS tenants,
-                  (SELECT count(*) FROM admmgt.vendor_db_settings
-                   WHERE NOT deleted AND istemplate AND status = 2) AS templates,
-                  (SELECT count(*) FROM admmgt.vendor_db_settings
-                   WHERE NOT deleted AND status = 2 AND (updateflag OR istemplate)
+                  (SELECT count(*) FROM admmgt.vendor_db_settings AS v
+                   WHERE {updating_sql("v")} AND {here}) AS tenants,
+                  (SELECT count(*) FROM admmgt.vendor_db_settings AS v
+                   WHERE NOT deleted AND istemplate AND status = 2 AND {here}) AS templates,
+                  (SELECT count(*) FROM admmgt.vendor_db_settings AS v
+                   WHERE NOT deleted AND status = 2 AND (updateflag OR istemplate) AND {here}
                      AND coalesce(scriptversion, 0) < (
                          SELECT coalesce(max(id), 0) FROM admmgt.scripts WHERE status = 2)
                   ) AS behind"""
@@ -160,10 +189,12 @@ def _nothing_pending(plpy: Plpy) -> bool:
     if row["ready"] or row["behind"]:
         return False
     version = row["top"] if row["top"] is not None else "none"
-    templates = "template" if row["templates"] == 1 else f"all {row['templates']} templates"
+    noun = "template schema" if mode == SCHEMA_MODE else "template"
+    templates = noun if row["templates"] == 1 else f"all {row['templates']} {noun}s"
+    kind = "schema tenants" if mode == SCHEMA_MODE else "tenants"
     plpy.notice(
         f"applyScripts: nothing to apply; {templates} and all {row['tenants']} updating "
-        f"tenants are at script {version}"
+        f"{kind} are at script {version}"
     )
     return True
 
@@ -189,10 +220,27 @@ def _apply_to_template(
     template: Tenant,
     chain: list[Script],
     recorder: RunRecorder,
+    mode: int = DATABASE_MODE,
 ) -> list[Script]:
-    """Bring the template to the end of the chain; return the scripts it now has."""
-    capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=True)
-    job = migrate(template, chain, settings, clusters, recorder.run_id, capture, who="template")
+    """Bring the template to the end of the chain; return the scripts it now has.
+
+    The template schema's routines and views are not captured: following the
+    template is for database tenants (docs/schema-tenants.md)."""
+    schema_mode = mode == SCHEMA_MODE
+    capture = SyncPlan(_sync.schemas_expression(settings.sync_schemas), capture=not schema_mode)
+    job = migrate(
+        template,
+        chain,
+        settings,
+        clusters,
+        recorder.run_id,
+        capture,
+        who="template",
+        template_schema=template.database if schema_mode else None,
+    )
+    # When a script reached a template: the first home template of either
+    # mode to get it; a later one of the other mode keeps that time.
+    arrival = "coalesce(applied_to_template_at, now())" if schema_mode else "now()"
 
     def arrived(outcome: Outcome) -> None:
         """What the template's scripts leave in the admin database, committed
@@ -212,7 +260,7 @@ def _apply_to_template(
                     "UPDATE admmgt.scripts SET checksum = "
                     f"{q(script.compiled.checksum)}, metadata_checksum = "
                     f"{q(script.metadata_checksum)}, applied_rows = "
-                    f"{q(script.snapshot)}::jsonb, applied_to_template_at = now(),"
+                    f"{q(script.snapshot)}::jsonb, applied_to_template_at = {arrival},"
                     f" last_error = NULL WHERE id = {script.id}"
                     + ("" if now else " AND applied_to_template_at IS NULL")
                 )
@@ -267,6 +315,24 @@ def _fail_script(
         plpy.notice(message)
 
 
+@dataclass(frozen=True)
+class _Fleet:
+    """The tenancy mode a run works on; for schema tenants, the template
+    schema's name, which each tenant's compile maps to its own schema."""
+
+    mode: int = DATABASE_MODE
+    template_schema: str | None = None
+
+    def sync(self, plpy: Plpy, settings: Settings, chain: list[Script]) -> SyncPlan:
+        """What the routines and views of the tenants follow around each script:
+        the template's logged definitions for databases; nothing for schema
+        tenants (their routines and views are refresh_* business)."""
+        schemas = _sync.schemas_expression(settings.sync_schemas)
+        if self.mode == SCHEMA_MODE:
+            return SyncPlan(schemas)
+        return SyncPlan.for_tenants(plpy, schemas, [s.id for s in chain])
+
+
 def _apply_to_copies(
     plpy: Plpy,
     dblink: Dblink,
@@ -275,6 +341,7 @@ def _apply_to_copies(
     copies: list[Tenant],
     chain: list[Script],
     recorder: RunRecorder,
+    fleet: _Fleet,
 ) -> dict[str, list[Script]]:
     """The template wave: every other cluster's template gets the chain (one per
     cluster, in parallel). Returns, per cluster, the scripts its tenants may get:
@@ -288,9 +355,6 @@ def _apply_to_copies(
         have[copy.cluster] = set(migrated(outcome).have)
         record(copy, outcome, elapsed_ms)
 
-    sync = SyncPlan.for_tenants(
-        plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
-    )
     Fanout(dblink, 1, 0, on_done, clusters).run(
         copies,
         partial(
@@ -299,8 +363,9 @@ def _apply_to_copies(
             settings=settings,
             clusters=clusters,
             run_id=recorder.run_id,
-            sync=sync,
+            sync=fleet.sync(plpy, settings, chain),
             who="template",
+            template_schema=fleet.template_schema,
         ),
     )
     return {c: [s for s in chain if s.id in ids] for c, ids in have.items()}
@@ -314,32 +379,33 @@ def _apply_to_tenants(
     chain: list[Script],
     chains: dict[str, list[Script]],
     recorder: RunRecorder,
+    fleet: _Fleet,
 ) -> None:
     """Every updating tenant behind gets what its cluster's template has
     (``chains``; the home template's ``chain`` on a cluster without a copy).
     Template first, per cluster: a tenant whose cluster's copy is not ready, or
     lacks a script, is held back (skipped, with the reason in last_error)."""
     top = chain[-1].id
-    tenants = updating_tenants(plpy, below=top)
+    tenants = updating_tenants(plpy, below=top, mode=fleet.mode)
     if not tenants:
-        plpy.notice("applyScripts: every updating tenant already has the template's scripts")
+        kind = "schema tenant" if fleet.mode == SCHEMA_MODE else "tenant"
+        plpy.notice(f"applyScripts: every updating {kind} already has the template's scripts")
         return
     on_done = progress(plpy, recorder, len(tenants))
-
-    sync = SyncPlan.for_tenants(
-        plpy, _sync.schemas_expression(settings.sync_schemas), [s.id for s in chain]
-    )
-
-    unready = templates_not_ready(plpy)
+    sync = fleet.sync(plpy, settings, chain)
+    unready = templates_not_ready(plpy, fleet.mode)
+    mapped = fleet.template_schema
 
     def job(tenant: Tenant) -> Job:
         if tenant.cluster in unready:
             return skip(unready[tenant.cluster])
         own = chains.get(tenant.cluster, chain)
         if len(own) == len(chain):
-            return migrate(tenant, chain, settings, clusters, recorder.run_id, sync)
+            return migrate(
+                tenant, chain, settings, clusters, recorder.run_id, sync, template_schema=mapped
+            )
         return _held_back(
-            tenant, own, chain[len(own)].id, settings, clusters, recorder.run_id, sync
+            tenant, own, chain[len(own)].id, settings, clusters, recorder.run_id, sync, mapped
         )
 
     Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
@@ -355,9 +421,12 @@ def _held_back(
     clusters: Clusters,
     run_id: int,
     sync: SyncPlan,
+    template_schema: str | None = None,
 ) -> Job:
     """Apply what the tenant's cluster's template has; say why it gets no further."""
-    outcome = yield from migrate(tenant, own, settings, clusters, run_id, sync)
+    outcome = yield from migrate(
+        tenant, own, settings, clusters, run_id, sync, template_schema=template_schema
+    )
     if outcome.outcome == "noop":
         outcome.outcome = "skipped"
         outcome.message = (
@@ -367,8 +436,17 @@ def _held_back(
     return outcome
 
 
-def _mark_applied(plpy: Plpy, recorder: RunRecorder, chain: list[Script]) -> None:
-    """Scripts every updating tenant now has become status 2, with their rows."""
+# The registry rows a script must reach before it is applied (status 2): every
+# updating tenant and every created template, of both tenancy modes.
+_MUST_HAVE = f"({updating_sql('v')} OR (v.istemplate AND NOT v.deleted AND v.status = {APPLIED}))"
+
+
+def _mark_applied(
+    plpy: Plpy, recorder: RunRecorder, chain: list[Script], mode: int = DATABASE_MODE
+) -> None:
+    """Scripts every updating tenant and every template (of both modes) now
+    has become status 2, with their rows; a NOTICE names those still waiting
+    for the other mode's run."""
     ids = [s.id for s in chain if s.status == READY]
     if not ids:
         return
@@ -378,7 +456,7 @@ def _mark_applied(plpy: Plpy, recorder: RunRecorder, chain: list[Script]) -> Non
             SELECT s.id FROM admmgt.scripts AS s
             WHERE s.id IN ({idlist}) AND s.status = 1 AND NOT EXISTS (
                 SELECT FROM admmgt.vendor_db_settings AS v
-                WHERE {updating_sql("v")}
+                WHERE {_MUST_HAVE}
                   AND coalesce(v.scriptversion, 0) < s.id)),
         t AS (UPDATE admmgt.script_tables SET status = 2
               WHERE scriptid IN (SELECT id FROM done) AND status = 1),
@@ -396,3 +474,18 @@ def _mark_applied(plpy: Plpy, recorder: RunRecorder, chain: list[Script]) -> Non
               WHERE scriptid IN (SELECT id FROM done) AND status = 1)
         UPDATE admmgt.scripts SET status = 2, last_error = NULL
         WHERE id IN (SELECT id FROM done)""")
+    waiting = plpy.execute(f"""
+        SELECT v.separatedb, min(s.id) AS first, count(DISTINCT v.id) AS n
+        FROM admmgt.scripts AS s
+        JOIN admmgt.vendor_db_settings AS v ON coalesce(v.scriptversion, 0) < s.id
+        WHERE s.id IN ({idlist}) AND s.status = 1 AND {_MUST_HAVE}
+          AND v.separatedb <> {int(mode)}
+        GROUP BY v.separatedb""")
+    for row in waiting:
+        schema = row["separatedb"] == SCHEMA_MODE
+        recorder.notice(
+            f"applyScripts: script {row['first']} stays ready (status 1) until "
+            f"{row['n']} {'schema tenant' if schema else 'database tenant'}(s) or "
+            f"template(s) more have it; CALL admmgt.applyScripts({0 if schema else 1}); "
+            "brings them there"
+        )

@@ -7,17 +7,19 @@ template needs a superuser; plan_script shows one script's statements.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from admmgt_plpy import _history, _preflight
 from admmgt_plpy._conninfo import Clusters
-from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._errors import AdmmgtError, MetadataError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._migration import retryable_outcome
-from admmgt_plpy._registry import UPDATING, Tenant, place_conninfo
+from admmgt_plpy._registry import DATABASE_MODE, UPDATING, Tenant, mode_sql, place_conninfo
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._scripts import Script, load_script
+from admmgt_plpy._search_path import names_schema
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import RETRYABLE
 from admmgt_plpy._transient import BLOCKERS, BLOCKERS_COLUMNS, retryable
@@ -47,7 +49,7 @@ def validate_on_template(
     conn = None
     try:
         conn = dblink.connect(place_conninfo(clusters, template.place))
-        have = set(_history.read_state_now(dblink, conn)[1])
+        have = set(_history.read_state_now(dblink, conn, template.history_table)[1])
         blocked = _needs_superuser(plpy, chain, have)
         if blocked is not None:
             refuse(blocked, _SUPERUSER_ONLY.format(id=blocked.id))
@@ -115,6 +117,33 @@ def validate_on_template(
 RAW_KINDS = {"sql": "raw SQL step", "proc_call": "procedure call"}
 
 
+def schema_problem(script: Script, template_schema: str) -> str | None:
+    """Why ``script`` cannot go to schema tenants, checked before the template
+    schema is touched: it names a schema other than the template's (the
+    compiler's schema map refuses it), or a raw SQL step or procedure call
+    names the template schema (each tenant runs it under its own
+    search_path; admmgt_plpy._search_path)."""
+    head = f'cannot be applied to schema tenants (template schema "{template_schema}"): '
+    try:
+        script.for_schema(template_schema, template_schema)
+    except MetadataError as exc:
+        return head + exc.message
+    for number, step in enumerate(script.compiled.steps, 1):
+        if step.kind not in RAW_KINDS:
+            continue
+        found = names_schema(step.sql, template_schema)
+        if found is None:
+            continue
+        named = re.match(r'"?[^".]+"?\.("?[^" ]+"?) at line', found)
+        fix = f"write {named.group(1)}" if named else "use bare names"
+        return head + (
+            f"step {number} ({RAW_KINDS[step.kind]}): raw SQL names the template's schema "
+            f'"{template_schema}" ({found}); schema tenants run it with search_path set to '
+            f"their own schema: {fix}"
+        )
+    return None
+
+
 _SUPERUSER_ONLY = (
     "it has raw SQL steps or procedure calls, which run as superuser in the template, and "
     "the caller is not a superuser; a superuser must apply it (CALL admmgt.applyScripts(); "
@@ -177,6 +206,7 @@ def dry_run_rollout(
     refusals: list[str],
     execute: bool,
     ready_count: int,
+    mode: int = DATABASE_MODE,
 ) -> None:
     """The pre-flight: every check a real run makes before touching the template
     (the same validate_on_template), the plan, and with ``execute`` the scripts
@@ -198,7 +228,7 @@ def dry_run_rollout(
             hint="Re-run the dry run once the template is free.",
         ) from None
     ready = [s for s in chain if s.status == READY]
-    _print_plan(plpy, [template, *copies], ready, ready_count)
+    _print_plan(plpy, [template, *copies], ready, ready_count, mode)
     if execute and ready:
         result: list[Outcome] = []
         job = _preflight.rehearse(
@@ -206,6 +236,7 @@ def dry_run_rollout(
             chain,
             settings,
             template.database,
+            template.history_table,
         )
         Fanout(dblink, 1, 0, lambda _t, o, _ms: result.append(o)).run([template], lambda _: job)
         outcome = result[0]
@@ -226,7 +257,13 @@ def dry_run_rollout(
         )
 
 
-def _print_plan(plpy: Plpy, all_templates: list[Tenant], scripts: list[Script], ready: int) -> None:
+def _print_plan(
+    plpy: Plpy,
+    all_templates: list[Tenant],
+    scripts: list[Script],
+    ready: int,
+    mode: int = DATABASE_MODE,
+) -> None:
     if not scripts:
         plpy.notice(
             "applyScripts (dry run): "
@@ -250,8 +287,8 @@ def _print_plan(plpy: Plpy, all_templates: list[Tenant], scripts: list[Script], 
         plpy.notice("\n".join(lines))
     rows = plpy.execute(
         plpy.prepare(
-            f"""SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings
-           WHERE {UPDATING} ORDER BY id""",
+            f"""SELECT dbname, coalesce(scriptversion, 0) AS v FROM admmgt.vendor_db_settings AS r
+           WHERE {UPDATING} AND {mode_sql("r", mode)} ORDER BY id""",
             [],
         )
     )

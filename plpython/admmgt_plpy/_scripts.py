@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -61,6 +61,32 @@ class Script:
     metadata_checksum: str
     recorded_checksum: str | None  # metadata checksum when it reached the template
     snapshot: str = ""  # its rows now, as scripts.applied_rows keeps them (JSON text)
+    # What it was compiled from, to compile it again for a schema tenant.
+    meta: ScriptMetadata | None = field(default=None, compare=False, repr=False)
+    anchor: date | None = None
+    # Compiled for schema tenants in this run, by (template schema, schema).
+    _mapped: dict[tuple[str, str], Script] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_schema(self, template_schema: str, schema: str) -> Script:
+        """This script as a schema tenant gets it: compiled with the template
+        schema mapped to ``schema`` (once per run and schema), its steps naming
+        ``schema``. Its checksum stays the template's: the script's identity,
+        which every history records, so histories compare across tenants and
+        modes. MetadataError when the script names another schema."""
+        key = (template_schema, schema)
+        found = self._mapped.get(key)
+        if found is not None:
+            return found
+        if self.meta is None or self.anchor is None:
+            raise AdmmgtError(f"script {self.id} was loaded without its metadata")
+        compiled = compile_script(
+            self.meta, anchor=self.anchor, schema_map={template_schema: schema}
+        )
+        found = replace(
+            self, compiled=replace(compiled, checksum=self.compiled.checksum), _mapped={}
+        )
+        self._mapped[key] = found
+        return found
 
     @property
     def changed_since_applied(self) -> bool:
@@ -100,7 +126,8 @@ def load_script(plpy: Plpy, script_id: int) -> Script:
     meta = ScriptMetadata.from_rows(
         {k: row[k] for k in ("id", "description", "status", "created_date")}, **rows
     )
-    compiled = compile_script(meta, anchor=date.fromisoformat(row["anchor"]))
+    anchor = date.fromisoformat(row["anchor"])
+    compiled = compile_script(meta, anchor=anchor)
     return Script(
         id=script_id,
         description=row["description"],
@@ -109,6 +136,8 @@ def load_script(plpy: Plpy, script_id: int) -> Script:
         metadata_checksum=metadata_checksum(row["anchor"], rows),
         recorded_checksum=row["metadata_checksum"],
         snapshot=snapshot(row["anchor"], rows),
+        meta=meta,
+        anchor=anchor,
     )
 
 

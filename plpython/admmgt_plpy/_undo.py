@@ -26,13 +26,20 @@ from admmgt_plpy._migration import (
     step_failure,
 )
 from admmgt_plpy._recording import TEMPLATE_INCLUDED, progress, single, skip
-from admmgt_plpy._registry import Tenant, place_conninfo, templates, updating_sql, updating_tenants
+from admmgt_plpy._registry import (
+    SCHEMA_MODE,
+    Tenant,
+    place_conninfo,
+    templates,
+    updating_sql,
+    updating_tenants,
+)
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._rollback import rollback_steps
 from admmgt_plpy._rollout_checks import caller_is_superuser
 from admmgt_plpy._scripts import Script, load_applied, on_template
 from admmgt_plpy._settings import Settings, load_settings
-from admmgt_plpy._types import Fragment, Plpy
+from admmgt_plpy._types import APPLIED, Fragment, Plpy
 
 
 def _rollback_of(plpy: Plpy, script_id: int) -> tuple[Script, tuple[Step, ...], bool]:
@@ -178,6 +185,7 @@ def _rollback(
     settings = run.settings
     template, *copies = templates(plpy)
     script, undo, handwritten = _rollback_of(plpy, script_id)
+    _refuse_schema_tenants(plpy, script_id)
     if handwritten and not caller_is_superuser(plpy):
         raise AdmmgtError(
             f"rollbackScript({script_id}) refused: its hand-written rollback steps are raw SQL, "
@@ -278,6 +286,29 @@ def _rollback(
 
 class _Stop(Exception):
     """The run ends early; what it did is recorded and run.end reports it."""
+
+
+def _refuse_schema_tenants(plpy: Plpy, script_id: int) -> None:
+    """rollbackScript undoes database tenants only (it takes no t_separatedb):
+    refused, before anything changes, when a schema tenant or template schema
+    has the script, rather than leaving the two modes at different versions."""
+    row = plpy.execute(
+        plpy.prepare(
+            f"""SELECT count(*) AS n, min(dbname) AS first FROM admmgt.vendor_db_settings
+               WHERE separatedb = {SCHEMA_MODE} AND NOT deleted AND status = {APPLIED}
+                 AND coalesce(scriptversion, 0) >= $1""",
+            ["int4"],
+        ),
+        [script_id],
+    )[0]
+    if row["n"]:
+        raise AdmmgtError(
+            f"rollbackScript({script_id}) refused: {row['n']} schema tenant(s) or template "
+            f'schema(s) have it (e.g. "{row["first"]}"), and rollbackScript does not undo '
+            "schema tenants yet; nothing was changed",
+            hint="docs/schema-tenants.md, Scripts on schema tenants: make the undo a new "
+            "script and apply it with applyScripts(1) and applyScripts(0).",
+        )
 
 
 def _unfinished_rollback(plpy: Plpy, script_id: int, on_template: list[int]) -> bool:

@@ -18,4 +18,4 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE admmgt.baseline (text, integer) IS
-'Records in a registered database''s own history that it is at script t_version, running nothing (for databases built before admmgt managed them).';
+'Records in a registered database''s own history that it is at script t_version, running nothing (for databases built before admmgt managed them); for a schema tenant, in its schema''s admmgt_history.';

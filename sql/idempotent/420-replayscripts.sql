@@ -51,4 +51,4 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE admmgt.replayscripts (integer, text, integer, boolean) IS
-'The proof of concept''s form of replayScripts(t_dbname, t_targetscriptid).';
+'The proof of concept''s form of replayScripts(t_dbname, t_targetscriptid). t_separatedb 1: a database tenant; 0: a schema tenant, brought to a script its cluster''s template schema has, each script compiled for its schema (docs/schema-tenants.md).';

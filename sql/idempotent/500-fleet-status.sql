@@ -52,10 +52,20 @@ SELECT
     (
         hist.run_id IS NOT NULL
         AND hist.version IS DISTINCT FROM v.scriptversion
-    ) AS registry_disagrees
+    ) AS registry_disagrees,
+    v.separatedb,
+    CASE
+        WHEN v.separatedb = 0
+            THEN coalesce(h.dbname, '(no host database)') || '.' || lower(v.dbname)
+        ELSE lower(v.dbname)
+    END AS place
 FROM admmgt.vendor_db_settings AS v
+LEFT JOIN admmgt.schema_hosts AS h
+    ON v.separatedb = 0 AND h.cluster_name = coalesce(v.cluster_name, 'local')
 LEFT JOIN pg_catalog.pg_database AS d
-    ON coalesce(v.cluster_name, 'local') = 'local' AND d.datname = lower(v.dbname)
+    ON
+        v.separatedb = 1
+        AND coalesce(v.cluster_name, 'local') = 'local' AND d.datname = lower(v.dbname)
 LEFT JOIN LATERAL (
     SELECT
         l.finished_at,
@@ -88,7 +98,7 @@ COMMENT ON VIEW admmgt.fleet_status IS
 COMMENT ON COLUMN admmgt.fleet_status.id IS 'vendor_db_settings.id.';
 COMMENT ON COLUMN admmgt.fleet_status.cluster_name IS 'Cluster holding the database (admmgt.clusters).';
 COMMENT ON COLUMN admmgt.fleet_status.dbname IS 'Name as registered in vendor_db_settings.';
-COMMENT ON COLUMN admmgt.fleet_status.database IS 'The database''s name: dbname folded to lower case.';
+COMMENT ON COLUMN admmgt.fleet_status.database IS 'The database''s name: dbname folded to lower case (a schema tenant''s schema; place names its host database).';
 COMMENT ON COLUMN admmgt.fleet_status.istemplate IS 'True for the template.';
 COMMENT ON COLUMN admmgt.fleet_status.status IS '0 designing, 1 pending creation, 2 created, 3 failed.';
 COMMENT ON COLUMN admmgt.fleet_status.status_word IS 'status in words.';
@@ -103,4 +113,6 @@ COMMENT ON COLUMN admmgt.fleet_status.last_error_at IS 'When last_error was reco
 COMMENT ON COLUMN admmgt.fleet_status.ahead_of_template IS 'True for a tenant at a script the template no longer has (e.g. a rollback that did not reach it): `admmgt status` exits 1.';
 COMMENT ON COLUMN admmgt.fleet_status.history_version IS 'The version the latest run found in the database''s own admmgt.script_history (NULL if none did since the registry row last changed).';
 COMMENT ON COLUMN admmgt.fleet_status.registry_disagrees IS 'True when history_version differs from scriptversion: the registry is stale; applyScripts or rollbackScript reconciles it. `admmgt status` exits 1.';
-COMMENT ON COLUMN admmgt.fleet_status.size_bytes IS 'pg_database_size() for databases on the local cluster that exist and that you may connect to; NULL otherwise.';
+COMMENT ON COLUMN admmgt.fleet_status.size_bytes IS 'pg_database_size() for databases on the local cluster that exist and that you may connect to; NULL otherwise (and for schema tenants).';
+COMMENT ON COLUMN admmgt.fleet_status.separatedb IS '1: a database tenant (or the database template); 0: a schema tenant (or the template schema) in its cluster''s host database.';
+COMMENT ON COLUMN admmgt.fleet_status.place IS 'Where it lives: the database, or host.schema for a schema tenant (admmgt.schema_hosts).';

@@ -305,9 +305,14 @@ def test_changing_an_applied_script_is_refused(fleet: Fleet) -> None:
         call(fleet.admin, "applyscripts")
 
 
-def test_schema_per_tenant_is_refused_clearly(admin: Conn) -> None:
-    with pytest.raises(psycopg.Error, match="applyScripts does not work on schema tenants yet"):
+def test_schema_mode_without_a_template_schema_says_how_to_make_one(admin: Conn) -> None:
+    # applyScripts(0) works on schema tenants (tests/db/test_schema_apply.py);
+    # without a template schema it says what to register, and 2 is no mode.
+    with pytest.raises(psycopg.Error, match="no template schema is registered") as caught:
         call(admin, "applyscripts", 0)
+    assert "create_schema" in (caught.value.diag.message_hint or "")
+    with pytest.raises(psycopg.Error, match=r"t_separatedb must be 1 .* or 0 .*, not 2"):
+        call(admin, "applyscripts", 2)
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(fleet: Fleet) -> None:
