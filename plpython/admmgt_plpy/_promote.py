@@ -99,7 +99,7 @@ def catalog_sql(schema: str) -> str:
     return f"""\
 WITH ns AS (SELECT oid, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE nspname = {s}),
 rels AS (
-    SELECT c.oid, c.relname, c.relkind, c.relispartition, c.relowner, c.relacl
+    SELECT c.oid, c.relname, c.relkind, c.relispartition, c.relowner, c.relacl, c.relpartbound
     FROM pg_catalog.pg_class AS c JOIN ns ON c.relnamespace = ns.oid
     WHERE c.relkind IN ('r', 'p', 'S', 'f', 'm'))
 SELECT json_build_object(
@@ -1080,7 +1080,7 @@ class Promotion:
                     self.dblink.query(conn, ";\n".join(restore))
                 finally:
                     self.dblink.disconnect(conn)
-                done.append(f"{len(restore)} privilege(s) granted back")
+                done.append("write privileges granted back")
             self.dblink.query(
                 self.admin,
                 "UPDATE admmgt.promotions SET state = 'aborted', finished_at = clock_timestamp(),"
