@@ -20,7 +20,7 @@ from psycopg import errors, sql
 
 from admmgt_plpy import _history
 from admmgt_plpy._locks import LOCK_CLASS
-from admmgt_plpy._promote import FAULT_LOCK, FAULT_SETTING
+from admmgt_plpy._promote_base import FAULT_LOCK, FAULT_SETTING
 from tests.db.fleet import Notices, SchemaFleet, make_schema_fleet, make_template
 from tests.fix_db import connect, drop_databases
 
@@ -85,7 +85,9 @@ class Promotable:
         self.admin = admin
         self.cluster_dsn = cluster_dsn
         self.template = f"{prefix}tpl"
-        ddl = TEMPLATE_DDL + _history.ENSURE_TABLE + f"; INSERT INTO admmgt.script_history {HISTORY}"
+        ddl = (
+            TEMPLATE_DDL + _history.ENSURE_TABLE + f"; INSERT INTO admmgt.script_history {HISTORY}"
+        )
         make_template(cluster_dsn, admin, self.template, ddl)
         self.fleet: SchemaFleet = make_schema_fleet(cluster_dsn, admin, prefix, 2)
         self.schema = self.fleet.tenants[0]
@@ -104,9 +106,7 @@ class Promotable:
             host.execute("RESET search_path")
             r, s = sql.Identifier(role), sql.Identifier(self.schema)
             host.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r))
-            host.execute(
-                sql.SQL("GRANT SELECT, INSERT, UPDATE ON {}.customers TO {}").format(s, r)
-            )
+            host.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON {}.customers TO {}").format(s, r))
             host.execute(sql.SQL("GRANT USAGE ON SEQUENCE {}.invoice_no TO {}").format(s, r))
             host.execute(
                 sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
@@ -115,9 +115,11 @@ class Promotable:
             )
 
     def new_db(self) -> Conn:
-        return connect(self.fleet.admin.info.dsn.replace(
-            f"dbname={self.admin.info.dbname}", f"dbname={self.schema}"
-        ))
+        return connect(
+            self.fleet.admin.info.dsn.replace(
+                f"dbname={self.admin.info.dbname}", f"dbname={self.schema}"
+            )
+        )
 
     def rows(self, conn: Conn, schema: str) -> dict[str, list[str]]:
         """Every row of every table, as sorted jsonb text (column order does not matter)."""
@@ -280,9 +282,11 @@ def test_a_tenant_behind_the_template_or_different_from_it_is_refused_with_the_f
     tenant: Promotable,
 ) -> None:
     before = tenant.schema_rows()
-    with connect(tenant.fleet.admin.info.dsn.replace(
-        f"dbname={tenant.admin.info.dbname}", f"dbname={tenant.template}"
-    )) as tpl:
+    with connect(
+        tenant.fleet.admin.info.dsn.replace(
+            f"dbname={tenant.admin.info.dbname}", f"dbname={tenant.template}"
+        )
+    ) as tpl:
         tpl.execute("INSERT INTO admmgt.script_history (script_id, action) VALUES (3, 'apply')")
         with pytest.raises(psycopg.Error) as behind:
             tenant.promote()
@@ -335,8 +339,9 @@ def _promote_in_thread(tenant: Promotable, fault: str) -> tuple[threading.Thread
     result list gets its backend pid, then its error (or None)."""
     result: list[Any] = []
     conn = connect(tenant.admin.info.dsn)
-    conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(*FAULT_SETTING.split(".")),
-                                               sql.Literal(fault)))
+    conn.execute(
+        sql.SQL("SET {} = {}").format(sql.Identifier(*FAULT_SETTING.split(".")), sql.Literal(fault))
+    )
     result.append(conn.info.backend_pid)
 
     def run() -> None:
@@ -433,8 +438,7 @@ def test_a_failure_after_the_switch_leaves_a_promoted_tenant_and_the_next_call_r
 ) -> None:
     before = tenant.schema_rows()
     with connect(tenant.admin.info.dsn) as conn:
-        conn.execute(sql.SQL("SET {} = 'switch'").format(
-            sql.Identifier(*FAULT_SETTING.split("."))))
+        conn.execute(sql.SQL("SET {} = 'switch'").format(sql.Identifier(*FAULT_SETTING.split("."))))
         with pytest.raises(psycopg.Error, match="stopped after step 'switch'"):
             tenant.promote(conn=conn)
     assert tenant.registry() == (1, 2, 2, "local")
