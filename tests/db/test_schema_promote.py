@@ -501,3 +501,31 @@ def test_writers_are_blocked_and_queued_writers_are_refused_not_lost(
     for who, exc in errors_seen.items():
         assert isinstance(exc, errors.UndefinedTable | errors.InsufficientPrivilege), (who, exc)
     check_promoted(tenant, before)
+
+
+def test_a_long_writer_holding_a_lock_stops_the_promotion_before_any_copy(
+    tenant: Promotable,
+) -> None:
+    tenant.admin.execute(
+        "UPDATE admmgt.settings SET value = CASE name WHEN 'lock_timeout_ms' THEN '100'"
+        " WHEN 'lock_retries' THEN '1' ELSE '50' END"
+        " WHERE name IN ('lock_timeout_ms', 'lock_retries', 'retry_backoff_ms')"
+    )
+    before = tenant.schema_rows()
+    with tenant.fleet.connect() as writer:
+        writer.execute("BEGIN")
+        writer.execute(
+            sql.SQL("UPDATE {}.orders SET qty = qty WHERE id = 1").format(
+                sql.Identifier(tenant.schema)
+            )
+        )
+        with pytest.raises(psycopg.Error) as failed:
+            tenant.promote()
+        writer.execute("ROLLBACK")
+    message = str(failed.value)
+    assert "failed at step block: could not lock the 4 tables of schema" in message, message
+    assert "after 2 tries" in message and "undone (database" in message, message
+    tenant.unchanged(before)
+    assert tenant.role_may_insert()
+    tenant.promote()
+    check_promoted(tenant, before)
