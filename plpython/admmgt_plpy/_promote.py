@@ -116,7 +116,13 @@ class Promotion(PromotionBase):
                 self.run.start({"dbname": dbname, "cluster": plan.to_cluster})
             self._promote(plan)
         finally:
-            self.dblink.disconnect_all()
+            # Only this call's own sessions: the run's recorder keeps its own
+            # until the run is finished (a host transaction not committed by
+            # now rolls back, releasing its locks).
+            for conn in (self.host, self.admin):
+                if conn:
+                    self.dblink.disconnect(conn)
+            self.host = self.admin = ""
 
     # -------------------------------------------------------- the promotion
 

@@ -319,10 +319,18 @@ def test_a_copy_that_does_not_match_changes_nothing_and_a_rerun_completes(
             " FOR EACH ROW EXECUTE FUNCTION mgttest.shout();"
             " ALTER TABLE mgttest.customers ENABLE ALWAYS TRIGGER shout"
         )
+    notices = Notices(tenant.admin)
     with pytest.raises(psycopg.Error) as failed:
         tenant.promote()
     message = str(failed.value)
     assert "failed at step verify" in message, message
+    # The run is recorded on its own session to the end (none was lost).
+    assert not [n for n in notices.take() if "lost its connection" in n]
+    row = tenant.admin.execute(
+        "SELECT r.outcome, l.outcome, l.message FROM admmgt.runs AS r"
+        " JOIN admmgt.run_log AS l ON l.run_id = r.id ORDER BY r.id DESC LIMIT 1"
+    ).fetchone()
+    assert row is not None and row[:2] == ("failed", "failed") and "step verify" in row[2], row
     assert "customers: 36 rows in the schema, 36 in the new database (same count" in message
     assert "undone (database" in message and "write privileges granted back" in message
     tenant.unchanged(before)
