@@ -302,9 +302,11 @@ def test_a_tenant_behind_the_template_or_different_from_it_is_refused_with_the_f
         tenant.admin.execute("CALL admmgt.promote_tenant('mgttest')")
     with pytest.raises(psycopg.Error, match='no database is registered as "nobody"'):
         tenant.admin.execute("CALL admmgt.promote_tenant('nobody')")
-    with pytest.raises(psycopg.Error, match="cannot run inside a transaction block"):
-        with tenant.admin.transaction():
-            tenant.promote()
+    with (
+        pytest.raises(psycopg.Error, match="cannot run inside a transaction block"),
+        tenant.admin.transaction(),
+    ):
+        tenant.promote()
     # A database of the tenant's name is in the way: refused, naming it.
     tenant.admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(tenant.schema)))
     with pytest.raises(psycopg.Error, match=f'a database "{tenant.schema}" already exists'):
