@@ -10,8 +10,9 @@ The order of operations (docs/design/schema-tenants.md, "Promotion"):
 2. Record an ``admmgt.promotions`` row (state ``started``, the grants the
    write block will revoke), committed before anything changes.
 3. Create the database from the template (``CREATE DATABASE ... TEMPLATE``,
-   ``CONNECT`` revoked from ``PUBLIC``, marked with the promotion's id), and
-   make its partitions the tenant's (all empty).
+   ``CONNECT`` revoked from ``PUBLIC``, marked with the promotion's id) under
+   a work name of its own (``<name>_promoting_<id>``), and make its
+   partitions the tenant's (all empty).
 4. Block writes: revoke ``INSERT, UPDATE, DELETE, TRUNCATE`` on the schema's
    tables and ``USAGE, UPDATE`` on its sequences from every role but the
    owner (committed); then, in a host transaction held to the end, ``LOCK
@@ -25,7 +26,8 @@ The order of operations (docs/design/schema-tenants.md, "Promotion"):
    dropped before the commit (a password of the user mapping is never
    committed).
 6. Verify: per table, count and an order-independent checksum on both sides
-   (the same output settings), the history included.
+   (the same output settings), the history included; then the database takes
+   the tenant's name.
 7. Switch the registry row to a database tenant (and the promotion to
    ``switched``) in one admin statement: the single commit point.
 8. Rename the old schema to ``<schema>_promoted_<id>`` in the held host
@@ -165,6 +167,8 @@ class Promotion(PromotionBase):
             step = "verify"
             self._verify(plan, counts)
             self.fault_after(step)
+            step = "name"
+            self._name_database(plan)
         except (AdmmgtError, RemoteError) as exc:
             why = exc.message if isinstance(exc, AdmmgtError) else exc.describe()
             message = f'promotion of "{tenant.label}" failed at step {step}: {why}'
@@ -193,7 +197,9 @@ class Promotion(PromotionBase):
 
     def _create(self, plan: Plan) -> None:
         """Step 3: the database, from the template, with the tenant's partitions."""
-        tenant, db = plan.tenant, quote_ident(plan.tenant.database)
+        tenant = plan.tenant
+        work = self.work_name(tenant, self.promotion_id)
+        db = quote_ident(work)
         create = (
             f"CREATE DATABASE {db} TEMPLATE {quote_ident(plan.template.database)}"
             f" STRATEGY {self.settings.create_strategy}"
@@ -228,7 +234,7 @@ class Promotion(PromotionBase):
             self.dblink.query(new, ";\n".join(statements))
         finally:
             self.dblink.disconnect(new)
-        self.say(f'created database "{tenant.database}" from "{plan.template.database}"')
+        self.say(f'created database "{work}" from "{plan.template.database}"')
 
     def _block(self, plan: Plan) -> None:
         """Step 4: writes revoked (committed), then the SHARE locks, held."""
@@ -463,8 +469,9 @@ class Promotion(PromotionBase):
         its cluster: roles are cluster-wide)."""
         roles = {g["role"] for g in plan.grants} | {g[0] for g in plan.source.schema_grants}
         roles = {r for r in roles if r in existing}
+        work = self.work_name(plan.tenant, self.promotion_id)
         statements = [
-            f"GRANT CONNECT ON DATABASE {quote_ident(plan.tenant.database)} TO {quote_ident(r)}"
+            f"GRANT CONNECT ON DATABASE {quote_ident(work)} TO {quote_ident(r)}"
             for r in sorted(roles)
         ]
         for role, privilege, grantable in plan.source.schema_grants:
@@ -516,6 +523,18 @@ class Promotion(PromotionBase):
                 "(ENABLE ALWAYS), or a column default, can cause this; fix it and call again.",
             )
         self.say(f"verified: {len(names)} tables have the same counts and checksums on both sides")
+
+    def _name_database(self, plan: Plan) -> None:
+        """The verified database takes the tenant's name (our sessions on it
+        are closed; PUBLIC may not connect)."""
+        work, name = self.work_name(plan.tenant, self.promotion_id), plan.tenant.database
+        conn = self.maintenance(plan.to_cluster)
+        try:
+            self.dblink.query(
+                conn, f"ALTER DATABASE {quote_ident(work)} RENAME TO {quote_ident(name)}"
+            )
+        finally:
+            self.dblink.disconnect(conn)
 
     def _switch(self, plan: Plan, tables: int, rows: int) -> None:
         """Step 7, the commit point: the registry row becomes a database tenant."""

@@ -15,7 +15,7 @@ from admmgt_plpy._fleetrun import FleetRun
 from admmgt_plpy._locks import LOCK_CLASS
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._promote_preflight import Plan
-from admmgt_plpy._promote_sql import grant_statements
+from admmgt_plpy._promote_sql import fit_name, grant_statements
 from admmgt_plpy._registry import SCHEMA_MODE, TENANT_SELECT, Tenant
 from admmgt_plpy._remote import Dblink, Outcome, RemoteError
 from admmgt_plpy._settings import Settings
@@ -76,8 +76,16 @@ class PromotionBase:
     def marker(self, promotion_id: int) -> str:
         return f"admmgt promotion {int(promotion_id)}"
 
+    def work_name(self, tenant: Tenant, promotion_id: int) -> str:
+        """The new database's name until it is verified: its own to this
+        promotion, so that an interruption right after CREATE DATABASE (before
+        the marker comment) still leaves a database the undo knows."""
+        return fit_name(tenant.database, len("_promoting_") + 19) + f"_promoting_{promotion_id}"
+
     def new_db(self, plan: Plan) -> str:
-        return self.dblink.connect(self.clusters.conninfo(plan.to_cluster, plan.tenant.database))
+        """A session on the new database, under its work name."""
+        name = self.work_name(plan.tenant, self.promotion_id)
+        return self.dblink.connect(self.clusters.conninfo(plan.to_cluster, name))
 
     def state_of(self, promotion_id: int) -> str | None:
         conn = self.dblink.connect(self.clusters.admin_conninfo())
@@ -202,18 +210,21 @@ class PromotionBase:
         done: list[str] = []
         try:
             conn = self.maintenance(to_cluster)
+            work = self.work_name(tenant, promotion_id)
             try:
+                # Under its work name it is this promotion's whatever its
+                # comment; under the tenant's name only with the marker.
                 found = self.dblink.query(
                     conn,
-                    "SELECT shobj_description(oid, 'pg_database') AS c FROM pg_catalog.pg_database"
-                    f" WHERE datname = {quote_literal(tenant.database)}",
-                    "c text",
+                    "SELECT datname AS d FROM pg_catalog.pg_database"
+                    f" WHERE datname = {quote_literal(work)} OR (datname = "
+                    f"{quote_literal(tenant.database)} AND shobj_description(oid, 'pg_database')"
+                    f" = {quote_literal(self.marker(promotion_id))})",
+                    "d text",
                 )
-                if found and found[0]["c"] == self.marker(promotion_id):
-                    self.dblink.query(
-                        conn, f"DROP DATABASE {quote_ident(tenant.database)} WITH (FORCE)"
-                    )
-                    done.append(f'database "{tenant.database}" dropped')
+                for row in found:
+                    self.dblink.query(conn, f"DROP DATABASE {quote_ident(row['d'])} WITH (FORCE)")
+                    done.append(f'database "{row["d"]}" dropped')
             finally:
                 self.dblink.disconnect(conn)
             restore = grant_statements(tenant.database, grants, revoke=False)

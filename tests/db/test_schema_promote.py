@@ -21,7 +21,7 @@ from psycopg import errors, sql
 from admmgt_plpy import _history
 from admmgt_plpy._locks import LOCK_CLASS
 from admmgt_plpy._promote_base import FAULT_LOCK, FAULT_SETTING
-from tests.db.fleet import Notices, SchemaFleet, make_schema_fleet, make_template
+from tests.db.fleet import Notices, SchemaFleet, databases, make_schema_fleet, make_template
 from tests.fix_db import connect, drop_databases
 
 Conn = psycopg.Connection[Any]
@@ -158,10 +158,12 @@ class Promotable:
         ]
 
     def database_exists(self) -> bool:
+        """A database of the tenant's name, or one being made for it (its work name)."""
         row = self.admin.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (self.schema,)
+            "SELECT count(*) FROM pg_database WHERE datname = %s OR datname LIKE %s",
+            (self.schema, self.schema + "\\_promoting\\_%"),
         ).fetchone()
-        return row == (1,)
+        return row != (0,)
 
     def role_may_insert(self) -> bool:
         with self.fleet.connect() as host:
@@ -422,8 +424,11 @@ def test_an_interrupted_promotion_changes_nothing_and_the_next_call_completes_it
     # were; the tenant is read-only until the next call.
     assert tenant.registry() == (0, 2, 2, "local")
     assert tenant.schema_rows() == before
-    assert [p[1] for p in tenant.promotions()] == ["started"]
-    assert tenant.database_exists()
+    [(promotion_id, state, _)] = tenant.promotions()
+    assert state == "started"
+    assert databases(tenant.admin, f"{tenant.schema}%") == {
+        f"{tenant.schema}_promoting_{promotion_id}"
+    }
     assert not tenant.role_may_insert()
     lines = tenant.promote()
     said = "\n".join(lines)
