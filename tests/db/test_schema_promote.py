@@ -17,12 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
 
 from admmgt_plpy import _history
 from admmgt_plpy._locks import LOCK_CLASS
 from admmgt_plpy._promote_base import FAULT_LOCK, FAULT_SETTING
 from tests.db.fleet import Notices, SchemaFleet, databases, make_schema_fleet, make_template
-from tests.fix_db import connect, drop_databases
+from tests.fix_clusters import RemoteCluster
+from tests.fix_db import connect, create_database, drop_databases
 
 Conn = psycopg.Connection[Any]
 
@@ -558,3 +560,42 @@ def test_a_long_writer_holding_a_lock_stops_the_promotion_before_any_copy(
     assert tenant.role_may_insert()
     tenant.promote()
     check_promoted(tenant, before)
+
+
+def test_a_tenant_is_promoted_onto_another_cluster_with_t_cluster(
+    tenant: Promotable, remote_clusters: dict[str, RemoteCluster]
+) -> None:
+    """The new database is made from c2's own template copy; c2's postgres_fdw
+    reads the host database on the test server."""
+    c2 = remote_clusters["c2"]
+    tenant.admin.execute(
+        "INSERT INTO admmgt.clusters (name, host, port) VALUES ('c2', %s, %s)",
+        (c2.host, c2.sandbox.port),
+    )
+    tpl = f"{tenant.template}"
+    drop_databases(c2.dsn, tpl)
+    try:
+        create_database(c2.dsn, tpl)
+        with connect(make_conninfo(c2.dsn, dbname=tpl)) as conn:
+            conn.execute(
+                TEMPLATE_DDL
+                + _history.ENSURE_TABLE
+                + f"; INSERT INTO admmgt.script_history {HISTORY}"
+            )
+        tenant.admin.execute(
+            "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status, cluster_name)"
+            " VALUES (%s, true, 2, 'c2')",
+            (tpl,),
+        )
+        before = tenant.schema_rows()
+        lines = tenant.promote("c2")
+        assert any('on cluster "c2" at script 2: 77 rows' in line for line in lines), lines
+        assert tenant.registry() == (1, 2, 2, "c2")
+        with connect(make_conninfo(c2.dsn, dbname=tenant.schema)) as db:
+            assert tenant.rows(db, "mgttest") == before
+            row = db.execute("INSERT INTO mgttest.customers (name) VALUES ('new') RETURNING id")
+            assert row.fetchone() == (41,)
+        assert not tenant.database_exists()  # nothing on the host's own cluster
+    finally:
+        drop_databases(c2.dsn, tenant.template)
+        drop_databases(c2.dsn, tenant.schema)
