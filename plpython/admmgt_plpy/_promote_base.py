@@ -27,7 +27,8 @@ OPERATION = "promote_tenant"
 # (LOCK_CLASS, FAULT_LOCK) in the admin database, which a test holds.
 FAULT_SETTING = "admmgt.promote_fault"
 FAULT_LOCK = 100
-STEPS = ("record", "create", "block", "copy", "verify", "switch")
+# The steps it can stop after (after "switch", only the rename is left).
+FAULT_STEPS = ("record", "create", "block", "copy", "verify", "switch")
 
 
 class PromotionBase:
