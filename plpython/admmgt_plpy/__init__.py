@@ -35,6 +35,7 @@ __all__ = [
     "lifecyclemgt",
     "plan_rollback",
     "plan_script",
+    "promote_tenant",
     "refresh_stored_procedures",
     "refresh_views",
     "repair_script",
@@ -234,3 +235,11 @@ def drop_script(plpy: Any, *, script_id: int) -> None:
     from admmgt_plpy import _drafts
 
     _drafts.drop_script(plpy, script_id=script_id)
+
+
+@entry
+def promote_tenant(plpy: Any, *, dbname: str, cluster: str | None, abort: bool = False) -> None:
+    from admmgt_plpy import _promote
+
+    _clock.announce(plpy, "promote_tenant")
+    _promote.promote_tenant(plpy, dbname=dbname, cluster=cluster, abort=abort)
