@@ -23,8 +23,8 @@ The order of operations (docs/design/schema-tenants.md, "Promotion"):
    table's, ``INSERT ... OVERRIDING SYSTEM VALUE`` under
    ``session_replication_role = replica``, the history, every sequence and
    identity set to the source's value, the grants; the scratch objects are
-   dropped before the commit (a password of the user mapping is never
-   committed).
+   dropped before the commit (a host reached with a password is refused
+   by the preflight: the mapping would write it into the new database).
 6. Verify: per table, count and an order-independent checksum on both sides
    (the same output settings), the history included; then the database takes
    the tenant's name.
@@ -400,8 +400,8 @@ class Promotion(PromotionBase):
 
     def _fdw_options(self, tenant: Tenant) -> tuple[str, str]:
         """The postgres_fdw server's options and its user mapping's, from the
-        connection string admmgt uses for the host (a password, if any, goes
-        in the mapping, which is dropped before the copy commits)."""
+        connection string admmgt uses for the host (never a password: the
+        preflight refuses a host cluster reached with one)."""
         parts = dict(
             parse_options(
                 tenant.cluster, self.clusters.conninfo(tenant.cluster, tenant.place.database)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from admmgt_plpy import _history
-from admmgt_plpy._conninfo import Clusters
+from admmgt_plpy._conninfo import Clusters, parse_options
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._promote_sql import Catalog
@@ -217,6 +217,22 @@ class _Checks:
             )
 
     def _check_target(self, tenant: Tenant, to_cluster: str) -> None:
+        host = dict(
+            parse_options(
+                tenant.cluster, self.clusters.conninfo(tenant.cluster, tenant.place.database)
+            )
+        )
+        if "password" in host or "sslpassword" in host:
+            # The copy's postgres_fdw user mapping would carry it: into the new
+            # database's WAL, and into the server log under log_statement = ddl.
+            raise AdmmgtError(
+                f'promote_tenant "{tenant.label}": cluster "{tenant.cluster}" is reached with '
+                "a password, which the copy would have to write into the new database's "
+                "catalog (and so its WAL and statement log); nothing was changed",
+                hint="Give the procedures' owner a passfile (~/.pgpass of the server's OS user) "
+                "or a client certificate for that cluster instead of the fdw_server password, "
+                "then call again.",
+            )
         conn = self.dblink.connect(
             self.clusters.conninfo(to_cluster, self.clusters.maintenance_db(to_cluster))
         )
