@@ -51,80 +51,100 @@ def catalog_sql(template: str) -> str:
     ns = f"(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = {quote_literal(template)})"
 
     def agg(obj: str, rest: str, order: str) -> str:
-        return f"(SELECT coalesce(json_agg(json_build_object({obj}) ORDER BY {order}), '[]') {rest})"
+        return (
+            f"(SELECT coalesce(json_agg(json_build_object({obj}) ORDER BY {order}), '[]') {rest})"
+        )
 
     sections = {
-        'found': f'EXISTS {ns}',
-        'enums': agg("'name', t.typname, 'labels', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid)",
-               f"FROM pg_catalog.pg_type t WHERE t.typnamespace = {ns} AND t.typtype = 'e'", "t.oid"),
-        'types': agg("'name', t.typname, 'kind', t.typtype",
-               f"""FROM pg_catalog.pg_type t WHERE t.typnamespace = {ns} AND t.typtype NOT IN ('e', 'p')
+        "found": f"EXISTS {ns}",
+        "enums": agg(
+            "'name', t.typname, 'labels', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid)",
+            f"FROM pg_catalog.pg_type t WHERE t.typnamespace = {ns} AND t.typtype = 'e'",
+            "t.oid",
+        ),
+        "types": agg(
+            "'name', t.typname, 'kind', t.typtype",
+            f"""FROM pg_catalog.pg_type t WHERE t.typnamespace = {ns} AND t.typtype NOT IN ('e', 'p')
                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_type x WHERE x.typarray = t.oid)
                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_class r WHERE r.oid = t.typrelid AND r.relkind <> 'c')
                    AND NOT (t.typtype = 'm' AND EXISTS (SELECT FROM pg_catalog.pg_range g WHERE g.rngmultitypid = t.oid))""",
-               "t.typname"),
-        'relations': agg("'name', c.relname, 'kind', c.relkind, 'persistence', c.relpersistence, 'oid', c.oid::bigint,"
-                   " 'options', c.reloptions, 'is_partition', c.relispartition,"
-                   " 'parents', (SELECT json_agg(json_build_object('name', p.relname, 'here', p.relnamespace = c.relnamespace))"
-                   "   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),"
-                   " 'bound', pg_catalog.pg_get_expr(c.relpartbound, c.oid),"
-                   " 'partkey', CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END,"
-                   " 'rls', c.relrowsecurity OR c.relforcerowsecurity,"
-                   " 'viewdef', CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END,"
-                   " 'columns', CASE WHEN c.relkind IN ('r', 'p') AND NOT c.relispartition THEN"
-                   "  (SELECT json_agg(json_build_object('name', a.attname,"
-                   "    'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'identity', a.attidentity,"
-                   "    'generated', a.attgenerated, 'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid),"
-                   "    'notnull', a.attnotnull,"
-                   "    'collation', CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation::regcollation::text END)"
-                   "   ORDER BY a.attnum)"
-                   "   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
-                   "   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
-                   "   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END",
-                   f"FROM pg_catalog.pg_class c WHERE c.relnamespace = {ns} AND c.relkind NOT IN ('i', 'I', 't')",
-                   "c.oid"),
-        'sequences': agg("'name', c.relname, 'type', pg_catalog.format_type(s.seqtypid, NULL), 'start', s.seqstart::text,"
-                   " 'increment', s.seqincrement::text, 'min', s.seqmin::text, 'max', s.seqmax::text,"
-                   " 'cache', s.seqcache::text, 'cycle', s.seqcycle, 'dep', d.deptype, 'table', t.relname,"
-                   " 'table_here', t.relnamespace = c.relnamespace, 'column', a.attname",
-                   f"""FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
+            "t.typname",
+        ),
+        "relations": agg(
+            "'name', c.relname, 'kind', c.relkind, 'persistence', c.relpersistence, 'oid', c.oid::bigint,"
+            " 'options', c.reloptions, 'is_partition', c.relispartition,"
+            " 'parents', (SELECT json_agg(json_build_object('name', p.relname, 'here', p.relnamespace = c.relnamespace))"
+            "   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),"
+            " 'bound', pg_catalog.pg_get_expr(c.relpartbound, c.oid),"
+            " 'partkey', CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END,"
+            " 'rls', c.relrowsecurity OR c.relforcerowsecurity,"
+            " 'viewdef', CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END,"
+            " 'columns', CASE WHEN c.relkind IN ('r', 'p') AND NOT c.relispartition THEN"
+            "  (SELECT json_agg(json_build_object('name', a.attname,"
+            "    'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'identity', a.attidentity,"
+            "    'generated', a.attgenerated, 'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid),"
+            "    'notnull', a.attnotnull,"
+            "    'collation', CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation::regcollation::text END)"
+            "   ORDER BY a.attnum)"
+            "   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+            "   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+            "   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END",
+            f"FROM pg_catalog.pg_class c WHERE c.relnamespace = {ns} AND c.relkind NOT IN ('i', 'I', 't')",
+            "c.oid",
+        ),
+        "sequences": agg(
+            "'name', c.relname, 'type', pg_catalog.format_type(s.seqtypid, NULL), 'start', s.seqstart::text,"
+            " 'increment', s.seqincrement::text, 'min', s.seqmin::text, 'max', s.seqmax::text,"
+            " 'cache', s.seqcache::text, 'cycle', s.seqcycle, 'dep', d.deptype, 'table', t.relname,"
+            " 'table_here', t.relnamespace = c.relnamespace, 'column', a.attname",
+            f"""FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
                    LEFT JOIN pg_catalog.pg_depend d ON d.objid = c.oid AND d.classid = 'pg_catalog.pg_class'::regclass
                         AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
                    LEFT JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                    WHERE c.relnamespace = {ns} AND c.relkind = 'S'""",
-                   "c.oid"),
-        'constraints': agg("'table', c.relname, 'name', k.conname, 'kind', k.contype,"
-                     " 'definition', pg_catalog.pg_get_constraintdef(k.oid), 'target', r.relname,"
-                     " 'target_here', r.relnamespace = c.relnamespace",
-                     f"""FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+            "c.oid",
+        ),
+        "constraints": agg(
+            "'table', c.relname, 'name', k.conname, 'kind', k.contype,"
+            " 'definition', pg_catalog.pg_get_constraintdef(k.oid), 'target', r.relname,"
+            " 'target_here', r.relnamespace = c.relnamespace",
+            f"""FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
                      LEFT JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
                      WHERE c.relnamespace = {ns} AND k.conparentid = 0 AND k.coninhcount = 0""",
-                     "c.relname, k.conname"),
-        'indexes': agg("'table', t.relname, 'name', x.relname, 'definition', pg_catalog.pg_get_indexdef(i.indexrelid),"
-                 " 'on', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.relname)",
-                 f"""FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
+            "c.relname, k.conname",
+        ),
+        "indexes": agg(
+            "'table', t.relname, 'name', x.relname, 'definition', pg_catalog.pg_get_indexdef(i.indexrelid),"
+            " 'on', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.relname)",
+            f"""FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
                  JOIN pg_catalog.pg_class t ON t.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
                  WHERE x.relnamespace = {ns} AND NOT x.relispartition
                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid
                                    AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))""",
-                 "x.oid"),
-        'routines': agg("'name', p.proname, 'kind', p.prokind, 'args', pg_catalog.pg_get_function_arguments(p.oid),"
-                  " 'identity', pg_catalog.pg_get_function_identity_arguments(p.oid),"
-                  " 'result', pg_catalog.pg_get_function_result(p.oid), 'language', l.lanname,"
-                  " 'volatility', p.provolatile, 'strict', p.proisstrict, 'definer', p.prosecdef,"
-                  " 'leakproof', p.proleakproof, 'parallel', p.proparallel, 'cost', p.procost::text,"
-                  " 'rows', p.prorows::text, 'retset', p.proretset, 'config', p.proconfig, 'body', p.prosrc,"
-                  " 'sqlbody', CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) END",
-                  f"""FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+            "x.oid",
+        ),
+        "routines": agg(
+            "'name', p.proname, 'kind', p.prokind, 'args', pg_catalog.pg_get_function_arguments(p.oid),"
+            " 'identity', pg_catalog.pg_get_function_identity_arguments(p.oid),"
+            " 'result', pg_catalog.pg_get_function_result(p.oid), 'language', l.lanname,"
+            " 'volatility', p.provolatile, 'strict', p.proisstrict, 'definer', p.prosecdef,"
+            " 'leakproof', p.proleakproof, 'parallel', p.proparallel, 'cost', p.procost::text,"
+            " 'rows', p.prorows::text, 'retset', p.proretset, 'config', p.proconfig, 'body', p.prosrc,"
+            " 'sqlbody', CASE WHEN p.prosqlbody IS NOT NULL THEN pg_catalog.pg_get_function_sqlbody(p.oid) END",
+            f"""FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
                   WHERE p.pronamespace = {ns}""",
-                  "p.oid"),
-        'triggers': agg("'table', c.relname, 'name', g.tgname, 'definition', pg_catalog.pg_get_triggerdef(g.oid, true)",
-                  f"""FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+            "p.oid",
+        ),
+        "triggers": agg(
+            "'table', c.relname, 'name', g.tgname, 'definition', pg_catalog.pg_get_triggerdef(g.oid, true)",
+            f"""FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
                   WHERE c.relnamespace = {ns} AND NOT g.tgisinternal AND g.tgparentid = 0""",
-                  "g.oid"),
-        'others': agg("'kind', o.kind, 'name', o.name",
-                f"""FROM (
+            "g.oid",
+        ),
+        "others": agg(
+            "'kind', o.kind, 'name', o.name",
+            f"""FROM (
    SELECT 'rule' AS kind, r.rulename || ' on ' || c.relname AS name FROM pg_catalog.pg_rewrite r
      JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE c.relnamespace = {ns} AND r.rulename <> '_RETURN'
    UNION ALL SELECT 'policy', p.polname || ' on ' || c.relname FROM pg_catalog.pg_policy p
@@ -145,7 +165,8 @@ def catalog_sql(template: str) -> str:
    UNION ALL SELECT 'publication', p.pubname FROM pg_catalog.pg_publication_namespace pn
      JOIN pg_catalog.pg_publication p ON p.oid = pn.pnpubid WHERE pn.pnnspid = {ns}
  ) AS o""",
-                "o.kind, o.name"),
+            "o.kind, o.name",
+        ),
     }
     items = ", ".join(f"{quote_literal(k)}, {v}" for k, v in sections.items())
     return f"SELECT json_build_object({items})::text AS doc"
@@ -182,7 +203,9 @@ class Clone:
 
         out = [f"GRANT USAGE ON SCHEMA {s} TO {r}"]
         if self.tables:
-            out.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {listed(self.tables)} TO {r}")
+            out.append(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {listed(self.tables)} TO {r}"
+            )
         out.append(f"GRANT SELECT ON TABLE {s}.{HISTORY} TO {r}")
         if self.sequences:
             out.append(f"GRANT USAGE, SELECT ON SEQUENCE {listed(self.sequences)} TO {r}")
@@ -245,7 +268,9 @@ def _split_list(value: str) -> list[str]:
 def _needs_tables(routine: dict[str, Any], tables: set[str]) -> bool:
     if routine["sqlbody"]:
         return True
-    words = set(re.findall(r'"(?:[^"]|"")+"|[\w$]+', f"{routine['args']} {routine['result'] or ''}"))
+    words = set(
+        re.findall(r'"(?:[^"]|"")+"|[\w$]+', f"{routine['args']} {routine['result'] or ''}")
+    )
     names = {w[1:-1].replace('""', '"') if w.startswith('"') else w.lower() for w in words}
     return bool(names & tables)
 
@@ -341,9 +366,7 @@ def plan_clone(catalog: dict[str, Any], template: str) -> Clone:
             if r["kind"] in ("r", "p", "v") and r["name"] != HISTORY
         ),
         sequences=tuple(quote_ident(s["name"]) for s in sequences if s["dep"] != "i"),
-        routines=tuple(
-            f"{quote_ident(r['name'])}({r['identity']})" for r in catalog["routines"]
-        ),
+        routines=tuple(f"{quote_ident(r['name'])}({r['identity']})" for r in catalog["routines"]),
     )
 
 
