@@ -38,6 +38,7 @@ CORE = frozenset(
         "_partition_plan",
         "_partitioning",
         "_rollback",
+        "_schema_clone",
         "_sqlsplit",
         "_tenancy",
         "_types",
