@@ -71,9 +71,9 @@ def create_schema(plpy: Any, *, roles: bool | None = None, raise_failure: bool =
 
 @entry
 def drop_schema(plpy: Any, *, dbname: str, drop_role: bool = True) -> None:
-    from admmgt_plpy import _schemas
+    from admmgt_plpy import _schema_drop
 
-    _schemas.drop_schema(plpy, dbname=dbname, drop_role=drop_role)
+    _schema_drop.drop_schema(plpy, dbname=dbname, drop_role=drop_role)
 
 
 @entry

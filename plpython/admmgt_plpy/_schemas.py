@@ -29,16 +29,14 @@ from admmgt_plpy._registry import (
     database_name_problem,
     pending_tenants,
     place_conninfo,
-    registered,
-    registry_update,
     schema_host,
     templates,
 )
-from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._schema_clone import Clone, catalog_sql, plan_clone
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_one_trip
-from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
+from admmgt_plpy._types import FAILED, READY, Plpy
 
 DEFAULT_HOST = "admmgt_schemas"
 NOT_TENANT_SCHEMAS = {"public", "admmgt", "information_schema", "pg_catalog", "pg_toast"}
@@ -140,6 +138,8 @@ def create_schema(plpy: Plpy, *, roles: bool | None = None) -> None:
                 "(status 1, or 3 to retry); nothing to do"
             )
             return
+        if rows and not pending_templates:
+            templates(plpy, SCHEMA_MODE)  # none at all: the error says how to register one
         _check_names(plpy, rows, own if with_roles else None)
         recorder = run.start(
             {"tenants": len(rows), "templates": len(pending_templates), "roles": with_roles},
@@ -165,19 +165,23 @@ def create_schema(plpy: Plpy, *, roles: bool | None = None) -> None:
             return
         sources = _read_sources(plpy, run, {r["cluster_name"] or "local" for r in rows}, hosts)
         tenants = [_with_host(r, hosts) for r in rows]
-        settings, clusters = run.settings, run.clusters
-        run.wave(
-            tenants,
-            lambda t: _create_one(
-                t,
-                sources.get(t.cluster),
-                settings,
-                clusters,
-                own.role(t.database) if with_roles else None,
-            ),
-            created_line,
-            registry=created_registry,
-        )
+        settings = run.settings
+        connections = HostConnections(run.dblink, run.clusters)
+        try:
+            run.wave(
+                tenants,
+                lambda t: _create_one(
+                    t,
+                    sources.get(t.cluster),
+                    settings,
+                    connections,
+                    own.role(t.database) if with_roles else None,
+                ),
+                created_line,
+                registry=created_registry,
+            )
+        finally:
+            connections.close()
         run.end()
 
 
@@ -383,15 +387,49 @@ def role_marker(schema: str, host: str) -> str:
     return f"admmgt tenant role of schema {schema} in database {host}"
 
 
+class HostConnections:
+    """Connections to the host databases kept across tenants for one wave: a
+    tenant's job takes one and gives it back, so a run opens about
+    ``max_parallel`` connections per host instead of one per tenant (a new
+    connection costs a backend start, and dblink_connect blocks the run). A
+    connection whose tenant failed is closed, not reused."""
+
+    def __init__(self, dblink: Dblink, clusters: Clusters) -> None:
+        self.dblink = dblink
+        self.clusters = clusters
+        self.free: dict[Place, list[str]] = {}
+        self.opened: set[str] = set()
+
+    def take(self, place: Place) -> str:
+        free = self.free.setdefault(place, [])
+        if free:
+            return free.pop()
+        name = self.dblink.connect(place_conninfo(self.clusters, place))
+        self.opened.add(name)
+        return name
+
+    def give(self, place: Place, name: str, *, reuse: bool) -> None:
+        if reuse:
+            self.free.setdefault(place, []).append(name)
+        else:
+            self.opened.discard(name)
+            self.dblink.disconnect(name)
+
+    def close(self) -> None:
+        for name in sorted(self.opened):
+            self.dblink.disconnect(name)
+        self.opened.clear()
+        self.free.clear()
+
+
 def _create_one(
     tenant: Tenant,
     source: Source | None,
     settings: Settings,
-    clusters: Clusters,
+    connections: HostConnections,
     role: str | None,
 ) -> Job:
-    """One tenant schema, in one transaction: the clone, its history, its role."""
-    schema, host = tenant.database, str(tenant.host)
+    """One tenant schema, on a kept connection to its host."""
     if source is None:
         return Outcome(
             "failed",
@@ -400,15 +438,35 @@ def _create_one(
             "and call create_schema again",
             "0A000",
         )
-    conn = yield Connect(place_conninfo(clusters, Place(tenant.cluster, host)))
-    found = yield Run(
+    place = Place(tenant.cluster, str(tenant.host))
+    conn = connections.take(place)
+    outcome = Outcome("failed", "interrupted")
+    try:
+        outcome = yield from _make_schema(tenant, source, settings, conn, role)
+    finally:
+        connections.give(place, conn, reuse=outcome.outcome == "ok")
+    return outcome
+
+
+def _make_schema(
+    tenant: Tenant, source: Source, settings: Settings, conn: str, role: str | None
+) -> Job:
+    """One tenant schema, in one transaction: the clone, its history, its role."""
+    schema, host = tenant.database, str(tenant.host)
+    probe = yield Run(
         conn,
-        "SELECT obj_description(oid, 'pg_namespace') AS c FROM pg_catalog.pg_namespace"
-        f" WHERE nspname = {quote_literal(schema)}",
-        "c text",
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = "
+        f"{quote_literal(schema)}) AS schema_found, (SELECT obj_description(oid, "
+        f"'pg_namespace') FROM pg_catalog.pg_namespace WHERE nspname = {quote_literal(schema)})"
+        " AS schema_note, EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = "
+        f"{quote_literal(role or '')}) AS role_found, (SELECT shobj_description(oid, "
+        f"'pg_authid') FROM pg_catalog.pg_roles WHERE rolname = {quote_literal(role or '')})"
+        " AS role_note",
+        "schema_found boolean, schema_note text, role_found boolean, role_note text",
     )
-    if found:
-        if found[0]["c"] != tenant_marker(tenant):
+    found = probe[0]
+    if found["schema_found"]:
+        if found["schema_note"] != tenant_marker(tenant):
             return Outcome(
                 "failed",
                 f'schema "{schema}" already exists in database "{host}" but admmgt did not '
@@ -427,14 +485,8 @@ def _create_one(
         f"COMMENT ON SCHEMA {quote_ident(schema)} IS {quote_literal(tenant_marker(tenant))}"
     )
     if role is not None:
-        rows = yield Run(
-            conn,
-            "SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_catalog.pg_roles"
-            f" WHERE rolname = {quote_literal(role)}",
-            "c text",
-        )
         marker = role_marker(schema, host)
-        if rows and rows[0]["c"] != marker:
+        if found["role_found"] and found["role_note"] != marker:
             return Outcome(
                 "failed",
                 f'schema tenant "{tenant.label}": role "{role}" already exists and admmgt did '
@@ -442,7 +494,7 @@ def _create_one(
                 "schema_role_pattern; nothing was created",
                 "42710",
             )
-        if not rows:
+        if not found["role_found"]:
             statements += [
                 f"CREATE ROLE {quote_ident(role)} NOLOGIN",
                 f"COMMENT ON ROLE {quote_ident(role)} IS {quote_literal(marker)}",
@@ -469,99 +521,3 @@ def _create_one(
             exc.error.statement,
         )
     return Outcome("ok", "", details={"scriptversion": source.version})
-
-
-# ------------------------------------------------------------------ drop_schema
-
-
-def dropped_name(schema: str, tenant_id: int) -> str:
-    """What a dropped tenant's schema is renamed to: ``<schema>_dropped_<id>``,
-    the schema cut (at a character) so that the name fits in 63 bytes."""
-    suffix = f"_dropped_{tenant_id}"
-    head = schema
-    while len((head + suffix).encode("utf-8")) > 63:
-        head = head[:-1]
-    return head + suffix
-
-
-def drop_schema(plpy: Plpy, *, dbname: str, drop_role: bool = True) -> None:
-    """Remove a schema tenant: rename its schema to <schema>_dropped_<id> (kept,
-    as drop_database archives), drop the tenant role admmgt made for it (with
-    ``drop_role``), and mark its registry row deleted; one host transaction."""
-    with fleet_run(
-        plpy,
-        "drop_schema",
-        lock="create_database",
-        lock_name="create_database/drop_schema",
-        read_settings=False,
-    ) as run:
-        row = registered(plpy, dbname)
-        if row["separatedb"] != SCHEMA_MODE:
-            raise AdmmgtError(
-                f'"{row["dbname"]}" is a database tenant; drop_schema removes schema tenants',
-                hint=f"CALL admmgt.drop_database({quote_literal(row['dbname'])}, 'archive');",
-            )
-        if row["istemplate"]:
-            raise AdmmgtError(
-                f'"{row["dbname"]}" is the template schema; drop_schema refuses it',
-                hint="Register another template schema first, then set istemplate = false.",
-            )
-        cluster = row["cluster_name"] or "local"
-        tenant = Tenant(row["id"], row["dbname"], cluster, None, SCHEMA_MODE,
-                        schema_host(plpy, cluster))  # fmt: skip
-        if row["status"] != APPLIED or tenant.host is None:
-            plpy.execute(registry_update(tenant.id, deleted=True))
-            plpy.notice(
-                f'drop_schema: schema tenant "{tenant.database}" was never created (status '
-                f"{row['status']}); marked deleted"
-            )
-            return
-        own = schema_settings(plpy)
-        schema, host = tenant.database, tenant.host
-        target = dropped_name(schema, tenant.id)
-        role = own.role(schema)
-        dblink = run.dblink
-        with dblink.session(place_conninfo(run.clusters, Place(cluster, host))) as conn:
-            found = dblink.query(
-                conn,
-                "SELECT (SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = "
-                f"{quote_literal(schema)})::int AS schema, (SELECT count(*) FROM "
-                f"pg_catalog.pg_roles WHERE rolname = {quote_literal(role)} AND "
-                f"shobj_description(oid, 'pg_authid') = {quote_literal(role_marker(schema, host))}"
-                ")::int AS role",
-                "schema int, role int",
-            )[0]
-            if not found["schema"]:
-                raise AdmmgtError(
-                    f'drop_schema: schema "{schema}" does not exist in database "{host}"; '
-                    "nothing was changed",
-                    hint="If it is gone for good, mark the row deleted: UPDATE "
-                    "admmgt.vendor_db_settings SET deleted = true, deletedon = now() WHERE id = "
-                    f"{tenant.id};",
-                )
-            statements = [
-                f"ALTER SCHEMA {quote_ident(schema)} RENAME TO {quote_ident(target)}",
-                f"COMMENT ON SCHEMA {quote_ident(target)} IS "
-                + quote_literal(f"admmgt: schema tenant {tenant.id} ({schema}), dropped"),
-            ]
-            dropped_role = bool(drop_role and found["role"])
-            if dropped_role:
-                statements += [
-                    f"DROP OWNED BY {quote_ident(role)}",
-                    f"DROP ROLE {quote_ident(role)}",
-                ]
-            try:
-                dblink.query(
-                    conn, "BEGIN;\n" + ";\n".join(statements) + ";\nCOMMIT"
-                )  # one transaction: all or nothing
-            except RemoteError as exc:
-                raise AdmmgtError(
-                    f'drop_schema "{tenant.label}" failed ({exc.describe()}); nothing was changed',
-                    hint="A lock held by another session is the usual cause: retry.",
-                ) from None
-        plpy.execute(registry_update(tenant.id, deleted=True, archived_as=target))
-    plpy.notice(
-        f'drop_schema: schema "{schema}" in database "{host}" renamed to "{target}"'
-        + (f' and its role "{role}" dropped' if dropped_role else "")
-        + "; its registry row is marked deleted"
-    )

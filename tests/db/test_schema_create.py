@@ -405,3 +405,15 @@ def test_drop_schema_renames_the_schema_and_drops_its_role(
         ).fetchone() == (0,)
     with pytest.raises(psycopg.Error, match="template schema; drop_schema refuses it"):
         template.admin.execute("CALL admmgt.drop_schema('mgttest')")
+
+
+def test_tenants_without_a_template_schema_are_refused_before_anything(
+    hosted: Hosted, tenant_prefix: str
+) -> None:
+    hosted.register(f"{tenant_prefix}t1")
+    with pytest.raises(psycopg.Error, match="no template schema is registered") as failure:
+        hosted.admin.execute("CALL admmgt.create_schema()")
+    assert failure.value.diag.message_hint and "istemplate, separatedb" in (
+        failure.value.diag.message_hint
+    )
+    assert hosted.admin.execute("SELECT count(*) FROM admmgt.schema_hosts").fetchone() == (0,)
