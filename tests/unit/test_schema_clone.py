@@ -19,36 +19,76 @@ from admmgt_plpy._schema_clone import (
 
 def rel(name: str, kind: str = "r", **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "name": name, "kind": kind, "persistence": "p", "oid": 0, "options": None,
-        "is_partition": False, "parents": None, "bound": None, "partkey": None, "rls": False,
-        "viewdef": None, "columns": None,
-    }  # fmt: skip
+        "name": name,
+        "kind": kind,
+        "persistence": "p",
+        "oid": 0,
+        "options": None,
+        "is_partition": False,
+        "parents": None,
+        "bound": None,
+        "partkey": None,
+        "rls": False,
+        "viewdef": None,
+        "columns": None,
+    }
     row.update(extra)
     return row
 
 
 def col(name: str, typ: str = "integer", **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": name, "type": typ, "identity": "", "generated": "",
-                           "default": None, "notnull": False, "collation": None}  # fmt: skip
+    row: dict[str, Any] = {
+        "name": name,
+        "type": typ,
+        "identity": "",
+        "generated": "",
+        "default": None,
+        "notnull": False,
+        "collation": None,
+    }
     row.update(extra)
     return row
 
 
 def routine(name: str, **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "name": name, "kind": "f", "args": "", "identity": "", "result": "integer",
-        "language": "sql", "volatility": "s", "strict": False, "definer": False,
-        "leakproof": False, "parallel": "u", "cost": "100", "rows": "0", "retset": False,
-        "config": None, "body": " SELECT 1 ", "sqlbody": None,
-    }  # fmt: skip
+        "name": name,
+        "kind": "f",
+        "args": "",
+        "identity": "",
+        "result": "integer",
+        "language": "sql",
+        "volatility": "s",
+        "strict": False,
+        "definer": False,
+        "leakproof": False,
+        "parallel": "u",
+        "cost": "100",
+        "rows": "0",
+        "retset": False,
+        "config": None,
+        "body": " SELECT 1 ",
+        "sqlbody": None,
+    }
     row.update(extra)
     return row
 
 
 def seq(name: str, dep: str | None, table: str | None, column: str | None) -> dict[str, Any]:
-    return {"name": name, "type": "bigint", "start": "1", "increment": "1", "min": "1",
-            "max": "9223372036854775807", "cache": "1", "cycle": False, "dep": dep,
-            "table": table, "table_here": table is not None, "column": column}  # fmt: skip
+    return {
+        "name": name,
+        "type": "bigint",
+        "start": "1",
+        "increment": "1",
+        "min": "1",
+        "max": "9223372036854775807",
+        "cache": "1",
+        "cycle": False,
+        "dep": dep,
+        "table": table,
+        "table_here": table is not None,
+        "column": column,
+    }
 
 
 def catalog() -> dict[str, Any]:
@@ -66,21 +106,21 @@ def catalog() -> dict[str, Any]:
                     col("id", "bigint", default="nextval('orders_id_seq'::regclass)", notnull=True),
                     col("customer_id", "bigint"),
                 ],
-            ),  # fmt: skip
+            ),
             rel(
                 "customers",
                 columns=[
                     col("id", "bigint", identity="d", notnull=True),
                     col("state", "state", default="'new'::state"),
                 ],
-            ),  # fmt: skip
+            ),
             rel("events", "p", partkey="RANGE (at)", columns=[col("at", "date", notnull=True)]),
             rel(
                 "events_a",
                 is_partition=True,
                 parents=[{"name": "events", "here": True}],
                 bound="FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')",
-            ),  # fmt: skip
+            ),
             rel("admmgt_history", columns=[col("id", "bigint")]),
             rel("totals", "v", viewdef=" SELECT count(*) AS n FROM orders;"),
         ],
@@ -96,7 +136,7 @@ def catalog() -> dict[str, Any]:
                 "definition": "FOREIGN KEY (customer_id) REFERENCES customers(id)",
                 "target": "customers",
                 "target_here": True,
-            },  # fmt: skip
+            },
             {
                 "table": "customers",
                 "name": "customers_pkey",
@@ -104,7 +144,7 @@ def catalog() -> dict[str, Any]:
                 "definition": "PRIMARY KEY (id)",
                 "target": None,
                 "target_here": None,
-            },  # fmt: skip
+            },
         ],
         "indexes": [
             {
@@ -113,14 +153,14 @@ def catalog() -> dict[str, Any]:
                 "on": "mgttest.events",
                 "definition": "CREATE INDEX events_at_idx ON ONLY mgttest.events USING btree (at)",
             },
-        ],  # fmt: skip
+        ],
         "routines": [
             routine(
                 "total",
                 args="p bigint",
                 identity="p bigint",
                 config=["search_path=mgttest, public"],
-            ),  # fmt: skip
+            ),
         ],
         "triggers": [{"table": "orders", "name": "t", "definition": "CREATE TRIGGER t ..."}],
         "others": [],
@@ -196,7 +236,7 @@ def test_a_foreign_key_cycle_is_broken_with_one_alter_table() -> None:
             "definition": "FOREIGN KEY (id) REFERENCES orders(id)",
             "target": "orders",
             "target_here": True,
-        }  # fmt: skip
+        }
     )
     ddl = plan_clone(cat, "mgttest").ddl("t")
     alters = [x for x in ddl if x.startswith("ALTER TABLE")]
