@@ -36,7 +36,7 @@ from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._schema_clone import Clone, catalog_sql, plan_clone
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_one_trip
-from admmgt_plpy._types import FAILED, READY, Plpy
+from admmgt_plpy._types import APPLIED, FAILED, READY, Plpy
 
 DEFAULT_HOST = "admmgt_schemas"
 NOT_TENANT_SCHEMAS = {"public", "admmgt", "information_schema", "pg_catalog", "pg_toast"}
@@ -352,7 +352,13 @@ def _read_sources(
 ) -> dict[str, Source]:
     """Each cluster's template schema, its catalog read once (one statement),
     planned into a Clone; refused, naming the object, before any tenant is made."""
-    found = {t.cluster: t for t in templates(plpy, SCHEMA_MODE) if t.cluster in clusters_used}
+    any_ready = plpy.execute(
+        f"""SELECT 1 FROM admmgt.vendor_db_settings WHERE istemplate AND NOT deleted
+           AND status = {APPLIED} AND separatedb = {SCHEMA_MODE} LIMIT 1"""
+    )
+    # None ready: its creation failed in this run; each tenant says its cluster has none.
+    ready = templates(plpy, SCHEMA_MODE) if any_ready else []
+    found = {t.cluster: t for t in ready if t.cluster in clusters_used}
     dblink, clusters = run.dblink, run.clusters
     sources = {}
     for cluster, template in sorted(found.items()):
