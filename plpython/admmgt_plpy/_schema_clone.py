@@ -16,7 +16,7 @@ tables (columns with types, collations, defaults, identity, generated
 columns, NOT NULL; keys, checks and foreign keys inside CREATE TABLE in
 foreign-key order; storage parameters; unlogged), their indexes,
 partitioned tables and partitions at any depth (with their own local
-constraints), routines (functions and procedures, rebuilt from their parts,
+constraints), row-level security and policies, routines (functions and procedures, rebuilt from their parts,
 ``SET search_path`` mapped to the tenant), views and triggers. Anything else
 in the template schema is refused before the first tenant is made
 (:func:`plan_clone` raises :class:`CloneRefused` naming each object).
@@ -77,7 +77,7 @@ def catalog_sql(template: str) -> str:
             "   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),"
             " 'bound', pg_catalog.pg_get_expr(c.relpartbound, c.oid),"
             " 'partkey', CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END,"
-            " 'rls', c.relrowsecurity OR c.relforcerowsecurity,"
+            " 'rls', c.relrowsecurity, 'force_rls', c.relforcerowsecurity,"
             " 'viewdef', CASE WHEN c.relkind = 'v' THEN pg_catalog.pg_get_viewdef(c.oid) END,"
             " 'columns', CASE WHEN c.relkind IN ('r', 'p') AND NOT c.relispartition THEN"
             "  (SELECT json_agg(json_build_object('name', a.attname,"
@@ -136,6 +136,15 @@ def catalog_sql(template: str) -> str:
                   WHERE p.pronamespace = {ns}""",
             "p.oid",
         ),
+        "policies": agg(
+            "'table', c.relname, 'name', p.polname, 'permissive', p.polpermissive, 'cmd', p.polcmd,"
+            " 'roles', (SELECT array_agg(CASE WHEN r.x = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(a.rolname) END ORDER BY r.n)"
+            "   FROM unnest(p.polroles) WITH ORDINALITY AS r(x, n) LEFT JOIN pg_catalog.pg_roles a ON a.oid = r.x),"
+            " 'qual', pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'check', pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)",
+            f"""FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                  WHERE c.relnamespace = {ns}""",
+            "c.relname, p.polname",
+        ),
         "triggers": agg(
             "'table', c.relname, 'name', g.tgname, 'definition', pg_catalog.pg_get_triggerdef(g.oid, true)",
             f"""FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
@@ -147,8 +156,6 @@ def catalog_sql(template: str) -> str:
             f"""FROM (
    SELECT 'rule' AS kind, r.rulename || ' on ' || c.relname AS name FROM pg_catalog.pg_rewrite r
      JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE c.relnamespace = {ns} AND r.rulename <> '_RETURN'
-   UNION ALL SELECT 'policy', p.polname || ' on ' || c.relname FROM pg_catalog.pg_policy p
-     JOIN pg_catalog.pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = {ns}
    UNION ALL SELECT 'statistics object', stxname FROM pg_catalog.pg_statistic_ext WHERE stxnamespace = {ns}
    UNION ALL SELECT 'collation', collname FROM pg_catalog.pg_collation WHERE collnamespace = {ns}
    UNION ALL SELECT 'operator', oprname FROM pg_catalog.pg_operator WHERE oprnamespace = {ns}
@@ -356,6 +363,7 @@ def plan_clone(catalog: dict[str, Any], template: str) -> Clone:
             out.append(
                 f"CREATE VIEW {quote_ident(rel['name'])}{_with(rel['options'])} AS {definition}"
             )
+    out += _row_security(catalog)
     out += [t["definition"] for t in catalog["triggers"]]
     return Clone(
         template=template,
@@ -383,8 +391,6 @@ def _refusals(catalog: dict[str, Any], template: str) -> list[str]:
             found.append(f"table {name}: it inherits from {parents[0]['name']} (INHERITS)")
         elif rel["is_partition"] and not all(p["here"] for p in parents):
             found.append(f"partition {name}: its parent is outside the schema")
-        if rel["rls"]:
-            found.append(f"table {name}: row-level security")
         if rel["kind"] == "v" and names_schema(rel["viewdef"] or "", template):
             found.append(f'view {name}: its definition names schema "{template}"')
     for seq in catalog["sequences"]:
@@ -487,6 +493,32 @@ def _create_table(
     if rel["partkey"]:
         ddl += f" PARTITION BY {rel['partkey']}"
     return ddl + _with(rel["options"])
+
+
+_POLICY_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
+
+
+def _row_security(catalog: dict[str, Any]) -> list[str]:
+    """Row-level security as the template has it: ENABLE / FORCE per table, its
+    policies (expressions print bare under the template's search_path)."""
+    out = []
+    for rel in catalog["relations"]:
+        flags = [w for w, on in (("ENABLE", rel["rls"]), ("FORCE", rel["force_rls"])) if on]
+        if flags:
+            actions = ", ".join(f"{w} ROW LEVEL SECURITY" for w in flags)
+            out.append(f"ALTER TABLE {quote_ident(rel['name'])} {actions}")
+    for p in catalog.get("policies", []):
+        ddl = (
+            f"CREATE POLICY {quote_ident(p['name'])} ON {quote_ident(p['table'])}"
+            f" AS {'PERMISSIVE' if p['permissive'] else 'RESTRICTIVE'}"
+            f" FOR {_POLICY_COMMANDS[p['cmd']]} TO {', '.join(p['roles'] or ['PUBLIC'])}"
+        )
+        if p["qual"] is not None:
+            ddl += f" USING ({p['qual']})"
+        if p["check"] is not None:
+            ddl += f" WITH CHECK ({p['check']})"
+        out.append(ddl)
+    return out
 
 
 def _index(x: dict[str, Any]) -> str:

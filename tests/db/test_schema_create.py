@@ -17,8 +17,8 @@ from tests.fix_db import connect, drop_databases
 # generated column, a collation, keys, checks, foreign keys (one cycle, one
 # self-reference), a two-level partitioned table with its own partition
 # constraint, indexes (one partial, one on a partitioned table), a view,
-# functions (SET search_path, SETOF a table, SQL-standard body), a procedure
-# and triggers (one on a partitioned table).
+# functions (SET search_path, SETOF a table, SQL-standard body), a procedure,
+# triggers (one on a partitioned table), forced row-level security and a policy.
 TEMPLATE_DDL = '''
 SET search_path = mgttest;
 CREATE TYPE order_status AS ENUM ('new', 'paid', 'it''s');
@@ -56,6 +56,10 @@ CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN NEW.total := coalesce(NEW.total, 0); RETURN NEW; END $$;
 CREATE TRIGGER orders_total BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION trg();
 CREATE TRIGGER events_t BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION trg();
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY by_customer ON orders AS PERMISSIVE FOR ALL TO PUBLIC
+    USING (customer_id = current_setting('app.customer', true)::bigint)
+    WITH CHECK (total IS NOT NULL);
 INSERT INTO admmgt_history (script_id, action, checksum) VALUES
     (1, 'apply', 'c1'), (2, 'apply', 'c2'), (3, 'apply', 'c3'), (3, 'rollback', 'c3'),
     (4, 'apply', 'c4');
@@ -100,6 +104,12 @@ UNION ALL
 SELECT 'trigger', c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid, true)
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 WHERE c.relnamespace = (SELECT oid FROM ns) AND NOT t.tgisinternal
+UNION ALL
+SELECT 'policy', c.relname || '.' || p.polname, p.polpermissive || ' ' || p.polcmd::text || ' ' ||
+       p.polroles::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' ' ||
+       coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') || ' ' || c.relrowsecurity || ' ' ||
+       c.relforcerowsecurity
+FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = (SELECT oid FROM ns)
 UNION ALL
 SELECT 'enum', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
 FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid

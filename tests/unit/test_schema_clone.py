@@ -29,6 +29,7 @@ def rel(name: str, kind: str = "r", **extra: Any) -> dict[str, Any]:
         "bound": None,
         "partkey": None,
         "rls": False,
+        "force_rls": False,
         "viewdef": None,
         "columns": None,
     }
@@ -261,7 +262,6 @@ def test_a_routine_naming_a_table_type_comes_after_the_tables() -> None:
         (lambda c: c["types"].append({"name": "posint", "kind": "d"}), "domain posint"),
         (lambda c: c["relations"].append(rel("mv", "m")), "materialized view mv"),
         (lambda c: c["others"].append({"kind": "rule", "name": "r on orders"}), "rule r on orders"),
-        (lambda c: c["relations"][0].update(rls=True), "table orders: row-level security"),
         (
             lambda c: c["routines"].append(routine("bad", body="SELECT * FROM MgtTest.orders")),
             'function bad(): its body names schema "mgttest"',
@@ -313,3 +313,27 @@ def test_the_catalog_query_quotes_the_template_as_a_literal() -> None:
     text = catalog_sql("o'brien")
     assert "nspname = 'o''brien'" in text
     assert text.startswith("SELECT json_build_object('found', EXISTS")
+
+
+def test_row_level_security_and_policies_are_copied() -> None:
+    cat = catalog()
+    cat["relations"][0].update(rls=True, force_rls=True)
+    cat["policies"] = [
+        {
+            "table": "orders",
+            "name": "own rows",
+            "permissive": False,
+            "cmd": "r",
+            "roles": ["PUBLIC", '"App"'],
+            "qual": "(customer_id = 1)",
+            "check": None,
+        },
+    ]
+    ddl = plan_clone(cat, "mgttest").ddl("t")
+    enable = ddl.index('ALTER TABLE "orders" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY')
+    policy = ddl.index(
+        'CREATE POLICY "own rows" ON "orders" AS RESTRICTIVE FOR SELECT TO PUBLIC, "App"'
+        " USING ((customer_id = 1))"
+    )
+    assert ddl.index(next(x for x in ddl if x.startswith('CREATE TABLE "orders"'))) < enable
+    assert enable < policy
