@@ -428,3 +428,37 @@ def test_tenants_without_a_template_schema_are_refused_before_anything(
         failure.value.diag.message_hint
     )
     assert hosted.admin.execute("SELECT count(*) FROM admmgt.schema_hosts").fetchone() == (0,)
+
+
+def test_what_is_already_there_is_taken_only_if_admmgt_made_it(
+    template: Hosted, tenant_prefix: str
+) -> None:
+    made, squatted, role_taken = (f"{tenant_prefix}{x}" for x in ("made", "squat", "rolex"))
+    template.register(made)
+    template.admin.execute("CALL admmgt.create_schema(t_roles => true)")
+    # A run that committed the schema but died before its registry row: pending again.
+    template.admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET status = 1, scriptversion = NULL WHERE dbname = %s",
+        (made,),
+    )
+    with template.connect() as host:
+        host.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(squatted)))
+    with connect(template.admin.info.dsn) as pg:
+        pg.execute(
+            sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{tenant_prefix}r_{role_taken}"))
+        )
+    template.register(squatted, role_taken)
+    notices = Notices(template.admin)
+    template.admin.execute("CALL admmgt.create_schema(t_roles => true, t_raise => false)")
+    lines = notices.take()
+    assert any(
+        f"{template.name}.{made}: created in" in x and "earlier interrupted run" in x for x in lines
+    ), lines
+    rows = template.rows()
+    assert rows[made] == (2, 4, None)
+    assert (
+        rows[squatted][0] == 3 and "admmgt did not create it for this tenant" in rows[squatted][2]
+    )
+    assert rows[role_taken][0] == 3
+    assert f'role "{tenant_prefix}r_{role_taken}" already exists' in rows[role_taken][2]
+    assert template.schemas() == {made, squatted}  # the squatter's schema is left alone
