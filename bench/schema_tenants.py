@@ -3,12 +3,15 @@
 
     .venv/bin/python bench/schema_tenants.py [--tenants 100 1000] [--dir .sandbox/bench-schemas]
                                              [--port 54361] [--sample 20] [--keep]
-                                             [--history N] [--phases create rollout noop
-                                              promote catalog dump] [--clone-only]
-                                             [--max-connections 300]
+                                             [--history N] [--phases product create
+                                              rollout noop promote catalog dump]
+                                             [--clone-only] [--max-connections 300]
 
-It measures the choices docs/design/schema-tenants.md makes; no admmgt code
-runs (schema tenants are not built yet). A throwaway cluster (admmgt.Sandbox
+It measures the choices docs/design/schema-tenants.md makes, and admmgt's own
+create_schema (phase `product`: admmgt installed in an admin database of the
+same cluster, one `CALL admmgt.create_schema(t_roles => true)` for N tenants).
+The clone of method (a) is admmgt's (admmgt_plpy._schema_clone); the other
+phases drive the server directly. A throwaway cluster (admmgt.Sandbox
 with fsync, synchronous_commit and full_page_writes ON, Unix socket only), a
 template schema `tpl_app` in a host database, built by six "compiled scripts"
 (the proof of concept demo's objects: list partitions with range
