@@ -462,3 +462,29 @@ def test_what_is_already_there_is_taken_only_if_admmgt_made_it(
     assert rows[role_taken][0] == 3
     assert f'role "{tenant_prefix}r_{role_taken}" already exists' in rows[role_taken][2]
     assert template.schemas() == {made, squatted}  # the squatter's schema is left alone
+
+
+def test_roles_follow_the_setting_unless_the_call_says(
+    template: Hosted, tenant_prefix: str
+) -> None:
+    plain, roled, told = (f"{tenant_prefix}{x}" for x in ("plain", "roled", "told"))
+
+    def roles() -> set[str]:
+        found = template.admin.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{tenant_prefix}r\\_%",)
+        )
+        return {r[0] for r in found}
+
+    template.register(plain)
+    template.admin.execute("CALL admmgt.create_schema()")  # schema_tenant_roles: false
+    assert roles() == set()
+    template.admin.execute(
+        "UPDATE admmgt.settings SET value = 'true' WHERE name = 'schema_tenant_roles'"
+    )
+    template.register(roled)
+    template.admin.execute("CALL admmgt.create_schema()")
+    assert roles() == {f"{tenant_prefix}r_{roled}"}
+    template.register(told)
+    template.admin.execute("CALL admmgt.create_schema(t_roles => false)")
+    assert roles() == {f"{tenant_prefix}r_{roled}"}
+    assert template.schemas() == {plain, roled, told}
