@@ -398,13 +398,17 @@ class HostConnections:
     tenant's job takes one and gives it back, so a run opens about
     ``max_parallel`` connections per host instead of one per tenant (a new
     connection costs a backend start, and dblink_connect blocks the run). A
-    connection whose tenant failed is closed, not reused."""
+    connection whose tenant failed is closed, not reused; so is one that has
+    made ``REUSE`` tenants, whose backend caches every relation it created."""
+
+    REUSE = 50
 
     def __init__(self, dblink: Dblink, clusters: Clusters) -> None:
         self.dblink = dblink
         self.clusters = clusters
         self.free: dict[Place, list[str]] = {}
         self.opened: set[str] = set()
+        self.uses: dict[str, int] = {}
 
     def take(self, place: Place) -> str:
         free = self.free.setdefault(place, [])
@@ -415,7 +419,8 @@ class HostConnections:
         return name
 
     def give(self, place: Place, name: str, *, reuse: bool) -> None:
-        if reuse:
+        self.uses[name] = self.uses.get(name, 0) + 1
+        if reuse and self.uses[name] < self.REUSE:
             self.free.setdefault(place, []).append(name)
         else:
             self.opened.discard(name)
