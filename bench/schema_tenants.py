@@ -664,8 +664,38 @@ class Bench:
             )
             before = load()
             clock = Clock(self.box, n)
+            # Server CPU when the first and the last tenth are recorded (the run log,
+            # polled): does a tenant cost the server more late in the run?
+            tenth = max(n // 10, 1)
+            marks: dict[int, float] = {0: server_cpu(self.box)}
+            stop = threading.Event()
+
+            def watch() -> None:
+                with connect(self.box.dsn(admin_db)) as w:
+                    while not stop.is_set():
+                        row = w.execute(
+                            "SELECT count(*) FROM admmgt.run_log l JOIN admmgt.runs r"
+                            " ON r.id = l.run_id WHERE r.operation = 'create_schema'"
+                            " AND l.dbname LIKE 'p\\_%'"
+                        ).fetchone()
+                        done = row[0] if row else 0
+                        for k in (tenth, n - tenth, n):
+                            if done >= k and k not in marks:
+                                marks[k] = server_cpu(self.box)
+                        time.sleep(0.2)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
             wall, _ = timed(lambda: a.execute("CALL admmgt.create_schema(t_roles => true)"))
+            time.sleep(0.5)
+            stop.set()
+            watcher.join()
             cpu = clock.stop()
+            if all(k in marks for k in (tenth, n - tenth, n)):
+                cpu += (
+                    f"; server CPU over the first tenth {1000 * (marks[tenth] - marks[0]) / tenth:.0f},"
+                    f" over the last {1000 * (marks[n] - marks[n - tenth]) / tenth:.0f} ms per tenant"
+                )
             made = a.execute(
                 "SELECT count(*), min(scriptversion), max(scriptversion) FROM"
                 " admmgt.vendor_db_settings WHERE NOT istemplate AND separatedb = 0 AND status = 2"
