@@ -29,8 +29,10 @@ __all__ = [
     "baseline",
     "check_rls",
     "create_database",
+    "create_schema",
     "detect_drift",
     "drop_database",
+    "drop_schema",
     "drop_script",
     "lifecyclemgt",
     "plan_rollback",
@@ -58,6 +60,21 @@ def add_cluster(plpy: Any, *, name: str, **given: Any) -> None:
 def create_database(plpy: Any, *, raise_failure: bool = True) -> None:
     with failures_raised(plpy, "create_database", raise_failure):
         _provision.create_database(plpy)
+
+
+@entry
+def create_schema(plpy: Any, *, roles: bool | None = None, raise_failure: bool = True) -> None:
+    from admmgt_plpy import _schemas
+
+    with failures_raised(plpy, "create_schema", raise_failure):
+        _schemas.create_schema(plpy, roles=roles)
+
+
+@entry
+def drop_schema(plpy: Any, *, dbname: str, drop_role: bool = True) -> None:
+    from admmgt_plpy import _schema_drop
+
+    _schema_drop.drop_schema(plpy, dbname=dbname, drop_role=drop_role)
 
 
 @entry

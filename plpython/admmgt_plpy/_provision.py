@@ -83,13 +83,13 @@ def create_database(plpy: Plpy) -> None:
         run.wave(
             tenants,
             lambda t: _create_one(t, by_cluster.get(t.cluster), settings, clusters),
-            _created_line,
-            registry=_created_registry,
+            created_line,
+            registry=created_registry,
         )
         run.end()
 
 
-def _created_registry(tenant: Tenant, outcome: Outcome) -> str | None:
+def created_registry(tenant: Tenant, outcome: Outcome) -> str | None:
     """A created tenant is status 2 at its template's version; a failed one 3, with why."""
     if outcome.outcome == "ok":
         version = outcome.details.get("scriptversion")
@@ -104,7 +104,7 @@ def _created_registry(tenant: Tenant, outcome: Outcome) -> str | None:
     return None
 
 
-def _created_line(outcome: Outcome, elapsed_ms: float) -> str:
+def created_line(outcome: Outcome, elapsed_ms: float) -> str:
     if outcome.outcome != "ok":
         return f"{outcome.outcome.upper()}: {outcome.message}"
     line = f"created in {elapsed_ms:.0f} ms"

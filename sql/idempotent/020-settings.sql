@@ -41,5 +41,17 @@ VALUES
 (
     'tenant_login_role', 'false',
     'true = create_database makes a login role per tenant (named as the database) that may connect to its own database only.'
+),
+(
+    'schema_tenant_roles', 'false',
+    'true = create_schema makes a NOLOGIN role per schema tenant (schema_role_pattern) with rights on its own schema''s objects only; create_schema(t_roles => ...) decides per call.'
+),
+(
+    'schema_role_pattern', 'tenant_%s',
+    'Name of a schema tenant''s role; %s stands for its schema. Roles are cluster-wide: the pattern must keep the tenants of two hosts apart.'
+),
+(
+    'schema_host_name', 'admmgt_schemas',
+    'The host database create_schema creates (and records in admmgt.schema_hosts) on a cluster that has none registered.'
 )
 ON CONFLICT (name) DO UPDATE SET description = excluded.description;

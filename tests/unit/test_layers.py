@@ -39,6 +39,7 @@ CORE = frozenset(
         "_partitioning",
         "_rollback",
         "_search_path",
+        "_schema_clone",
         "_sqlsplit",
         "_tenancy",
         "_types",
