@@ -310,3 +310,39 @@ def make_schema_fleet(
         [(t,) for t in tenants],
     )
     return fleet
+
+
+class Hosted:
+    """The test's host database and the connections to it."""
+
+    def __init__(self, admin: psycopg.Connection[Any], prefix: str) -> None:
+        self.admin = admin
+        self.prefix = prefix
+        self.name = f"{prefix}schemas"
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return connect(self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}",
+                                                   f"dbname={self.name}"))  # fmt: skip
+
+    def register(self, *names: str, template: bool = False) -> None:
+        self.admin.cursor().executemany(
+            "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status, separatedb)"
+            " VALUES (%s, %s, 1, 0)",
+            [(n, template) for n in names],
+        )
+
+    def rows(self) -> dict[str, tuple[Any, ...]]:
+        found = self.admin.execute(
+            "SELECT dbname, status, scriptversion, last_error FROM admmgt.vendor_db_settings"
+            " WHERE NOT istemplate AND NOT deleted AND separatedb = 0"
+        ).fetchall()
+        return {r[0]: tuple(r[1:]) for r in found}
+
+    def schemas(self) -> set[str]:
+        with self.connect() as host:
+            return {
+                r[0]
+                for r in host.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (self.prefix + "%",)
+                )
+            }

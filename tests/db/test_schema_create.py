@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors, sql
 
-from tests.db.fleet import Notices, schema_history
-from tests.fix_db import connect, drop_databases
+from tests.db.fleet import Hosted, Notices, schema_history
+from tests.fix_db import connect
 
 # What the template schema holds besides its history table: an enum, free,
 # serial and identity sequences, defaults calling a routine of the schema, a
@@ -127,65 +126,6 @@ def fingerprint(host: psycopg.Connection[Any], schema: str) -> set[tuple[str, st
         return {tuple(r) for r in host.execute(FINGERPRINT, {"s": schema})}
     finally:
         host.execute("RESET search_path")
-
-
-class Hosted:
-    """The test's host database and the connections to it."""
-
-    def __init__(self, admin: psycopg.Connection[Any], prefix: str) -> None:
-        self.admin = admin
-        self.prefix = prefix
-        self.name = f"{prefix}schemas"
-
-    def connect(self) -> psycopg.Connection[Any]:
-        return connect(self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}",
-                                                   f"dbname={self.name}"))  # fmt: skip
-
-    def register(self, *names: str, template: bool = False) -> None:
-        self.admin.cursor().executemany(
-            "INSERT INTO admmgt.vendor_db_settings (dbname, istemplate, status, separatedb)"
-            " VALUES (%s, %s, 1, 0)",
-            [(n, template) for n in names],
-        )
-
-    def rows(self) -> dict[str, tuple[Any, ...]]:
-        found = self.admin.execute(
-            "SELECT dbname, status, scriptversion, last_error FROM admmgt.vendor_db_settings"
-            " WHERE NOT istemplate AND NOT deleted AND separatedb = 0"
-        ).fetchall()
-        return {r[0]: tuple(r[1:]) for r in found}
-
-    def schemas(self) -> set[str]:
-        with self.connect() as host:
-            return {
-                r[0]
-                for r in host.execute(
-                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (self.prefix + "%",)
-                )
-            }
-
-
-@pytest.fixture
-def hosted(
-    cluster_dsn: str, admin: psycopg.Connection[Any], tenant_prefix: str
-) -> Iterator[Hosted]:
-    """create_schema makes its host as <prefix>schemas and tenant roles as
-    <prefix>r_<schema>; both (and the host's group role) go after the test."""
-    admin.execute(
-        "UPDATE admmgt.settings SET value = %s WHERE name = 'schema_host_name'",
-        (f"{tenant_prefix}schemas",),
-    )
-    admin.execute(
-        "UPDATE admmgt.settings SET value = %s WHERE name = 'schema_role_pattern'",
-        (f"{tenant_prefix}r_%s",),
-    )
-    yield Hosted(admin, tenant_prefix)
-    drop_databases(cluster_dsn, tenant_prefix + "%")
-    with connect(cluster_dsn) as pg:
-        for (role,) in pg.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (tenant_prefix + "%",)
-        ).fetchall():
-            pg.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture
