@@ -17,6 +17,15 @@ those of extensions. Objects belonging to an extension are left out (the
 extension itself is compared, with its version). Privileges, owners and
 comments are not compared. Row-level security is: whether a table has it
 enabled and forced, and every policy.
+
+Schema tenants (``t_separatedb => 0``, or both modes by default) are compared
+with the template schema, in the same way, through a connection to their host
+database: only their own schema is read, with it on the search_path so that
+its objects print bare, and what still names it (an index's table, a
+routine's header, a ``SET search_path`` value) is mapped to ``<schema>`` on
+both sides (``objects_sql``). A tenant object that names the template schema
+is therefore reported, not mapped away. Extensions are the host database's,
+shared, and not compared per schema.
 """
 
 from __future__ import annotations
@@ -30,10 +39,20 @@ from admmgt_plpy import _history
 from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fanout import Fanout
-from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
+from admmgt_plpy._names import quote_ident, quote_literal
+from admmgt_plpy._registry import (
+    DATABASE_MODE,
+    SCHEMA_MODE,
+    TENANT_SELECT,
+    Tenant,
+    mode_of,
+    mode_sql,
+    place_conninfo,
+    templates,
+)
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
-from admmgt_plpy._types import Fragment, Plpy
+from admmgt_plpy._types import APPLIED, Fragment, Plpy
 
 # The remote session: names printed fully qualified (so the same object reads
 # the same in every database), and nothing it runs can write.
@@ -42,6 +61,20 @@ SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS a,
        pg_catalog.set_config('default_transaction_read_only', 'on', false) AS b"""
 SESSION_COLUMNS = "a text, b text"
 
+# What a schema place's own name is mapped to, on both sides (objects_sql).
+SCHEMA_WORD = "<schema>"
+
+
+def session_sql(schema: str | None) -> str:
+    """SESSION for a place: a schema place has its schema on the search_path,
+    after pg_catalog (nothing in it can stand in for a catalog function or
+    operator), so that its own objects print bare."""
+    if schema is None:
+        return SESSION
+    path = quote_literal(f"pg_catalog, {quote_ident(schema)}, pg_temp")
+    return SESSION.replace("'pg_catalog, pg_temp'", path, 1)
+
+
 # (object_kind, object_name, definition) of every managed object.
 OBJECTS = r"""
 WITH extension_members AS (
@@ -49,10 +82,7 @@ WITH extension_members AS (
 ),
 schemas AS (
     SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace AS n
-    WHERE n.nspname NOT IN ('admmgt', 'pg_catalog', 'information_schema', 'pg_toast')
-      AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
-      AND NOT EXISTS (SELECT FROM extension_members AS e
-                      WHERE e.classid = 'pg_catalog.pg_namespace'::regclass AND e.objid = n.oid)
+    WHERE @SCHEMAS@
 ),
 rels AS (
     SELECT c.oid, c.relkind, c.relispartition, c.relpersistence, c.reltablespace,
@@ -63,15 +93,7 @@ rels AS (
       AND NOT EXISTS (SELECT FROM extension_members AS e
                       WHERE e.classid = 'pg_catalog.pg_class'::regclass AND e.objid = c.oid)
 )
-SELECT 'schema' AS object_kind, pg_catalog.quote_ident(s.nspname) AS object_name,
-       '' AS definition
-FROM schemas AS s
-UNION ALL
-SELECT 'extension', pg_catalog.quote_ident(x.extname),
-       'version ' || x.extversion || ' in schema ' || pg_catalog.quote_ident(n.nspname)
-FROM pg_catalog.pg_extension AS x JOIN pg_catalog.pg_namespace AS n ON n.oid = x.extnamespace
-UNION ALL
-SELECT CASE WHEN r.relispartition THEN 'partition'
+@DATABASE@SELECT CASE WHEN r.relispartition THEN 'partition'
             WHEN r.relkind = 'f' THEN 'foreign table' ELSE 'table' END,
        r.qname,
        CASE WHEN r.relispartition
@@ -182,6 +204,70 @@ WHERE t.typtype IN ('e', 'd')
 """
 OBJECTS_COLUMNS = "object_kind text, object_name text, definition text"
 
+# A database's managed schemas: all but admmgt's, the system's and extensions'.
+_DATABASE_SCHEMAS = r"""n.nspname NOT IN ('admmgt', 'pg_catalog', 'information_schema', 'pg_toast')
+      AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+      AND NOT EXISTS (SELECT FROM extension_members AS e
+                      WHERE e.classid = 'pg_catalog.pg_namespace'::regclass AND e.objid = n.oid)"""
+# A database's schemas and extensions (a schema place has neither: it is one
+# schema, and the extensions are its host database's).
+_DATABASE_ROWS = """SELECT 'schema' AS object_kind,
+       pg_catalog.quote_ident(s.nspname) AS object_name, '' AS definition
+FROM schemas AS s
+UNION ALL
+SELECT 'extension', pg_catalog.quote_ident(x.extname),
+       'version ' || x.extversion || ' in schema ' || pg_catalog.quote_ident(n.nspname)
+FROM pg_catalog.pg_extension AS x JOIN pg_catalog.pg_namespace AS n ON n.oid = x.extnamespace
+UNION ALL
+"""
+_OBJECTS_TEMPLATE = OBJECTS
+OBJECTS = _OBJECTS_TEMPLATE.replace("@SCHEMAS@", _DATABASE_SCHEMAS).replace(
+    "@DATABASE@", _DATABASE_ROWS
+)
+
+
+def _as_are(expression: str) -> str:
+    """SQL: the text ``expression`` as a regular expression (ARE) matching exactly it."""
+    return rf"pg_catalog.regexp_replace({expression}, '([^[:alnum:]_])', '\\\1', 'g')"
+
+
+def map_schema_sql(expression: str, schema: str) -> str:
+    """SQL: ``expression`` with schema ``schema`` named as SCHEMA_WORD where it
+    names it: ``<schema>.`` (quoted as PostgreSQL prints it, not inside another
+    name) and ``'<schema>'`` (a SET search_path value). The server quotes the
+    name, as it does when it prints it."""
+    name = quote_literal(schema)
+    prefix = (
+        "'(^|[^[:alnum:]_$.\"])' || " + _as_are(f"pg_catalog.quote_ident({name})") + r" || '\.'"
+    )
+    word = quote_literal(r"\1" + SCHEMA_WORD + ".")
+    value = _as_are(f"pg_catalog.quote_literal({name})")
+    value_word = quote_literal(quote_literal(SCHEMA_WORD))
+    return (
+        f"pg_catalog.regexp_replace(pg_catalog.regexp_replace({expression}, {prefix}, {word},"
+        f" 'g'), {value}, {value_word}, 'g')"
+    )
+
+
+def objects_sql(schema: str | None) -> str:
+    """OBJECTS of a database (None) or of one schema place, its name mapped."""
+    if schema is None:
+        return OBJECTS
+    inner = _OBJECTS_TEMPLATE.replace("@SCHEMAS@", f"n.nspname = {quote_literal(schema)}").replace(
+        "@DATABASE@", ""
+    )
+    return (
+        f"SELECT o.object_kind, {map_schema_sql('o.object_name', schema)} AS object_name,"
+        f" {map_schema_sql('o.definition', schema)} AS definition"
+        f" FROM ({inner}) AS o (object_kind, object_name, definition)"
+    )
+
+
+def fingerprint_sql(schema: str | None) -> str:
+    """FINGERPRINT of a database (None) or of one schema place."""
+    return FINGERPRINT if schema is None else FINGERPRINT.replace(OBJECTS, objects_sql(schema), 1)
+
+
 # The same description, hashed by the database's own server: byte order ("C"),
 # so the order cannot depend on a database's collation.
 FINGERPRINT = f"""
@@ -278,12 +364,31 @@ def objects_of(rows: Iterable[dict[str, Any]]) -> Objects:
 # --------------------------------------------------------------- the jobs
 
 
-def _read(conn: str) -> Fragment:
-    """Version and fingerprint of the database on ``conn`` (a sub-generator)."""
-    yield Run(conn, SESSION, SESSION_COLUMNS)
-    _, state = yield from _history.read_state(conn)  # autocommit: a missing table is harmless
+def _schema_of(place: Tenant) -> str | None:
+    """The schema a schema place's objects are read from (None: a database)."""
+    return place.database if place.is_schema else None
+
+
+def _read(conn: str, place: Tenant) -> Fragment:
+    """Version and fingerprint of the place on ``conn`` (a sub-generator)."""
+    schema = _schema_of(place)
+    yield Run(conn, session_sql(schema), SESSION_COLUMNS)
+    if schema is not None:
+        found = yield Run(
+            conn,
+            f"SELECT pg_catalog.to_regnamespace({quote_literal(quote_ident(schema))}) IS NOT NULL"
+            " AS found",
+            "found boolean",
+        )
+        if not found[0]["found"]:
+            raise RemoteError(
+                "3F000",
+                f'schema "{schema}" does not exist in host database "{place.host}"',
+            )
+    # autocommit: a missing table is harmless
+    _, state = yield from _history.read_state(conn, place.history_table)
     version = _history.version_of(state)
-    fingerprint = (yield Run(conn, FINGERPRINT, FINGERPRINT_COLUMNS))[0]["fingerprint"]
+    fingerprint = (yield Run(conn, fingerprint_sql(schema), FINGERPRINT_COLUMNS))[0]["fingerprint"]
     return Snapshot(version, fingerprint)
 
 
@@ -298,8 +403,9 @@ def _not_read(exc: RemoteError) -> Outcome:
 def read_template(template: Tenant, clusters: Clusters) -> Job:
     try:
         conn = yield Connect(place_conninfo(clusters, template.place))
-        snapshot: Snapshot = yield from _read(conn)
-        snapshot.objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
+        snapshot: Snapshot = yield from _read(conn, template)
+        objects = yield Run(conn, objects_sql(_schema_of(template)), OBJECTS_COLUMNS)
+        snapshot.objects = objects_of(objects)
     except RemoteError as exc:
         return _not_read(exc)
     return Outcome("ok", details={"snapshot": snapshot})
@@ -308,12 +414,12 @@ def read_template(template: Tenant, clusters: Clusters) -> Job:
 def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job:
     try:
         conn = yield Connect(place_conninfo(clusters, tenant.place))
-        mine: Snapshot = yield from _read(conn)
+        mine: Snapshot = yield from _read(conn, tenant)
         if mine.version != template.version:
             found = [
                 Difference(
                     "version",
-                    "admmgt.script_history",
+                    _history.SCHEMA_HISTORY if tenant.is_schema else _history.DATABASE_HISTORY,
                     "different",
                     f"tenant at script {mine.version}, template at script {template.version}: "
                     "objects not compared (held back, failed, or not yet migrated; see "
@@ -323,7 +429,7 @@ def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job
             return Outcome("ok", details={"differences": found})
         if mine.fingerprint == template.fingerprint:
             return Outcome("noop", details={"differences": []})
-        objects = objects_of((yield Run(conn, OBJECTS, OBJECTS_COLUMNS)))
+        objects = objects_of((yield Run(conn, objects_sql(_schema_of(tenant)), OBJECTS_COLUMNS)))
     except RemoteError as exc:
         return _not_read(exc)
     return Outcome("ok", details={"differences": compare(template.objects, objects)})
@@ -332,18 +438,39 @@ def _check_tenant(tenant: Tenant, template: Snapshot, clusters: Clusters) -> Job
 # ------------------------------------------------------------------ entry
 
 
-def _tenants(plpy: Plpy, dbname: str | None) -> list[Tenant]:
-    query = f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE {CREATED}
-                 AND ($1::text IS NULL OR lower(dbname) = lower($1::text)) ORDER BY id"""
+def _tenants(plpy: Plpy, dbname: str | None, mode: int) -> list[Tenant]:
+    query = f"""{TENANT_SELECT}
+               WHERE NOT v.deleted AND NOT v.istemplate AND v.status = {APPLIED}
+                 AND {mode_sql("v", mode)}
+                 AND ($1::text IS NULL OR lower(v.dbname) = lower($1::text)) ORDER BY v.id"""
     rows = plpy.execute(plpy.prepare(query, ["text"]), [dbname])
+    return [Tenant.of(r) for r in rows]
+
+
+def _modes(plpy: Plpy, dbname: str | None, separatedb: int | None) -> list[int]:
+    """The tenancy modes to compare: ``separatedb``'s; else ``dbname``'s; else
+    each mode that has a created template or tenant (database tenants when
+    none has: the usual error then says what is missing)."""
+    if separatedb is not None:
+        return [mode_of(separatedb)]
+    rows = plpy.execute(
+        plpy.prepare(
+            f"""SELECT DISTINCT coalesce(separatedb, 1) AS mode
+               FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND status = {APPLIED}
+                 AND ($1::text IS NULL OR (NOT istemplate AND lower(dbname) = lower($1::text)))
+               ORDER BY 1 DESC""",
+            ["text"],
+        ),
+        [dbname],
+    )
     if dbname is not None and not rows:
         raise AdmmgtError(
             f'detect_drift: "{dbname}" is not a created tenant (a vendor_db_settings row '
             "with status 2, not the template, not deleted)",
             hint="SELECT dbname, status_word FROM admmgt.fleet_status; lists the databases.",
         )
-    return [Tenant.of(r) for r in rows]
+    return [int(r["mode"]) for r in rows] or [DATABASE_MODE]
 
 
 def _local_reason(plpy: Plpy, tenant: Tenant) -> str | None:
@@ -352,24 +479,47 @@ def _local_reason(plpy: Plpy, tenant: Tenant) -> str | None:
         plpy.prepare(
             "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1", ["text"]
         ),
-        [tenant.database],
+        [tenant.place.database],
     )
+    what = "the database" if not tenant.is_schema else f'host database "{tenant.place.database}"'
     if not rows:
-        return "the database does not exist"
+        return f"{what} does not exist"
     if not rows[0]["datallowconn"]:
-        return "the database does not allow connections (datallowconn is false)"
+        return f"{what} does not allow connections (datallowconn is false)"
     return None
 
 
-def detect_drift(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
-    """Rows of (dbname, object_kind, object_name, difference, detail), sorted."""
-    started = time.monotonic()
+def detect_drift(
+    plpy: Plpy, *, dbname: str | None, separatedb: int | None = None
+) -> list[dict[str, Any]]:
+    """Rows of (dbname, object_kind, object_name, difference, detail), sorted.
+
+    ``separatedb``: database tenants (1) or schema tenants (0) only; None:
+    every mode with created tenants (or ``dbname``'s)."""
     settings = load_settings(plpy)
-    template, *copies = templates(plpy)
-    # The other clusters' templates are compared too, as "<name>@<cluster>".
-    tenants = (copies if dbname is None else []) + _tenants(plpy, dbname)
     dblink = Dblink(plpy)
     clusters = Clusters(plpy)
+    rows: list[dict[str, Any]] = []
+    for mode in _modes(plpy, dbname, separatedb):
+        rows += _detect(plpy, dbname, mode, settings.max_parallel, dblink, clusters)
+    rows.sort(key=lambda r: (r["dbname"], r["object_kind"], r["object_name"]))
+    return rows
+
+
+def _detect(
+    plpy: Plpy,
+    dbname: str | None,
+    mode: int,
+    max_parallel: int,
+    dblink: Dblink,
+    clusters: Clusters,
+) -> list[dict[str, Any]]:
+    """detect_drift's rows for one tenancy mode, and its NOTICE."""
+    started = time.monotonic()
+    template, *copies = templates(plpy, mode)
+    # The other clusters' templates are compared too, as "<name>@<cluster>".
+    tenants = (copies if dbname is None else []) + _tenants(plpy, dbname, mode)
+    kind = "template schema" if mode == SCHEMA_MODE else "template"
 
     read: list[Outcome] = []
     Fanout(dblink, 1, 0, lambda _t, outcome, _ms: read.append(outcome)).run(
@@ -377,9 +527,10 @@ def detect_drift(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
     )
     if read[0].outcome != "ok":
         raise AdmmgtError(
-            f'detect_drift: template "{template.database}" could not be read '
+            f'detect_drift: {kind} "{template.label}" could not be read '
             f"({read[0].message}); nothing was compared",
-            hint="Check that the template database exists and admmgt can connect to it.",
+            hint=f"Check that the {kind} exists and admmgt can connect to "
+            f"{'its host database' if mode == SCHEMA_MODE else 'it'}.",
         )
     snapshot: Snapshot = read[0].details["snapshot"]
 
@@ -391,7 +542,14 @@ def detect_drift(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
             counts["unreachable"] += 1
             why = _local_reason(plpy, tenant) if tenant.cluster == "local" else None
             detail = f"{outcome.message}: {why}" if why else outcome.message
-            found = [Difference("database", tenant.database, "unreachable", detail)]
+            found = [
+                Difference(
+                    "schema" if tenant.is_schema else "database",
+                    tenant.database,
+                    "unreachable",
+                    detail,
+                )
+            ]
         else:
             found = outcome.details["differences"]
             counts["differ" if found else "identical"] += 1
@@ -406,12 +564,13 @@ def detect_drift(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
             for d in found
         )
 
-    Fanout(dblink, settings.max_parallel, 0, on_done, clusters).run(
+    Fanout(dblink, max_parallel, 0, on_done, clusters).run(
         tenants, lambda t: _check_tenant(t, snapshot, clusters)
     )
-    rows.sort(key=lambda r: (r["dbname"], r["object_kind"], r["object_name"]))
+    which = "schema tenant(s)" if mode == SCHEMA_MODE else "tenant(s)"
+    name = template.label if mode == SCHEMA_MODE else template.database
     plpy.notice(
-        f"detect_drift: {len(tenants)} tenant(s) compared with template {template.database} "
+        f"detect_drift: {len(tenants)} {which} compared with {kind} {name} "
         f"({len(snapshot.objects)} objects): {counts['identical']} identical, "
         f"{counts['differ']} differ, {counts['unreachable']} unreachable "
         f"in {time.monotonic() - started:.1f} s"

@@ -162,11 +162,15 @@ def test_a_locked_schema_tenant_fails_alone_and_the_others_get_theirs(
     applied(schemas.admin)
     make_parent(schemas, "ev")
     for name, value in (("lock_timeout_ms", "100"), ("lock_retries", "1")):
-        schemas.admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
+        schemas.admin.execute(
+            "UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name)
+        )
     locked, free = schemas.tenants
     holder = schemas.connect()
     holder.execute("BEGIN")
-    holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(locked, "ev")))
+    holder.execute(
+        sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(locked, "ev"))
+    )
     try:
         lines = maintain(schemas, 20, fails=True)
     finally:
