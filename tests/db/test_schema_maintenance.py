@@ -18,7 +18,7 @@ from psycopg import sql
 
 from tests.db import clock
 from tests.db import scripts as s
-from tests.db.fleet import Notices, SchemaFleet, make_schema_fleet
+from tests.db.fleet import Notices, SchemaFleet, make_fleet, make_schema_fleet
 from tests.db.test_maintenance import range_table
 
 Conn = psycopg.Connection[Any]
@@ -371,3 +371,66 @@ def test_expired_rows_of_a_plain_table_are_deleted_per_schema(schemas: SchemaFle
 def test_lifecycle_schema_mode_needs_a_template_schema(admin: Conn) -> None:
     with pytest.raises(psycopg.errors.RaiseException, match="no template schema is registered"):
         admin.execute("CALL admmgt.lifecycleMgt(0)")
+
+
+def test_rows_in_a_schema_tenants_default_partition_are_moved_there(
+    schemas: SchemaFleet,
+) -> None:
+    clock.pin(schemas.admin, "2026-06-15")
+    range_table(schemas.admin, 1, "ev", "month", hasdefault=1)
+    applied(schemas.admin)
+    make_parent(schemas, "ev", default=True)
+    mover, other = schemas.tenants
+    with schemas.connect() as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (on_day, note) VALUES ('2026-07-04', 'early')").format(
+                sql.Identifier(mover, "ev")
+            )
+        )
+    lines = maintain(schemas, 20)
+    assert children(schemas, mover) == {"ev": {"ev_default", "ev_2026_06"}}  # July held back
+    assert any(
+        f"default partition {mover}.ev_default holds 1 row of {mover}.ev_2026_07" in x
+        for x in lines
+    ), lines
+    notices = Notices(schemas.admin)
+    schemas.admin.execute(
+        "CALL admmgt.applyMaintenance(t_separatedb => 0, t_numdays => 20,"
+        " t_move_default_rows => true)"
+    )
+    moved = notices.take_without_clock()
+    assert children(schemas, mover) == {"ev": {"ev_default", "ev_2026_06", "ev_2026_07"}}
+    assert children(schemas, other) == {"ev": {"ev_default", "ev_2026_06", "ev_2026_07"}}
+    assert any(f"moved 1 row from {mover}.ev_default into {mover}.ev_2026_07" in x for x in moved)
+    with schemas.connect() as conn:
+        row = conn.execute(
+            sql.SQL("SELECT note FROM {}").format(sql.Identifier(mover, "ev_2026_07"))
+        ).fetchone()
+    assert row == ("early",)
+
+
+def test_each_mode_maintains_only_its_own_tenants(
+    schemas: SchemaFleet, cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    """Database tenants and schema tenants side by side: t_separatedb 1 and 0
+    each make partitions in their own kind only."""
+    clock.pin(admin, "2026-06-15")
+    fleet = make_fleet(cluster_dsn, admin, f"{tenant_prefix}d", 1)
+    range_table(admin, 1, "ev", "month")
+    fleet.apply()
+    make_parent(schemas, "ev")
+    database = fleet.tenants[0]
+    before = fleet.children(database, "mgttest.ev")
+
+    maintain(schemas, 20)
+    assert fleet.children(database, "mgttest.ev") == before
+    assert children(schemas, schemas.tenants[0]) == {"ev": {"ev_2026_06", "ev_2026_07"}}
+
+    with schemas.connect() as conn:
+        conn.execute(
+            sql.SQL("DROP TABLE {}").format(sql.Identifier(schemas.tenants[0], "ev_2026_07"))
+        )
+    lines = fleet.maintain(20)
+    assert fleet.children(database, "mgttest.ev") >= {"ev_2026_06", "ev_2026_07"}
+    assert children(schemas, schemas.tenants[0]) == {"ev": {"ev_2026_06"}}
+    assert not [x for x in lines if schemas.host in x], lines
