@@ -77,8 +77,9 @@ def session_sql(schema: str | None) -> str:
 
 # (object_kind, object_name, definition) of every managed object.
 OBJECTS = r"""
-WITH extension_members AS (
-    SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'
+WITH extension_members AS (  -- by pg_depend's reference index, not a scan of it all
+    SELECT classid, objid FROM pg_catalog.pg_depend
+    WHERE refclassid = 'pg_catalog.pg_extension'::regclass AND deptype = 'e'
 ),
 schemas AS (
     SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace AS n

@@ -112,10 +112,11 @@ def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
             return notice_line(outcome, elapsed_ms, dry_run)
 
         def job(target: Tenant) -> Job:
-            placed = [r.placed(target.database, refused) for r in rules]
-            return expire(
-                target, placed if target.is_schema else rules, run.settings, run.clusters, dry_run
+            # A schema tenant's rules name its schema and its own archive schema.
+            mine = (
+                [r.placed(target.database, refused) for r in rules] if target.is_schema else rules
             )
+            return expire(target, mine, run.settings, run.clusters, dry_run)
 
         run.wave(all_templates, job, tally, templates=True)
         run.wave(tenants, job, tally)

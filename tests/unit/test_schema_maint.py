@@ -97,7 +97,8 @@ def test_a_schema_place_is_read_alone_with_its_name_mapped() -> None:
     assert objects_sql(None) == OBJECTS
     mine = objects_sql("acme")
     assert "n.nspname = 'acme'" in mine
-    assert "pg_catalog.pg_extension" not in mine  # the host's, not the schema's
+    assert "FROM pg_catalog.pg_extension AS x" not in mine  # the host's, not the schema's
+    assert "FROM pg_catalog.pg_extension AS x" in objects_sql(None)
     assert "pg_catalog.quote_ident('acme')" in mine and "'<schema>'" in mine
     assert objects_sql("acme") in fingerprint_sql("acme")
     assert "it''s" in objects_sql("it's")  # a literal, never interpolated
