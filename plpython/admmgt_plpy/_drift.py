@@ -84,12 +84,12 @@ WITH extension_members AS (  -- by pg_depend's reference index, not a scan of it
 schemas AS (
     SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace AS n
     WHERE @SCHEMAS@
-),
+),@MEMBERS@
 rels AS (
     SELECT c.oid, c.relkind, c.relispartition, c.relpersistence, c.reltablespace,
            c.relpartbound, c.relrowsecurity, c.relforcerowsecurity,
            c.oid::regclass::text AS qname
-    FROM pg_catalog.pg_class AS c JOIN schemas AS s ON s.oid = c.relnamespace
+    FROM pg_catalog.pg_class AS c JOIN schemas AS s ON s.oid = c.relnamespace@IN_PG_CLASS@
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
       AND NOT EXISTS (SELECT FROM extension_members AS e
                       WHERE e.classid = 'pg_catalog.pg_class'::regclass AND e.objid = c.oid)
@@ -180,7 +180,7 @@ SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
        p.oid::regprocedure::text,
        CASE WHEN p.prokind = 'a' THEN 'aggregate'
             ELSE pg_catalog.pg_get_functiondef(p.oid) END
-FROM pg_catalog.pg_proc AS p JOIN schemas AS s ON s.oid = p.pronamespace
+FROM pg_catalog.pg_proc AS p JOIN schemas AS s ON s.oid = p.pronamespace@IN_PG_PROC@
 WHERE NOT EXISTS (SELECT FROM extension_members AS e
                   WHERE e.classid = 'pg_catalog.pg_proc'::regclass AND e.objid = p.oid)
 UNION ALL
@@ -198,7 +198,7 @@ SELECT 'type', t.oid::regtype::text,
                                     FROM pg_catalog.pg_constraint AS c
                                     WHERE c.contypid = t.oid), '')
        END
-FROM pg_catalog.pg_type AS t JOIN schemas AS s ON s.oid = t.typnamespace
+FROM pg_catalog.pg_type AS t JOIN schemas AS s ON s.oid = t.typnamespace@IN_PG_TYPE@
 WHERE t.typtype IN ('e', 'd')
   AND NOT EXISTS (SELECT FROM extension_members AS e
                   WHERE e.classid = 'pg_catalog.pg_type'::regclass AND e.objid = t.oid)
@@ -222,9 +222,34 @@ FROM pg_catalog.pg_extension AS x JOIN pg_catalog.pg_namespace AS n ON n.oid = x
 UNION ALL
 """
 _OBJECTS_TEMPLATE = OBJECTS
-OBJECTS = _OBJECTS_TEMPLATE.replace("@SCHEMAS@", _DATABASE_SCHEMAS).replace(
-    "@DATABASE@", _DATABASE_ROWS
-)
+# A schema place finds its relations, routines and types through pg_depend's
+# reference index (every one depends on its schema), not by scanning pg_class,
+# pg_proc and pg_type: a host of 1,000 schemas has over 100,000 pg_class rows,
+# and every schema's read would scan them all.
+_MEMBERS = """
+members AS (
+    SELECT d.classid, d.objid FROM pg_catalog.pg_depend AS d
+    WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass
+      AND d.refobjid = (SELECT s.oid FROM schemas AS s)
+),"""
+_ALIASES = {"pg_class": "c", "pg_proc": "p", "pg_type": "t"}
+
+
+def _objects(schemas: str, database_rows: str, *, members: bool) -> str:
+    """OBJECTS over the schemas ``schemas`` selects (SQL on pg_namespace AS n);
+    ``members``: through pg_depend (one schema)."""
+    text = _OBJECTS_TEMPLATE.replace("@SCHEMAS@", schemas).replace("@DATABASE@", database_rows)
+    text = text.replace("@MEMBERS@", _MEMBERS if members else "")
+    for catalog, alias in _ALIASES.items():
+        found = (
+            f"\n    AND {alias}.oid IN (SELECT m.objid FROM members AS m"
+            f" WHERE m.classid = 'pg_catalog.{catalog}'::regclass)"
+        )
+        text = text.replace(f"@IN_{catalog.upper()}@", found if members else "")
+    return text
+
+
+OBJECTS = _objects(_DATABASE_SCHEMAS, _DATABASE_ROWS, members=False)
 
 
 def _as_are(expression: str) -> str:
@@ -254,9 +279,7 @@ def objects_sql(schema: str | None) -> str:
     """OBJECTS of a database (None) or of one schema place, its name mapped."""
     if schema is None:
         return OBJECTS
-    inner = _OBJECTS_TEMPLATE.replace("@SCHEMAS@", f"n.nspname = {quote_literal(schema)}").replace(
-        "@DATABASE@", ""
-    )
+    inner = _objects(f"n.nspname = {quote_literal(schema)}", "", members=True)
     return (
         f"SELECT o.object_kind, {map_schema_sql('o.object_name', schema)} AS object_name,"
         f" {map_schema_sql('o.definition', schema)} AS definition"
