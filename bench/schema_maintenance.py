@@ -5,7 +5,8 @@
                                                  [--dir .sandbox/bench-schema-maint]
                                                  [--port 54371] [--keep]
 
-For each fleet size: a throwaway cluster (admmgt.Sandbox, Unix socket), an
+For each fleet size: a throwaway cluster (admmgt.Sandbox as it is: Unix
+socket, fsync, synchronous_commit and full_page_writes off), an
 admin database with admmgt installed, a host database `bench_schemas`
 registered in admmgt.schema_hosts, the template schema `app` and N tenant
 schemas `t_0001`... made by hand as create_schema makes them (each with its

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from admmgt_plpy._drift import OBJECTS, SESSION, fingerprint_sql, objects_sql, session_sql
+from admmgt_plpy._drift_sql import OBJECTS, SESSION, fingerprint_sql, objects_sql, session_sql
 from admmgt_plpy._lifecycle_policy import (
     Policy,
     Rule,
