@@ -227,10 +227,12 @@ def repair_script(plpy: Any, *, script_id: int, action: str) -> None:
 
 
 @entry
-def detect_drift(plpy: Any, *, dbname: str | None) -> list[dict[str, Any]]:
+def detect_drift(
+    plpy: Any, *, dbname: str | None, separatedb: int | None = None
+) -> list[dict[str, Any]]:
     from admmgt_plpy import _drift
 
-    return _drift.detect_drift(plpy, dbname=dbname)
+    return _drift.detect_drift(plpy, dbname=dbname, separatedb=separatedb)
 
 
 @entry

@@ -19,6 +19,11 @@ applyMaintenance does: one transaction per database for the partitions (with
 lock_timeout and retries), the batches after it. ``dry_run`` reads each
 database's catalog and counts rows, lists what would go, and changes nothing.
 
+Schema tenants (t_separatedb => 0): the template schema, then every updating
+schema tenant, through a connection to its host database; each rule is placed
+in the tenant's schema, and an archived partition goes to the tenant's own
+archive schema ``<tenant schema>_<archive_schema>`` (docs/maintenance.md).
+
 The policies (parsing, checking, which children expire) are
 admmgt_plpy._lifecycle_policy; this module applies them over the fleet.
 """
@@ -34,17 +39,19 @@ from admmgt_plpy._lifecycle_policy import (
     DATETIME_TYPES,
     PAST,
     Rule,
+    archive_conflicts,
     expired_children,
     load_rules,
+    rules_for_schema_tenants,
 )
-from admmgt_plpy._maintenance import NOTICE_ITEMS
+from admmgt_plpy._maintenance import NOTICE_ITEMS, place_failure
 from admmgt_plpy._names import qualified, quote_ident, quote_literal
 from admmgt_plpy._partition_plan import (
     CATALOG_COLUMNS,
     parent_states,
     partitions_query,
 )
-from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
+from admmgt_plpy._registry import SCHEMA_MODE, Tenant, mode_of, templates, updating_tenants
 from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
@@ -54,19 +61,29 @@ from admmgt_plpy._types import Fragment, Plpy
 
 
 def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
-    check_mode(separatedb, "lifecycleMgt")
+    mode = mode_of(separatedb)
     with fleet_run(plpy, "lifecycleMgt", lock="lifecycle") as run:
-        all_templates = templates(plpy)
+        all_templates = templates(plpy, mode)
         rules = load_rules(plpy)
         name = "lifecycleMgt (dry run)" if dry_run else "lifecycleMgt"
         _clock.announce(plpy, name)
+        refused: dict[tuple[str, str], str] = {}
+        if mode == SCHEMA_MODE:
+            rules, left_out = rules_for_schema_tenants(rules, all_templates[0].database)
+            for why in left_out:
+                plpy.notice(f"{name}: table skipped: {why}")
+            refused = archive_conflicts(
+                _schema_places(plpy),
+                {str(r.policy.archive_schema) for r in rules if r.policy.action == "archive"},
+            )
         if not rules:
+            where = "template schema" if mode == SCHEMA_MODE else "template"
             plpy.notice(
-                f"{name}: no table of a script applied to the template has a retention policy "
+                f"{name}: no table of a script applied to the {where} has a retention policy "
                 "(script_tables.lifecycle); nothing to do"
             )
             return
-        tenants = updating_tenants(plpy)
+        tenants = updating_tenants(plpy, mode=mode)
         arguments = {
             "dry_run": dry_run,
             "policies": [
@@ -83,6 +100,8 @@ def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
             if dry_run
             else {"ok": "with expired data removed", "noop": "nothing expired"}
         )
+        if mode == SCHEMA_MODE:
+            arguments["separatedb"] = mode
         run.start(arguments, words=words)
         totals = {"dropped": 0, "detached": 0, "archived": 0, "rows": 0}
 
@@ -93,7 +112,11 @@ def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
             return notice_line(outcome, elapsed_ms, dry_run)
 
         def job(target: Tenant) -> Job:
-            return expire(target, rules, run.settings, run.clusters, dry_run)
+            # A schema tenant's rules name its schema and its own archive schema.
+            mine = (
+                [r.placed(target.database, refused) for r in rules] if target.is_schema else rules
+            )
+            return expire(target, mine, run.settings, run.clusters, dry_run)
 
         run.wave(all_templates, job, tally, templates=True)
         run.wave(tenants, job, tally)
@@ -111,6 +134,18 @@ def lifecyclemgt(plpy: Plpy, *, separatedb: int, dry_run: bool) -> None:
         run.end(extra, name=name)
 
 
+def _schema_places(plpy: Plpy) -> list[str]:
+    """Every registered schema (schema tenants and template schemas, live, any
+    status): no archive schema may take one of their names."""
+    return [
+        r["name"]
+        for r in plpy.execute(
+            "SELECT DISTINCT lower(dbname) AS name FROM admmgt.vendor_db_settings"
+            " WHERE NOT deleted AND separatedb = 0"
+        )
+    ]
+
+
 # ------------------------------------------------------------- one database's job
 
 
@@ -124,11 +159,12 @@ def expire(
         conn = yield from utc_session(target, clusters)
     except RemoteError as exc:
         return _not_expired(target, exc, "connecting", 1, details)
+    here = "in this schema" if target.is_schema else "in this database"
     if any(r.policy.partitioned for r in rules):
 
         def body() -> Fragment:
             progress.doing = "reading the catalog"
-            return (yield from _partitions(conn, rules, dry_run, progress))
+            return (yield from _partitions(conn, rules, dry_run, progress, here))
 
         try:
             details.update((yield from in_transaction(conn, settings, body, commit=not dry_run)))
@@ -140,7 +176,7 @@ def expire(
         if rule.policy.partitioned:
             continue
         try:
-            yield from _rows(conn, rule, settings, dry_run, progress, details)
+            yield from _rows(conn, rule, settings, dry_run, progress, details, here)
         except TransactionFailed as failed:
             return _not_expired(
                 target, failed.error, progress.doing, failed.attempts, details, failed.blockers
@@ -155,7 +191,9 @@ def expire(
     return outcome
 
 
-def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress) -> Fragment:
+def _partitions(
+    conn: str, rules: list[Rule], dry_run: bool, progress: Progress, here: str = "in this database"
+) -> Fragment:
     """Inside the database's transaction: detach, archive or drop each expired child."""
     sets = [(rule, rs) for rule in rules for rs in rule.sets]
     rows = yield Run(conn, partitions_query([rs for _, rs in sets]), CATALOG_COLUMNS)
@@ -167,11 +205,17 @@ def _partitions(conn: str, rules: list[Rule], dry_run: bool, progress: Progress)
         state = states.get((rs.schema, rs.parent))
         if state is None:
             details["missing"].append(
-                f"{rs.target} does not exist in this database (has its script reached it?)"
+                f"{rs.target} does not exist {here} (has its script reached it?)"
             )
             continue
         expired, skipped = expired_children(rs, rule.last_day, state)
         details["skipped"] += skipped
+        if rule.archive_refused and rule.policy.action == "archive":
+            details["skipped"] += [
+                f"{child.schema}.{child.name} {child.period} not archived: {rule.archive_refused}"
+                for child in expired
+            ]
+            continue
         plans += [(rule, rs, child) for child in expired]
     archives = {r.policy.archive_schema for r, _, _ in plans if r.policy.action == "archive"}
     taken: set[tuple[str, str]] = set()
@@ -243,6 +287,7 @@ def _rows(
     dry_run: bool,
     progress: Progress,
     details: dict[str, list[Any]],
+    here: str = "in this database",
 ) -> Fragment:
     """Delete (or count) one plain table's expired rows, one short transaction per batch."""
     policy = rule.policy
@@ -259,7 +304,7 @@ def _rows(
     )
     if not found[0]["table_found"]:
         details.setdefault("missing", []).append(
-            f"{policy.target} does not exist in this database (has its script reached it?)"
+            f"{policy.target} does not exist {here} (has its script reached it?)"
         )
         return
     kind = found[0]["type"]
@@ -375,15 +420,18 @@ def _not_expired(
     blockers: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     partial = " (the batches already deleted stay deleted)" if details.get("deleted") else ""
-    outcome = database_failure(
+    outcome = place_failure(
+        database_failure(
+            target,
+            exc,
+            doing,
+            attempts,
+            "lifecycle",
+            "lifecycleMgt",
+            "the work in progress was rolled back" + partial,
+            blockers,
+        ),
         target,
-        exc,
-        doing,
-        attempts,
-        "lifecycle",
-        "lifecycleMgt",
-        "the work in progress was rolled back" + partial,
-        blockers,
     )
     outcome.details = {k: v for k, v in details.items() if v}
     return outcome

@@ -6,24 +6,32 @@ gives every table's rule, or refuses the whole run with every problem found;
 ``expired_children`` picks the range children a policy lets go. The
 operation that applies them over the fleet is admmgt_plpy._lifecycle
 (docs/maintenance.md).
+
+Schema tenants: a rule is placed in each tenant's schema (``Rule.placed``),
+and its archive schema is the tenant's own, ``<tenant schema>_<archive_schema>``
+(``schema_archive``): tenants in one host database never share one.
+``archive_conflicts`` refuses a name that would be truncated, that is a
+registered schema, or that two (schema, archive) pairs would both get.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 from admmgt_plpy import _clock
 from admmgt_plpy._errors import MetadataError
-from admmgt_plpy._names import check_identifier
+from admmgt_plpy._names import MAX_IDENTIFIER_BYTES, check_identifier
 from admmgt_plpy._partition_plan import (
     METADATA_QUERY,
     ExistingRange,
     ParentState,
     RangeSet,
+    for_schema_tenants,
     range_sets,
 )
 
@@ -218,6 +226,93 @@ class Rule:
     last_day: date
     cutoff: str
     sets: list[RangeSet] = field(default_factory=list)
+    # Why its archive schema cannot be used at this place (archive_conflicts).
+    archive_refused: str | None = None
+
+    def placed(self, schema: str | None, refused: dict[tuple[str, str], str] | None = None) -> Rule:
+        """The rule as a schema tenant (``schema``) applies it: its tables in that
+        schema, its archive schema the tenant's own (schema_archive), refused
+        if ``refused`` (archive_conflicts) says so. None: the rule as it is."""
+        if schema is None:
+            return self
+        policy = self.policy
+        archive = policy.archive_schema
+        why = None
+        if archive is not None:
+            why = (refused or {}).get((schema, archive))
+            archive = schema_archive(schema, archive)
+        return Rule(
+            replace(policy, schema=schema, archive_schema=archive),
+            self.last_day,
+            self.cutoff,
+            [rs.placed(schema) for rs in self.sets],
+            why,
+        )
+
+
+def schema_archive(schema: str, archive: str) -> str:
+    """A schema tenant's archive schema: ``<schema>_<archive>`` (acme_archive),
+    beside the tenant's schema in the host database, never shared with another."""
+    return f"{schema}_{archive}"
+
+
+def archive_conflicts(
+    schemas: Iterable[str], archives: Iterable[str]
+) -> dict[tuple[str, str], str]:
+    """Why a (schema, archive) pair's archive schema cannot be used, for each
+    pair that cannot: the name would be cut at 63 bytes, it is one of
+    ``schemas`` (the registered schema tenants and template schemas), or
+    another pair gets the same name."""
+    places = sorted(set(schemas))
+    names = sorted(set(archives))
+    registered = set(places)
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for schema in places:
+        for archive in names:
+            owners.setdefault(schema_archive(schema, archive), []).append((schema, archive))
+    refused: dict[tuple[str, str], str] = {}
+    for name, pairs in owners.items():
+        for schema, archive in pairs:
+            if len(name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+                why = (
+                    f"its archive schema {schema}_{archive} would be "
+                    f"{len(name.encode('utf-8'))} bytes, more than PostgreSQL's "
+                    f'{MAX_IDENTIFIER_BYTES}; use a shorter "archive_schema"'
+                )
+            elif name in registered:
+                why = (
+                    f"its archive schema {name} is the schema of schema tenant {name}; "
+                    'use another "archive_schema"'
+                )
+            elif len(pairs) > 1:
+                other = next(p for p in pairs if p != (schema, archive))
+                why = (
+                    f"its archive schema {name} would also be schema tenant {other[0]}'s "
+                    f'(archive_schema "{other[1]}"); use another "archive_schema"'
+                )
+            else:
+                continue
+            refused[(schema, archive)] = why
+    return refused
+
+
+def rules_for_schema_tenants(
+    rules: list[Rule], template_schema: str
+) -> tuple[list[Rule], list[str]]:
+    """The rules schema tenants have: those of tables in the template schema;
+    the others, with why they are left out."""
+    kept: list[Rule] = []
+    left: list[str] = []
+    for rule in rules:
+        if rule.policy.schema != template_schema:
+            left.append(
+                f"{rule.policy.target} is not in the template schema {template_schema}, so "
+                "schema tenants do not have it; its retention policy is not applied to them"
+            )
+            continue
+        sets, _ = for_schema_tenants(rule.sets, template_schema)
+        kept.append(Rule(rule.policy, rule.last_day, rule.cutoff, sets))
+    return kept, left
 
 
 def load_rules(plpy: Any) -> list[Rule]:

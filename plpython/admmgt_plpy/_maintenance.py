@@ -11,6 +11,12 @@ Hash sets never grow: a hash-partitioned table or list child is left alone,
 and a range table with hash sub-partitions gets each new range child with all
 of its hash children.
 
+Schema tenants (t_separatedb => 0): the template schema, then every updating
+schema tenant, each through a connection to its host database. The metadata
+names the template schema (``mgttest``); each schema tenant's catalog is read
+and its partitions made in its own schema (RangeSet.placed). Tables the
+metadata puts in another schema are left out, with a NOTICE.
+
 One remote transaction per database, with lock_timeout and retries as the
 migration engine has. A period is skipped and reported, never failing the
 database, when it overlaps an existing partition, when its name is taken, or
@@ -38,12 +44,13 @@ from admmgt_plpy._partition_plan import (
     ParentPlan,
     RangeSet,
     create_statements,
+    for_schema_tenants,
     parent_states,
     partitions_query,
     plan_parent,
     range_sets,
 )
-from admmgt_plpy._registry import Tenant, check_mode, templates, updating_tenants
+from admmgt_plpy._registry import SCHEMA_MODE, Tenant, mode_of, templates, updating_tenants
 from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import TransactionFailed, in_transaction
@@ -58,26 +65,30 @@ NOTICE_ITEMS = 5  # per database; the run log's details hold every one
 def applymaintenance(
     plpy: Plpy, *, separatedb: int, numdays: int, move_default_rows: bool = False
 ) -> None:
-    check_mode(separatedb, "applyMaintenance")
+    mode = mode_of(separatedb)
     if numdays is None or numdays < 0 or numdays > MAX_NUMDAYS:
         raise AdmmgtError(
             f"t_numdays must be between 0 and {MAX_NUMDAYS}, not {numdays}",
             hint="CALL admmgt.applyMaintenance(t_numdays => 30);",
         )
     with fleet_run(plpy, "applyMaintenance", lock="maintenance") as run:
-        all_templates = templates(plpy)
+        all_templates = templates(plpy, mode)
         today = _clock.announce(plpy, "applyMaintenance")
         through = today + timedelta(days=numdays)
         sets, problems = range_sets([dict(r) for r in plpy.execute(METADATA_QUERY)])
+        if mode == SCHEMA_MODE:
+            sets, left_out = for_schema_tenants(sets, all_templates[0].database)
+            problems += left_out
         for problem in problems:
             plpy.notice(f"applyMaintenance: table skipped: {problem}")
         if not sets:
+            where = "template schema" if mode == SCHEMA_MODE else "template"
             run.nothing_to_do(
-                "applyMaintenance: no range-partitioned table of a script applied to the "
-                "template; nothing to do"
+                f"applyMaintenance: no range-partitioned table of a script applied to the "
+                f"{where}; nothing to do"
             )
             return
-        tenants = updating_tenants(plpy)
+        tenants = updating_tenants(plpy, mode=mode)
         arguments = {
             "numdays": numdays,
             "from": today.isoformat(),
@@ -85,6 +96,8 @@ def applymaintenance(
             "move_default_rows": move_default_rows,
             "parents": len(sets),
         }
+        if mode == SCHEMA_MODE:
+            arguments["separatedb"] = mode
         run.start(
             arguments,
             words={"ok": "with new partitions", "noop": "nothing to create"},
@@ -129,7 +142,10 @@ def maintain(
     clusters: Clusters,
     move_default_rows: bool,
 ) -> Job:
-    """Make one database's missing partitions in one transaction (retried on lock timeouts)."""
+    """Make one place's missing partitions in one transaction (retried on lock
+    timeouts); a schema tenant's in its own schema."""
+    if target.is_schema:
+        sets = [rs.placed(target.database) for rs in sets]
     try:
         conn = yield from utc_session(target, clusters)
     except RemoteError as exc:
@@ -139,7 +155,7 @@ def maintain(
     def body() -> Fragment:
         progress.doing = "reading the catalog"
         details = yield from _make_partitions(
-            conn, sets, first, through, move_default_rows, progress
+            conn, sets, first, through, move_default_rows, progress, _here(target)
         )
         progress.doing = "committing"
         return details
@@ -162,6 +178,7 @@ def _make_partitions(
     through: date,
     move: bool,
     progress: Progress,
+    here: str = "in this database",
 ) -> Fragment:
     rows = yield Run(conn, partitions_query(sets), CATALOG_COLUMNS)
     states = parent_states(rows)
@@ -192,9 +209,7 @@ def _make_partitions(
     for rs in sets:
         plan = plan_parent(rs, wanted[id(rs)], states.get((rs.schema, rs.parent)), taken)
         if plan is None:
-            missing_tables.add(
-                f"{rs.target} does not exist in this database (has its script reached it?)"
-            )
+            missing_tables.add(f"{rs.target} does not exist {here} (has its script reached it?)")
             continue
         details["skipped"] += plan.skipped
         if plan.create and plan.default is not None:
@@ -316,6 +331,20 @@ def _default_rows(
 # ------------------------------------------------------------------ reporting
 
 
+def _here(target: Tenant) -> str:
+    return "in this schema" if target.is_schema else "in this database"
+
+
+def place_failure(outcome: Outcome, target: Tenant) -> Outcome:
+    """A failed Outcome (_fleetrun.database_failure) worded for a schema tenant:
+    it names the tenant as host.schema and says "in this schema"."""
+    if target.is_schema and outcome.message:
+        outcome.message = outcome.message.replace(
+            f'database "{target.database}":', f'schema tenant "{target.label}":', 1
+        ).replace(" in this database", " in this schema")
+    return outcome
+
+
 def _warnings_text(details: dict[str, Any], limit: int | None) -> str:
     items: list[str] = []
     items += [
@@ -355,14 +384,17 @@ def _not_maintained(
     attempts: int,
     blockers: list[dict[str, Any]] | None = None,
 ) -> Outcome:
-    """A database applyMaintenance could not maintain: nothing was created there."""
-    return database_failure(
+    """A place applyMaintenance could not maintain: nothing was created there."""
+    return place_failure(
+        database_failure(
+            target,
+            exc,
+            doing,
+            attempts,
+            "maintenance",
+            "applyMaintenance",
+            "nothing was created",
+            blockers,
+        ),
         target,
-        exc,
-        doing,
-        attempts,
-        "maintenance",
-        "applyMaintenance",
-        "nothing was created",
-        blockers,
     )

@@ -69,6 +69,30 @@ class RangeSet:
             for lo, hi in periods(self.interval, first, through)
         ]
 
+    def placed(self, schema: str | None) -> RangeSet:
+        """The same parent as a place holds it: in ``schema`` (a schema tenant's,
+        for a table the metadata puts in the template schema); None: as named."""
+        return self if schema is None or schema == self.schema else replace(self, schema=schema)
+
+
+def for_schema_tenants(
+    sets: list[RangeSet], template_schema: str
+) -> tuple[list[RangeSet], list[str]]:
+    """The range sets schema tenants have: those of tables in the template schema
+    (each tenant holds them in its own schema, :meth:`RangeSet.placed`); the
+    others, with why they are left out (scripts for schema tenants name only
+    the template schema)."""
+    kept = [rs for rs in sets if rs.schema == template_schema]
+    left = sorted(
+        {
+            f"{rs.schema}.{rs.table} is not in the template schema {template_schema}, so schema "
+            "tenants do not have it; nothing is done for it in them"
+            for rs in sets
+            if rs.schema != template_schema
+        }
+    )
+    return kept, left
+
 
 @dataclass(frozen=True)
 class Child:

@@ -354,13 +354,18 @@ def test_a_locked_tenant_fails_alone_and_is_retried_by_the_next_run(fleet: Fleet
     assert len(fleet.children(locked, "mgttest.events")) == 6
 
 
-def test_the_proof_of_concept_call_form_works_and_a_bad_mode_is_refused(fleet: Fleet) -> None:
+def test_the_proof_of_concept_call_form_works_and_schema_mode_needs_its_template(
+    fleet: Fleet,
+) -> None:
     range_table(fleet.admin, 1, "events", "month")
     fleet.apply()
     notices = Notices(fleet.admin)
     fleet.admin.execute("CALL admmgt.applyMaintenance(1, 40)")
     assert notices.take()[-1].startswith("applyMaintenance: ")
     assert fleet.children(fleet.template, "mgttest.events") == {"events_2026_06", "events_2026_07"}
+    # 0 selects schema tenants (tests/db/test_schema_maintenance.py); this fleet has none.
+    with pytest.raises(errors.RaiseException, match="no template schema is registered"):
+        fleet.admin.execute("CALL admmgt.applyMaintenance(0, 30)")
     with pytest.raises(errors.RaiseException, match="t_separatedb must be 1"):
         fleet.admin.execute("CALL admmgt.applyMaintenance(7, 30)")
     with pytest.raises(errors.RaiseException, match="t_numdays must be between 0 and"):
