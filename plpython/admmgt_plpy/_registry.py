@@ -198,15 +198,6 @@ def mode_of(separatedb: int | None) -> int:
     return int(separatedb)
 
 
-def check_mode(separatedb: int, operation: str = "this operation") -> None:
-    """:func:`mode_of` for an operation that works on database tenants only."""
-    if mode_of(separatedb) == SCHEMA_MODE:
-        raise AdmmgtError(
-            f"{operation} does not work on schema tenants yet (t_separatedb => 0)",
-            hint="docs/schema-tenants.md lists the operations that do.",
-        )
-
-
 # ------------------------------------------------------------------ reading
 
 

@@ -14,7 +14,6 @@ from admmgt_plpy._registry import (
     UPDATING,
     Place,
     Tenant,
-    check_mode,
     is_updating,
     mode_of,
     place_conninfo,
@@ -209,5 +208,3 @@ def test_t_separatedb_is_one_or_zero(value: int | None) -> None:
         refused.value.message
     )
     assert mode_of(0) == 0 and mode_of(1) == 1
-    with pytest.raises(AdmmgtError, match="lifecycleMgt does not work on schema tenants yet"):
-        check_mode(0, "lifecycleMgt")
