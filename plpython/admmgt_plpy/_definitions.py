@@ -90,20 +90,21 @@ SELECT d.name, d.kind, {columns} FROM (
 ORDER BY d.name"""
 
 
-def _views(schema: str, text: bool) -> str:
-    columns = (
-        "v.def AS definition, NULL::text AS search_path, false AS secdef"
-        if text
-        else "md5(v.def) AS definition"
-    )
+def views_in_order(*, where: str, qualified: bool, columns: str) -> str:
+    """The views of the schemas ``where`` selects (on ``n``, pg_namespace),
+    each after the views it reads, so that they can be created in this order:
+    (name, kind 'view', ``columns`` on ``v``, whose ``def`` is the CREATE OR
+    REPLACE VIEW text). ``qualified``: names carry their schema, else bare
+    (read under that schema's search_path)."""
+    schema = "quote_ident(n.nspname) || '.' || " if qualified else ""
     return f"""
 WITH RECURSIVE views AS (
-    SELECT c.oid, quote_ident(c.relname) AS name,
-           'CREATE OR REPLACE VIEW ' || quote_ident(c.relname)
+    SELECT c.oid, {schema}quote_ident(c.relname) AS name,
+           'CREATE OR REPLACE VIEW ' || {schema}quote_ident(c.relname)
                || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '')
                || E' AS\\n' || pg_catalog.pg_get_viewdef(c.oid) AS def
     FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'v' AND n.nspname = {quote_literal(schema)}),
+    WHERE c.relkind = 'v' AND {where}),
 uses AS (
     SELECT DISTINCT r.ev_class AS view, d.refobjid AS used
     FROM pg_catalog.pg_rewrite AS r
@@ -118,6 +119,17 @@ depth AS (
 SELECT v.name, 'view' AS kind, {columns}
 FROM views AS v JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) AS l USING (oid)
 ORDER BY l.level, v.name"""
+
+
+def _views(schema: str, text: bool) -> str:
+    columns = (
+        "v.def AS definition, NULL::text AS search_path, false AS secdef"
+        if text
+        else "md5(v.def) AS definition"
+    )
+    return views_in_order(
+        where=f"n.nspname = {quote_literal(schema)}", qualified=False, columns=columns
+    )
 
 
 def schema_definitions_query(kind: str, schema: str, *, text: bool) -> str:

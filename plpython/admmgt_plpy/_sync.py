@@ -23,6 +23,7 @@ from admmgt_plpy._definitions import (
     refuse,
     schema_definitions_query,
     template_definition,
+    views_in_order,
 )
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
@@ -77,28 +78,11 @@ ORDER BY d.name"""
 
 def _views(schemas: str, text: bool) -> str:
     definition = "v.def" if text else "md5(v.def)"
-    return f"""
-WITH RECURSIVE views AS (
-    SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
-           'CREATE OR REPLACE VIEW ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-               || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '')
-               || E' AS\\n' || pg_catalog.pg_get_viewdef(c.oid) AS def
-    FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'v' AND n.nspname::text = ANY ({schemas})),
-uses AS (
-    SELECT DISTINCT r.ev_class AS view, d.refobjid AS used
-    FROM pg_catalog.pg_rewrite AS r
-    JOIN pg_catalog.pg_depend AS d
-      ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
-    WHERE r.ev_class IN (SELECT oid FROM views) AND d.refobjid IN (SELECT oid FROM views)
-      AND d.refobjid <> r.ev_class),
-depth AS (
-    SELECT oid, 0 AS level FROM views
-    UNION ALL
-    SELECT uses.view, depth.level + 1 FROM depth JOIN uses ON uses.used = depth.oid)
-SELECT v.name, 'view' AS kind, {definition} AS definition
-FROM views AS v JOIN (SELECT oid, max(level) AS level FROM depth GROUP BY oid) AS l USING (oid)
-ORDER BY l.level, v.name"""
+    return views_in_order(
+        where=f"n.nspname::text = ANY ({schemas})",
+        qualified=True,
+        columns=f"{definition} AS definition",
+    )
 
 
 def definitions_query(kind: str, schemas: str, *, text: bool) -> str:
