@@ -257,13 +257,21 @@ def damage(folder: Path, files: dict[str, dict[str, Any]], sha256: str) -> list[
 
 # ----------------------------------------------------------------- backup
 
+# Why a schema tenant gets no backup (yet), and what the DBA can do instead.
+_SCHEMA_TENANT = (
+    'schema tenant "{name}": backups of schema tenants are not built; '
+    'pg_dump -n "{name}" of its host database (admmgt.schema_hosts) copies it'
+)
+
 
 def targets(admin: psycopg.Connection[Any], tenant: str | None) -> tuple[list[Target], list[str]]:
-    """The databases to back up, and the archived tenants skipped (already backed up)."""
+    """The databases to back up, and why others are skipped, one line each
+    (archived tenants already backed up; schema tenants, not backed up yet)."""
     with admin.cursor(row_factory=dict_row) as cur:
         if tenant is not None:
             cur.execute(
-                """SELECT id, dbname, status, coalesce(cluster_name, 'local') AS cluster
+                """SELECT id, dbname, status, coalesce(cluster_name, 'local') AS cluster,
+                          separatedb
                    FROM admmgt.vendor_db_settings
                    WHERE upper(dbname) = upper(%s) AND NOT deleted AND NOT istemplate""",
                 (tenant,),
@@ -274,6 +282,8 @@ def targets(admin: psycopg.Connection[Any], tenant: str | None) -> tuple[list[Ta
                     f'tenant "{tenant}" is not registered (or was removed); '
                     "`admmgt status` lists the tenants"
                 )
+            if row["separatedb"] == 0:
+                raise BackupError("cannot back up " + _SCHEMA_TENANT.format(name=row["dbname"]))
             if row["status"] != 2:
                 raise BackupError(
                     f'tenant "{row["dbname"]}" is not created (status {row["status"]}); '
@@ -284,9 +294,15 @@ def targets(admin: psycopg.Connection[Any], tenant: str | None) -> tuple[list[Ta
         cur.execute(
             """SELECT id, dbname, coalesce(cluster_name, 'local') AS cluster FROM
                admmgt.vendor_db_settings WHERE NOT deleted AND NOT istemplate AND status = 2
-               ORDER BY id"""
+                 AND separatedb = 1 ORDER BY id"""
         )
         live = [Target(r["id"], r["dbname"], r["dbname"].lower(), r["cluster"]) for r in cur]
+        cur.execute(
+            """SELECT dbname FROM admmgt.vendor_db_settings
+               WHERE NOT deleted AND NOT istemplate AND status = 2 AND separatedb = 0
+               ORDER BY id"""
+        )
+        schemas = ["skipped " + _SCHEMA_TENANT.format(name=r["dbname"]) for r in cur]
         cur.execute(
             """SELECT v.id, v.dbname, v.archived_as, coalesce(v.cluster_name, 'local') AS cluster,
                       EXISTS (SELECT FROM admmgt.backups AS b WHERE b.tenant_id = v.id
@@ -300,8 +316,12 @@ def targets(admin: psycopg.Connection[Any], tenant: str | None) -> tuple[list[Ta
             for r in archived
             if not r["done"]
         ]
-        skipped = [f"{r['dbname']} (as {r['archived_as']})" for r in archived if r["done"]]
-        return _with_estimates(cur, found), skipped
+        skipped = [
+            f"skipped archived tenant {r['dbname']} (as {r['archived_as']}): already backed up"
+            for r in archived
+            if r["done"]
+        ]
+        return _with_estimates(cur, found), skipped + schemas
 
 
 def _with_estimates(cur: psycopg.Cursor[Any], found: list[Target]) -> list[Target]:

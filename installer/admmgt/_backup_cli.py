@@ -96,8 +96,8 @@ def _run_backup(
     conn: psycopg.Connection[Any], tenant: str | None, root: Path, jobs: int
 ) -> list[_backup.Result]:
     found, skipped = _backup.targets(conn, tenant)
-    for name in skipped:
-        click.echo(f"skipped archived tenant {name}: already backed up")
+    for line in skipped:
+        click.echo(line)
     if not found:
         click.echo("nothing to back up")
         return []

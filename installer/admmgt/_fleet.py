@@ -96,7 +96,8 @@ def failing(report: dict[str, Any]) -> list[dict[str, Any]]:
 def problems(report: dict[str, Any]) -> list[str]:
     """Everything `admmgt status` exits 1 for, one line each: failed or erroring
     databases, tenants ahead of their template, registry rows their own history
-    contradicts, failed scripts, and runs still running or interrupted."""
+    contradicts, unfinished promotions, failed scripts, and runs still running
+    or interrupted."""
     found = [f"{d['database']}: {d['status_word']}, error recorded" for d in failing(report)]
     found += [
         f"{d['database']}: at script {d['scriptversion']}, ahead of the template"
@@ -108,6 +109,7 @@ def problems(report: dict[str, Any]) -> list[str]:
         for d in report["fleet"]
         if d.get("registry_disagrees")
     ]
+    found += [f"{d['database']}: {d['promotion']}" for d in report["fleet"] if d.get("promotion")]
     found += [f"script {s['id']}: failed" for s in report["scripts"] if s.get("status") == 3]
     found += [f"run {r['run_id']} ({r['operation']}) {r['state']}" for r in report.get("runs", [])]
     found += [f"applied script changed: {c}" for c in report.get("changed_scripts", [])]
@@ -237,6 +239,7 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         or d["scripts_behind"] > 0
         or d.get("ahead_of_template")
         or d.get("registry_disagrees")
+        or d.get("promotion")
     ]
     ahead = sum(bool(d.get("ahead_of_template")) for d in fleet)
     if ahead:
@@ -267,7 +270,9 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
                 ),
                 str(d["scripts_behind"]),
                 last_run,
-                f"[red]{_short(d['last_error'], 200)}[/red]" if d["last_error"] else "",
+                f"[red]{_short(d['last_error'] or d.get('promotion') or '', 200)}[/red]"
+                if d["last_error"] or d.get("promotion")
+                else "",
             )
         console.print(table)
         if len(attention) > ATTENTION_ROWS:

@@ -148,12 +148,13 @@ def _register(plpy: Plpy, recorder: RunRecorder, name: str, given: dict[str, Any
 
 
 def _template_row(plpy: Plpy, recorder: RunRecorder, home: Tenant, cluster: str) -> Tenant:
-    """This cluster's template row, registered (status 1, building) if missing."""
+    """This cluster's template database row, registered (status 1, building) if
+    missing (a template schema registered there is schema tenants' business)."""
     rows = plpy.execute(
         plpy.prepare(
             """SELECT id, dbname, cluster_name, scriptversion, status
                FROM admmgt.vendor_db_settings
-               WHERE istemplate AND NOT deleted AND cluster_name = $1""",
+               WHERE istemplate AND NOT deleted AND cluster_name = $1 AND separatedb = 1""",
             ["text"],
         ),
         [cluster],
@@ -173,7 +174,7 @@ def _template_row(plpy: Plpy, recorder: RunRecorder, home: Tenant, cluster: str)
         rows = plpy.execute(
             plpy.prepare(
                 """SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-                   WHERE istemplate AND NOT deleted AND cluster_name = $1""",
+                   WHERE istemplate AND NOT deleted AND cluster_name = $1 AND separatedb = 1""",
                 ["text"],
             ),
             [cluster],

@@ -235,9 +235,11 @@ def _tenants(plpy: Plpy, dbname: str | None, mode: int) -> list[Tenant]:
 def _modes(plpy: Plpy, dbname: str | None, separatedb: int | None) -> list[int]:
     """The tenancy modes to compare: ``separatedb``'s; else ``dbname``'s; else
     each mode that has a created template or tenant (database tenants when
-    none has: the usual error then says what is missing)."""
-    if separatedb is not None:
-        return [mode_of(separatedb)]
+    none has: the usual error then says what is missing). A ``dbname`` must
+    be a created tenant, of mode ``separatedb`` when that is given."""
+    mode = None if separatedb is None else mode_of(separatedb)
+    if dbname is None and mode is not None:
+        return [mode]
     rows = plpy.execute(
         plpy.prepare(
             f"""SELECT DISTINCT coalesce(separatedb, 1) AS mode
@@ -249,13 +251,22 @@ def _modes(plpy: Plpy, dbname: str | None, separatedb: int | None) -> list[int]:
         ),
         [dbname],
     )
-    if dbname is not None and not rows:
+    found = [int(r["mode"]) for r in rows]
+    if dbname is not None and not found:
         raise AdmmgtError(
             f'detect_drift: "{dbname}" is not a created tenant (a vendor_db_settings row '
             "with status 2, not the template, not deleted)",
             hint="SELECT dbname, status_word FROM admmgt.fleet_status; lists the databases.",
         )
-    return [int(r["mode"]) for r in rows] or [DATABASE_MODE]
+    if mode is not None and mode not in found:
+        words = {DATABASE_MODE: "database", SCHEMA_MODE: "schema"}
+        raise AdmmgtError(
+            f'detect_drift: "{dbname}" is a {words[found[0]]} tenant, not a {words[mode]} '
+            f"tenant (t_separatedb => {mode}); nothing was compared",
+            hint=f"SELECT * FROM admmgt.detect_drift({quote_literal(str(dbname))});"
+            " finds its mode.",
+        )
+    return [mode] if mode is not None else (found or [DATABASE_MODE])
 
 
 def _local_reason(plpy: Plpy, tenant: Tenant) -> str | None:

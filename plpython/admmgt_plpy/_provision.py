@@ -20,6 +20,7 @@ from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import fleet_run
 from admmgt_plpy._names import quote_ident, quote_literal
 from admmgt_plpy._registry import (
+    SCHEMA_MODE,
     Tenant,
     database_name_problem,
     pending_tenants,
@@ -133,11 +134,13 @@ def _placement(
             hint="Set vendor_db_settings.cluster_name on those rows, or "
             "UPDATE admmgt.clusters SET accepts_tenants = true WHERE name = '...';",
         )
+    # Database tenants only: the schema tenants of a cluster share one host database.
     load = dict.fromkeys(candidates, 0)
     for r in plpy.execute(
         """SELECT coalesce(cluster_name, 'local') AS c, count(*) AS n
            FROM admmgt.vendor_db_settings
            WHERE NOT deleted AND NOT istemplate AND (cluster_name IS NOT NULL OR status = 2)
+             AND separatedb = 1
            GROUP BY 1"""
     ):
         if r["c"] in load:
@@ -340,6 +343,12 @@ def drop_database(
     ) as run:
         row = registered(plpy, dbname)
         tenant = Tenant.of(row)
+        if row["separatedb"] == SCHEMA_MODE:
+            raise AdmmgtError(
+                f'"{tenant.dbname}" is a schema tenant; drop_database removes database '
+                "tenants; nothing was changed",
+                hint=f"CALL admmgt.drop_schema({quote_literal(tenant.dbname)});",
+            )
         if row["istemplate"]:
             raise AdmmgtError(
                 f'"{tenant.database}" is the template; drop_database refuses it',

@@ -257,7 +257,7 @@ def registered(plpy: Plpy, dbname: str) -> dict[str, Any]:
     )
     if not rows:
         raise AdmmgtError(
-            f'no database is registered as "{dbname}"',
+            f'no tenant is registered as "{dbname}"',
             hint="SELECT dbname, status FROM admmgt.vendor_db_settings WHERE NOT deleted;",
         )
     return dict(rows[0])

@@ -37,7 +37,14 @@ from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._names import quote_literal
-from admmgt_plpy._registry import CREATED, Tenant, place_conninfo, templates
+from admmgt_plpy._registry import (
+    CREATED,
+    DATABASE_MODE,
+    SCHEMA_MODE,
+    Tenant,
+    place_conninfo,
+    templates,
+)
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import load_settings
 from admmgt_plpy._types import APPLIED, Plpy
@@ -176,12 +183,13 @@ def _targets(plpy: Plpy, dbname: str | None) -> list[Tenant]:
     if dbname is None:
         rows = plpy.execute(
             f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
-               WHERE {CREATED} ORDER BY id"""
+               WHERE {CREATED} AND separatedb = {DATABASE_MODE} ORDER BY id"""
         )
         return templates(plpy) + [Tenant.of(r) for r in rows]
     rows = plpy.execute(
         plpy.prepare(
-            f"""SELECT id, dbname, cluster_name, scriptversion FROM admmgt.vendor_db_settings
+            f"""SELECT id, dbname, cluster_name, scriptversion, separatedb
+               FROM admmgt.vendor_db_settings
                WHERE NOT deleted AND lower(dbname) = lower($1)
                ORDER BY status = {APPLIED} DESC, id
                LIMIT 1""",
@@ -189,6 +197,12 @@ def _targets(plpy: Plpy, dbname: str | None) -> list[Tenant]:
         ),
         [dbname],
     )
+    if rows and rows[0]["separatedb"] == SCHEMA_MODE:
+        raise AdmmgtError(
+            f'check_rls: "{dbname}" is a schema tenant; check_rls audits databases (a schema '
+            "tenant's rows are kept apart by its schema and its role, not by row-level security)",
+            hint="SELECT * FROM admmgt.check_rls(); audits every database tenant.",
+        )
     if rows:
         return [Tenant.of(rows[0])]
     local = plpy.execute(

@@ -178,7 +178,8 @@ def tenant_usage(plpy: Plpy) -> list[dict[str, Any]]:
     tenants = plpy.execute(
         """SELECT dbname, lower(dbname) AS database, coalesce(cluster_name, 'local') AS cluster,
                   status
-           FROM admmgt.vendor_db_settings WHERE NOT deleted AND NOT istemplate ORDER BY id"""
+           FROM admmgt.vendor_db_settings
+           WHERE NOT deleted AND NOT istemplate AND separatedb = 1 ORDER BY id"""
     )
     by_cluster: dict[str, list[str]] = defaultdict(list)
     for t in tenants:

@@ -58,7 +58,16 @@ SELECT
         WHEN v.separatedb = 0
             THEN coalesce(h.dbname, '(no host database)') || '.' || lower(v.dbname)
         ELSE lower(v.dbname)
-    END AS place
+    END AS place,
+    (
+        SELECT
+            'promotion ' || p.id || ' unfinished (' || p.state || ' since '
+            || to_char(p.started_at, 'YYYY-MM-DD HH24:MI:SS') || '): CALL admmgt.promote_tenant('
+            || quote_literal(v.dbname) || ') finishes it'
+            || CASE WHEN p.state = 'started' THEN ', t_abort => true undoes it' ELSE '' END
+        FROM admmgt.promotions AS p
+        WHERE p.tenant_id = v.id AND p.state IN ('started', 'switched')
+    ) AS promotion
 FROM admmgt.vendor_db_settings AS v
 LEFT JOIN admmgt.schema_hosts AS h
     ON v.separatedb = 0 AND h.cluster_name = coalesce(v.cluster_name, 'local')
@@ -115,4 +124,5 @@ COMMENT ON COLUMN admmgt.fleet_status.history_version IS 'The version the latest
 COMMENT ON COLUMN admmgt.fleet_status.registry_disagrees IS 'True when history_version differs from scriptversion: the registry is stale; applyScripts or rollbackScript reconciles it. `admmgt status` exits 1.';
 COMMENT ON COLUMN admmgt.fleet_status.size_bytes IS 'pg_database_size() for databases on the local cluster that exist and that you may connect to; NULL otherwise (and for schema tenants).';
 COMMENT ON COLUMN admmgt.fleet_status.separatedb IS '1: a database tenant (or the database template); 0: a schema tenant (or the template schema) in its cluster''s host database.';
+COMMENT ON COLUMN admmgt.fleet_status.promotion IS 'For a schema tenant whose promote_tenant has not finished (running, or interrupted: its schema stays read-only until then), what it is and the call that finishes it; NULL otherwise. `admmgt status` exits 1.';
 COMMENT ON COLUMN admmgt.fleet_status.place IS 'Where it lives: the database, or host.schema for a schema tenant (admmgt.schema_hosts).';

@@ -49,7 +49,7 @@ SELECT
 FROM admmgt._tenant_usage() AS u;
 
 COMMENT ON VIEW admmgt.tenant_usage IS
-'One row per registered, not removed tenant: size and activity from pg_stat_database, and its slowest statements from pg_stat_statements when that extension is installed in the cluster''s maintenance database (the admin database on the local cluster). NULL means unknown (cluster unreachable, database missing, not created): see problem. `admmgt top` shows it.';
+'One row per registered, not removed database tenant (schema tenants share their host database''s figures and are not listed): size and activity from pg_stat_database, and its slowest statements from pg_stat_statements when that extension is installed in the cluster''s maintenance database (the admin database on the local cluster). NULL means unknown (cluster unreachable, database missing, not created): see problem. `admmgt top` shows it.';
 COMMENT ON COLUMN admmgt.tenant_usage.dbname IS 'Name as registered in vendor_db_settings.';
 COMMENT ON COLUMN admmgt.tenant_usage.database IS 'The database''s name: dbname folded to lower case.';
 COMMENT ON COLUMN admmgt.tenant_usage.cluster_name IS 'Cluster holding the database (local when NULL in the registry).';

@@ -304,7 +304,7 @@ def test_a_tenant_behind_the_template_or_different_from_it_is_refused_with_the_f
         tpl.execute("ALTER TABLE mgttest.orders DROP COLUMN note")
     with pytest.raises(psycopg.Error, match='"mgttest" is a template'):
         tenant.admin.execute("CALL admmgt.promote_tenant('mgttest')")
-    with pytest.raises(psycopg.Error, match='no database is registered as "nobody"'):
+    with pytest.raises(psycopg.Error, match='no tenant is registered as "nobody"'):
         tenant.admin.execute("CALL admmgt.promote_tenant('nobody')")
     with (
         pytest.raises(psycopg.Error, match="cannot run inside a transaction block"),
@@ -432,11 +432,18 @@ def test_an_interrupted_promotion_changes_nothing_and_the_next_call_completes_it
         f"{tenant.schema}_promoting_{promotion_id}"
     }
     assert not tenant.role_may_insert()
+    shown = "SELECT promotion FROM admmgt.fleet_status WHERE dbname = %s"
+    [(promotion,)] = tenant.admin.execute(shown, (tenant.schema,)).fetchall()
+    assert promotion.startswith(f"promotion {promotion_id} unfinished (started since "), promotion
+    assert promotion.endswith(
+        f"CALL admmgt.promote_tenant('{tenant.schema}') finishes it, t_abort => true undoes it"
+    ), promotion
     lines = tenant.promote()
     said = "\n".join(lines)
     assert "was interrupted before the registry switched; undone (database" in said, lines
     check_promoted(tenant, before)
     assert [p[1] for p in tenant.promotions()] == ["aborted", "done"]
+    assert tenant.admin.execute(shown, (tenant.schema,)).fetchall() == [(None,)]
 
 
 def test_t_abort_undoes_an_interrupted_promotion_and_only_that(tenant: Promotable) -> None:
