@@ -127,7 +127,7 @@ def test_rows_in_a_schema_tenant_refuse_the_rollback_everywhere_until_consent(
     dbs, schemas = orders_in_both_modes(cluster_dsn, admin, tenant_prefix)
     busy = schemas.tenants[1]
     with schemas.connect() as conn:
-        conn.execute(f'INSERT INTO "{busy}".orders (note) VALUES (\'a\'), (\'b\'), (\'c\')')
+        conn.execute(f"INSERT INTO \"{busy}\".orders (note) VALUES ('a'), ('b'), ('c')")
     plan = admin.execute(
         "SELECT statement, drops, dbname, rows_at_stake FROM admmgt.plan_rollback(1)"
     ).fetchall()
