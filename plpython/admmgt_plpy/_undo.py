@@ -216,13 +216,33 @@ def _at_stake(
         0,
         lambda t, o, _ms: found.append((t, o)),
         clusters,
-    ).run(
-        targets,
-        lambda t: _preflight.count_at_stake(
-            place_conninfo(clusters, t.place), t.database, undo.stakes(t)
-        ),
-    )
+    ).run(targets, partial(_count, clusters, undo))
     return found
+
+
+def _count(clusters: Clusters, undo: _Undo, target: Tenant) -> Job:
+    """Job: the rows ``target``'s drops would take. A database: its own
+    connection (_preflight.count_at_stake). A schema: the fan-out's shared
+    connection to its host (schema_session, as its undo job), read-only, the
+    same counts ({what: rows} in details)."""
+    stakes = undo.stakes(target)
+    if not target.is_schema:
+        return (
+            yield from _preflight.count_at_stake(
+                place_conninfo(clusters, target.place), target.database, stakes
+            )
+        )
+    conn = yield from schema_session(clusters, target)
+    counts: dict[str, int] = {}
+    for stake in stakes:
+        rows = yield Run(conn, stake.query, "n bigint")
+        counts[stake.what] = int(rows[0]["n"] or 0)
+    held = {k: v for k, v in counts.items() if v}
+    return Outcome(
+        "ok" if held else "noop",
+        ", ".join(f"{k}: {v} row(s)" for k, v in held.items()) or "no rows at stake",
+        details={"counts": counts, "database": target.label},
+    )
 
 
 def plan_rollback(plpy: Plpy, script_id: int) -> list[dict[str, Any]]:

@@ -67,6 +67,8 @@ def test_one_call_undoes_the_script_in_schema_and_database_tenants_templates_fir
     cluster_dsn: str, admin: Conn, tenant_prefix: str
 ) -> None:
     dbs, schemas = orders_in_both_modes(cluster_dsn, admin, tenant_prefix)
+    # One at a time, so that the NOTICEs (said as each finishes) show the order.
+    admin.execute("UPDATE admmgt.settings SET value = '1' WHERE name = 'max_parallel'")
     lines = rollback(admin, 1)
     for db in dbs.databases:
         assert dbs.history(db) == [(1, "apply"), (1, "rollback")]
