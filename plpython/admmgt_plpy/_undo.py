@@ -169,11 +169,15 @@ def _check_schema_undo(plpy: Plpy, undo: _Undo) -> None:
     """Refuse, before anything changes, an undo that schema tenants having the
     script could not run: the script no longer compiles for the template
     schema, or a hand-written rollback step names the template schema (each
-    schema runs it under its own search_path)."""
+    schema runs it under its own search_path), or no template schema is
+    registered to compile it from."""
     script_id = undo.script.id
-    if undo.template_schema is None or not _schema_rows_at(plpy, script_id):
+    if not _schema_rows_at(plpy, script_id):
         return
     template = undo.template_schema
+    if template is None:
+        templates(plpy, SCHEMA_MODE)  # raises: schema tenants have it, no template schema
+        return
     try:
         undo.for_schema(template)
     except MetadataError as exc:

@@ -226,3 +226,17 @@ def test_hand_written_rollback_steps_run_under_each_schemas_search_path(
     for schema in schemas.schemas:
         assert schemas.history(schema) == [(1, "apply"), (1, "rollback")]
         assert not schemas.has_table(schema, "notes")
+
+
+def test_schema_tenants_with_the_script_and_no_template_schema_refuse_it_changing_nothing(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    dbs, schemas = orders_in_both_modes(cluster_dsn, admin, tenant_prefix)
+    admin.execute(
+        "UPDATE admmgt.vendor_db_settings SET deleted = true WHERE istemplate AND separatedb = 0"
+    )
+    with pytest.raises(psycopg.Error, match="no template schema is registered"):
+        call(admin, "rollbackscript", 1)
+    assert dbs.history(dbs.template) == [(1, "apply")]
+    for schema in schemas.tenants:
+        assert schemas.history(schema) == [(1, "apply")]
