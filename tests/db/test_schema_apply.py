@@ -286,7 +286,7 @@ def test_replay_brings_a_held_back_schema_tenant_to_the_template_schemas_script(
     assert schema_rows(admin)[held] == (1, None)
 
 
-def test_rollback_is_refused_while_schema_tenants_have_the_script(
+def test_rollback_undoes_the_script_in_schema_tenants_too(
     cluster_dsn: str, admin: Conn, tenant_prefix: str
 ) -> None:
     dbs = make_fleet(cluster_dsn, admin, tenant_prefix, 1)
@@ -295,11 +295,12 @@ def test_rollback_is_refused_while_schema_tenants_have_the_script(
     s.table(admin, 1, "orders", [s.ID])
     apply(admin, 1)
     apply(admin, 0)
-    with pytest.raises(psycopg.Error, match="does not undo schema tenants yet") as refused:
-        call(admin, "rollbackscript", 1)
-    assert "2 schema tenant(s) or template schema(s) have it" in str(refused.value)
-    assert dbs.history(dbs.template) == [(1, "apply")]
-    assert schemas.history(schemas.tenants[0]) == [(1, "apply")]
+    call(admin, "rollbackscript", 1)
+    assert dbs.history(dbs.template) == [(1, "apply"), (1, "rollback")]
+    assert schemas.history(schemas.template) == [(1, "apply"), (1, "rollback")]
+    assert schemas.history(schemas.tenants[0]) == [(1, "apply"), (1, "rollback")]
+    assert not schemas.has_table(schemas.tenants[0], "orders")
+    assert script_row(admin, 1)[0] == 0
 
 
 def test_baseline_records_a_schema_tenants_version_in_its_own_history(
