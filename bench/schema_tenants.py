@@ -230,6 +230,18 @@ def psql_block(version: int) -> str:
     )
 
 
+def product_psql_block(version: int) -> str:
+    """psql_block for admmgt's schema history (`action` column, several rows per script)."""
+    return (
+        psql_block(version)
+        .replace(
+            "INSERT INTO admmgt_history (script_id, checksum) VALUES",
+            "INSERT INTO admmgt_history (script_id, action, checksum) VALUES",
+        )
+        .replace(f"({version}, 'v{version}')", f"({version}, 'apply', 'v{version}')")
+    )
+
+
 # -------------------------------------------------------------------- helpers
 
 
@@ -724,6 +736,8 @@ class Bench:
             before,
         )
         self.check_schemas(host, names, history=False)
+        with connect(self.box.dsn(admin_db)) as a:
+            self.product_rollout(a, host, names, n)
         with self.admin() as c:
             for db in (admin_db, host):
                 c.execute(
@@ -734,6 +748,219 @@ class Bench:
                 [f"rp{n}\\_%", f"{host}_tenants"],
             ).fetchall():
                 c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(r)))
+
+    def product_rollout(self, a: Conn, host: str, names: list[str], n: int) -> None:
+        """Issue 16's comparison on create_schema's fleet: a script written as
+        metadata rows, `CALL admmgt.applyScripts(0)` (template schema first),
+        the no-ops, the same work by psql with `SET LOCAL search_path` per
+        schema (other object names, so both run on the same schemas), the
+        catalog after."""
+        res = self.result("product rollout")
+        version = len(SCRIPTS) + 1
+        schemas = [TPL, *names]
+        dsn = self.box.dsn(host)
+        # The script, the way a DBA writes it: INSERTs into the metadata tables. The
+        # change to `customers` (made by the bench's DDL, not by metadata) is two raw
+        # steps run with search_path = the schema; the new table, its FK to `orders`
+        # and its index are metadata rows compiled for each schema.
+        a.execute(
+            "INSERT INTO admmgt.scripts (id, description, status) VALUES (%s, 'bench rollout', 0)",
+            [version],
+        )
+        a.execute(
+            "INSERT INTO admmgt.script_steps (scriptid, steporder, sqltext, transactional, status)"
+            " VALUES (%s, 1, %s, true, 1), (%s, 2, %s, true, 1)",
+            [version, f"ALTER TABLE customers ADD COLUMN note_{version} text", version,
+             f"CREATE INDEX customers_note_{version}_idx ON customers (note_{version})"],
+        )  # fmt: skip
+        row = a.execute(
+            "INSERT INTO admmgt.script_tables (scriptid, schemaname, tablename, status, haspart)"
+            " VALUES (%s, %s, %s, 1, 0) RETURNING id",
+            [version, TPL, f"invoices_{version}"],
+        ).fetchone()
+        assert row is not None
+        table_id = row[0]
+        a.cursor().executemany(
+            "INSERT INTO admmgt.script_table_columns (tableid, scriptid, columnname, datatype,"
+            " nullable, defaultval, isprimarykey, isidentity, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 1)",
+            [
+                (table_id, version, "id", "bigint", 0, None, 1, 1),
+                (table_id, version, "order_id", "bigint", 0, None, 0, 0),
+                (table_id, version, "amount", "numeric(12,2)", 0, None, 0, 0),
+                (table_id, version, "issued_at", "timestamptz", 0, "now()", 0, 0),
+            ],
+        )
+        a.execute(
+            "INSERT INTO admmgt.script_table_fkeys (scriptid, schemaname, childtablename,"
+            " childcolumnname, parenttablename, parentcolumnname, keyorder, status)"
+            " VALUES (%s, %s, %s, 'order_id', 'orders', 'id', 1, 1)",
+            [version, TPL, f"invoices_{version}"],
+        )
+        a.execute(
+            "INSERT INTO admmgt.script_indexes (scriptid, tableid, columnnames, status)"
+            " VALUES (%s, %s, %s, 1)",
+            [version, table_id, ["order_id"]],
+        )
+        a.execute("UPDATE admmgt.scripts SET status = 1 WHERE id = %s", [version])
+        with connect(dsn) as h:
+            h.execute("CHECKPOINT")
+        before = load()
+        clock = Clock(self.box, len(schemas))
+        notices: list[str] = []
+        a.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        wall_admmgt, _ = timed(lambda: a.execute("CALL admmgt.applyScripts(0)"))
+        cpu = clock.stop()
+        failed = [x for x in notices if "FAILED" in x]
+        res.add(
+            n,
+            "admmgt: CALL admmgt.applyScripts(0), template schema first (max_parallel 4)",
+            f"{wall_admmgt:.1f}",
+            f"{1000 * wall_admmgt / len(schemas):.1f}",
+            f"{self.rolled_out(host, schemas, version)}; {len(failed)} FAILED notices; {cpu}",
+            before,
+        )
+        for x in failed[:3]:
+            print(f"    {x}", flush=True)
+        # No-op 1: nothing pending, the registry answers.
+        notices.clear()
+        before = load()
+        wall, _ = timed(lambda: a.execute("CALL admmgt.applyScripts(0)"))
+        res.add(
+            n,
+            "admmgt: applyScripts(0) again, nothing pending (the registry answers)",
+            f"{wall:.2f}",
+            f"{1000 * wall / len(schemas):.2f}",
+            (notices[-1][:120] if notices else "no notice"),
+            before,
+        )
+        # No-op 2: the call that reads every schema's history (and its catalog):
+        # detect_drift(NULL, 0). There is no history-only check (no `admmgt verify`
+        # for tenants; `admmgt verify` compares the installation).
+        before = load()
+        wall, rows = timed(
+            lambda: a.execute("SELECT count(*) FROM admmgt.detect_drift(NULL, 0)").fetchone()
+        )
+        res.add(
+            n,
+            "admmgt: SELECT detect_drift(NULL, 0), reads every schema's history and catalog",
+            f"{wall:.1f}",
+            f"{1000 * wall / len(schemas):.1f}",
+            f"{rows[0] if rows else '?'} differences reported",
+            before,
+        )
+        # psql baselines: the same statements under other names, with the history
+        # check and row, SET LOCAL search_path per schema, in the same schemas.
+        ratios = []
+        base = [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        for label, version_p, looping in (
+            ("psql, xargs -P4, a connection per schema, SET LOCAL search_path", version + 1, False),
+            ("psql, 4 sessions looping over a quarter each, SET LOCAL search_path", version + 2, True),
+        ):  # fmt: skip
+            with connect(dsn) as h:
+                h.execute("CHECKPOINT")
+            block = product_psql_block(version_p)
+            files = []
+            if looping:
+                for w in range(WORKERS):
+                    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+                        for name in schemas[w::WORKERS]:
+                            f.write(f"\\set s {name}\n{block}\n")
+                        files.append(f.name)
+            else:
+                with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+                    f.write(block + "\n")
+                    files.append(f.name)
+            for f_name in files:
+                os.chmod(f_name, 0o644)
+            before = load()
+            clock = Clock(self.box, len(schemas))
+
+            def run(files: list[str] = files, looping: bool = looping) -> list[int]:
+                if not looping:
+                    done = subprocess.run(
+                        ["xargs", f"-P{WORKERS}", "-I{}", *base, "-v", "s={}", dsn, "-f", files[0]],
+                        input="".join(f"{x}\n" for x in schemas), capture_output=True,
+                        text=True, timeout=LIMIT_S, check=False,
+                    )  # fmt: skip
+                    return [done.returncode]
+                procs = [
+                    subprocess.Popen([*base, dsn, "-f", f_name], stdout=subprocess.DEVNULL)
+                    for f_name in files
+                ]
+                return [p.wait(timeout=LIMIT_S) for p in procs]
+
+            wall, codes = timed(run)
+            cpu = clock.stop()
+            for f_name in files:
+                os.unlink(f_name)
+            ok = "" if not any(codes) else f"; exit codes {codes}"
+            ratios.append(f"{wall_admmgt / wall:.2f}")
+            res.add(
+                n,
+                label,
+                f"{wall:.1f}",
+                f"{1000 * wall / len(schemas):.1f}",
+                f"{self.rolled_out(host, schemas, version_p)}{ok};"
+                f" admmgt/psql {wall_admmgt / wall:.2f}; {cpu}",
+                before,
+            )
+        res.notes.append(f"admmgt/psql wall ratios at {n}: " + ", ".join(ratios))
+        print(f"    admmgt/psql wall: {' (xargs), '.join(ratios)} (sessions)", flush=True)
+        # The catalog after all three rollouts.
+        with connect(dsn) as h:
+            row = h.execute(
+                "SELECT (SELECT count(*) FROM pg_class), (SELECT count(*) FROM pg_attribute),"
+                " (SELECT count(*) FROM pg_depend), (SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'p')),"
+                " (SELECT sum(pg_total_relation_size(oid)) FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'),"
+                " pg_database_size(current_database()),"
+                " (SELECT count(*) FROM pg_class k JOIN pg_namespace s ON s.oid = k.relnamespace WHERE s.nspname = %s)",
+                [TPL],
+            ).fetchone()
+        assert row is not None
+        self.result("catalog").add(
+            f"{n} (admmgt's host, after the 3 rollouts)",
+            row[6], row[0], row[1], row[2], row[3],
+            f"{row[4] / 2**20:.0f}", f"{row[5] / 2**20:.0f}",
+        )  # fmt: skip
+
+    def rolled_out(self, db: str, schemas: list[str], version: int) -> str:
+        """In how many schemas the rollout's column, index, table with its FK, and
+        exactly one new history row are there."""
+        history = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT count(*) AS c FROM {}.admmgt_history WHERE script_id = {}").format(
+                sql.Identifier(x), sql.Literal(version)
+            )
+            for x in schemas
+        )
+        with connect(self.box.dsn(db)) as c:
+            row = c.execute(
+                "SELECT"
+                " (SELECT count(*) FROM pg_attribute a JOIN pg_class k ON k.oid = a.attrelid"
+                "  JOIN pg_namespace s ON s.oid = k.relnamespace WHERE s.nspname = ANY(%(s)s)"
+                "  AND k.relname = 'customers' AND a.attname = %(col)s AND NOT a.attisdropped),"
+                " (SELECT count(*) FROM pg_class k JOIN pg_namespace s ON s.oid = k.relnamespace"
+                "  WHERE s.nspname = ANY(%(s)s) AND k.relname = %(idx)s AND k.relkind = 'i'),"
+                " (SELECT count(*) FROM pg_constraint f JOIN pg_class k ON k.oid = f.conrelid"
+                "  JOIN pg_namespace s ON s.oid = k.relnamespace WHERE s.nspname = ANY(%(s)s)"
+                "  AND k.relname = %(tab)s AND f.contype = 'f'"
+                "  AND f.confrelid = to_regclass(quote_ident(s.nspname) || '.orders')),"
+                " (SELECT count(*) FROM pg_index i JOIN pg_class k ON k.oid = i.indrelid"
+                "  JOIN pg_namespace s ON s.oid = k.relnamespace WHERE s.nspname = ANY(%(s)s)"
+                "  AND k.relname = %(tab)s AND NOT i.indisprimary)",
+                {"s": schemas, "col": f"note_{version}", "idx": f"customers_note_{version}_idx",
+                 "tab": f"invoices_{version}"},
+            ).fetchone()  # fmt: skip
+            hist = c.execute(
+                sql.SQL("SELECT count(*) FILTER (WHERE c = 1) FROM ({}) AS h").format(history)
+            ).fetchone()
+        assert row is not None and hist is not None
+        n = len(schemas)
+        good = all(x == n for x in (*row, hist[0]))
+        return (
+            f"{'all' if good else 'CHECK FAILED:'} {n} schemas: column {row[0]}, index {row[1]},"
+            f" table with FK {row[2]}, its index {row[3]}, one history row {hist[0]}"
+        )
 
     def check_schemas(self, db: str, names: list[str], history: bool = True) -> None:
         with connect(self.box.dsn(db)) as c:
@@ -1285,6 +1512,7 @@ class Bench:
 HEADERS = {
     "creation": ["N", "method", "wall s", "ms per tenant", "what", "load before"],
     "rollout": ["N", "driver", "wall s", "ms per schema", "check", "load before"],
+    "product rollout": ["N", "driver", "wall s", "ms per schema", "check", "load before"],
     "no-op": ["N", "how the versions are read", "wall ms", "us per schema", "check", "load before"],
     "promotion": [
         "N",
