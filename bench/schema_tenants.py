@@ -9,7 +9,12 @@
 
 It measures the choices docs/design/schema-tenants.md makes, and admmgt's own
 create_schema (phase `product`: admmgt installed in an admin database of the
-same cluster, one `CALL admmgt.create_schema(t_roles => true)` for N tenants).
+same cluster, one `CALL admmgt.create_schema(t_roles => true)` for N tenants;
+then on that fleet a script written as metadata rows, rolled out by a timed
+`CALL admmgt.applyScripts(0)`, checked in every schema; the no-ops
+`applyScripts(0)` again and `detect_drift(NULL, 0)`; the same work by psql
+with `SET LOCAL search_path` per schema, in the same run, with the ratios
+admmgt/psql; and the host's catalog after).
 The clone of method (a) is admmgt's (admmgt_plpy._schema_clone); the other
 phases drive the server directly. A throwaway cluster (admmgt.Sandbox
 with fsync, synchronous_commit and full_page_writes ON, Unix socket only), a
