@@ -64,6 +64,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -1107,8 +1108,8 @@ class Bench:
             f"{self.applied(db, names, version)}{ok}; {clock.stop()}",
             before,
         )
-        for f in [file, *files]:
-            os.unlink(f)
+        for path in [file, *files]:
+            os.unlink(path)
 
     def applied(self, db: str, names: list[str], version: int) -> str:
         with connect(self.box.dsn(db)) as c:
@@ -1142,19 +1143,19 @@ class Bench:
             c.execute("VACUUM ANALYZE admmgt_shared.history")
         top = len(SCRIPTS) + 3
 
-        def visit(query: Callable[[str], sql.Composable]) -> Callable[[Conn, str], None]:
+        def visit(query: Callable[[str], sql.Composed]) -> Callable[[Conn, str], None]:
             def one(c: Conn, name: str) -> None:
                 row = c.execute(query(name)).fetchone()
                 assert row is not None and row[0] == top, (name, row)
 
             return one
 
-        def per_schema(name: str) -> sql.Composable:
+        def per_schema(name: str) -> sql.Composed:
             return sql.SQL("SELECT max(script_id) FROM {}.admmgt_history").format(
                 sql.Identifier(name)
             )
 
-        def shared(name: str) -> sql.Composable:
+        def shared(name: str) -> sql.Composed:
             return sql.SQL(
                 "SELECT max(script_id) FROM admmgt_shared.history WHERE schema_name = {}"
             ).format(sql.Literal(name))
@@ -1166,7 +1167,7 @@ class Bench:
             pool = Pool(dsn)
             pool.warm()
             before = load()
-            wall, _ = timed(lambda q=query, p=pool: p.map(visit(q), names))
+            wall, _ = timed(functools.partial(pool.map, visit(query), names))
             pool.close()
             res.add(
                 n,
