@@ -137,7 +137,7 @@ def test_a_string_holding_a_template_qualified_name_is_refused_and_says_why(
         ("DO LANGUAGE plpgsql 'BEGIN DELETE FROM \"mgttest\".t; END'", '"mgttest".t at line 1'),
         (
             "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS 'x = 1\n"
-            "plpy.execute(\"SET search_path TO a\")'",
+            'plpy.execute("SET search_path TO a")\'',
             "SET search_path at line 2",
         ),
     ],
