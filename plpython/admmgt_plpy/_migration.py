@@ -149,16 +149,17 @@ def schema_session(clusters: Clusters, target: Tenant) -> Fragment:
     search_path is the tenant's schema. The fan-out may hand it one that an
     earlier schema tenant's job of the run left (Connect.reuse: one
     connection per worker, not per schema), so what that session may carry
-    is reset first (RESET ALL), in the same round trip."""
+    is discarded first: DISCARD ALL (temporary tables, SET ROLE and SESSION
+    AUTHORIZATION, session advisory locks, settings, prepared statements,
+    LISTEN), which RESET ALL alone would not. DISCARD ALL cannot run in a
+    transaction block, a multi-statement query's implicit one included, so it
+    is a round trip of its own, before the one that sets the search_path."""
     place = target.place
     assert place.schema is not None
     conn = yield Connect(clusters.conninfo(place.cluster, place.database), reuse=True)
+    yield Run(conn, "DISCARD ALL")
     path = _lit(quote_ident(place.schema))
-    yield Run(
-        conn,
-        f"RESET ALL;\nSELECT pg_catalog.set_config('search_path', {path}, false)",
-        statements=2,
-    )
+    yield Run(conn, f"SELECT pg_catalog.set_config('search_path', {path}, false)")
     return conn
 
 

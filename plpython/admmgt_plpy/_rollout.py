@@ -118,8 +118,12 @@ def _run(
                 f"cannot be compiled; nothing was applied:\n{exc.message}",
                 template,
             )
+        held = _on_databases(plpy, list(unfit)) if unfit else set()
         for script_id, why in unfit.items():
-            _fail_script(plpy, recorder, script_id, f"{why}; nothing was applied", template)
+            if script_id in held:
+                _refuse_for_schemas(plpy, recorder, script_id, why, template)
+            else:
+                _fail_script(plpy, recorder, script_id, f"{why}; nothing was applied", template)
         if broken or unfit:
             chain = []
         else:
@@ -313,6 +317,41 @@ def _fail_script(
         message = f"script {script_id}: {why}; it touches no tenant (status 3)"
         recorder.refused(refused_on.database, refused_on.cluster, script_id, message)
         plpy.notice(message)
+
+
+def _on_databases(plpy: Plpy, ids: list[int]) -> set[int]:
+    """Of ``ids``, the scripts a database tenant or database template (not
+    deleted) already has, by the registry: the database side of a mixed fleet."""
+    idlist = ", ".join(str(int(i)) for i in ids)
+    rows = plpy.execute(f"""
+        SELECT s.id FROM admmgt.scripts AS s
+        WHERE s.id IN ({idlist}) AND EXISTS (
+            SELECT FROM admmgt.vendor_db_settings AS v
+            WHERE v.separatedb = {DATABASE_MODE} AND NOT v.deleted
+              AND coalesce(v.scriptversion, 0) >= s.id)""")
+    return {int(r["id"]) for r in rows}
+
+
+def _refuse_for_schemas(
+    plpy: Plpy, recorder: RunRecorder, script_id: int, why: str, template: Tenant
+) -> None:
+    """A refusal about schema tenants only, of a script database tenants
+    already have: its status stays as it is (marking it failed would say it
+    touches no tenant, which is not so), last_error says why, and the run fails
+    (a refusal on the template schema, ZA001) without touching a schema tenant."""
+    message = (
+        f"script {script_id}: {why}; database tenants already have it, so its status stays "
+        "as it is and no schema tenant was touched. The step cannot change now that it is "
+        "applied: once a rewrite (bare names) does to the databases what the step did, put it "
+        f"in the step, CALL admmgt.repair_script({script_id}, 'accept'); then CALL "
+        "admmgt.applyScripts(0);"
+    )
+    recorder.execute(
+        f"UPDATE admmgt.scripts SET last_error = {plpy.quote_nullable(message)}"
+        f" WHERE id = {int(script_id)}"
+    )
+    recorder.refused(template.database, template.cluster, script_id, message)
+    plpy.notice(message)
 
 
 @dataclass(frozen=True)

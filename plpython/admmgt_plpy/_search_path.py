@@ -14,11 +14,20 @@ first thing in a piece of SQL that would defeat that:
   ``SET`` clause), ``set_config('search_path', ...)`` and ``SET SCHEMA``.
 
 It lexes with the statement splitter's lexer (admmgt_plpy._sqlsplit.tokens),
-so strings, comments and quoted identifiers never match, and it lexes
-dollar-quoted bodies (DO blocks, SQL and PL/pgSQL routine bodies) again, so
-a reference inside a body does. A body in another language (``LANGUAGE
-plpython3u``), or one the SQL lexer cannot read, is searched as plain text.
-Dynamic SQL (``EXECUTE 'SELECT ... FROM ' || ...``) cannot be checked.
+so comments and quoted identifiers never match, and it lexes routine bodies
+(DO blocks, SQL and PL/pgSQL routine bodies, dollar-quoted or in single
+quotes: ``AS 'SELECT ...'``, ``DO '...'``) again, so a reference inside a
+body does. A body in another language (``LANGUAGE plpython3u``), or one the
+SQL lexer cannot read, is searched as plain text.
+
+Any other string literal (plain or ``E''``) counts when it holds a name
+qualified by the template schema (``'mgttest.orders'``): the server resolves
+names in strings (``nextval('mgttest.seq')``, ``'mgttest.t'::regclass``,
+``to_regclass('mgttest.t')``), so a tenant would use the template's object.
+A string that merely mentions such a name (a NOTICE text, a COMMENT) is
+refused as well: a false refusal, the price of not guessing which strings
+the server reads as names. Dynamic SQL (``EXECUTE 'SELECT ... FROM ' ||
+...``) is only checked as far as its string pieces go.
 
 Pure standard library: the installer and the server both import it.
 """
@@ -60,10 +69,50 @@ def _lexed(sql: str, schema: str, base: int) -> str | None:
             if found:
                 return found
             continue
+        if tok.kind == "string":
+            found = _in_string(toks, k, schema, base, plain)
+            if found:
+                return found
+            continue
         found = _at(toks, k, schema)
         if found:
             return f"{found} at line {base + tok.line}"
     return None
+
+
+# Why a name in a string counts, said with the reference names_schema gives.
+IN_STRING = (
+    "in a string literal, which the server resolves as a name (nextval('...'), "
+    "'...'::regclass, to_regclass, routine bodies)"
+)
+
+
+def _in_string(toks: list[Token], k: int, schema: str, base: int, plain: bool) -> str | None:
+    """What string token ``k`` holds that schema tenants cannot run: a routine
+    body in single quotes is lexed as a dollar-quoted one is; any other string
+    counts when it holds a name qualified by ``schema``."""
+    tok = toks[k]
+    value = _string(tok)
+    if value is None:
+        return None
+    where = base + tok.line - 1
+    if _is_body(toks, k):
+        return _text_search(value, schema, where) if plain else _lexed(value, schema, where)
+    match = re.search(_qualified(schema), value)
+    if match is None:
+        return None
+    line = where + value.count("\n", 0, match.start()) + 1
+    return f"{' '.join(match.group(0).split())} at line {line}, {IN_STRING}"
+
+
+def _is_body(toks: list[Token], k: int) -> bool:
+    """Whether string token ``k`` is a routine's or DO block's body: it follows
+    ``AS`` or ``DO`` (``DO LANGUAGE plpgsql '...'`` too)."""
+
+    def word(j: int) -> str | None:
+        return toks[j].text.lower() if j >= 0 and toks[j].kind == "word" else None
+
+    return word(k - 1) in ("as", "do") or (word(k - 2) == "language" and word(k - 3) == "do")
 
 
 def _name(tok: Token | None) -> str | None:
@@ -136,13 +185,18 @@ def _foreign_language(toks: list[Token]) -> bool:
     return False
 
 
-def _text_search(text: str, schema: str, base: int) -> str | None:
-    """The plain-text fallback: the same references, found by pattern, not lexed."""
+def _qualified(schema: str) -> str:
+    """A pattern for a name qualified by ``schema`` in plain text."""
     bare = re.escape(schema)
     quoted = re.escape('"' + schema.replace('"', '""') + '"')
     unquoted = f"(?i:{bare})" if schema == schema.lower() else "(?!)"
+    return rf"(?<![\w$\"])(?:{unquoted}|{quoted})\s*\.\s*(?:[\w$]+|\"(?:[^\"]|\"\")*\")"
+
+
+def _text_search(text: str, schema: str, base: int) -> str | None:
+    """The plain-text fallback: the same references, found by pattern, not lexed."""
     patterns = (
-        rf"(?<![\w$\"])(?:{unquoted}|{quoted})\s*\.\s*(?:[\w$]+|\"(?:[^\"]|\"\")*\")",
+        _qualified(schema),
         r"(?i)(?<![\w$])set\s+(?:(?:local|session)\s+)?(?:search_path|schema)\b",
         r"(?i)(?<![\w$])set_config\s*\(\s*'search_path'",
     )

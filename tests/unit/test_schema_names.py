@@ -51,7 +51,7 @@ def test_references_inside_dollar_quoted_bodies_are_found_at_their_line() -> Non
     sql = """DO $body$
 BEGIN
     -- a comment naming mgttest.orders does not count
-    RAISE NOTICE 'nor does mgttest.orders in a string';
+    RAISE NOTICE 'nor does mgttest in a string without a dot';
     DELETE FROM mgttest.orders;
 END
 $body$"""
@@ -67,13 +67,16 @@ $body$"""
 @pytest.mark.parametrize(
     "sql",
     [
-        "SELECT 'mgttest.orders'",
-        "SELECT E'it\\'s mgttest.orders'",
+        "SELECT 'mgttest orders', 'mgttest_old.orders', 'xmgttest.orders'",
+        "SELECT E'it\\'s mgttest'",
         "SELECT 1 -- mgttest.orders\n",
         "SELECT 1 /* mgttest.orders /* nested */ set search_path */",
         'SELECT "mgttest.orders" FROM orders',
         "SELECT $$mgttest's text$$",  # a body the lexer cannot read: plain text, no dot
-        "DO $$ BEGIN RAISE NOTICE 'mgttest.orders'; END $$",
+        "DO $$ BEGIN RAISE NOTICE 'mgttest'; END $$",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "DO 'BEGIN RAISE NOTICE ''set by mgttest''; END'",
+        "SELECT 'SET search_path = x'",  # outside a body, only qualified names count
         "DO $$ BEGIN -- mgttest.orders\n NULL; END $$",
         "SELECT $mgttest$ x $mgttest$",
         "SELECT orders.mgttest FROM orders",
@@ -89,6 +92,58 @@ $body$"""
 )
 def test_strings_comments_and_other_names_do_not_match(sql: str) -> None:
     assert names_schema(sql, "mgttest") is None
+
+
+WHY = (
+    "in a string literal, which the server resolves as a name (nextval('...'), "
+    "'...'::regclass, to_regclass, routine bodies)"
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        (
+            "ALTER TABLE orders ALTER COLUMN note SET DEFAULT nextval('mgttest.note_seq')::text",
+            f"mgttest.note_seq at line 1, {WHY}",
+        ),
+        ("SELECT 'mgttest.orders'::regclass", f"mgttest.orders at line 1, {WHY}"),
+        ("SELECT 1;\nSELECT to_regclass('MgtTest.x')", f"MgtTest.x at line 2, {WHY}"),
+        ("SELECT '\"mgttest\".orders'::regclass", f'"mgttest".orders at line 1, {WHY}'),
+        ("SELECT E'it\\'s\n mgttest . orders'", f"mgttest . orders at line 2, {WHY}"),
+        ("DO $$ BEGIN RAISE NOTICE 'mgttest.orders'; END $$", f"mgttest.orders at line 1, {WHY}"),
+    ],
+)
+def test_a_string_holding_a_template_qualified_name_is_refused_and_says_why(
+    sql: str, found: str
+) -> None:
+    assert names_schema(sql, "mgttest") == found
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        (
+            "CREATE FUNCTION f() RETURNS bigint LANGUAGE sql\nAS 'SELECT 1;\n"
+            "SELECT count(*) FROM mgttest.orders'",
+            "mgttest.orders at line 3",
+        ),
+        (
+            "CREATE PROCEDURE p() LANGUAGE plpgsql AS 'BEGIN\n"
+            "PERFORM set_config(''search_path'', ''x'', true); END'",
+            "set_config('search_path', ...) at line 2",
+        ),
+        ("DO 'BEGIN SET search_path = x; END'", "SET search_path at line 1"),
+        ("DO LANGUAGE plpgsql 'BEGIN DELETE FROM \"mgttest\".t; END'", '"mgttest".t at line 1'),
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS 'x = 1\n"
+            'plpy.execute("SET search_path TO a")\'',
+            "SET search_path at line 2",
+        ),
+    ],
+)
+def test_single_quoted_bodies_are_lexed_as_dollar_quoted_ones(sql: str, found: str) -> None:
+    assert names_schema(sql, "mgttest") == found
 
 
 def test_a_schema_with_capitals_matches_only_quoted() -> None:
