@@ -232,7 +232,7 @@ class Connect:
     ``reuse``: the fan-out may hand out a connection to the same conninfo that
     an earlier job of the same run left (its job ended ok or noop, outside any
     transaction), and keeps this one for a later job likewise. A job that asks
-    for it resets what its session may carry first (schema tenants: RESET ALL
+    for it resets what its session may carry first (schema tenants: DISCARD ALL
     and its search_path, _migration.schema_session)."""
 
     conninfo: str
