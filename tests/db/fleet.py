@@ -84,6 +84,21 @@ def call(conn: psycopg.Connection[Any], procedure: str, *args: Any) -> None:
     )
 
 
+def called(
+    admin: psycopg.Connection[Any], procedure: str, *args: Any, fails: bool = False
+) -> list[str]:
+    """CALL admmgt.<procedure>(*args)'s NOTICE lines (without the pinned-clock
+    one); ``fails``: it must end with ERROR ZA001."""
+    notices = Notices(admin)
+    if fails:
+        with pytest.raises(psycopg.Error) as failed:
+            call(admin, procedure, *args)
+        assert failed.value.sqlstate == "ZA001", failed.value
+    else:
+        call(admin, procedure, *args)
+    return notices.take_without_clock()
+
+
 def wait_for_cron_run(cluster_dsn: str, job_name: str, seconds: float = 100) -> tuple[Any, ...]:
     """(status, return_message) of the pg_cron job's latest finished run, once there is one."""
     deadline = time.monotonic() + seconds

@@ -17,6 +17,7 @@ from tests.db.fleet import (
     Notices,
     SchemaFleet,
     call,
+    called,
     history,
     make_fleet,
     make_schema_fleet,
@@ -27,14 +28,7 @@ Conn = psycopg.Connection[Any]
 
 def apply(admin: Conn, *args: Any, fails: bool = False) -> list[str]:
     """applyScripts(*args)'s NOTICE lines; ``fails``: it must end with ZA001."""
-    notices = Notices(admin)
-    if fails:
-        with pytest.raises(psycopg.Error) as failed:
-            call(admin, "applyscripts", *args)
-        assert failed.value.sqlstate == "ZA001", failed.value
-    else:
-        call(admin, "applyscripts", *args)
-    return notices.take_without_clock()
+    return called(admin, "applyscripts", *args, fails=fails)
 
 
 def script_row(admin: Conn, script_id: int) -> tuple[Any, ...]:

@@ -12,9 +12,9 @@ import pytest
 from tests.db import scripts as s
 from tests.db.fleet import (
     Fleet,
-    Notices,
     SchemaFleet,
     call,
+    called,
     make_fleet,
     make_schema_fleet,
 )
@@ -24,14 +24,7 @@ Conn = psycopg.Connection[Any]
 
 def rollback(admin: Conn, *args: Any, fails: bool = False) -> list[str]:
     """rollbackScript(*args)'s NOTICE lines; ``fails``: it must end with ZA001."""
-    notices = Notices(admin)
-    if fails:
-        with pytest.raises(psycopg.Error) as failed:
-            call(admin, "rollbackscript", *args)
-        assert failed.value.sqlstate == "ZA001", failed.value
-    else:
-        call(admin, "rollbackscript", *args)
-    return notices.take_without_clock()
+    return called(admin, "rollbackscript", *args, fails=fails)
 
 
 def orders_in_both_modes(cluster_dsn: str, admin: Conn, prefix: str) -> tuple[Fleet, SchemaFleet]:
