@@ -171,6 +171,12 @@ def _unquote(identifier: str) -> str:
 def count_at_stake(conninfo: str, database: str, stakes: list[AtStake]) -> Job:
     """Job: {what: rows} in one database, read-only."""
     conn = yield Connect(conninfo)
+    return (yield from counts_on(conn, database, stakes))
+
+
+def counts_on(conn: str, database: str, stakes: list[AtStake]) -> Job:
+    """Job fragment: {what: rows} over an open connection (``database``: how
+    the outcome names the place), read-only."""
     counts: dict[str, int] = {}
     for stake in stakes:
         rows = yield Run(conn, stake.query, "n bigint")

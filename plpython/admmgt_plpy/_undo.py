@@ -237,16 +237,7 @@ def _count(clusters: Clusters, undo: _Undo, target: Tenant) -> Job:
             )
         )
     conn = yield from schema_session(clusters, target)
-    counts: dict[str, int] = {}
-    for stake in stakes:
-        rows = yield Run(conn, stake.query, "n bigint")
-        counts[stake.what] = int(rows[0]["n"] or 0)
-    held = {k: v for k, v in counts.items() if v}
-    return Outcome(
-        "ok" if held else "noop",
-        ", ".join(f"{k}: {v} row(s)" for k, v in held.items()) or "no rows at stake",
-        details={"counts": counts, "database": target.label},
-    )
+    return (yield from _preflight.counts_on(conn, target.label, stakes))
 
 
 def plan_rollback(plpy: Plpy, script_id: int) -> list[dict[str, Any]]:

@@ -84,6 +84,11 @@ def call(conn: psycopg.Connection[Any], procedure: str, *args: Any) -> None:
     )
 
 
+def dsn_of(admin: psycopg.Connection[Any], db: str) -> str:
+    """The admin connection's DSN, pointed at database ``db``."""
+    return admin.info.dsn.replace(f"dbname={admin.info.dbname}", f"dbname={db}")
+
+
 def called(
     admin: psycopg.Connection[Any], procedure: str, *args: Any, fails: bool = False
 ) -> list[str]:
@@ -131,7 +136,7 @@ class Fleet:
 
     def dsn(self, db: str) -> str:
         """The admin connection's DSN, pointed at database ``db``."""
-        return self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={db}")
+        return dsn_of(self.admin, db)
 
     def connect(self, db: str) -> psycopg.Connection[Any]:
         return connect(self.dsn(db))
@@ -275,9 +280,7 @@ class SchemaFleet:
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection to the host database."""
-        return connect(
-            self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}", f"dbname={self.host}")
-        )
+        return connect(dsn_of(self.admin, self.host))
 
     def history(self, schema: str) -> list[tuple[int, str]]:
         with self.connect() as conn:
@@ -336,8 +339,7 @@ class Hosted:
         self.name = f"{prefix}schemas"
 
     def connect(self) -> psycopg.Connection[Any]:
-        return connect(self.admin.info.dsn.replace(f"dbname={self.admin.info.dbname}",
-                                                   f"dbname={self.name}"))  # fmt: skip
+        return connect(dsn_of(self.admin, self.name))
 
     def register(self, *names: str, template: bool = False) -> None:
         self.admin.cursor().executemany(

@@ -11,7 +11,7 @@ import pytest
 from psycopg import errors, sql
 
 from tests.db import scripts as s
-from tests.db.fleet import Hosted, make_fleet, schema_history
+from tests.db.fleet import Hosted, dsn_of, make_fleet, schema_history
 from tests.fix_db import connect
 
 Conn = psycopg.Connection[Any]
@@ -91,7 +91,7 @@ def test_from_registration_to_promotion_with_the_proof_of_concepts_calls(
         (first,),
     ).fetchone()
     assert row == (1, 1, 2)
-    dsn = admin.info.dsn.replace(f"dbname={admin.info.dbname}", f"dbname={first}")
+    dsn = dsn_of(admin, first)
     with connect(dsn) as promoted:
         notes = promoted.execute("SELECT note FROM mgttest.orders ORDER BY id").fetchall()
         assert notes == [(f"{first} one",), (f"{first} two",)]
