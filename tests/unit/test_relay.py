@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from admmgt_plpy._relay import Relay, connect_sql, relayable, run_sql
+from admmgt_plpy._relay import Relay, Relays, connect_sql, relayable, run_sql
+from admmgt_plpy._remote import RemoteError
+from tests.unit.fakes import NoticePlpy
 
 S = "admmgt_dblink"
 
@@ -36,3 +38,37 @@ def test_ended_connections_close_with_the_relays_next_statement_once() -> None:
     assert connect_sql(S, relay, "admmgt_5", "dbname='t3'") == (
         "SELECT admmgt_dblink.dblink_connect('admmgt_5', 'dbname=''t3''') AS status"
     )
+
+
+class RefusingDblink:
+    """A dblink whose connections into the admin database are refused after ``ok`` of them."""
+
+    def __init__(self, ok: int) -> None:
+        self.plpy = NoticePlpy()
+        self.ok = ok
+        self.closed: list[str] = []
+
+    def connect(self, conninfo: str) -> str:
+        assert conninfo.endswith("application_name='admmgt relay'")
+        if self.ok == 0:
+            raise RemoteError("53300", "sorry, too many clients already")
+        self.ok -= 1
+        return f"admmgt_{self.ok}"
+
+    def disconnect(self, name: str) -> None:
+        self.closed.append(name)
+
+
+def test_a_relay_that_cannot_be_opened_leaves_its_job_to_the_calling_session() -> None:
+    dblink = RefusingDblink(ok=1)
+    relays = Relays(dblink, "dbname='admin'", 3)  # type: ignore[arg-type]
+    first = relays.take()
+    assert first is not None and relays.take() is None  # the second is refused
+    assert relays.limit == 1 and relays.take() is None  # and not tried again
+    assert len(dblink.plpy.notices) == 1
+    assert "53300 sorry, too many clients already" in dblink.plpy.notices[0]
+    assert "one at a time" in dblink.plpy.notices[0]
+    relays.give_back(first)
+    assert relays.take() is first
+    relays.close()
+    assert dblink.closed == [first.name] and relays.opened == []
