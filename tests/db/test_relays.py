@@ -92,3 +92,25 @@ def test_a_relay_that_dies_fails_only_its_database_which_a_rerun_applies(
     wait_for(admin, f"SELECT ({RELAYS}) = 0", seconds=30)
     fleet.apply()
     assert all(fleet.history(db) == [(1, "apply")] for db in fleet.tenants)
+
+
+def test_through_a_relay_a_tenant_reported_failed_has_not_committed_the_script(
+    fleet: Fleet,
+) -> None:
+    # As test_one_trip_truth's, with several tenants so that they go through
+    # relays: the drifted tenant's server runs the step fine, admmgt cannot
+    # read its result (two columns where the template has one).
+    fleet.execute(fleet.template, "CREATE TABLE mgttest.probe (a int)")
+    drifted, *others = fleet.tenants
+    for db in others:
+        fleet.execute(db, "CREATE TABLE mgttest.probe (a int)")
+    fleet.execute(drifted, "CREATE TABLE mgttest.probe (a int, b int)")
+    s.script(fleet.admin, 1, "orders")
+    s.table(fleet.admin, 1, "orders", [s.ID, ("note", "text")])
+    s.step(fleet.admin, 1, 1, "SELECT * FROM mgttest.probe")
+    lines = fleet.apply(fails=True)
+    failed = [line for line in lines if "FAILED" in line]
+    assert len(failed) == 1 and drifted in failed[0], lines
+    assert fleet.history(drifted) == []
+    assert not fleet.has_table(drifted, "mgttest.orders")
+    assert all(fleet.history(db) == [(1, "apply")] for db in others)
