@@ -138,8 +138,7 @@ def test_a_cancelled_run_ends_its_relays_and_tenants_and_its_session_can_run_aga
         wait_for(admin, f"SELECT ({RELAYS}) = 0", seconds=30)
         wait_for(
             admin,
-            "SELECT count(*) = 0 FROM pg_catalog.pg_stat_activity"
-            f" WHERE datname IN ({names})",
+            f"SELECT count(*) = 0 FROM pg_catalog.pg_stat_activity WHERE datname IN ({names})",
             seconds=30,
         )
         assert all(fleet.history(db) == [] for db in fleet.tenants)
@@ -149,7 +148,7 @@ def test_a_cancelled_run_ends_its_relays_and_tenants_and_its_session_can_run_aga
 
 
 def test_no_password_reaches_the_admin_servers_log_while_relays_log_every_statement(
-    fleet3: Fleet3,
+    fleet3: Fleet3,  # noqa: F811
 ) -> None:
     password = fleet3.remotes["c3"].password
     assert password
@@ -164,7 +163,7 @@ def test_no_password_reaches_the_admin_servers_log_while_relays_log_every_statem
     log = Path(data[0]).parent / "postgres.log"
     start = log.stat().st_size
     db = admin.info.dbname
-    admin.execute(f'ALTER DATABASE "{db}" SET log_statement = \'all\'')  # relays log all
+    admin.execute(f"ALTER DATABASE \"{db}\" SET log_statement = 'all'")  # relays log all
     try:
         orders_script(admin)
         fleet3.run("CALL admmgt.applyScripts(t_raise => false)")
