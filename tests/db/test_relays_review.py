@@ -4,11 +4,13 @@ max_parallel > 1, so that the tenants go through relays."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.db import scripts as s
 from tests.db.fleet import Fleet, make_fleet
@@ -177,3 +179,49 @@ def test_no_password_reaches_the_admin_servers_log_while_relays_log_every_statem
     for name in ("p1", "p2", "p3", "l1", "l2", "l3"):
         cluster = "c3" if name.startswith("p") else "local"
         assert fleet3.history(cluster, fleet3.prefix + name) == [(1, "apply")], name
+
+
+SLOW_COMMIT = [
+    "CREATE TABLE mgttest.slowcommit (a int)",
+    "CREATE FUNCTION mgttest.slow() RETURNS trigger LANGUAGE plpgsql"
+    " AS $f$BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END$f$",
+    "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON mgttest.slowcommit"
+    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mgttest.slow()",
+    "INSERT INTO mgttest.slowcommit VALUES (1)",
+]
+
+
+@pytest.mark.parametrize("relays", ["off", "on"])
+def test_a_rollout_through_relays_ignores_the_admin_databases_statement_timeout(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str, relays: str
+) -> None:
+    # A DBA's usual guard: a statement_timeout on the admin database, lifted in
+    # the session that runs a long rollout (SET statement_timeout = 0; CALL
+    # ...). The relays are new sessions into that database: they get the
+    # database's 1 s, not the caller's 0. The tenants' COMMIT takes 2.5 s
+    # (a deferred constraint trigger), which the caller waits for.
+    fleet = make_fleet(cluster_dsn, admin, tenant_prefix, 3)
+    settings(admin, max_parallel="4", relays=relays)
+    s.script(admin, 1, "slow commit")
+    for order, sql in enumerate(SLOW_COMMIT, 1):
+        s.step(admin, 1, order, sql)
+    db = admin.info.dbname
+    admin.execute("SET statement_timeout = 0")
+    admin.execute(f"ALTER DATABASE \"{db}\" SET statement_timeout = '1s'")
+    try:
+        notices: list[str] = []
+        admin.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        with contextlib.suppress(psycopg.Error):  # ZA001 when a tenant failed
+            admin.execute("CALL admmgt.applyscripts()")
+    finally:
+        admin.execute(f'ALTER DATABASE "{db}" RESET statement_timeout')
+    failed = {t for t in fleet.tenants for line in notices if "FAILED" in line and t in line}
+    committed = {t for t in fleet.tenants if fleet.history(t) == [(1, "apply")]}
+    assert not failed & committed, (
+        f"reported FAILED but committed: {sorted(failed & committed)}",
+        [line for line in notices if "FAILED" in line],
+    )
+    logged = admin.execute(
+        "SELECT dbname, sqlstate, message FROM admmgt.run_log WHERE outcome = 'failed'"
+    ).fetchall()
+    assert committed == set(fleet.tenants), logged  # as with relays = off
