@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,7 @@ def test_a_rollout_through_relays_ignores_the_admin_databases_statement_timeout(
             admin.execute("CALL admmgt.applyscripts()")
     finally:
         admin.execute(f'ALTER DATABASE "{db}" RESET statement_timeout')
+    time.sleep(4)  # a COMMIT still running in a tenant is over by now
     failed = {t for t in fleet.tenants for line in notices if "FAILED" in line and t in line}
     committed = {t for t in fleet.tenants if fleet.history(t) == [(1, "apply")]}
     assert not failed & committed, (
