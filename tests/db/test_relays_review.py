@@ -227,3 +227,44 @@ def test_a_rollout_through_relays_ignores_the_admin_databases_statement_timeout(
         "SELECT dbname, sqlstate, message FROM admmgt.run_log WHERE outcome = 'failed'"
     ).fetchall()
     assert committed == set(fleet.tenants), logged  # as with relays = off
+
+
+def test_a_relay_that_dies_while_its_tenant_commits_does_not_report_the_commit_failed(
+    cluster_dsn: str, admin: Conn, tenant_prefix: str
+) -> None:
+    # docs/concepts.md: "A relay that ends ... takes its tenant connections
+    # with it: their open transactions roll back." Not a COMMIT already sent.
+    fleet = make_fleet(cluster_dsn, admin, tenant_prefix, 3)
+    settings(admin, max_parallel="4")
+    s.script(admin, 1, "slow commit")
+    for order, sql in enumerate(SLOW_COMMIT, 1):
+        s.step(admin, 1, order, sql)
+    names = ", ".join(f"'{db}'" for db in fleet.tenants)
+    notices: list[str] = []
+    with connect(libpq(admin)) as caller:
+        caller.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        thread = threading.Thread(target=_call_quietly, args=(caller, "CALL admmgt.applyscripts()"))
+        thread.start()
+        wait_for(
+            admin,
+            "SELECT count(*) = 3 FROM pg_catalog.pg_stat_activity WHERE application_name"
+            f" = 'admmgt' AND datname IN ({names}) AND query = 'COMMIT' AND state = 'active'",
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+            " WHERE application_name = 'admmgt relay'"
+        )
+        thread.join(120)
+        assert not thread.is_alive()
+    time.sleep(4)  # the COMMITs are over
+    failed = {t for t in fleet.tenants for line in notices if "FAILED" in line and t in line}
+    committed = {t for t in fleet.tenants if fleet.history(t) == [(1, "apply")]}
+    assert not failed & committed, (
+        f"reported FAILED but committed: {sorted(failed & committed)}",
+        [line for line in notices if "FAILED" in line],
+    )
+
+
+def _call_quietly(conn: Conn, sql: str) -> None:
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(sql)
