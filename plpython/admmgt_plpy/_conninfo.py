@@ -178,7 +178,9 @@ class Clusters:
             )
         return cluster
 
-    def conninfo(self, cluster_name: str, dbname: str) -> str:
+    def conninfo(
+        self, cluster_name: str, dbname: str, application_name: str = "admmgt", options: str = ""
+    ) -> str:
         """A libpq connection string; it may hold a password, so it is never shown.
 
         The cluster's own ``options`` are parsed and may not set a routing
@@ -211,8 +213,9 @@ class Clusters:
         # the server log through dblink's libpq; admmgt reports what matters.
         parts.update(
             dbname=dbname,
-            application_name="admmgt",
-            options=f"-c client_min_messages=warning -c lock_timeout={self.wait_timeout_ms}",
+            application_name=application_name,
+            options=f"-c client_min_messages=warning -c lock_timeout={self.wait_timeout_ms}"
+            + (f" {options}" if options else ""),
         )
         return " ".join(f"{k}={libpq_quote(v)}" for k, v in parts.items())
 
@@ -267,6 +270,18 @@ class Clusters:
 
     def admin_conninfo(self) -> str:
         return self.conninfo("local", self.admin_db)
+
+    def relay_conninfo(self) -> str:
+        """A relay's session into the admin database (_relay): it only waits on
+        dblink calls, for as long as its tenant's statement takes, so the admin
+        database's own timeouts (ALTER DATABASE/ROLE ... SET) must not apply."""
+        return self.conninfo(
+            "local",
+            self.admin_db,
+            "admmgt relay",
+            "-c statement_timeout=0 -c idle_session_timeout=0"
+            " -c idle_in_transaction_session_timeout=0",
+        )
 
     def maintenance_db(self, cluster_name: str) -> str:
         """Where CREATE DATABASE and DROP DATABASE run on a cluster."""

@@ -26,6 +26,7 @@ from admmgt_plpy._remote import (
     Run,
     connect_error,
 )
+from admmgt_plpy._transient import connection_lost
 
 
 @dataclass
@@ -176,7 +177,7 @@ class Fanout:
         if in_flight < 2:
             return None
         try:
-            conninfo = self.clusters.admin_conninfo()
+            conninfo = self.clusters.relay_conninfo()
         except AdmmgtError:
             return None  # the jobs report what is wrong with the local cluster
         if not relayable(conninfo):
@@ -248,6 +249,7 @@ class Fanout:
                     if state.results > 1:
                         exc.index = state.read
                     state.waiting_on = None
+                    self._check_relay(state, conn, exc)
                     if state.connecting is not None:
                         exc = connect_error(exc, state.connecting.conninfo)
                         state.connecting = None
@@ -305,6 +307,7 @@ class Fanout:
                         self.dblink.send(relay.name, sql, "dblink_connect")
                     except RemoteError as exc:
                         error = exc
+                        self._check_relay(state, relay.name, exc)
                     else:
                         state.connecting = op
                         state.waiting_on = (relay.name, "status text", "dblink_connect")
@@ -329,6 +332,7 @@ class Fanout:
                     self.dblink.send(conn, sql, op.sql)
                 except RemoteError as exc:
                     error = exc
+                    self._check_relay(state, conn, exc)
                 else:
                     state.waiting_on = (conn, op.columns, op.sql)
                     state.results, state.read = max(1, op.statements), 0
@@ -383,6 +387,25 @@ class Fanout:
         elapsed_ms = (time.monotonic() - state.started) * 1000
         state.job = None  # type: ignore[assignment]
         self.on_done(state.target, outcome, elapsed_ms)
+
+    def _check_relay(self, state: _Active, conn: str, exc: RemoteError) -> None:
+        """After a lost connection on the job's relay: if the relay itself is gone
+        (not only its tenant's connection), drop it with the connections it
+        carried, so that the job's next Connect (e.g. _migration.settle) takes
+        another relay."""
+        relay = state.relay
+        if relay is None or conn != relay.name or not connection_lost(exc.sqlstate):
+            return
+        assert self._relays is not None
+        try:
+            self.dblink.query(relay.name, "SELECT 'alive' AS status")
+        except RemoteError:
+            for name in [n for n, r in self._route.items() if r is relay]:
+                del self._route[name]
+                if name in state.connections:
+                    state.connections.remove(name)
+            self._relays.drop(relay)
+            state.relay = None
 
     def _release(self, relay: Relay, outcome: Outcome) -> None:
         """A job's relay back to the free ones, unless the relay itself is gone."""

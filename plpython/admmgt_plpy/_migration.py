@@ -18,7 +18,7 @@ from admmgt_plpy._conninfo import Clusters
 from admmgt_plpy._errors import MetadataError
 from admmgt_plpy._names import quote_ident
 from admmgt_plpy._registry import Tenant, place_conninfo
-from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Connect, Job, Outcome, RemoteError, Run, Sleep
 from admmgt_plpy._scripts import Script
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._sync import Definition, SyncPlan, follow_template
@@ -90,10 +90,7 @@ def migrate(
             f'{who} "{name_of(target)}": cluster "{target.cluster}" has no host database for '
             "schema tenants (admmgt.schema_hosts); register it, then re-run",
         )
-    if target.is_schema:
-        conn = yield from schema_session(clusters, target)
-    else:
-        conn = yield Connect(place_conninfo(clusters, target.place))
+    conn = yield from _session(clusters, target)
     try:
         has_table, state = yield from _history.read_state(conn, table)
     except RemoteError as exc:
@@ -119,7 +116,20 @@ def migrate(
                 )
                 has_table = True
             except StepFailed as failure:
-                return step_failure(target, who, script, failure, state)
+                if not failure.in_doubt:
+                    return step_failure(target, who, script, failure, state)
+                try:
+                    settled = yield from settle(clusters, settings, target, table, script.id)
+                except RemoteError:
+                    settled = None
+                if settled is None:  # still unknown: say so
+                    outcome = step_failure(target, who, script, failure, state)
+                    outcome.message += IN_DOUBT
+                    return outcome
+                conn, committed = settled
+                if not committed:
+                    return step_failure(target, who, script, failure, state)
+                captured[script.id], has_table = {True: {}, False: {}}, True
             executed += [(script.id, s.sql) for s in steps if s.transactional]
             dropped += [s.note for s in steps if s.kind == "drop_column" and s.note]
         later = [s for s in steps if not s.transactional]
@@ -163,6 +173,45 @@ def schema_session(clusters: Clusters, target: Tenant) -> Fragment:
     return conn
 
 
+def _session(clusters: Clusters, target: Tenant) -> Fragment:
+    """Job fragment: a connection to the target's place (for a schema, its session)."""
+    if target.is_schema:
+        return (yield from schema_session(clusters, target))
+    return (yield Connect(place_conninfo(clusters, target.place)))
+
+
+# admmgt's own sessions in this database still running a COMMIT (not this one).
+_COMMITTING = (
+    "SELECT count(*) AS n FROM pg_catalog.pg_stat_activity WHERE datname = current_database()"
+    " AND application_name = 'admmgt' AND pid <> pg_backend_pid() AND state = 'active'"
+    " AND query = 'COMMIT'"
+)
+IN_DOUBT = (
+    "; its COMMIT was cut off and whether it committed could not be read, so it may have"
+    " the script: the next run reads its history and applies the script only if it is missing"
+)
+
+
+def settle(
+    clusters: Clusters, settings: Settings, target: Tenant, table: str, script_id: int
+) -> Fragment:
+    """Job fragment, after a script's COMMIT was cut off (StepFailed.in_doubt):
+    whether it committed, by the database's own history read on a new
+    connection; returns (that connection, committed), or None while an admmgt
+    COMMIT still runs there after wait_timeout_ms. A COMMIT that reached the
+    server finishes there although the session carrying it ended (a relay,
+    docs/concepts.md), and the history row is written in the same transaction."""
+    conn = yield from _session(clusters, target)
+    for _ in range(max(1, settings.wait_timeout_ms // 100)):
+        if not (yield Run(conn, _COMMITTING, "n bigint"))[0]["n"]:
+            break
+        yield Sleep(0.1)
+    else:
+        return None
+    _has_table, state = yield from _history.read_state(conn, table)
+    return conn, state.get(script_id) in ("apply", "partial")
+
+
 class StepFailed(Exception):
     """A step of one script (or its transaction around the steps) failed on one
     database; step_failure words it as the database's outcome."""
@@ -174,6 +223,7 @@ class StepFailed(Exception):
         error: RemoteError,
         attempts: int = 1,
         blockers: list[dict[str, Any]] | None = None,
+        in_doubt: bool = False,
     ) -> None:
         super().__init__(error.message)
         self.number = number  # 0: the history row or the transaction itself
@@ -181,12 +231,13 @@ class StepFailed(Exception):
         self.error = error
         self.attempts = attempts
         self.blockers = blockers or []  # for a lock: who held locks (_transient.BLOCKERS)
+        self.in_doubt = in_doubt  # lost during its COMMIT: see settle()
 
     @classmethod
     def at(cls, number: int, steps: tuple[Step, ...], failed: TransactionFailed) -> StepFailed:
         """The transaction failed in step ``number`` of ``steps`` (0: outside them)."""
         step = steps[number - 1] if number else None
-        return cls(number, step, failed.error, failed.attempts, failed.blockers)
+        return cls(number, step, failed.error, failed.attempts, failed.blockers, failed.in_doubt)
 
 
 def in_step_transaction(

@@ -29,6 +29,10 @@ from dataclasses import dataclass, field
 from admmgt_plpy._names import quote_literal
 from admmgt_plpy._remote import Dblink, RemoteError, holds_password
 
+# A relay refused by the server (connection errors, too many connections,
+# starting up or shutting down, authentication): the job connects itself.
+REFUSED = ("08", "53", "57P", "28")
+
 
 def relayable(conninfo: str) -> bool:
     """Whether a connection may be opened through a relay: not with a password."""
@@ -104,8 +108,7 @@ class Relays:
 
     def __init__(self, dblink: Dblink, conninfo: str, limit: int) -> None:
         self.dblink = dblink
-        # application_name last: libpq takes the last value of a keyword.
-        self.conninfo = f"{conninfo} application_name='admmgt relay'"
+        self.conninfo = conninfo  # Clusters.relay_conninfo()
         self.limit = limit
         self.free: list[Relay] = []
         self.opened: list[Relay] = []
@@ -121,6 +124,8 @@ class Relays:
         try:
             relay = Relay(self.dblink.connect(self.conninfo))
         except RemoteError as exc:
+            if not exc.sqlstate.startswith(REFUSED):
+                raise  # e.g. this session's own cancel: not a refused relay
             self.limit = len(self.opened)
             self.dblink.plpy.notice(
                 f"could not open a relay session into the admin database ({exc.describe()}); "

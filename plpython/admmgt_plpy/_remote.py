@@ -42,6 +42,11 @@ def redact(text: str, conninfo: str | None = None) -> str:
 
 # ------------------------------------------------------------------ dblink
 
+# The server's words for a cancel request (57014). A remote statement cancelled
+# by hand says the same through dblink; the run then stops as if cancelled
+# itself, which leaves every tenant whole (docs/concepts.md).
+CANCELLED = "canceling statement due to user request"
+
 
 class RemoteError(Exception):
     """An error reported by a remote database (or by dblink reaching it)."""
@@ -126,11 +131,16 @@ class Dblink:
             with self.plpy.subtransaction():
                 return self.plpy.execute(plan, args)
         except self.plpy.SPIError as exc:
+            message = str(exc.args[0] if exc.args else exc)
+            if message == CANCELLED:
+                # This session's own cancel (pg_cancel_backend, Ctrl-C), noticed
+                # inside a dblink call: the run stops, it is not a remote error.
+                raise
             # PL/Python keeps DETAIL and HINT in spidata (sqlstate, detail, hint, ...).
             spidata = getattr(exc, "spidata", None) or (None, None, None)
             raise RemoteError(
                 getattr(exc, "sqlstate", None) or "XX000",
-                str(exc.args[0] if exc.args else exc),
+                message,
                 spidata[1],
                 spidata[2],
                 statement,

@@ -27,7 +27,12 @@ class TransactionFailed(Exception):
     """The transaction was rolled back for good: ``error`` after ``attempts`` tries.
 
     ``index``: for :func:`in_one_trip`, which of its ``statements`` failed
-    (0-based; None: BEGIN, the settings or COMMIT)."""
+    (0-based; None: BEGIN, the settings or COMMIT).
+
+    ``in_doubt``: the connection was lost while the COMMIT was under way, so
+    the transaction may have committed (the server goes on with a COMMIT it
+    received, e.g. when only the relay carrying it ended). Only the database
+    can tell: the caller reads it again (_migration.settle)."""
 
     def __init__(
         self,
@@ -35,12 +40,14 @@ class TransactionFailed(Exception):
         attempts: int,
         blockers: list[dict[str, Any]] | None = None,
         index: int | None = None,
+        in_doubt: bool = False,
     ) -> None:
         super().__init__(error.message)
         self.error = error
         self.attempts = attempts
         self.blockers = blockers or []  # rows of _transient.BLOCKERS, for a lock
         self.index = index
+        self.in_doubt = in_doubt
 
     @property
     def locked(self) -> bool:
@@ -88,6 +95,7 @@ def in_one_trip(
     stepwise = False
     while True:
         attempt += 1
+        committing = False
         try:
             if stepwise:
                 for number, sql in enumerate(batch):
@@ -100,9 +108,12 @@ def in_one_trip(
                 # A line break before each ';': a step may end in a -- comment.
                 yield Run(conn, "\n;\n".join(batch), statements=len(batch))
             if commit:
+                committing = True
                 yield Run(conn, "COMMIT")
             return
         except RemoteError as exc:
+            if committing and connection_lost(exc.sqlstate):
+                raise TransactionFailed(exc, attempt, in_doubt=True) from None
             with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
                 yield Run(conn, "ROLLBACK")
             last = len(batch) - (0 if commit else 1)
@@ -151,13 +162,17 @@ def in_transaction(
     columns = "a text"
     while True:
         attempt += 1
+        committing = False
         try:
             yield Run(conn, "BEGIN")
             yield Run(conn, config, columns)
             result = yield from body()
+            committing = commit
             yield Run(conn, "COMMIT" if commit else "ROLLBACK")
             return result
         except RemoteError as exc:
+            if committing and connection_lost(exc.sqlstate):
+                raise TransactionFailed(exc, attempt, in_doubt=True) from None
             with contextlib.suppress(RemoteError):  # if the connection is gone, so is the work
                 yield Run(conn, "ROLLBACK")
             if exc.sqlstate in RETRYABLE and attempt <= settings.lock_retries:

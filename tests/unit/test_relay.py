@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from admmgt_plpy._relay import Relay, Relays, connect_sql, relayable, run_sql
 from admmgt_plpy._remote import RemoteError
 from tests.unit.fakes import NoticePlpy
@@ -49,7 +51,6 @@ class RefusingDblink:
         self.closed: list[str] = []
 
     def connect(self, conninfo: str) -> str:
-        assert conninfo.endswith("application_name='admmgt relay'")
         if self.ok == 0:
             raise RemoteError("53300", "sorry, too many clients already")
         self.ok -= 1
@@ -72,3 +73,25 @@ def test_a_relay_that_cannot_be_opened_leaves_its_job_to_the_calling_session() -
     assert relays.take() is first
     relays.close()
     assert dblink.closed == [first.name] and relays.opened == []
+
+
+class CancelledDblink:
+    """A dblink whose connect is interrupted by pg_cancel_backend of the caller."""
+
+    def __init__(self) -> None:
+        self.plpy = NoticePlpy()
+
+    def connect(self, conninfo: str) -> str:
+        raise RemoteError("57014", "canceling statement due to user request")
+
+    def disconnect(self, name: str) -> None:
+        pass
+
+
+def test_a_cancel_while_a_relay_opens_stops_the_run_and_is_not_a_refused_relay() -> None:
+    dblink = CancelledDblink()
+    relays = Relays(dblink, "dbname='admin'", 3)  # type: ignore[arg-type]
+    with pytest.raises(RemoteError) as cancelled:
+        relays.take()
+    assert cancelled.value.sqlstate == "57014"
+    assert dblink.plpy.notices == []

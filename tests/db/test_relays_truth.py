@@ -1,6 +1,6 @@
-"""Review of issue 14 (relays): what a run through relays must report and leave
-as a run without them does. Each test runs a fleet of several tenants with
-max_parallel > 1, so that the tenants go through relays."""
+"""What a run through relays must report and leave, as a run without them does
+(issue 14, from the review of relays). Each test runs a fleet of several
+tenants with max_parallel > 1, so that the tenants go through relays."""
 
 from __future__ import annotations
 
