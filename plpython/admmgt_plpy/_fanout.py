@@ -24,6 +24,7 @@ from admmgt_plpy._remote import (
     Outcome,
     RemoteError,
     Run,
+    Sleep,
     connect_error,
 )
 from admmgt_plpy._transient import connection_lost
@@ -276,9 +277,16 @@ class Fanout:
 
     def _advance(self, state: _Active, value: Any, error: RemoteError | None) -> None:
         """Resume the job until it waits on the network, sleeps or ends."""
+        resend: Connect | None = None  # a Connect whose relay was gone: again
         while True:
             try:
-                op = state.job.throw(error) if error is not None else state.job.send(value)
+                op: Connect | Run | Sleep
+                if resend is not None:
+                    op, resend = resend, None
+                elif error is not None:
+                    op = state.job.throw(error)
+                else:
+                    op = state.job.send(value)
             except StopIteration as stop:
                 self._finish(state, stop.value)
                 return
@@ -306,8 +314,11 @@ class Fanout:
                     try:
                         self.dblink.send(relay.name, sql, "dblink_connect")
                     except RemoteError as exc:
-                        error = exc
                         self._check_relay(state, relay.name, exc)
+                        if state.relay is None:  # that relay is gone: open it another way
+                            resend = op
+                            continue
+                        error = exc
                     else:
                         state.connecting = op
                         state.waiting_on = (relay.name, "status text", "dblink_connect")
