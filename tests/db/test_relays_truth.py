@@ -24,6 +24,32 @@ Conn = psycopg.Connection[Any]
 RELAYS = "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name = 'admmgt relay'"
 
 
+class Call:
+    """``CALL admmgt.applyscripts()`` on a new session, in a thread: what it says
+    (NOTICEs) and raises, and its session (to cancel it, or to call again)."""
+
+    def __init__(self, admin: Conn) -> None:
+        self.notices: list[str] = []
+        self.errors: list[psycopg.Error] = []
+        self.session = connect(libpq(admin))
+        self.session.add_notice_handler(lambda d: self.notices.append(d.message_primary or ""))
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.session.execute("CALL admmgt.applyscripts()")
+        except psycopg.Error as exc:
+            self.errors.append(exc)
+
+    def join(self) -> None:
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+
+    def failed(self) -> list[str]:
+        return [line for line in self.notices if "FAILED" in line]
+
+
 def settings(admin: Conn, **values: str) -> None:
     for name, value in values.items():
         admin.execute("UPDATE admmgt.settings SET value = %s WHERE name = %s", (value, name))
@@ -73,35 +99,23 @@ def test_a_tenant_whose_own_connection_is_terminated_fails_alone_and_its_relay_g
     s.script(admin, 1, "orders")
     s.table(admin, 1, "orders", [s.ID, ("note", "text")])
     s.step(admin, 1, 2, "SELECT pg_sleep(1.5)")
-    notices: list[str] = []
-    errors: list[psycopg.Error] = []
-    with connect(libpq(admin)) as caller:
-        caller.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-
-        def run() -> None:
-            try:
-                caller.execute("CALL admmgt.applyscripts()")
-            except psycopg.Error as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        names = ", ".join(f"'{db}'" for db in fleet.tenants)
-        pid = wait_for(
-            admin,
-            "SELECT pid FROM pg_catalog.pg_stat_activity WHERE application_name = 'admmgt'"
-            f" AND datname IN ({names}) AND query LIKE '%pg_sleep%' LIMIT 1",
-        )
-        loser = admin.execute(
-            "SELECT datname FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,)
-        ).fetchone()
-        assert loser is not None
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        thread.join(120)
-        assert not thread.is_alive()
-    assert errors and errors[0].sqlstate == "ZA001", errors
-    failed = [line for line in notices if "FAILED" in line]
-    assert len(failed) == 1 and loser[0] in failed[0], notices
+    call = Call(admin)
+    names = ", ".join(f"'{db}'" for db in fleet.tenants)
+    pid = wait_for(
+        admin,
+        "SELECT pid FROM pg_catalog.pg_stat_activity WHERE application_name = 'admmgt'"
+        f" AND datname IN ({names}) AND query LIKE '%pg_sleep%' LIMIT 1",
+    )
+    loser = admin.execute(
+        "SELECT datname FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,)
+    ).fetchone()
+    assert loser is not None
+    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    call.join()
+    call.session.close()
+    assert call.errors and call.errors[0].sqlstate == "ZA001", call.errors
+    failed = call.failed()
+    assert len(failed) == 1 and loser[0] in failed[0], call.notices
     assert "57P01" in failed[0] and "retryable" in failed[0], failed
     assert all(fleet.history(db) == [(1, "apply")] for db in fleet.tenants if db != loser[0])
     assert fleet.history(loser[0]) == []
@@ -117,26 +131,16 @@ def test_a_cancelled_run_ends_its_relays_and_tenants_and_its_session_can_run_aga
     s.table(admin, 1, "orders", [s.ID, ("note", "text")])
     s.step(admin, 1, 2, "SELECT pg_sleep(2)")
     names = ", ".join(f"'{db}'" for db in fleet.tenants)
-    errors: list[psycopg.Error] = []
-    with connect(libpq(admin)) as caller:  # a client that stays connected
-
-        def run() -> None:
-            try:
-                caller.execute("CALL admmgt.applyscripts()")
-            except psycopg.Error as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run)
-        thread.start()
+    call = Call(admin)  # a client that stays connected
+    with call.session:
         wait_for(
             admin,
             "SELECT count(*) = 3 FROM pg_catalog.pg_stat_activity WHERE application_name"
             f" = 'admmgt' AND datname IN ({names}) AND query LIKE '%pg_sleep%'",
         )
-        admin.execute("SELECT pg_cancel_backend(%s)", (caller.info.backend_pid,))
-        thread.join(60)
-        assert not thread.is_alive()
-        assert errors and errors[0].sqlstate == "57014", errors
+        admin.execute("SELECT pg_cancel_backend(%s)", (call.session.info.backend_pid,))
+        call.join()
+        assert call.errors and call.errors[0].sqlstate == "57014", call.errors
         # Relays and tenant connections end (once the tenants' step is over).
         wait_for(admin, f"SELECT ({RELAYS}) = 0", seconds=30)
         wait_for(
@@ -146,7 +150,7 @@ def test_a_cancelled_run_ends_its_relays_and_tenants_and_its_session_can_run_aga
         )
         assert all(fleet.history(db) == [] for db in fleet.tenants)
         # The same session runs again, and through relays again.
-        caller.execute("CALL admmgt.applyscripts()")
+        call.session.execute("CALL admmgt.applyscripts()")
     assert all(fleet.history(db) == [(1, "apply")] for db in fleet.tenants)
 
 
@@ -232,19 +236,16 @@ def test_a_rollout_through_relays_ignores_the_admin_databases_statement_timeout(
 def test_a_relay_that_dies_while_its_tenant_commits_does_not_report_the_commit_failed(
     cluster_dsn: str, admin: Conn, tenant_prefix: str
 ) -> None:
-    # docs/concepts.md: "A relay that ends ... takes its tenant connections
-    # with it: their open transactions roll back." Not a COMMIT already sent.
+    # A COMMIT the tenant received finishes although the relay carrying it
+    # ends: the run reads the tenant's history before it says anything.
     fleet = make_fleet(cluster_dsn, admin, tenant_prefix, 3)
     settings(admin, max_parallel="4")
     s.script(admin, 1, "slow commit")
     for order, sql in enumerate(SLOW_COMMIT, 1):
         s.step(admin, 1, order, sql)
     names = ", ".join(f"'{db}'" for db in fleet.tenants)
-    notices: list[str] = []
-    with connect(libpq(admin)) as caller:
-        caller.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-        thread = threading.Thread(target=_call_quietly, args=(caller, "CALL admmgt.applyscripts()"))
-        thread.start()
+    call = Call(admin)
+    with call.session:
         wait_for(
             admin,
             "SELECT count(*) = 3 FROM pg_catalog.pg_stat_activity WHERE application_name"
@@ -254,17 +255,13 @@ def test_a_relay_that_dies_while_its_tenant_commits_does_not_report_the_commit_f
             "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
             " WHERE application_name = 'admmgt relay'"
         )
-        thread.join(120)
-        assert not thread.is_alive()
+        call.join()
     time.sleep(4)  # the COMMITs are over
-    failed = {t for t in fleet.tenants for line in notices if "FAILED" in line and t in line}
+    failed = {t for t in fleet.tenants for line in call.failed() if t in line}
     committed = {t for t in fleet.tenants if fleet.history(t) == [(1, "apply")]}
     assert not failed & committed, (
         f"reported FAILED but committed: {sorted(failed & committed)}",
-        [line for line in notices if "FAILED" in line],
+        call.failed(),
     )
-
-
-def _call_quietly(conn: Conn, sql: str) -> None:
-    with contextlib.suppress(psycopg.Error):
-        conn.execute(sql)
+    # Here every COMMIT finished: every tenant has the script, and says so.
+    assert committed == set(fleet.tenants) and not call.errors, (call.failed(), call.errors)
