@@ -1,0 +1,301 @@
+"""Provisioning: admmgt.create_database next to `CREATE DATABASE ... TEMPLATE` by `xargs -P4` psql.
+
+    .venv/bin/python bench/provisioning.py [--tenants 500] [--rounds 1] [--warm-up 4]
+                                           [--dir .sandbox/bench-provisioning]
+                                           [--port 54361] [--keep]
+
+bench/drivers.py's cluster and fleet, imported from it: one throwaway cluster
+(admmgt.Sandbox with fsync, synchronous_commit and full_page_writes on,
+listening on 127.0.0.1 only; every client over TCP, and admmgt's `local`
+cluster row pointed at 127.0.0.1 and the port so that its dblink
+connections are TCP too), an admin database with admmgt installed, the same
+template (admmgt's app.items, the twins app_pg and app_psql). A warm-up, not
+timed: --warm-up databases (default 4) made by each side. Then, per round:
+
+* admmgt: N tenants registered (status 1), then CALL admmgt.create_database()
+  at max_parallel 4: per tenant `CREATE DATABASE "t" TEMPLATE "bench_tpl"
+  STRATEGY wal_log` (the setting create_strategy, PostgreSQL 15's default
+  strategy), `REVOKE CONNECT, TEMPORARY ... FROM PUBLIC`, `COMMENT ON DATABASE`,
+  then a connection to the new database to read its history version; and the
+  registry row set to status 2, through the run log.
+* psql, `xargs -P4`: N other names, per name one psql connected to `postgres`
+  running `CREATE DATABASE "p" TEMPLATE "bench_tpl"` and the same REVOKE.
+
+An untimed CHECKPOINT precedes each timed run. Printed: seconds, throughput
+(databases per second) and admmgt / psql (throughput; above 1 admmgt is
+faster, issue 14's goal is >= 1.2), and the admin backend's peak RSS (VmHWM)
+after each admmgt run. With --rounds 2 the second round runs psql first, on
+new names. After every timed run every database of that run is checked
+(untimed): it is in pg_database, a connection to it finds the template's
+app.items, and for admmgt its registry row has status 2 (done). A failed
+check is printed loudly at once and listed at the end; nothing passes or
+fails. The databases stay until the sandbox goes. Only 127.0.0.1 is used;
+every statement and subprocess is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+import admmgt
+from drivers import DriverFleet, peak_rss_mb, tcp_sandbox, uptime
+from rollout import (
+    LIMIT_S,
+    ROOT,
+    TEMPLATE,
+    XARGS_P,
+    Conn,
+    Timing,
+    markdown,
+    print_details,
+    revision,
+)
+
+
+@dataclass
+class Run:
+    round: int
+    driver: str
+    databases: int
+    seconds: float
+    check: str
+    rss_mb: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.databases / self.seconds if self.seconds else 0.0
+
+
+class ProvisioningFleet(DriverFleet):
+    """drivers.py's fleet (TCP, fsync on), the tenants made in the timed runs."""
+
+    def __init__(self, box: admmgt.Sandbox, cluster: Conn, size: int) -> None:
+        super().__init__(box, cluster, size)
+        self.runs: list[Run] = []
+
+    def build(self) -> None:
+        """Admin database, template (rollout.py's and drivers.py's), nobody registered."""
+        super().build()
+        self.admin.execute("DELETE FROM admmgt.vendor_db_settings WHERE NOT istemplate")
+        self.set_parallel(str(XARGS_P))
+        row = self.admin.execute(
+            "SELECT host, port FROM admmgt.clusters WHERE name = 'local'"
+        ).fetchone()
+        strategy = self.one("SELECT value FROM admmgt.settings WHERE name = 'create_strategy'")
+        self.log(
+            f"admmgt's local cluster row: host {row[0] if row else '?'}, port"
+            f" {row[1] if row else '?'}; create_strategy {strategy}; max_parallel {XARGS_P}"
+        )
+
+    def warm_up(self, count: int) -> None:
+        """Untimed: `count` databases by each side first (kept), so neither timed run
+        is the first CREATE DATABASE from a template just written."""
+        if count < 1:
+            return
+        self.register([f"bench_w{i:04d}" for i in range(count)])
+        self.call("create_database")
+        self.take_notices("warm-up create_database")
+        self.xargs_psql(
+            [f"bench_x{i:04d}" for i in range(count)],
+            "postgres",
+            "-c",
+            f'CREATE DATABASE "{{}}" TEMPLATE "{TEMPLATE}"',
+        )
+        self.take_problems()
+        self.log(f"warm-up (not timed): {count} databases by each side")
+
+    def admmgt_side(self, round_: int) -> None:
+        names = [f"bench_a{round_}_{i:04d}" for i in range(self.size)]
+        self.register(names)
+        self.quiesce()
+        timing = self.timed_call("create_database", f"round {round_}: create_database")
+        mb = peak_rss_mb(self._admin_pid)
+        self.take_problems()
+        done = self.one(
+            "SELECT count(*) FROM admmgt.vendor_db_settings"
+            f" WHERE dbname LIKE 'bench\\_a{round_}\\_%' AND status = 2"
+        )
+        check = self.check_databases(names, f"admmgt, round {round_}", registered=int(done))
+        self.record_run(
+            round_, f"admmgt create_database, max_parallel {XARGS_P}", timing, check, mb
+        )
+
+    def psql_side(self, round_: int) -> None:
+        names = [f"bench_p{round_}_{i:04d}" for i in range(self.size)]
+        self.quiesce()
+        timing = self.xargs_psql(
+            names,
+            "postgres",
+            "-c",
+            f'CREATE DATABASE "{{}}" TEMPLATE "{TEMPLATE}"',
+            "-c",
+            'REVOKE CONNECT, TEMPORARY ON DATABASE "{}" FROM PUBLIC',
+        )
+        self.take_problems()
+        check = self.check_databases(names, f"psql, round {round_}", registered=None)
+        self.record_run(round_, f"psql, xargs -P{XARGS_P}", timing, check, None)
+
+    def take_problems(self) -> None:
+        """A failed psql or a FAILED line in admmgt's NOTICEs: loud, at once and at the end."""
+        for problem in self.result.problems:
+            print(f"\n!!!!! {problem}\n", flush=True)
+        self.loud.extend(self.result.problems)
+        self.result.problems.clear()
+
+    def record_run(
+        self, round_: int, driver: str, timing: Timing, check: str, mb: float | None
+    ) -> None:
+        run = Run(round_, driver, self.size, timing.wall, check, mb)
+        self.runs.append(run)
+        extra = f", admin backend VmHWM {mb:.1f} MB" if mb is not None else ""
+        self.log(
+            f"round {round_} / {driver}: {timing.wall:.3f} s, {run.per_second:.1f} databases/s,"
+            f" check {check}{extra}"
+        )
+
+    def check_databases(self, names: list[str], what: str, registered: int | None) -> str:
+        """Untimed: each exists and a connection finds app.items; admmgt's: registered, done."""
+        existing = {
+            r[0]
+            for r in self.cluster.execute(
+                "SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,)
+            )
+        }
+        missing = [n for n in names if n not in existing]
+        bad: list[str] = []
+
+        def one(dbname: str) -> None:
+            with psycopg.connect(
+                self.box.dsn(dbname),
+                connect_timeout=10,
+                autocommit=True,
+                options="-c statement_timeout=60s",
+            ) as conn:
+                row = conn.execute("SELECT to_regclass('app.items') IS NOT NULL").fetchone()
+                if row is None or not row[0]:
+                    bad.append(f"{dbname}: no app.items")
+
+        saved, self.tenants = self.tenants, [n for n in names if n in existing]
+        try:
+            errors = self.pool(one)
+        finally:
+            self.tenants = saved
+        wrong = [f"{n}: missing" for n in missing] + bad + errors
+        if registered is not None and registered != len(names):
+            wrong.append(f"{len(names) - registered} registry rows not at status 2 (done)")
+        if not wrong:
+            done = f", {registered} registered done" if registered is not None else ""
+            return f"{len(names)}/{len(names)} exist with app.items{done}"
+        message = f"{len(wrong)} problems, e.g. {wrong[0]}"
+        self.loud.append(f"CHECK FAILED ({what}): {message}")
+        print(f"\n!!!!! CHECK FAILED ({what}): {message}\n", flush=True)
+        return f"FAILED: {message}"
+
+
+def table(fleet: ProvisioningFleet) -> str:
+    rows = []
+    for run in fleet.runs:
+        other = [r for r in fleet.runs if r.round == run.round and r is not run]
+        ratio = "-"
+        if run.driver.startswith("admmgt") and other and other[0].per_second:
+            ratio = f"{run.per_second / other[0].per_second:.2f}"
+        rows.append(
+            [
+                str(run.round),
+                run.driver,
+                str(run.databases),
+                f"{run.seconds:.3f}",
+                f"{run.per_second:.1f}",
+                ratio,
+                f"{run.rss_mb:.1f}" if run.rss_mb is not None else "-",
+                run.check,
+            ]
+        )
+    return markdown(
+        [
+            "round",
+            "driver",
+            "databases",
+            "seconds",
+            "databases/s",
+            "admmgt / psql (throughput)",
+            "admin backend VmHWM MB",
+            "check",
+        ],
+        rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--tenants", type=int, default=500, help="databases per side and round")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="1 or 2; the second runs psql first (new names)"
+    )
+    parser.add_argument(
+        "--warm-up", type=int, default=4, help="untimed databases by each side first (0: none)"
+    )
+    parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench-provisioning")
+    parser.add_argument("--port", type=int, default=54361)
+    parser.add_argument("--keep", action="store_true", help="keep the sandbox, stopped")
+    args = parser.parse_args(argv)
+    if not 1 <= args.tenants <= 1000:
+        parser.error("--tenants: 1 to 1000")
+    if args.rounds not in (1, 2):
+        parser.error("--rounds: 1 or 2")
+    started = time.monotonic()
+    print(
+        f"admmgt {admmgt.__version__} provisioning benchmark: {os.cpu_count()} cores,"
+        f" {revision()}, {args.tenants} databases per side, {args.rounds} round(s);"
+        f" uptime: {uptime()}",
+        flush=True,
+    )
+    with tcp_sandbox(args.dir, args.port, args.keep) as (box, cluster):
+        settings = cluster.execute(
+            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
+            " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
+            " 'listen_addresses', 'server_version')"
+        ).fetchone()
+        print(f"server: {settings[0] if settings else '?'}", flush=True)
+        fleet = ProvisioningFleet(box, cluster, args.tenants)
+        try:
+            fleet.build()
+            fleet.warm_up(args.warm_up)
+            for round_ in range(1, args.rounds + 1):
+                sides = [fleet.admmgt_side, fleet.psql_side]
+                for side in sides if round_ == 1 else sides[::-1]:
+                    side(round_)
+            print(f"\nuptime at the end: {uptime()}")
+            print(f"\n### {args.tenants} databases per side, TCP 127.0.0.1, fsync on\n")
+            print(table(fleet))
+            print("\nissue 14's goal, admmgt / psql throughput >= 1.2:")
+            for run in fleet.runs:
+                if not run.driver.startswith("admmgt"):
+                    continue
+                other = [r for r in fleet.runs if r.round == run.round and r is not run]
+                if other and other[0].per_second:
+                    ratio = run.per_second / other[0].per_second
+                    met = "met" if ratio >= 1.2 else "NOT met"
+                    print(f"  round {run.round}: {ratio:.2f}, {met}")
+            print_details(fleet.result.details)
+            if fleet.loud:
+                print("\n!!!!! PROBLEMS (the numbers above are suspect):")
+                for line in fleet.loud:
+                    print(f"  - {line}")
+            else:
+                print("\nEvery check passed.")
+        finally:
+            fleet.close(drop=False)
+    print(f"\nTotal {time.monotonic() - started:.0f} s (limit per operation {LIMIT_S} s).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
