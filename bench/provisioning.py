@@ -1,6 +1,6 @@
 """Provisioning: admmgt.create_database next to `CREATE DATABASE ... TEMPLATE` by `xargs -P4` psql.
 
-    .venv/bin/python bench/provisioning.py [--tenants 500] [--rounds 1] [--warm-up 4]
+    .venv/bin/python bench/provisioning.py [--tenants 500] [--rounds 1] [--warm-up 4] [--pause 0]
                                            [--dir .sandbox/bench-provisioning]
                                            [--port 54361] [--keep]
 
@@ -21,13 +21,15 @@ timed: --warm-up databases (default 4) made by each side. Then, per round:
 * psql, `xargs -P4`: N other names, per name one psql connected to `postgres`
   running `CREATE DATABASE "p" TEMPLATE "bench_tpl"` and the same REVOKE.
 
-An untimed CHECKPOINT precedes each timed run. Printed: seconds, throughput
+An untimed CHECKPOINT (and --pause seconds) precedes each timed run; the
+server's other active sessions are logged then. Printed: seconds, throughput
 (databases per second) and admmgt / psql (throughput; above 1 admmgt is
 faster, issue 14's goal is >= 1.2), and the admin backend's peak RSS (VmHWM)
-after each admmgt run. With --rounds 2 the second round runs psql first, on
-new names. After every timed run every database of that run is checked
-(untimed): it is in pg_database, a connection to it finds the template's
-app.items, and for admmgt its registry row has status 2 (done). A failed
+after each admmgt run. With --rounds 2 to 4, even rounds run psql first; each
+round makes new databases. After every timed run every database of that run
+is checked (untimed): it is in pg_database, PUBLIC has no CONNECT on it, for
+admmgt its registry row has status 2 (done); and 10 of them, spread over the
+run, are connected to, to find the template's app.items. A failed
 check is printed loudly at once and listed at the end; nothing passes or
 fails. The databases stay until the sandbox goes. Only 127.0.0.1 is used;
 every statement and subprocess is bounded.
@@ -58,6 +60,8 @@ from rollout import (
     revision,
 )
 
+SAMPLE = 10  # databases per timed run connected to by the check
+
 
 @dataclass
 class Run:
@@ -79,6 +83,7 @@ class ProvisioningFleet(DriverFleet):
     def __init__(self, box: admmgt.Sandbox, cluster: Conn, size: int) -> None:
         super().__init__(box, cluster, size)
         self.runs: list[Run] = []
+        self.pause = 0.0
 
     def build(self) -> None:
         """Admin database, template (rollout.py's and drivers.py's), nobody registered."""
@@ -114,7 +119,7 @@ class ProvisioningFleet(DriverFleet):
     def admmgt_side(self, round_: int) -> None:
         names = [f"bench_a{round_}_{i:04d}" for i in range(self.size)]
         self.register(names)
-        self.quiesce()
+        self.settle()
         timing = self.timed_call("create_database", f"round {round_}: create_database")
         mb = peak_rss_mb(self._admin_pid)
         self.take_problems()
@@ -129,7 +134,7 @@ class ProvisioningFleet(DriverFleet):
 
     def psql_side(self, round_: int) -> None:
         names = [f"bench_p{round_}_{i:04d}" for i in range(self.size)]
-        self.quiesce()
+        self.settle()
         timing = self.xargs_psql(
             names,
             "postgres",
@@ -141,6 +146,23 @@ class ProvisioningFleet(DriverFleet):
         self.take_problems()
         check = self.check_databases(names, f"psql, round {round_}", registered=None)
         self.record_run(round_, f"psql, xargs -P{XARGS_P}", timing, check, None)
+
+    def settle(self) -> None:
+        """Untimed, before every timed run: CHECKPOINT, --pause seconds, and what else
+        is running on the server (autovacuum workers, other sessions) logged."""
+        self.quiesce()
+        if self.pause:
+            time.sleep(self.pause)
+        busy = self.cluster.execute(
+            "SELECT coalesce(string_agg(what, ', '), 'nothing') FROM ("
+            " SELECT backend_type || coalesce(' ' || datname, '') || ' x' || count(*) AS what"
+            " FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            " AND (state IS NULL OR state <> 'idle')"
+            " AND backend_type NOT IN ('checkpointer', 'background writer', 'walwriter',"
+            " 'logical replication launcher', 'autovacuum launcher', 'archiver')"
+            " GROUP BY backend_type, datname) AS x"
+        ).fetchone()
+        self.log(f"before the timed run, also active on the server: {busy[0] if busy else '?'}")
 
     def take_problems(self) -> None:
         """A failed psql or a FAILED line in admmgt's NOTICEs: loud, at once and at the end."""
@@ -161,15 +183,17 @@ class ProvisioningFleet(DriverFleet):
         )
 
     def check_databases(self, names: list[str], what: str, registered: int | None) -> str:
-        """Untimed: each exists and a connection finds app.items; admmgt's: registered, done."""
-        existing = {
-            r[0]
-            for r in self.cluster.execute(
-                "SELECT datname FROM pg_database WHERE datname = ANY(%s)", (names,)
-            )
-        }
+        """Untimed: every database exists, PUBLIC may not connect to it, and (admmgt)
+        its registry row says done; a sample of SAMPLE is connected to, to find app.items
+        (a first connection to a new database costs ~0.1 s here: all would take minutes)."""
+        rows = self.cluster.execute(
+            "SELECT datname, has_database_privilege('public', oid, 'CONNECT')"
+            " FROM pg_database WHERE datname = ANY(%s)",
+            (names,),
+        ).fetchall()
+        existing = {r[0] for r in rows}
         missing = [n for n in names if n not in existing]
-        bad: list[str] = []
+        bad: list[str] = [f"{r[0]}: PUBLIC may connect" for r in rows if r[1]]
 
         def one(dbname: str) -> None:
             with psycopg.connect(
@@ -182,7 +206,8 @@ class ProvisioningFleet(DriverFleet):
                 if row is None or not row[0]:
                     bad.append(f"{dbname}: no app.items")
 
-        saved, self.tenants = self.tenants, [n for n in names if n in existing]
+        sample = sorted(existing)[:: max(1, len(existing) // SAMPLE)][:SAMPLE]
+        saved, self.tenants = self.tenants, sample
         try:
             errors = self.pool(one)
         finally:
@@ -192,7 +217,10 @@ class ProvisioningFleet(DriverFleet):
             wrong.append(f"{len(names) - registered} registry rows not at status 2 (done)")
         if not wrong:
             done = f", {registered} registered done" if registered is not None else ""
-            return f"{len(names)}/{len(names)} exist with app.items{done}"
+            return (
+                f"{len(names)}/{len(names)} exist, no CONNECT for PUBLIC{done};"
+                f" app.items in {len(sample)}/{len(sample)} sampled"
+            )
         message = f"{len(wrong)} problems, e.g. {wrong[0]}"
         self.loud.append(f"CHECK FAILED ({what}): {message}")
         print(f"\n!!!!! CHECK FAILED ({what}): {message}\n", flush=True)
@@ -237,10 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--tenants", type=int, default=500, help="databases per side and round")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="1 or 2; the second runs psql first (new names)"
+        "--rounds", type=int, default=1, help="1 to 4; even rounds run psql first (new names)"
     )
     parser.add_argument(
         "--warm-up", type=int, default=4, help="untimed databases by each side first (0: none)"
+    )
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds to wait before each timed run"
     )
     parser.add_argument("--dir", type=Path, default=ROOT / ".sandbox" / "bench-provisioning")
     parser.add_argument("--port", type=int, default=54361)
@@ -248,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.tenants <= 1000:
         parser.error("--tenants: 1 to 1000")
-    if args.rounds not in (1, 2):
-        parser.error("--rounds: 1 or 2")
+    if not 1 <= args.rounds <= 4:
+        parser.error("--rounds: 1 to 4")
     started = time.monotonic()
     print(
         f"admmgt {admmgt.__version__} provisioning benchmark: {os.cpu_count()} cores,"
@@ -265,12 +296,13 @@ def main(argv: list[str] | None = None) -> int:
         ).fetchone()
         print(f"server: {settings[0] if settings else '?'}", flush=True)
         fleet = ProvisioningFleet(box, cluster, args.tenants)
+        fleet.pause = args.pause
         try:
             fleet.build()
             fleet.warm_up(args.warm_up)
             for round_ in range(1, args.rounds + 1):
                 sides = [fleet.admmgt_side, fleet.psql_side]
-                for side in sides if round_ == 1 else sides[::-1]:
+                for side in sides if round_ % 2 else sides[::-1]:
                     side(round_)
             print(f"\nuptime at the end: {uptime()}")
             print(f"\n### {args.tenants} databases per side, TCP 127.0.0.1, fsync on\n")
