@@ -1,6 +1,6 @@
 """Provisioning: admmgt.create_database next to `CREATE DATABASE ... TEMPLATE` by `xargs -P4` psql.
 
-    .venv/bin/python bench/provisioning.py [--tenants 500] [--rounds 1] [--warm-up 4] [--pause 0]
+    .venv/bin/python bench/provisioning.py [--tenants 500] [--rounds 1] [--warm-up N] [--pause 0]
                                            [--dir .sandbox/bench-provisioning]
                                            [--port 54361] [--keep]
 
@@ -10,7 +10,9 @@ listening on 127.0.0.1 only; every client over TCP, and admmgt's `local`
 cluster row pointed at 127.0.0.1 and the port so that its dblink
 connections are TCP too), an admin database with admmgt installed, the same
 template (admmgt's app.items, the twins app_pg and app_psql). A warm-up, not
-timed: --warm-up databases (default 4) made by each side. Then, per round:
+timed: 4 databases by admmgt, then --warm-up (default: --tenants) by psql, so
+that the first timed run does not pay alone for creating the WAL segment
+files of a fresh cluster (see ProvisioningFleet.warm_up). Then, per round:
 
 * admmgt: N tenants registered (status 1), then CALL admmgt.create_database()
   at max_parallel 4: per tenant `CREATE DATABASE "t" TEMPLATE "bench_tpl"
@@ -61,6 +63,7 @@ from rollout import (
 )
 
 SAMPLE = 10  # databases per timed run connected to by the check
+WARM_ADMMGT = 4  # untimed create_database first
 
 
 @dataclass
@@ -100,11 +103,14 @@ class ProvisioningFleet(DriverFleet):
         )
 
     def warm_up(self, count: int) -> None:
-        """Untimed: `count` databases by each side first (kept), so neither timed run
-        is the first CREATE DATABASE from a template just written."""
-        if count < 1:
-            return
-        self.register([f"bench_w{i:04d}" for i in range(count)])
+        """Untimed: WARM_ADMMGT databases by admmgt and `count` by psql first (kept).
+
+        On a fresh cluster the first run that writes gigabytes of WAL also creates
+        (zero-fills and fsyncs) its WAL segment files; later runs reuse the ones a
+        checkpoint recycled. Without this, whichever side went first paid for that
+        (create_database at 0.40 of psql's throughput going first, 0.83 second, in
+        one run at 500)."""
+        self.register([f"bench_w{i:04d}" for i in range(WARM_ADMMGT)])
         self.call("create_database")
         self.take_notices("warm-up create_database")
         self.xargs_psql(
@@ -114,7 +120,7 @@ class ProvisioningFleet(DriverFleet):
             f'CREATE DATABASE "{{}}" TEMPLATE "{TEMPLATE}"',
         )
         self.take_problems()
-        self.log(f"warm-up (not timed): {count} databases by each side")
+        self.log(f"warm-up (not timed): {WARM_ADMMGT} databases by admmgt, {count} by psql")
 
     def admmgt_side(self, round_: int) -> None:
         names = [f"bench_a{round_}_{i:04d}" for i in range(self.size)]
@@ -268,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=1, help="1 to 4; even rounds run psql first (new names)"
     )
     parser.add_argument(
-        "--warm-up", type=int, default=4, help="untimed databases by each side first (0: none)"
+        "--warm-up",
+        type=int,
+        default=None,
+        help="untimed databases made by psql first (default: --tenants), after 4 by admmgt",
     )
     parser.add_argument(
         "--pause", type=float, default=0.0, help="seconds to wait before each timed run"
@@ -299,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         fleet.pause = args.pause
         try:
             fleet.build()
-            fleet.warm_up(args.warm_up)
+            fleet.warm_up(args.tenants if args.warm_up is None else args.warm_up)
             for round_ in range(1, args.rounds + 1):
                 sides = [fleet.admmgt_side, fleet.psql_side]
                 for side in sides if round_ % 2 else sides[::-1]:
