@@ -34,6 +34,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -55,6 +56,7 @@ from rollout import (
     ROOT,
     TEMPLATE,
     TEMPLATE_DDL,
+    TICKS,
     XARGS_P,
     Conn,
     Fleet,
@@ -62,6 +64,7 @@ from rollout import (
     connect,
     markdown,
     print_details,
+    process_cpu,
     revision,
     sandbox,
     twin,
@@ -101,6 +104,13 @@ def port_free(port: int) -> bool:
     return True
 
 
+def reaped_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process's children that ended and were
+    waited for: for the postmaster, every backend of the cluster that exited."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / TICKS
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM (peak resident set) of a local process, in MB."""
     try:
@@ -128,6 +138,7 @@ class Measure:
     seconds: float
     check: str
     rss_mb: float | None = None
+    cpu_s: float | None = None
 
 
 class DriverFleet(Fleet):
@@ -136,6 +147,7 @@ class DriverFleet(Fleet):
     def __init__(self, box: admmgt.Sandbox, cluster: Conn, size: int) -> None:
         super().__init__(box, cluster, size, 1)
         self.measures: list[Measure] = []
+        self._cpu_mark = self._cpu = 0.0
         self.statements: list[tuple[str, list[str]]] = []
         self.loud: list[str] = []
 
@@ -187,7 +199,12 @@ class DriverFleet(Fleet):
     # -- the three drivers
 
     def admmgt_run(self, setting: str) -> Timing:
-        self.set_parallel(setting)
+        """applyScripts at ``setting``: a max_parallel value, with "/off": relays off."""
+        parallel, _, relays = setting.partition("/")
+        self.set_parallel(parallel)
+        self.admin.execute(
+            "UPDATE admmgt.settings SET value = %s WHERE name = 'relays'", (relays or "on",)
+        )
         self.admin.execute("SELECT pg_stat_statements_reset()")
         timing = self.timed_call("applyscripts", f"applyScripts, max_parallel {setting}")
         self.statements.append((f"max_parallel {setting}, {timing.wall:.3f} s", self.top()))
@@ -230,6 +247,20 @@ class DriverFleet(Fleet):
         wall = time.perf_counter() - started
         if errors:
             self.loud.append(f"psycopg run of script {version}: {len(errors)} errors: {errors[0]}")
+        return Timing(wall, None)
+
+    def connect_floor(self) -> Timing:
+        """4 threads; per tenant only a new TCP connection, closed at once: what
+        every driver that reaches each database pays, whatever it then does."""
+
+        def one(dbname: str) -> None:
+            psycopg.connect(self.box.dsn(dbname), connect_timeout=10).close()
+
+        started = time.perf_counter()
+        errors = self.pool(one)
+        wall = time.perf_counter() - started
+        if errors:
+            self.loud.append(f"connect floor: {len(errors)} errors: {errors[0]}")
         return Timing(wall, None)
 
     def pool(self, work: Callable[[str], None]) -> list[str]:
@@ -321,14 +352,36 @@ class DriverFleet(Fleet):
         return f"{self.size - len(wrong)}/{self.size} ok: FAILED"
 
     def quiesce(self) -> None:
-        """Untimed, before every timed run: a checkpoint, so none pays for the last one's writes."""
+        """Untimed, before every timed run: a checkpoint, so none pays for the last one's
+        writes; then the CPU mark the run's CPU is counted from."""
         self.cluster.execute("CHECKPOINT")
+        self._cpu_mark = self.cpu_now()
+
+    def cpu_now(self) -> float:
+        """CPU seconds so far of every exited backend of the cluster (tenant
+        connections, relays), of the admin backend, and of this process with its
+        threads and children (the psycopg and psql sides)."""
+        postmaster = int((self.box.data / "postmaster.pid").read_text().split()[0])
+        spent = reaped_cpu(postmaster) + (process_cpu(self._admin_pid) or 0.0)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            usage = resource.getrusage(who)
+            spent += usage.ru_utime + usage.ru_stime
+        return spent
+
+    def spent(self, timing: Timing) -> Timing:
+        """Right after a timed run (before its check): the CPU it cost, every
+        side counted (its ended backends reaped first)."""
+        time.sleep(0.5)
+        self._cpu = self.cpu_now() - self._cpu_mark
+        return timing
 
     def record(self, phase: str, driver: str, timing: Timing, check: str, rss: bool) -> None:
         mb = peak_rss_mb(self._admin_pid) if rss else None
-        self.measures.append(Measure(phase, driver, timing.wall, check, mb))
+        self.measures.append(Measure(phase, driver, timing.wall, check, mb, self._cpu))
         extra = f", admin backend VmHWM {mb:.1f} MB" if mb is not None else ""
-        self.log(f"{phase} / {driver}: {timing.wall:.3f} s, check {check}{extra}")
+        self.log(
+            f"{phase} / {driver}: {timing.wall:.3f} s, CPU {self._cpu:.2f} s, check {check}{extra}"
+        )
 
     # -- the run
 
@@ -336,7 +389,7 @@ class DriverFleet(Fleet):
         """Every phase; ``sweep``: more max_parallel settings, measured for admmgt
         only (a rollout of one more script each, and the no-op reading every tenant)."""
         settings = ("4", "auto", *sweep)
-        names = {s: f"admmgt, max_parallel {s}" for s in settings}
+        names = {s: f"admmgt, max_parallel {s.replace('/off', ', relays off')}" for s in settings}
         psyco = f"psycopg 3, {XARGS_P} threads"
         psql = f"psql, xargs -P{XARGS_P}"
         versions: dict[str, int] = {}
@@ -355,7 +408,7 @@ class DriverFleet(Fleet):
             # The second script runs the drivers in the other order.
             for name, run, schema, history in sides if index == 0 else sides[::-1]:
                 self.quiesce()
-                timing = run()
+                timing = self.spent(run())
                 self.record(phase, name, timing, self.check(version, schema, history), history)
         last = versions["auto"]  # the other drivers' last script
         newest = max(versions.values())  # admmgt's
@@ -366,7 +419,7 @@ class DriverFleet(Fleet):
                 "UPDATE admmgt.vendor_db_settings SET scriptversion = NULL WHERE NOT istemplate"
             )
             self.quiesce()
-            timing = self.admmgt_run(setting)
+            timing = self.spent(self.admmgt_run(setting))
             self.record(
                 phase,
                 names[setting] + ", registry cleared",
@@ -375,15 +428,18 @@ class DriverFleet(Fleet):
                 True,
             )
         self.quiesce()
-        timing = self.psycopg_run(last, statements)
+        timing = self.spent(self.psycopg_run(last, statements))
         self.record(phase, psyco, timing, self.check(last, PG_SCHEMA, False), False)
         self.quiesce()
-        timing = self.psql_run(last, statements)
+        timing = self.spent(self.psql_run(last, statements))
         self.record(phase, psql, timing, self.check(last, "app_psql", False), False)
+        self.quiesce()
+        timing = self.spent(self.connect_floor())
+        self.record(phase, f"{psyco}, connect and close only (the floor)", timing, "-", False)
         phase = "no-op from admmgt's registry"
         for setting in ("4", "auto"):
             self.quiesce()
-            timing = self.admmgt_run(setting)
+            timing = self.spent(self.admmgt_run(setting))
             self.record(phase, names[setting], timing, self.check(newest, "app", True), True)
 
     def migration_statements(self, version: int) -> list[str]:
@@ -406,11 +462,13 @@ def table(fleet: DriverFleet) -> str:
                 x for (p, _), x in by.items() if p == m.phase and x.driver.startswith("admmgt")
             ]
             ratio = ", ".join(
-                f"{x.driver.split('max_parallel ')[1].split(',')[0]}: {x.seconds / m.seconds:.2f}"
+                f"{x.driver.split('max_parallel ')[1].removesuffix(', registry cleared')}:"
+                f" {x.seconds / m.seconds:.2f}"
                 for x in admmgt_rows
             )
         rss = f"{m.rss_mb:.1f}" if m.rss_mb is not None else "-"
-        rows.append([m.phase, m.driver, f"{m.seconds:.3f}", ratio, rss, m.check])
+        cpu = f"{m.cpu_s:.2f} ({m.cpu_s * 1000 / len(fleet.tenants):.1f})" if m.cpu_s else "-"
+        rows.append([m.phase, m.driver, f"{m.seconds:.3f}", ratio, cpu, rss, m.check])
     # The registry no-op against psycopg's version check.
     reg = [m for m in fleet.measures if m.phase == "no-op from admmgt's registry"]
     pg = by.get(("no-op reading every tenant", f"psycopg 3, {XARGS_P} threads"))
@@ -426,6 +484,7 @@ def table(fleet: DriverFleet) -> str:
                 ),
                 "-",
                 "-",
+                "-",
             ]
         )
     return markdown(
@@ -434,6 +493,7 @@ def table(fleet: DriverFleet) -> str:
             "driver",
             "seconds",
             "admmgt ÷ driver (by max_parallel)",
+            "CPU s, every side (ms per tenant)",
             "admin backend VmHWM MB",
             "check: tenants right",
         ],
@@ -459,14 +519,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep",
         default="",
-        help="more max_parallel settings for admmgt alone, e.g. 2,8 (a rollout each)",
+        help="more max_parallel settings for admmgt alone, e.g. 2,8,4/off (a rollout each;"
+        " /off: with relays off)",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.tenants <= 1000:
         parser.error("--tenants: 1 to 1000")
     sweep = tuple(x.strip() for x in args.sweep.split(",") if x.strip())
-    if any(not x.isdigit() or not 1 <= int(x) <= 64 for x in sweep):
-        parser.error("--sweep: max_parallel values from 1 to 64, separated by commas")
+    if any(
+        not x.removesuffix("/off").isdigit() or not 1 <= int(x.removesuffix("/off")) <= 64
+        for x in sweep
+    ):
+        parser.error(
+            "--sweep: max_parallel values from 1 to 64, each optionally with /off (relays off),"
+            " separated by commas"
+        )
     started = time.monotonic()
     print(
         f"admmgt {admmgt.__version__} drivers benchmark: {os.cpu_count()} cores, {revision()},"

@@ -62,7 +62,7 @@ from admmgt_plpy._registry import (
     templates,
 )
 from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
-from admmgt_plpy._settings import load_settings
+from admmgt_plpy._settings import Settings, load_settings
 from admmgt_plpy._types import APPLIED, Fragment, Plpy
 
 # Kinds whose name is "<table>.<name>": left out when their table is missing or extra.
@@ -297,7 +297,7 @@ def detect_drift(
     clusters = Clusters(plpy)
     rows: list[dict[str, Any]] = []
     for mode in _modes(plpy, dbname, separatedb):
-        rows += _detect(plpy, dbname, mode, settings.max_parallel, dblink, clusters)
+        rows += _detect(plpy, dbname, mode, settings, dblink, clusters)
     rows.sort(key=lambda r: (r["dbname"], r["object_kind"], r["object_name"]))
     return rows
 
@@ -306,7 +306,7 @@ def _detect(
     plpy: Plpy,
     dbname: str | None,
     mode: int,
-    max_parallel: int,
+    settings: Settings,
     dblink: Dblink,
     clusters: Clusters,
 ) -> list[dict[str, Any]]:
@@ -360,7 +360,7 @@ def _detect(
             for d in found
         )
 
-    Fanout(dblink, max_parallel, 0, on_done, clusters).run(
+    Fanout(dblink, settings.max_parallel, 0, on_done, clusters, relays=settings.relays).run(
         tenants, lambda t: _check_tenant(t, snapshot, clusters)
     )
     which = "schema tenant(s)" if mode == SCHEMA_MODE else "tenant(s)"

@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from admmgt_plpy._conninfo import Clusters
-from admmgt_plpy._remote import Connect, Dblink, Job, Outcome, RemoteError, Run
+from admmgt_plpy._errors import AdmmgtError
+from admmgt_plpy._relay import Relay, Relays, connect_sql, relayable, run_sql
+from admmgt_plpy._remote import (
+    Connect,
+    Dblink,
+    Job,
+    Outcome,
+    RemoteError,
+    Run,
+    connect_error,
+)
 
 
 @dataclass
@@ -28,6 +38,9 @@ class _Active:
     # Of those, the ones that may serve a later job (Connect.reuse): by conninfo.
     reusable: dict[str, str] = field(default_factory=dict)
     waiting_on: tuple[str, str, str] | None = None  # (conn, columns, sql)
+    relay: Relay | None = None  # the job's relay, from its first relayed Connect
+    connecting: Connect | None = None  # what the relay is opening (as name)
+    name: str = ""
     wake_at: float | None = None
     results: int = 1  # of the statement(s) waited on, still to read
     read: int = 0  # of those, read already
@@ -57,6 +70,10 @@ class Fanout:
     target, and again when a target loses its connection -- is reported once:
     its remaining targets end as "unreachable" without being tried and do not
     count towards the failure limit; the other clusters go on.
+
+    With ``relays`` (and ``clusters``, and more than one target at a time),
+    jobs connect and send through relay sessions (admmgt_plpy._relay), so
+    that no connection being opened holds up the others.
     """
 
     def __init__(
@@ -66,8 +83,10 @@ class Fanout:
         failure_limit: int,
         on_done: Callable[[Any, Outcome, float], None],
         clusters: Clusters | None = None,
+        relays: bool = False,
     ) -> None:
         self.dblink = dblink
+        self.use_relays = relays
         self.parallel = max(1, parallel)
         self.failure_limit = failure_limit
         self.on_done = on_done
@@ -76,6 +95,9 @@ class Fanout:
         self._queues: dict[str, deque[Any]] = {}
         # Connections kept between jobs (Connect.reuse), idle, by conninfo.
         self._kept: dict[str, list[str]] = {}
+        self._relays: Relays | None = None
+        # The relay of each connection opened through one, by connection name.
+        self._route: dict[str, Relay] = {}
 
     def _cluster(self, target: Any) -> str:
         if self.clusters is None:
@@ -89,6 +111,7 @@ class Fanout:
         for target in targets:
             queues.setdefault(self._cluster(target), deque()).append(target)
         running = dict.fromkeys(queues, 0)
+        self._relays = self._open_relays(queues)
         active: list[_Active] = []
         idle = 0
         try:
@@ -135,11 +158,30 @@ class Fanout:
         finally:
             for state in active:
                 for name in state.connections:
-                    self.dblink.disconnect(name)
+                    if name not in self._route:
+                        self.dblink.disconnect(name)
             for names in self._kept.values():
                 for name in names:
                     self.dblink.disconnect(name)
             self._kept.clear()
+            if self._relays is not None:  # their connections end with them
+                self._relays.close()
+            self._route.clear()
+
+    def _open_relays(self, queues: dict[str, deque[Any]]) -> Relays | None:
+        """The run's relays (opened as jobs need them), if it uses any."""
+        if not self.use_relays or self.clusters is None:
+            return None
+        in_flight = sum(min(len(q), self._limit(name)) for name, q in queues.items())
+        if in_flight < 2:
+            return None
+        try:
+            conninfo = self.clusters.admin_conninfo()
+        except AdmmgtError:
+            return None  # the jobs report what is wrong with the local cluster
+        if not relayable(conninfo):
+            return None
+        return Relays(self.dblink, conninfo, in_flight)
 
     def _limit(self, cluster: str) -> int:
         return self.clusters.parallel(cluster, self.parallel) if self.clusters else self.parallel
@@ -206,12 +248,21 @@ class Fanout:
                     if state.results > 1:
                         exc.index = state.read
                     state.waiting_on = None
+                    if state.connecting is not None:
+                        exc = connect_error(exc, state.connecting.conninfo)
+                        state.connecting = None
                     self._advance(state, None, exc)
                     continue
                 if not last:
                     state.read += 1  # the next result is read when it is there
                     continue
                 state.waiting_on = None
+                if state.connecting is not None:  # its relay opened it
+                    assert state.relay is not None
+                    self._opened(state, state.name, state.connecting, state.relay)
+                    state.connecting = None
+                    self._advance(state, state.name, None)
+                    continue
                 self._advance(state, rows, None)
         now = time.monotonic()
         for state in active:
@@ -242,42 +293,85 @@ class Fanout:
                 return
             value, error = None, None
             if isinstance(op, Connect):
-                kept = self._kept.get(op.conninfo) if op.reuse else None
-                try:
-                    name = kept.pop() if kept else self.dblink.connect(op.conninfo)
-                except RemoteError as exc:
-                    error = exc
+                relay = self._relay_of(state, op.conninfo)
+                kept = (relay.kept if relay else self._kept).get(op.conninfo) if op.reuse else None
+                if kept:
+                    value = kept.pop()
+                    self._opened(state, value, op, relay)
+                elif relay is not None:  # sent; the job resumes when it is open
+                    state.name = self.dblink.new_name()
+                    sql = connect_sql(self.dblink.schema, relay, state.name, op.conninfo)
+                    try:
+                        self.dblink.send(relay.name, sql, "dblink_connect")
+                    except RemoteError as exc:
+                        error = exc
+                    else:
+                        state.connecting = op
+                        state.waiting_on = (relay.name, "status text", "dblink_connect")
+                        state.results, state.read = 1, 0
+                        return
                 else:
-                    state.connections.append(name)
-                    if op.reuse:
-                        state.reusable[name] = op.conninfo
-                    value = name
+                    try:
+                        value = self.dblink.connect(op.conninfo)
+                    except RemoteError as exc:
+                        error = exc
+                    else:
+                        self._opened(state, value, op, None)
             elif isinstance(op, Run):
+                relay = self._route.get(op.conn)
+                conn, sql = op.conn, op.sql
+                if relay is not None:
+                    conn = relay.name
+                    sql = run_sql(
+                        self.dblink.schema, relay, op.conn, op.sql, op.columns, op.statements
+                    )
                 try:
-                    self.dblink.send(op.conn, op.sql)
+                    self.dblink.send(conn, sql, op.sql)
                 except RemoteError as exc:
                     error = exc
                 else:
-                    state.waiting_on = (op.conn, op.columns, op.sql)
+                    state.waiting_on = (conn, op.columns, op.sql)
                     state.results, state.read = max(1, op.statements), 0
                     return
             else:
                 state.wake_at = time.monotonic() + op.seconds
                 return
 
+    def _relay_of(self, state: _Active, conninfo: str) -> Relay | None:
+        """The relay through which the job opens a connection to ``conninfo``, if any."""
+        if self._relays is None or not relayable(conninfo):
+            return None
+        if state.relay is None:
+            state.relay = self._relays.take()
+        return state.relay
+
+    def _opened(self, state: _Active, name: str, op: Connect, relay: Relay | None) -> None:
+        state.connections.append(name)
+        if op.reuse:
+            state.reusable[name] = op.conninfo
+        if relay is not None:
+            self._route[name] = relay
+
     def _finish(self, state: _Active, outcome: Outcome) -> None:
         # A job that ended ok or noop left its connections outside any
         # transaction: the reusable ones wait for the next job; any other
-        # outcome may have left one in a bad state, so they all close.
+        # outcome may have left one in a bad state, so they all close (on a
+        # relay, with the relay's next statement or with the relay).
         keep = outcome.outcome in ("ok", "noop")
         for name in state.connections:
             conninfo = state.reusable.get(name)
+            relay = self._route.pop(name, None)
             if keep and conninfo is not None:
-                self._kept.setdefault(conninfo, []).append(name)
+                (relay.kept if relay else self._kept).setdefault(conninfo, []).append(name)
+            elif relay is not None:
+                relay.closing.append(name)
             else:
                 self.dblink.disconnect(name)
         state.connections.clear()
         state.reusable.clear()
+        if state.relay is not None:
+            self._release(state.relay, outcome)
+            state.relay = None
         if outcome.outcome == "failed" and self._server_gone(state.cluster, outcome):
             assert self.clusters is not None
             interrupted = _cluster_unreachable(state.cluster, self.clusters.down[state.cluster])
@@ -289,6 +383,17 @@ class Fanout:
         elapsed_ms = (time.monotonic() - state.started) * 1000
         state.job = None  # type: ignore[assignment]
         self.on_done(state.target, outcome, elapsed_ms)
+
+    def _release(self, relay: Relay, outcome: Outcome) -> None:
+        """A job's relay back to the free ones, unless the relay itself is gone."""
+        assert self._relays is not None
+        if outcome.sqlstate and outcome.sqlstate.startswith(_SERVER_GONE):
+            try:  # the tenant's connection was lost, or the relay's?
+                self.dblink.query(relay.name, "SELECT 'alive' AS status")
+            except RemoteError:
+                self._relays.drop(relay)
+                return
+        self._relays.give_back(relay)
 
 
 def _cluster_unreachable(cluster: str, error: RemoteError) -> Outcome:

@@ -158,6 +158,7 @@ class FleetRun:
                 self.settings.failure_limit,
                 on_done,
                 self.clusters,
+                relays=self.settings.relays,
             )
         fanout.run(list(targets), job)
 

@@ -22,6 +22,11 @@ from admmgt_plpy._names import quote_literal
 _PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
+def holds_password(conninfo: str) -> bool:
+    """Whether a connection string sets a password."""
+    return _PASSWORD.search(conninfo) is not None
+
+
 def redact(text: str, conninfo: str | None = None) -> str:
     """``text`` with every password of a connection string (and, given the
     conninfo it came from, that password wherever it appears) replaced by ***."""
@@ -131,19 +136,17 @@ class Dblink:
                 statement,
             ) from None
 
-    def connect(self, conninfo: str) -> str:
+    def new_name(self) -> str:
+        """A connection name no other connection of this session has had."""
         self.counter += 1
-        name = f"admmgt_{self.counter}"
+        return f"admmgt_{self.counter}"
+
+    def connect(self, conninfo: str) -> str:
+        name = self.new_name()
         try:
             self._call(self._connect, [name, conninfo])
         except RemoteError as exc:
-            # libpq quotes a malformed connection string back; a password must not follow.
-            raise RemoteError(
-                exc.sqlstate,
-                redact(exc.message, conninfo),
-                redact(exc.detail, conninfo) if exc.detail else None,
-                exc.hint,
-            ) from None
+            raise connect_error(exc, conninfo) from None
         return name
 
     @contextlib.contextmanager
@@ -166,13 +169,15 @@ class Dblink:
             if row["n"].startswith("admmgt_"):
                 self.disconnect(row["n"])
 
-    def send(self, name: str, sql: str) -> None:
+    def send(self, name: str, sql: str, statement: str | None = None) -> None:
+        """Send ``sql`` on ``name`` without waiting; an error names ``statement``
+        (by default ``sql``)."""
         if name in self._undrained:
             self._undrained.discard(name)
             plan = self._drain_send
         else:
             plan = self._send
-        if self._call(plan, [name, sql], sql)[0]["ok"] != 1:
+        if self._call(plan, [name, sql], statement or sql)[0]["ok"] != 1:
             raise RemoteError("08006", "could not send the statement: the connection is lost")
 
     def busy(self, names: list[str]) -> set[str]:
@@ -220,6 +225,17 @@ class Dblink:
             self._undrained.discard(name)
             self._call(self._drain, [name])
         return [dict(r) for r in self._call(plan, [name, sql], sql)]
+
+
+def connect_error(exc: RemoteError, conninfo: str) -> RemoteError:
+    """A failed connect's error, without the password: libpq quotes a malformed
+    connection string back."""
+    return RemoteError(
+        exc.sqlstate,
+        redact(exc.message, conninfo),
+        redact(exc.detail, conninfo) if exc.detail else None,
+        exc.hint,
+    )
 
 
 # ------------------------------------------------------------------- jobs

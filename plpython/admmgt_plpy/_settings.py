@@ -22,6 +22,7 @@ class Settings:
     tenant_owner: str
     tenant_login_role: bool
     sync_schemas: tuple[str, ...]  # empty: every non-system schema but admmgt
+    relays: bool = True  # fan-outs connect through relay sessions (_relay.py)
 
 
 def load_settings(plpy: Plpy) -> Settings:
@@ -59,6 +60,12 @@ def load_settings(plpy: Plpy) -> Settings:
             f"setting tenant_login_role = {login!r} is not true or false",
             hint="UPDATE admmgt.settings SET value = 'false' WHERE name = 'tenant_login_role';",
         )
+    relays = values.get("relays", "on").lower()
+    if relays not in ("on", "off"):
+        raise AdmmgtError(
+            f"setting relays = {relays!r} is not on or off",
+            hint="UPDATE admmgt.settings SET value = 'on' WHERE name = 'relays';",
+        )
     return Settings(
         max_parallel=parallel,
         lock_timeout_ms=number("lock_timeout_ms", 1),
@@ -73,4 +80,5 @@ def load_settings(plpy: Plpy) -> Settings:
         sync_schemas=tuple(
             x.strip() for x in values.get("sync_schemas", "").split(",") if x.strip()
         ),
+        relays=relays == "on",
     )

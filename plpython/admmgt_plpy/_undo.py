@@ -220,6 +220,7 @@ def _at_stake(
         0,
         lambda t, o, _ms: found.append((t, o)),
         clusters,
+        relays=settings.relays,
     ).run(targets, partial(_count, clusters, undo))
     return found
 
@@ -464,9 +465,14 @@ def _rollback(
                 )
             return undo_job(tenant)
 
-        Fanout(dblink, settings.max_parallel, settings.failure_limit, on_done, clusters).run(
-            tenants, job
-        )
+        Fanout(
+            dblink,
+            settings.max_parallel,
+            settings.failure_limit,
+            on_done,
+            clusters,
+            relays=settings.relays,
+        ).run(tenants, job)
     except _Stop:
         pass
     except BaseException:

@@ -7,6 +7,10 @@ VALUES
     'Databases worked on at once by a fan-out; auto = twice the server''s CPU count, at least 4.'
 ),
 (
+    'relays', 'on',
+    'on = a fan-out of more than one database at a time works each database through one of up to max_parallel relay sessions into the admin database (application_name admmgt relay), so tenant connections open in parallel; off = the calling session opens every connection itself, one at a time.'
+),
+(
     'lock_timeout_ms', '500',
     'lock_timeout for remote DDL, in milliseconds.'
 ),

@@ -53,10 +53,18 @@ class FakeRecorder:
 
 
 class FakeFanout:
-    made: ClassVar[list[tuple[int, int]]] = []
+    made: ClassVar[list[tuple[int, int, bool]]] = []
 
-    def __init__(self, dblink: Any, parallel: int, limit: int, on_done: Any, clusters: Any) -> None:
-        FakeFanout.made.append((parallel, limit))
+    def __init__(
+        self,
+        dblink: Any,
+        parallel: int,
+        limit: int,
+        on_done: Any,
+        clusters: Any,
+        relays: bool = False,
+    ) -> None:
+        FakeFanout.made.append((parallel, limit, relays))
         self.on_done = on_done
 
     def run(self, targets: list[Tenant], job: Any) -> None:
@@ -100,8 +108,9 @@ def test_waves_label_count_and_keep_a_failed_databases_error(run: FleetRun) -> N
         "[1/2] a: ok in 5 ms",
         "[2/2] b@eu2: failed in 5 ms",
     ]
-    # Templates one at a time without a failure limit; tenants as the settings say.
-    assert FakeFanout.made == [(1, 0), (7, 3)]
+    # Templates one at a time without a failure limit or relays; tenants as the
+    # settings say.
+    assert FakeFanout.made == [(1, 0, False), (7, 3, True)]
     registry = {db: sql for db, _c, _o, sql in recorder.targets}
     assert registry["tpl"] is None and registry["a"] is None
     assert registry["b"] == (

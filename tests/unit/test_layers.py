@@ -55,6 +55,7 @@ WIRE = frozenset(
         "_history",
         "_locks",
         "_registry",
+        "_relay",
         "_remote",
         "_runguard",
         "_runlog",
