@@ -27,7 +27,10 @@ An untimed CHECKPOINT (and --pause seconds) precedes each timed run; the
 server's other active sessions are logged then. Printed: seconds, throughput
 (databases per second) and admmgt / psql (throughput; above 1 admmgt is
 faster, issue 14's goal is >= 1.2), and the admin backend's peak RSS (VmHWM)
-after each admmgt run. With --rounds 2 to 4, even rounds run psql first; each
+after each admmgt run, and the CPU seconds each timed run cost, every side
+counted (drivers.py's count: the cluster's backends that exited during the
+run, tenant connections and relays included, the admin backend, this process
+and its psql children). With --rounds 2 to 4, even rounds run psql first; each
 round makes new databases. After every timed run every database of that run
 is checked (untimed): it is in pg_database, PUBLIC has no CONNECT on it, for
 admmgt its registry row has status 2 (done); and 10 of them, spread over the
@@ -74,6 +77,7 @@ class Run:
     seconds: float
     check: str
     rss_mb: float | None = None
+    cpu_s: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -126,7 +130,7 @@ class ProvisioningFleet(DriverFleet):
         names = [f"bench_a{round_}_{i:04d}" for i in range(self.size)]
         self.register(names)
         self.settle()
-        timing = self.timed_call("create_database", f"round {round_}: create_database")
+        timing = self.spent(self.timed_call("create_database", f"round {round_}: create_database"))
         mb = peak_rss_mb(self._admin_pid)
         self.take_problems()
         done = self.one(
@@ -141,13 +145,15 @@ class ProvisioningFleet(DriverFleet):
     def psql_side(self, round_: int) -> None:
         names = [f"bench_p{round_}_{i:04d}" for i in range(self.size)]
         self.settle()
-        timing = self.xargs_psql(
-            names,
-            "postgres",
-            "-c",
-            f'CREATE DATABASE "{{}}" TEMPLATE "{TEMPLATE}"',
-            "-c",
-            'REVOKE CONNECT, TEMPORARY ON DATABASE "{}" FROM PUBLIC',
+        timing = self.spent(
+            self.xargs_psql(
+                names,
+                "postgres",
+                "-c",
+                f'CREATE DATABASE "{{}}" TEMPLATE "{TEMPLATE}"',
+                "-c",
+                'REVOKE CONNECT, TEMPORARY ON DATABASE "{}" FROM PUBLIC',
+            )
         )
         self.take_problems()
         check = self.check_databases(names, f"psql, round {round_}", registered=None)
@@ -180,11 +186,12 @@ class ProvisioningFleet(DriverFleet):
     def record_run(
         self, round_: int, driver: str, timing: Timing, check: str, mb: float | None
     ) -> None:
-        run = Run(round_, driver, self.size, timing.wall, check, mb)
+        run = Run(round_, driver, self.size, timing.wall, check, mb, self._cpu)
         self.runs.append(run)
         extra = f", admin backend VmHWM {mb:.1f} MB" if mb is not None else ""
         self.log(
             f"round {round_} / {driver}: {timing.wall:.3f} s, {run.per_second:.1f} databases/s,"
+            f" CPU {run.cpu_s:.2f} s,"
             f" check {check}{extra}"
         )
 
@@ -248,6 +255,7 @@ def table(fleet: ProvisioningFleet) -> str:
                 f"{run.seconds:.3f}",
                 f"{run.per_second:.1f}",
                 ratio,
+                f"{run.cpu_s:.2f} ({1000 * run.cpu_s / run.databases:.1f})",
                 f"{run.rss_mb:.1f}" if run.rss_mb is not None else "-",
                 run.check,
             ]
@@ -260,6 +268,7 @@ def table(fleet: ProvisioningFleet) -> str:
             "seconds",
             "databases/s",
             "admmgt / psql (throughput)",
+            "CPU s, every side (ms per database)",
             "admin backend VmHWM MB",
             "check",
         ],
