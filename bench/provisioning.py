@@ -111,9 +111,10 @@ class ProvisioningFleet(DriverFleet):
 
         On a fresh cluster the first run that writes gigabytes of WAL also creates
         (zero-fills and fsyncs) its WAL segment files; later runs reuse the ones a
-        checkpoint recycled. Without this, whichever side went first paid for that
-        (create_database at 0.40 of psql's throughput going first, 0.83 second, in
-        one run at 500)."""
+        checkpoint recycled. With 4 databases of warm-up, create_database reached
+        0.40 of psql's throughput going first and 0.83 going second (one run at
+        500); with 100 of warm-up at 100 tenants, 0.67 both ways. At 500 with 500
+        of warm-up, the first round still gave 0.51 against 0.68: bench/README.md."""
         self.register([f"bench_w{i:04d}" for i in range(WARM_ADMMGT)])
         self.call("create_database")
         self.take_notices("warm-up create_database")
