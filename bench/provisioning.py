@@ -36,9 +36,10 @@ built (more CPU, background work on the server): quote rounds 2 and later.
 After every timed run every database of that run is checked (untimed): it
 is in pg_database, PUBLIC has no CONNECT on it, for admmgt its registry row
 has status 2 (done); and 10 of them, spread over the run, are connected to,
-to find the template's app.items. A failed check is printed loudly at once and listed at the end; nothing passes or
-fails. The databases stay until the sandbox goes. Only 127.0.0.1 is used;
-every statement and subprocess is bounded.
+to find the template's app.items. A failed check is printed loudly at once
+and listed at the end; nothing passes or fails. The databases stay until the
+sandbox goes. Only 127.0.0.1 is used; every statement and subprocess is
+bounded.
 """
 
 from __future__ import annotations
