@@ -122,6 +122,15 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def admmgt_over_tcp(admin: Conn, box: admmgt.Sandbox) -> None:
+    """admmgt reaches the tenants over TCP too, not over its own Unix socket: its
+    `local` cluster row gets host 127.0.0.1 and the sandbox's port."""
+    admin.execute(
+        "UPDATE admmgt.clusters SET host = '127.0.0.1', port = %s WHERE name = 'local'",
+        (box.port,),
+    )
+
+
 @dataclasses.dataclass
 class Measure:
     phase: str
@@ -144,11 +153,7 @@ class DriverFleet(Fleet):
 
     def create_admin(self) -> None:
         super().create_admin()
-        # admmgt reaches the tenants over TCP too, not over its own Unix socket.
-        self.admin.execute(
-            "UPDATE admmgt.clusters SET host = '127.0.0.1', port = %s WHERE name = 'local'",
-            (self.box.port,),
-        )
+        admmgt_over_tcp(self.admin, self.box)
 
     def build(self) -> None:
         super().build()

@@ -2,8 +2,17 @@
 
     .venv/bin/python bench/maintenance.py [--tenants 100 500] [--days 60] [--repeat 3]
                                           [--dir .sandbox/bench-partman] [--port 54331] [--keep]
+                                          [--tcp-fsync | --no-tcp-fsync]
 
-For each fleet size: a throwaway cluster (admmgt.Sandbox), an admin database
+The cluster: by default (`--tcp-fsync`, on unless --no-tcp-fsync) bench/drivers.py's
+cluster, imported from it: admmgt.Sandbox with fsync, synchronous_commit and
+full_page_writes on, listening on 127.0.0.1 only, every client (psycopg, every
+psql that runs pg_partman or a check) connecting over TCP to 127.0.0.1, and
+admmgt's `local` cluster row pointed at 127.0.0.1 and the port, so that its
+dblink connections to the databases are TCP too. --no-tcp-fsync: the
+project's plain sandbox as before (fsync off, Unix socket only).
+
+For each fleet size, on that one cluster: an admin database
 with admmgt installed, a template and N tenants made by admmgt.create_database
 (bench/rollout.py's fleet). The template has two range-partitioned tables,
 twice over, each with a default partition and one row written now:
@@ -28,9 +37,14 @@ Then, on the template and every tenant:
 
 Measured: (a) the first maintenance, which creates --days daily children and
 one or two monthly ones per database, once per side; (b) a no-op re-run,
---repeat times, alternating which side goes first. After each phase every
-database's children are counted and their bounds compared between app and
-app_pm (the check column). pg_partman (Debian's postgresql-15-partman) is
+--repeat times, alternating which side goes first. Printed: seconds, ms per
+database (wall time / databases), pg_partman / admmgt (above 1: admmgt
+faster; the goal of issue 14 is >= 4) and the admin backend's peak RSS
+(VmHWM) after every admmgt run. After every timed run (each side, each
+repetition) every database's children are counted against what that side
+must have made, and, once both sides have run, their bounds are compared
+between app and app_pm (the check column); a failed check is printed loudly
+at once and listed at the end. pg_partman (Debian's postgresql-15-partman) is
 installed with apt-get when missing; it needs no shared_preload_libraries
 here (only its background worker would). Every session runs with TimeZone
 UTC (PGTZ), as admmgt's maintenance does. A benchmark, not a test.
@@ -38,18 +52,24 @@ UTC (PGTZ), as admmgt's maintenance does. A benchmark, not a test.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from psycopg import sql
 
 import admmgt
+from drivers import admmgt_over_tcp, peak_rss_mb, tcp_sandbox, uptime
 from rollout import (
     LIMIT_S,
     PSQL,
@@ -65,6 +85,7 @@ from rollout import (
     connect,
     each_fleet,
     markdown,
+    revision,
     twin,
 )
 
@@ -171,12 +192,25 @@ def ensure_partman(cluster: Conn) -> str:
 
 @dataclass
 class Phase:
-    """One row of the table: a Row of timings and the children check after it."""
+    """One row of the table: a Row of timings, the children check after its
+    last run, the admin backend's VmHWM after each of its admmgt runs."""
 
     tenants: int
     row: Row
+    databases: int
     check: str = ""
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rss_mb: list[float] = field(default_factory=list)
+
+    def per_database_ms(self) -> tuple[str, str]:
+        """The median wall time of each side divided by the databases it worked on."""
+        cells = []
+        for timings in (self.row.admmgt, self.row.psql):
+            walls = [t.wall for t in timings]
+            cells.append(
+                f"{1000 * statistics.median(walls) / self.databases:.1f}" if walls else "n/a"
+            )
+        return cells[0], cells[1]
 
 
 class MaintenanceFleet(Fleet):
@@ -194,6 +228,22 @@ class MaintenanceFleet(Fleet):
         self.premake: dict[str, int] = {}  # pg_partman's premake for the same horizon
         self.phases: list[Phase] = []
         self.notes: list[str] = []
+        self.rss_mb: list[float] = []  # VmHWM of the admin backend after each admmgt run
+        # Whose first maintenance has run: what each schema's children must number.
+        self.made = {"app": False, TWIN: False}
+        self.last_check = ""
+
+    def create_admin(self) -> None:
+        super().create_admin()
+        if self.box.dsn().startswith("host=127.0.0.1"):  # drivers.py's TCP cluster
+            admmgt_over_tcp(self.admin, self.box)
+        row = self.admin.execute(
+            "SELECT host, port FROM admmgt.clusters WHERE name = 'local'"
+        ).fetchone()
+        self.log(
+            f"admmgt's local cluster row: host {row[0] if row else '?'},"
+            f" port {row[1] if row else '?'}"
+        )
 
     def build(self) -> None:
         self.create_admin()
@@ -259,61 +309,120 @@ class MaintenanceFleet(Fleet):
 
     # -- the two sides
 
-    def admmgt_run(self, detail: str) -> Timing:
-        return self.timed_call("applymaintenance", detail, t_numdays=self.days)
+    def quiesce(self) -> None:
+        """Untimed, before every timed run: a checkpoint, so that no run pays for
+        the writes of the one before (with fsync on, the first maintenance
+        leaves tens of thousands of new relations' pages dirty)."""
+        self.cluster.execute("CHECKPOINT")
 
-    def partman_run(self) -> Timing:
-        return self.xargs_psql(self.databases, "{}", "-At", "-c", PARTMAN_RUN)
+    def admmgt_run(self, detail: str) -> Timing:
+        self.quiesce()
+        timing = self.timed_call("applymaintenance", detail, t_numdays=self.days)
+        mb = peak_rss_mb(self._admin_pid)
+        if mb is not None:
+            self.rss_mb.append(mb)
+        self.made["app"] = True
+        self.log(
+            f"admmgt, {detail}: {timing.wall:.3f} s"
+            + (f", admin backend VmHWM {mb:.1f} MB" if mb is not None else "")
+        )
+        self.verify(f"after admmgt's {detail}")
+        return timing
+
+    def partman_run(self, detail: str) -> Timing:
+        self.quiesce()
+        timing = self.xargs_psql(self.databases, "{}", "-At", "-c", PARTMAN_RUN)
+        self.made[TWIN] = True
+        self.log(f"pg_partman, {detail}: {timing.wall:.3f} s")
+        self.verify(f"after pg_partman's {detail}")
+        return timing
+
+    def wanted(self, schema: str, table: str) -> str:
+        """The children `schema`.`table` must have: the current period, the default
+        partition, and the periods ahead once that side's first maintenance ran."""
+        return str(2 + (self.ahead[table] if self.made[schema] else 0))
 
     def verify(self, what: str, databases: list[str] | None = None) -> str:
-        """Children per database: admmgt's (app) against pg_partman's (app_pm)."""
+        """Children per database: each side's count against what it must have
+        made, and admmgt's bounds (app) against pg_partman's (app_pm) once both
+        sides are at the same point. Untimed; a failure is printed at once."""
         databases = databases or self.databases
+        problems_before = len(self.result.problems)
         self.xargs_psql(databases, "{}", "-At", "-F", " ", "-c", CHILDREN_SQL)
         found: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
         for line in self.last_stdout.splitlines():
             db, schema, table, count, digest = line.split()
             found.setdefault(db, {})[schema, table] = (count, digest)
+        compare = self.made["app"] == self.made[TWIN]
 
-        def same(tables: dict[tuple[str, str], tuple[str, str]]) -> bool:
-            pairs = [(tables.get(("app", t)), tables.get((TWIN, t))) for t in TABLES]
-            return all(a is not None and a == b for a, b in pairs)
+        def right(tables: dict[tuple[str, str], tuple[str, str]]) -> bool:
+            for t in TABLES:
+                a, b = tables.get(("app", t)), tables.get((TWIN, t))
+                if a is None or b is None:
+                    return False
+                if a[0] != self.wanted("app", t) or b[0] != self.wanted(TWIN, t):
+                    return False
+                if compare and a != b:
+                    return False
+            return True
 
-        alike = sum(same(found.get(db, {})) for db in databases)
+        good = sum(right(found.get(db, {})) for db in databases)
         tpl = found.get(TEMPLATE, {})
         counts = ", ".join(
             f"{t} {tpl.get(('app', t), ('?',))[0]}/{tpl.get((TWIN, t), ('?',))[0]}" for t in TABLES
         )
-        if alike != len(databases):
-            self.result.problems.append(
-                f"{what}: children differ between app and {TWIN} in "
-                f"{len(databases) - alike} of {len(databases)} databases"
+        how = "counts and bounds" if compare else "counts"
+        if good != len(databases):
+            message = (
+                f"{what}: children wrong ({how}) in {len(databases) - good} of"
+                f" {len(databases)} databases; wanted app"
+                f" {'/'.join(self.wanted('app', t) for t in TABLES)}, {TWIN}"
+                f" {'/'.join(self.wanted(TWIN, t) for t in TABLES)}"
             )
-        check = f"template {counts}; same in {alike}/{len(databases)} dbs"
+            self.result.problems.append(message)
+            print(f"\n!!!!! CHECK FAILED: {message}\n", flush=True)
+        elif len(self.result.problems) > problems_before:
+            print(f"\n!!!!! CHECK FAILED: {self.result.problems[-1]}\n", flush=True)
+        check = f"template {counts}; {how} right in {good}/{len(databases)} dbs"
         self.log(f"{what}: {check}")
+        self.last_check = check
         return check
 
     # -- the measurements
 
-    def phase(self, row: Row) -> Phase:
+    def phase(self, row: Row, rss_from: int) -> Phase:
+        """The phase's row; its check is the one after its last timed run."""
         self.log(f"{row.operation}: done")
-        return Phase(self.size, row, self.verify(row.operation), os.getloadavg())
+        return Phase(
+            self.size,
+            row,
+            len(self.databases),
+            self.last_check,
+            os.getloadavg(),
+            self.rss_mb[rss_from:],
+        )
 
     def measure(self) -> None:
         created = sum(self.ahead.values())
         first = Row(f"first: {created} children to create per database", str(XARGS_P))
+        rss_from = len(self.rss_mb)
         self.pair(
-            first, int(self.flip), partial(self.admmgt_run, "first maintenance"), self.partman_run
+            first,
+            int(self.flip),
+            partial(self.admmgt_run, "first maintenance"),
+            partial(self.partman_run, "first maintenance"),
         )
-        self.phases.append(self.phase(first))
+        self.phases.append(self.phase(first, rss_from))
         noop = Row("no-op re-run", str(XARGS_P))
+        rss_from = len(self.rss_mb)
         for rep in range(self.repeat):
             self.pair(
                 noop,
                 rep + int(self.flip),
-                partial(self.admmgt_run, "no-op re-run"),
-                self.partman_run,
+                partial(self.admmgt_run, f"no-op re-run {rep + 1}"),
+                partial(self.partman_run, f"no-op re-run {rep + 1}"),
             )
-        self.phases.append(self.phase(noop))
+        self.phases.append(self.phase(noop, rss_from))
         self.result.rows += [first, noop]
 
     def run_all(self) -> MaintenanceFleet:
@@ -336,7 +445,20 @@ def print_outcomes(outcomes: list[MaintenanceFleet]) -> None:
     for o in outcomes:
         for p in o.phases:
             cells = p.row.cells()  # operation, admmgt, psql, ratio, range, parallel
-            rows.append([str(p.tenants), *cells[:5], f"{p.load[0]:.1f}", p.check])
+            rows.append(
+                [
+                    str(p.tenants),
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    *p.per_database_ms(),
+                    cells[3],
+                    cells[4],
+                    ", ".join(f"{mb:.1f}" for mb in p.rss_mb) or "n/a",
+                    f"{p.load[0]:.1f}",
+                    p.check,
+                ]
+            )
     print()
     print(
         markdown(
@@ -345,14 +467,23 @@ def print_outcomes(outcomes: list[MaintenanceFleet]) -> None:
                 "phase",
                 "admmgt s",
                 "pg_partman s",
+                "admmgt ms/db",
+                "pg_partman ms/db",
                 "pg_partman / admmgt",
                 "ratio range",
+                "admin backend VmHWM MB, after each admmgt run",
                 "load 1 min",
-                "check: children per database (default included), same bounds",
+                "check after the last run: children per database (default included)",
             ],
             rows,
         )
     )
+    print("\nissue 14's goal, pg_partman / admmgt >= 4 (the median ratio of one run):")
+    for o in outcomes:
+        for p in o.phases:
+            ratio = p.row.cells()[3]
+            met = ratio != "n/a" and float(ratio) >= 4
+            print(f"  {o.size} tenants, {p.row.operation}: {ratio}, {'met' if met else 'NOT met'}")
     details = [d.cells() for o in outcomes for d in o.result.details]
     print(
         "\nadmmgt per-database times from admmgt.run_log (busy = sum of per-database times /"
@@ -369,14 +500,50 @@ def print_outcomes(outcomes: list[MaintenanceFleet]) -> None:
         print(f"\n{o.size} tenants: " + "; ".join(o.notes))
     problems = [f"{f.size} tenants: {p}" for f in outcomes for p in f.result.problems]
     if problems:
-        print("\nproblems seen:")
+        print("\n!!!!! PROBLEMS (the numbers above are suspect):")
         for problem in problems:
             print(f"  - {problem}")
+    else:
+        print("\nEvery check passed.")
+
+
+@contextlib.contextmanager
+def maintenance_cluster(
+    args: argparse.Namespace, options: str
+) -> Iterator[tuple[admmgt.Sandbox, Conn]]:
+    """--tcp-fsync: bench/drivers.py's cluster (TCP 127.0.0.1, fsync on), with
+    rollout.py's header line; else rollout.py's plain sandbox."""
+    if not args.tcp_fsync:
+        with bench_cluster(args, "maintenance", options + ", Unix socket, fsync off") as started:
+            yield started
+        return
+    print(
+        f"admmgt {admmgt.__version__} maintenance benchmark, {dt.date.today().isoformat()}: "
+        f"{os.cpu_count() or 1} cores, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, {options}, TCP 127.0.0.1, fsync on; {revision()};"
+        f" uptime: {uptime()}",
+        flush=True,
+    )
+    with tcp_sandbox(args.dir, args.port, args.keep) as (box, cluster):
+        settings = cluster.execute(
+            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
+            " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
+            " 'listen_addresses')"
+        ).fetchone()
+        print(f"server: {settings[0] if settings else '?'}", flush=True)
+        yield box, cluster
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arguments(__doc__, "bench-partman", 54331)
     parser.add_argument("--days", type=int, default=60, help="t_numdays, 31 to 366")
+    parser.add_argument(
+        "--tcp-fsync",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bench/drivers.py's cluster: TCP 127.0.0.1, fsync on (default: yes;"
+        " --no-tcp-fsync: the Unix-socket sandbox, fsync off)",
+    )
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     if not 31 <= args.days <= 366:
@@ -387,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PGTZ"] = "UTC"
     started = time.monotonic()
     options = f"--days {args.days}, --repeat {args.repeat}"
-    with bench_cluster(args, "maintenance", options) as (box, cluster):
+    with maintenance_cluster(args, options) as (box, cluster):
         server = cluster.execute("SHOW server_version").fetchone()
         print(f"PostgreSQL {server[0] if server else '?'}; {ensure_partman(cluster)}; {PSQL}")
         fleets = each_fleet(
@@ -401,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{os.cpu_count() or 1} cores; admmgt max_parallel {XARGS_P}, pg_partman through"
         f" xargs -P{XARGS_P} psql; both on the template and every tenant, in schemas app and"
         " app_pm of the same databases. Quote the ratios of one run, not the absolute seconds."
+        f"\nuptime at the end: {uptime()}"
         f"\nTotal {time.monotonic() - started:.0f} s."
     )
     return 0
