@@ -41,7 +41,7 @@ class _Active:
     reusable: dict[str, str] = field(default_factory=dict)
     waiting_on: tuple[str, str, str] | None = None  # (conn, columns, sql)
     relay: Relay | None = None  # the job's relay, from its first relayed Connect
-    connecting: Connect | None = None  # what the relay is opening (as name)
+    connecting: Connect | None = None  # what the relay is opening, as ``name``
     name: str = ""
     wake_at: float | None = None
     results: int = 1  # of the statement(s) waited on, still to read
@@ -384,8 +384,9 @@ class Fanout:
                 self.dblink.disconnect(name)
         state.connections.clear()
         state.reusable.clear()
-        if state.relay is not None:
-            self._release(state.relay, outcome)
+        if state.relay is not None:  # a relay found gone was dropped (_check_relay)
+            assert self._relays is not None
+            self._relays.give_back(state.relay)
             state.relay = None
         if outcome.outcome == "failed" and self._server_gone(state.cluster, outcome):
             assert self.clusters is not None
@@ -403,7 +404,8 @@ class Fanout:
         """After a lost connection on the job's relay: if the relay itself is gone
         (not only its tenant's connection), drop it with the connections it
         carried, so that the job's next Connect (e.g. _migration.settle) takes
-        another relay."""
+        another relay. A relay that died unseen is found by the next job's
+        first send (whose Connect then goes another way)."""
         relay = state.relay
         if relay is None or conn != relay.name or not connection_lost(exc.sqlstate):
             return
@@ -417,17 +419,6 @@ class Fanout:
                     state.connections.remove(name)
             self._relays.drop(relay)
             state.relay = None
-
-    def _release(self, relay: Relay, outcome: Outcome) -> None:
-        """A job's relay back to the free ones, unless the relay itself is gone."""
-        assert self._relays is not None
-        if outcome.sqlstate and outcome.sqlstate.startswith(_SERVER_GONE):
-            try:  # the tenant's connection was lost, or the relay's?
-                self.dblink.query(relay.name, "SELECT 'alive' AS status")
-            except RemoteError:
-                self._relays.drop(relay)
-                return
-        self._relays.give_back(relay)
 
 
 def _cluster_unreachable(cluster: str, error: RemoteError) -> Outcome:

@@ -129,6 +129,8 @@ def migrate(
                 conn, committed = settled
                 if not committed:
                     return step_failure(target, who, script, failure, state)
+                # Committed; what the template's definitions were around it is
+                # not known again (a later refresh_* copies them).
                 captured[script.id], has_table = {True: {}, False: {}}, True
             executed += [(script.id, s.sql) for s in steps if s.transactional]
             dropped += [s.note for s in steps if s.kind == "drop_column" and s.note]
