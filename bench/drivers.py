@@ -94,6 +94,16 @@ class TcpSandbox(admmgt.Sandbox):
         }
 
 
+def server_line(cluster: Conn) -> str:
+    """The settings that make the cluster TCP / fsync-on, as one printed line."""
+    row = cluster.execute(
+        "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
+        " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
+        " 'listen_addresses', 'server_version')"
+    ).fetchone()
+    return f"server: {row[0] if row else '?'}"
+
+
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the postmaster does
@@ -541,12 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     with tcp_sandbox(args.dir, args.port, args.keep) as (box, cluster):
-        settings = cluster.execute(
-            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
-            " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
-            " 'listen_addresses', 'server_version')"
-        ).fetchone()
-        print(f"server: {settings[0] if settings else '?'}", flush=True)
+        print(server_line(cluster), flush=True)
         fleet = DriverFleet(box, cluster, args.tenants)
         try:
             fleet.build()

@@ -69,7 +69,7 @@ from typing import Any
 from psycopg import sql
 
 import admmgt
-from drivers import admmgt_over_tcp, peak_rss_mb, tcp_sandbox, uptime
+from drivers import admmgt_over_tcp, peak_rss_mb, server_line, tcp_sandbox, uptime
 from rollout import (
     LIMIT_S,
     PSQL,
@@ -525,12 +525,7 @@ def maintenance_cluster(
         flush=True,
     )
     with tcp_sandbox(args.dir, args.port, args.keep) as (box, cluster):
-        settings = cluster.execute(
-            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
-            " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
-            " 'listen_addresses')"
-        ).fetchone()
-        print(f"server: {settings[0] if settings else '?'}", flush=True)
+        print(server_line(cluster), flush=True)
         yield box, cluster
 
 

@@ -54,7 +54,7 @@ from pathlib import Path
 import psycopg
 
 import admmgt
-from drivers import DriverFleet, peak_rss_mb, tcp_sandbox, uptime
+from drivers import DriverFleet, peak_rss_mb, server_line, tcp_sandbox, uptime
 from rollout import (
     LIMIT_S,
     ROOT,
@@ -311,12 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     with tcp_sandbox(args.dir, args.port, args.keep) as (box, cluster):
-        settings = cluster.execute(
-            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
-            " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes',"
-            " 'listen_addresses', 'server_version')"
-        ).fetchone()
-        print(f"server: {settings[0] if settings else '?'}", flush=True)
+        print(server_line(cluster), flush=True)
         fleet = ProvisioningFleet(box, cluster, args.tenants)
         fleet.pause = args.pause
         try:

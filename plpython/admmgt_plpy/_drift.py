@@ -360,7 +360,7 @@ def _detect(
             for d in found
         )
 
-    Fanout(dblink, settings.max_parallel, 0, on_done, clusters, relays=settings.relays).run(
+    Fanout.over_fleet(dblink, settings, on_done, clusters, stop_early=False).run(
         tenants, lambda t: _check_tenant(t, snapshot, clusters)
     )
     which = "schema tenant(s)" if mode == SCHEMA_MODE else "tenant(s)"

@@ -27,6 +27,7 @@ from admmgt_plpy._remote import (
     Sleep,
     connect_error,
 )
+from admmgt_plpy._settings import Settings
 from admmgt_plpy._transient import connection_lost
 
 
@@ -100,6 +101,21 @@ class Fanout:
         self._relays: Relays | None = None
         # The relay of each connection opened through one, by connection name.
         self._route: dict[str, Relay] = {}
+
+    @classmethod
+    def over_fleet(
+        cls,
+        dblink: Dblink,
+        settings: Settings,
+        on_done: Callable[[Any, Outcome, float], None],
+        clusters: Clusters,
+        *,
+        stop_early: bool = True,
+    ) -> Fanout:
+        """The fan-out of a wave of tenants as admmgt.settings say: max_parallel
+        at once (per cluster), relays, and (with ``stop_early``) failure_limit."""
+        limit = settings.failure_limit if stop_early else 0
+        return cls(dblink, settings.max_parallel, limit, on_done, clusters, settings.relays)
 
     def _cluster(self, target: Any) -> str:
         if self.clusters is None:

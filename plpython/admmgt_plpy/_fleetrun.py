@@ -152,14 +152,7 @@ class FleetRun:
         if templates:
             fanout = Fanout(self.dblink, 1, 0, on_done, self.clusters)
         else:
-            fanout = Fanout(
-                self.dblink,
-                self.settings.max_parallel,
-                self.settings.failure_limit,
-                on_done,
-                self.clusters,
-                relays=self.settings.relays,
-            )
+            fanout = Fanout.over_fleet(self.dblink, self.settings, on_done, self.clusters)
         fanout.run(list(targets), job)
 
     def one(

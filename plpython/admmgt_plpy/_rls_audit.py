@@ -250,7 +250,7 @@ def check_rls(plpy: Plpy, *, dbname: str | None) -> list[dict[str, Any]]:
                 seen_cluster_wide.add(key)
             rows.append({"dbname": target.label, **f})
 
-    Fanout(dblink, settings.max_parallel, 0, on_done, clusters, relays=settings.relays).run(
+    Fanout.over_fleet(dblink, settings, on_done, clusters, stop_early=False).run(
         targets, lambda t: _audit(t, clusters, query)
     )
     rows.sort(key=lambda r: (r["dbname"], r["finding"], r["object_name"]))

@@ -447,14 +447,7 @@ def _apply_to_tenants(
             tenant, own, chain[len(own)].id, settings, clusters, recorder.run_id, sync, mapped
         )
 
-    Fanout(
-        dblink,
-        settings.max_parallel,
-        settings.failure_limit,
-        on_done,
-        clusters,
-        relays=settings.relays,
-    ).run(tenants, job)
+    Fanout.over_fleet(dblink, settings, on_done, clusters).run(tenants, job)
 
 
 def _held_back(

@@ -214,13 +214,8 @@ def _at_stake(
     targets = [t for t in targets if undo.stakes(t) and not (t.is_schema and t.host is None)]
     if not targets:
         return found
-    Fanout(
-        dblink,
-        settings.max_parallel,
-        0,
-        lambda t, o, _ms: found.append((t, o)),
-        clusters,
-        relays=settings.relays,
+    Fanout.over_fleet(
+        dblink, settings, lambda t, o, _ms: found.append((t, o)), clusters, stop_early=False
     ).run(targets, partial(_count, clusters, undo))
     return found
 
@@ -465,14 +460,7 @@ def _rollback(
                 )
             return undo_job(tenant)
 
-        Fanout(
-            dblink,
-            settings.max_parallel,
-            settings.failure_limit,
-            on_done,
-            clusters,
-            relays=settings.relays,
-        ).run(tenants, job)
+        Fanout.over_fleet(dblink, settings, on_done, clusters).run(tenants, job)
     except _Stop:
         pass
     except BaseException:

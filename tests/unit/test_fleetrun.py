@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import pytest
 
 from admmgt_plpy import _fleetrun
 from admmgt_plpy._errors import RunFailed
+from admmgt_plpy._fanout import Fanout
 from admmgt_plpy._fleetrun import FleetRun, progress_label
 from admmgt_plpy._registry import Tenant
 from admmgt_plpy._remote import Job, Outcome, Sleep
@@ -52,7 +54,10 @@ class FakeRecorder:
         return "applyMaintenance: 1 ok in 0.1 s (run 11)"
 
 
-class FakeFanout:
+class FakeFanout(Fanout):
+    """Fanout's constructors (over_fleet included), recording what they were
+    given, and a run that drives each job to its end without a database."""
+
     made: ClassVar[list[tuple[int, int, bool]]] = []
 
     def __init__(
@@ -67,7 +72,7 @@ class FakeFanout:
         FakeFanout.made.append((parallel, limit, relays))
         self.on_done = on_done
 
-    def run(self, targets: list[Tenant], job: Any) -> None:
+    def run(self, targets: Iterable[Any], job: Any) -> None:
         for t in targets:
             steps = job(t)
             next(steps)
