@@ -92,7 +92,6 @@ HAS_TABLE = has_table_sql()
 STATE = state_sql()
 STATE_COLUMNS = "script_id integer, action text, checksum text"
 VERSION = version_sql()
-VERSION_COLUMNS = "version integer"
 
 UNDEFINED_TABLE = "42P01"
 

@@ -29,6 +29,7 @@ runs the plan over the fleet.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import date, timedelta
 from typing import Any
 
@@ -38,15 +39,15 @@ from admmgt_plpy._errors import AdmmgtError
 from admmgt_plpy._fleetrun import Progress, database_failure, fleet_run, utc_session
 from admmgt_plpy._names import qualified, quote_ident, quote_literal
 from admmgt_plpy._partition_plan import (
-    CATALOG_COLUMNS,
     METADATA_QUERY,
+    PARTITIONS_AND_NAMES_COLUMNS,
     Child,
     ParentPlan,
     RangeSet,
     create_statements,
     for_schema_tenants,
     parent_states,
-    partitions_query,
+    partitions_and_names_query,
     plan_parent,
     range_sets,
 )
@@ -143,61 +144,54 @@ def maintain(
     move_default_rows: bool,
 ) -> Job:
     """Make one place's missing partitions in one transaction (retried on lock
-    timeouts); a schema tenant's in its own schema."""
+    timeouts); a schema tenant's in its own schema.
+
+    The catalog is read first, outside any transaction: a place that lacks
+    nothing (the usual day) costs a connection and that one statement. Only a
+    place with something to create opens the transaction, which reads the
+    catalog again, since it may have changed meanwhile."""
     if target.is_schema:
         sets = [rs.placed(target.database) for rs in sets]
+    wanted = {id(rs): rs.children(first, through) for rs in sets}
+    here = _here(target)
     try:
         conn = yield from utc_session(target, clusters)
     except RemoteError as exc:
         return _not_maintained(target, exc, "connecting", 1)
-    progress = Progress()
-
-    def body() -> Fragment:
-        progress.doing = "reading the catalog"
-        details = yield from _make_partitions(
-            conn, sets, first, through, move_default_rows, progress, _here(target)
-        )
-        progress.doing = "committing"
-        return details
-
     try:
-        details = yield from in_transaction(conn, settings, body)
-    except TransactionFailed as failed:
-        return _not_maintained(
-            target, failed.error, progress.doing, failed.attempts, failed.blockers
-        )
+        plans, details = yield from _look(conn, sets, wanted, here)
+    except RemoteError as exc:
+        return _not_maintained(target, exc, "reading the catalog", 1)
+    if any(plan.create for plan in plans):
+        progress = Progress()
+
+        def body() -> Fragment:
+            progress.doing = "reading the catalog"
+            plans, details = yield from _look(conn, sets, wanted, here)
+            yield from _make_partitions(conn, plans, move_default_rows, progress, details)
+            progress.doing = "committing"
+            return details
+
+        try:
+            details = yield from in_transaction(conn, settings, body)
+        except TransactionFailed as failed:
+            return _not_maintained(
+                target, failed.error, progress.doing, failed.attempts, failed.blockers
+            )
+    details = {k: v for k, v in details.items() if v or k == "created"}
     outcome = Outcome("ok" if details["created"] else "noop", details=details)
     outcome.message = _warnings_text(details, limit=None)
     return outcome
 
 
-def _make_partitions(
-    conn: str,
-    sets: list[RangeSet],
-    first: date,
-    through: date,
-    move: bool,
-    progress: Progress,
-    here: str = "in this database",
-) -> Fragment:
-    rows = yield Run(conn, partitions_query(sets), CATALOG_COLUMNS)
-    states = parent_states(rows)
-    wanted = {id(rs): rs.children(first, through) for rs in sets}
-    candidates = [
-        f"({quote_literal(rs.schema)}, {quote_literal(c.name)})"
-        for rs in sets
-        for c in wanted[id(rs)]
-    ]
-    taken: set[tuple[str, str]] = set()
-    if candidates:
-        found = yield Run(
-            conn,
-            "SELECT n.nspname::text AS s, c.relname::text AS c FROM pg_catalog.pg_class AS c"
-            " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
-            f" WHERE (n.nspname, c.relname) IN (VALUES {', '.join(candidates)})",
-            "s text, c text",
-        )
-        taken = {(r["s"], r["c"]) for r in found}
+def _look(
+    conn: str, sets: list[RangeSet], wanted: dict[int, list[Child]], here: str
+) -> Generator[Any, Any, tuple[list[ParentPlan], dict[str, list[Any]]]]:
+    """Job fragment, one statement: each parent's plan from the catalog as it is
+    now, and the details so far (what is skipped, which parents are missing)."""
+    rows = yield Run(conn, partitions_and_names_query(sets, wanted), PARTITIONS_AND_NAMES_COLUMNS)
+    states = parent_states([r for r in rows if r["k"] == "partition"])
+    taken = {(r["ps"], r["p"]) for r in rows if r["k"] == "taken"}
     details: dict[str, list[Any]] = {
         "created": [],
         "blocked": [],
@@ -205,13 +199,30 @@ def _make_partitions(
         "skipped": [],
         "missing": [],
     }
-    missing_tables: set[str] = set()
+    plans = []
     for rs in sets:
         plan = plan_parent(rs, wanted[id(rs)], states.get((rs.schema, rs.parent)), taken)
         if plan is None:
-            missing_tables.add(f"{rs.target} does not exist {here} (has its script reached it?)")
+            details["missing"].append(
+                f"{rs.target} does not exist {here} (has its script reached it?)"
+            )
             continue
         details["skipped"] += plan.skipped
+        plans.append(plan)
+    details["missing"] = sorted(set(details["missing"]))
+    return plans, details
+
+
+def _make_partitions(
+    conn: str,
+    plans: list[ParentPlan],
+    move: bool,
+    progress: Progress,
+    details: dict[str, list[Any]],
+) -> Fragment:
+    """Create what ``plans`` lack, in the caller's transaction, adding to ``details``."""
+    for plan in plans:
+        rs = plan.rangeset
         if plan.create and plan.default is not None:
             yield from _default_rows(conn, plan, move, details, progress)
         for child in plan.create:
@@ -219,8 +230,6 @@ def _make_partitions(
             for sql in create_statements(rs, child):
                 yield Run(conn, sql)
             details["created"].append(f"{rs.schema}.{child.name}")
-    details["missing"] = sorted(missing_tables)
-    return {k: v for k, v in details.items() if v or k == "created"}
 
 
 def _default_rows(

@@ -289,6 +289,30 @@ def partitions_query(sets: list[RangeSet]) -> str:
         WHERE p.relkind IN ('r', 'p') AND (ps.nspname, p.relname) IN (VALUES {values})"""
 
 
+PARTITIONS_AND_NAMES_COLUMNS = "k text, " + CATALOG_COLUMNS
+
+
+def partitions_and_names_query(sets: list[RangeSet], wanted: dict[int, list[Child]]) -> str:
+    """One statement: ``partitions_query``'s rows (k = 'partition'), then a row
+    (k = 'taken', ps = schema, p = name) for each relation, of any kind, that
+    already has the name of a child in ``wanted`` (``id(set)`` -> children)."""
+    names = ", ".join(
+        f"({quote_literal(rs.schema)}, {quote_literal(c.name)})"
+        for rs in sets
+        for c in wanted[id(rs)]
+    )
+    query = f"SELECT 'partition' AS k, q.* FROM ({partitions_query(sets)}) AS q"
+    if not names:
+        return query
+    return (
+        f"{query}\n        UNION ALL\n"
+        "        SELECT 'taken', n.nspname::text, c.relname::text, NULL, NULL, NULL, NULL\n"
+        "        FROM pg_catalog.pg_class AS c"
+        " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace\n"
+        f"        WHERE (n.nspname, c.relname) IN (VALUES {names})"
+    )
+
+
 def parent_states(rows: list[dict[str, Any]]) -> dict[tuple[str, str], ParentState]:
     states: dict[tuple[str, str], ParentState] = {}
     for r in rows:

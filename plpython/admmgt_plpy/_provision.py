@@ -208,7 +208,11 @@ def _create_one(
             "then call create_database again",
             "0A000",
         )
-    conn = yield Connect(clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster)))
+    # The maintenance database's connection serves the next tenant too (one
+    # backend per slot, not per tenant): nothing here changes its session.
+    conn = yield Connect(
+        clusters.conninfo(tenant.cluster, clusters.maintenance_db(tenant.cluster)), reuse=True
+    )
     create = (
         f"CREATE DATABASE {db} TEMPLATE {quote_ident(template.database)}"
         f" STRATEGY {settings.create_strategy}"
@@ -268,8 +272,13 @@ def _create_one(
                 )
             return Outcome.failed(exc, f"CREATE DATABASE failed: {exc.describe()}")
     try:
-        yield Run(conn, f"REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC")
-        yield Run(conn, f"COMMENT ON DATABASE {db} IS {quote_literal(tenant_marker(tenant))}")
+        # One round trip, one implicit transaction: both or neither.
+        yield Run(
+            conn,
+            f"REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;"
+            f" COMMENT ON DATABASE {db} IS {quote_literal(tenant_marker(tenant))}",
+            statements=2,
+        )
         if settings.tenant_login_role:
             yield from _tenant_role(conn, tenant)
     except RemoteError as exc:
@@ -279,11 +288,11 @@ def _create_one(
         return Outcome.failed(
             exc, f"securing the new database failed, so it was dropped: {exc.describe()}"
         )
-    version = template.scriptversion
+    # The copy's own history is its version (the template may have moved since
+    # the run began); a template without one gives its registered version.
     tconn = yield Connect(place_conninfo(clusters, tenant.place))
-    has = yield Run(tconn, _history.HAS_TABLE, "has boolean")
-    if has[0]["has"]:
-        version = (yield Run(tconn, _history.VERSION, _history.VERSION_COLUMNS))[0]["version"]
+    has, state = yield from _history.read_state(tconn)
+    version = max(_history.have(state), default=None) if has else template.scriptversion
     return Outcome("ok", note, details={"scriptversion": version})
 
 

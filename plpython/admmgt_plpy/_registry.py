@@ -91,10 +91,11 @@ def search_path_option(schema: str) -> str:
     return f"-c search_path={escaped}"
 
 
-def place_conninfo(clusters: Clusters, place: Place) -> str:
+def place_conninfo(clusters: Clusters, place: Place, options: str = "") -> str:
     """A libpq connection string to ``place``; for a schema place, its session's
-    search_path is the schema (the cluster's own options are kept)."""
-    conninfo = clusters.conninfo(place.cluster, place.database)
+    search_path is the schema (the cluster's own options are kept). ``options``:
+    more ``-c name=value`` settings for the session."""
+    conninfo = clusters.conninfo(place.cluster, place.database, options=options)
     if place.schema is None:
         return conninfo
     parts = dict(parse_options(place.cluster, conninfo))

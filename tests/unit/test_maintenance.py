@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
+import pytest
+
+from admmgt_plpy._fleetrun import UTC_OPTIONS
+from admmgt_plpy._maintenance import maintain
 from admmgt_plpy._partition_plan import (
+    PARTITIONS_AND_NAMES_COLUMNS,
     ExistingRange,
     ParentState,
     RangeSet,
@@ -12,6 +18,9 @@ from admmgt_plpy._partition_plan import (
     plan_parent,
     range_sets,
 )
+from admmgt_plpy._registry import Tenant
+from admmgt_plpy._remote import Connect, Run
+from tests.unit.fakes import settings
 
 
 def row(**kw: object) -> dict[str, object]:
@@ -107,3 +116,87 @@ def test_plan_skips_what_exists_overlaps_or_is_taken() -> None:
         rs, wanted, ParentState("r", unreadable=["s.x (FOR VALUES ...)"]), set()
     )
     assert unreadable is not None and unreadable.create == []
+
+
+# ------------------------------------------------- one database's job, driven by hand
+
+
+class UtcClusters:
+    """Clusters that only write connection strings, keeping the options asked for."""
+
+    def __init__(self) -> None:
+        self.options: list[str] = []
+
+    def conninfo(self, cluster: str, database: str, options: str = "") -> str:
+        self.options.append(options)
+        return f"dbname={database}"
+
+
+MONTHS = RangeSet(1, "s", "t", "t", ("t",), "d", "month", None)
+TODAY, THROUGH = date(2027, 2, 27), date(2027, 3, 2)  # February, then March (2027 is no leap year)
+
+
+def catalog_rows(*children: tuple[str, str, str]) -> list[dict[str, object]]:
+    """The job's one catalog statement's rows: parent s.t, range-partitioned, with ``children``."""
+    base = {"k": "partition", "ps": "s", "p": "t", "strat": "r", "cs": "s"}
+    if not children:
+        return [{**base, "cs": None, "c": None, "bound": None}]
+    return [
+        {**base, "c": name, "bound": f"FOR VALUES FROM ('{lo}') TO ('{hi}')"}
+        for name, lo, hi in children
+    ]
+
+
+def start_maintain(clusters: UtcClusters) -> Any:
+    job = maintain(
+        Tenant(5, "tenant_a", "local"), [MONTHS], TODAY, THROUGH, settings(), clusters, False
+    )  # type: ignore[arg-type]
+    connect = job.send(None)
+    assert isinstance(connect, Connect)
+    assert clusters.options == [UTC_OPTIONS]  # dates as UTC, ISO: set as the session starts
+    look = job.send("c1")
+    assert isinstance(look, Run) and look.columns == PARTITIONS_AND_NAMES_COLUMNS
+    assert "'t_2027_02'" in look.sql and "'t_2027_03'" in look.sql  # the names asked after
+    return job
+
+
+def test_a_database_lacking_nothing_costs_one_statement_and_no_transaction() -> None:
+    job = start_maintain(UtcClusters())
+    with pytest.raises(StopIteration) as done:
+        job.send(
+            catalog_rows(
+                ("t_2027_02", "2027-02-01", "2027-03-01"), ("t_2027_03", "2027-03-01", "2027-04-01")
+            )
+        )
+    assert done.value.value.outcome == "noop"
+    assert done.value.value.details == {"created": []}
+
+
+def test_a_database_lacking_a_partition_reads_again_inside_its_transaction() -> None:
+    job = start_maintain(UtcClusters())
+    rows = catalog_rows(("t_2027_02", "2027-02-01", "2027-03-01"))
+    assert job.send(rows) == Run("c1", "BEGIN")
+    assert isinstance(job.send([]), Run)  # the transaction's settings
+    again = job.send([])
+    assert isinstance(again, Run) and again.columns == PARTITIONS_AND_NAMES_COLUMNS
+    create = job.send(rows)
+    assert "CREATE TABLE" in create.sql and "t_2027_03" in create.sql
+    assert "FROM ('2027-03-01') TO ('2027-04-01')" in create.sql
+    op = job.send([])
+    while op != Run("c1", "COMMIT"):
+        op = job.send([])
+    with pytest.raises(StopIteration) as done:
+        job.send([])
+    assert done.value.value.outcome == "ok"
+    assert done.value.value.details["created"] == ["s.t_2027_03"]
+
+
+def test_a_missing_parent_is_reported_without_a_transaction() -> None:
+    job = start_maintain(UtcClusters())
+    with pytest.raises(StopIteration) as done:
+        job.send([])
+    outcome = done.value.value
+    assert outcome.outcome == "noop"
+    assert outcome.details["missing"] == [
+        "s.t does not exist in this database (has its script reached it?)"
+    ]

@@ -33,8 +33,9 @@ class FakeClusters:
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
 
-    def conninfo(self, cluster: str, database: str) -> str:
+    def conninfo(self, cluster: str, database: str, options: str = "") -> str:
         self.asked.append((cluster, database))
+        assert not options, "these tests give no options"
         return BASE
 
 
