@@ -148,9 +148,10 @@ def catalog_rows(*children: tuple[str, str, str]) -> list[dict[str, object]]:
 
 
 def start_maintain(clusters: UtcClusters) -> Any:
+    fake: Any = clusters
     job = maintain(
-        Tenant(5, "tenant_a", "local"), [MONTHS], TODAY, THROUGH, settings(), clusters, False
-    )  # type: ignore[arg-type]
+        Tenant(5, "tenant_a", "local"), [MONTHS], TODAY, THROUGH, settings(), fake, False
+    )
     connect = job.send(None)
     assert isinstance(connect, Connect)
     assert clusters.options == [UTC_OPTIONS]  # dates as UTC, ISO: set as the session starts
