@@ -86,12 +86,25 @@ def version_sql(table: str = DATABASE_HISTORY) -> str:
     )
 
 
+def events_sql(table: str = DATABASE_HISTORY) -> str:
+    """One row: how many events the history holds, the last one's id and the
+    version they make; read in one snapshot. Rows are only ever appended
+    (a rollback is an event too) with ids that only grow, so two equal
+    readings mean nothing was recorded between them."""
+    return (
+        f"SELECT (SELECT count(*) FROM {table}) AS events,"
+        f" (SELECT max(id) FROM {table}) AS last_id, ({version_sql(table)}) AS version"
+    )
+
+
 # A database's (the statements above for admmgt.script_history).
 ENSURE_TABLE = ensure_table_sql()
 HAS_TABLE = has_table_sql()
 STATE = state_sql()
 STATE_COLUMNS = "script_id integer, action text, checksum text"
 VERSION = version_sql()
+EVENTS = events_sql()
+EVENTS_COLUMNS = "events bigint, last_id bigint, version integer"
 
 UNDEFINED_TABLE = "42P01"
 

@@ -54,7 +54,7 @@ from admmgt_plpy._partition_plan import (
 from admmgt_plpy._registry import SCHEMA_MODE, Tenant, mode_of, templates, updating_tenants
 from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
-from admmgt_plpy._transaction import TransactionFailed, in_transaction
+from admmgt_plpy._transaction import TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._types import Fragment, Plpy
 
 MAX_NUMDAYS = 3660  # ten years ahead; more is almost certainly a typo
@@ -147,9 +147,11 @@ def maintain(
     timeouts); a schema tenant's in its own schema.
 
     The catalog is read first, outside any transaction: a place that lacks
-    nothing (the usual day) costs a connection and that one statement. Only a
-    place with something to create opens the transaction, which reads the
-    catalog again, since it may have changed meanwhile."""
+    nothing (the usual day) costs a connection and that one statement. A
+    place with something to create, and no default partition that could hold
+    rows of it, gets its CREATEs in one round trip (in_one_trip); one with a
+    default partition locks, counts and perhaps moves rows first, so its
+    transaction goes statement by statement and reads the catalog again."""
     if target.is_schema:
         sets = [rs.placed(target.database) for rs in sets]
     wanted = {id(rs): rs.children(first, through) for rs in sets}
@@ -162,7 +164,23 @@ def maintain(
         plans, details = yield from _look(conn, sets, wanted, here)
     except RemoteError as exc:
         return _not_maintained(target, exc, "reading the catalog", 1)
-    if any(plan.create for plan in plans):
+    creating = [plan for plan in plans if plan.create]
+    if creating and all(plan.default is None for plan in creating):
+        steps = [
+            (f"{plan.rangeset.schema}.{child.name}", sql)
+            for plan in creating
+            for child in plan.create
+            for sql in create_statements(plan.rangeset, child)
+        ]
+        try:
+            yield from in_one_trip(conn, settings, [sql for _, sql in steps])
+        except TransactionFailed as failed:
+            doing = "committing" if failed.in_doubt else "creating partitions"
+            if failed.index is not None:
+                doing = f"creating partition {steps[failed.index][0]}"
+            return _not_maintained(target, failed.error, doing, failed.attempts, failed.blockers)
+        details["created"] = list(dict.fromkeys(name for name, _ in steps))
+    elif creating:
         progress = Progress()
 
         def body() -> Fragment:

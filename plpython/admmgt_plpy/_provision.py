@@ -12,6 +12,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from admmgt_plpy import _history
@@ -67,27 +68,95 @@ def create_database(plpy: Plpy) -> None:
         run.dblink.disconnect_all()
         clusters = run.clusters
         placement = _placement(plpy, clusters, set(by_cluster), rows)
-        recorder = run.start({"tenants": len(rows)}, words={"ok": "created"})
         tenants = [Tenant.of(r) for r in rows]
+        tenants = [Tenant(t.id, t.dbname, placement.get(t.id, t.cluster)) for t in tenants]
+        # Read before anything is copied, and again after: see TemplateHistory.
+        histories = {
+            cluster: read_template_history(run.dblink, clusters, by_cluster[cluster])
+            for cluster in sorted({t.cluster for t in tenants})
+            if cluster in by_cluster
+        }
+        recorder = run.start({"tenants": len(rows)}, words={"ok": "created"})
         if placement:
             # Committed before anything is created, so a tenant is never made on
             # one cluster while its row names none.
             for cluster in sorted(set(placement.values())):
                 ids = [i for i, c in placement.items() if c == cluster]
                 recorder.execute(registry_update(ids, cluster=cluster, if_no_cluster=True))
-            tenants = [Tenant(t.id, t.dbname, placement.get(t.id, t.cluster)) for t in tenants]
             counts = ", ".join(f"{c} +{n}" for c, n in sorted(Counter(placement.values()).items()))
             plpy.notice(
                 f"create_database: {len(placement)} tenant(s) named no cluster; placed on the "
                 f"clusters with the fewest tenants: {counts}"
             )
+        copied: dict[str, list[int]] = {}
+
+        def registry(tenant: Tenant, outcome: Outcome) -> str | None:
+            if outcome.private.get("copied"):
+                copied.setdefault(tenant.cluster, []).append(tenant.id)
+            return created_registry(tenant, outcome)
+
         run.wave(
             tenants,
-            lambda t: _create_one(t, by_cluster.get(t.cluster), settings, clusters),
+            lambda t: _create_one(
+                t,
+                by_cluster.get(t.cluster),
+                settings,
+                clusters,
+                template_read=histories.get(t.cluster) is not None,
+            ),
             created_line,
-            registry=created_registry,
+            registry=registry,
         )
-        run.end()
+        extra = ""
+        for cluster, ids in sorted(copied.items()):
+            template, before = by_cluster[cluster], histories[cluster]
+            assert before is not None
+            after = read_template_history(run.dblink, clusters, template)
+            if after == before:
+                if before.version is not None:
+                    recorder.execute(
+                        registry_update(ids, scriptversion=before.version, if_version_unknown=True)
+                    )
+                extra += f"; {len(ids)} at version {before.version}, their template's"
+                continue
+            why = (
+                "could not be read again"
+                if after is None
+                else f"changed during the run ({before.events} history events, then {after.events})"
+            )
+            plpy.notice(
+                f'create_database: template "{template.label}" {why}; the version of '
+                f"{len(ids)} new tenant(s) is left unknown (scriptversion NULL): the next "
+                "applyScripts reads it from each one's own history"
+            )
+        run.end(extra)
+
+
+@dataclass(frozen=True)
+class TemplateHistory:
+    """A template's history as read once (_history.events_sql). Read before the
+    first copy and again after the last, equal readings mean every copy made
+    between them has this history: CREATE DATABASE copies a template no
+    session is connected to, and history rows are only appended. So a copy's
+    version is known without connecting to it."""
+
+    events: int
+    last_id: int | None
+    version: int | None
+
+
+def read_template_history(
+    dblink: Dblink, clusters: Clusters, template: Tenant
+) -> TemplateHistory | None:
+    """None if it cannot be read: each copy's own history is read instead."""
+    try:
+        with dblink.session(clusters.conninfo(template.cluster, template.database)) as conn:
+            row = dblink.query(conn, _history.EVENTS, _history.EVENTS_COLUMNS)[0]
+    except RemoteError as exc:
+        if exc.sqlstate != _history.UNDEFINED_TABLE:
+            return None
+        return TemplateHistory(0, None, template.scriptversion)  # as a copy of it reads
+    return TemplateHistory(row["events"], row["last_id"], row["version"])
 
 
 def created_registry(tenant: Tenant, outcome: Outcome) -> str | None:
@@ -196,8 +265,16 @@ def tenant_marker(tenant: Tenant) -> str:
 
 
 def _create_one(
-    tenant: Tenant, template: Tenant | None, settings: Settings, clusters: Clusters
+    tenant: Tenant,
+    template: Tenant | None,
+    settings: Settings,
+    clusters: Clusters,
+    *,
+    template_read: bool = False,
 ) -> Job:
+    """One tenant's CREATE DATABASE. ``template_read``: the run read the
+    template's history first (TemplateHistory), so a copy made now is not
+    connected to; one adopted from an earlier run is read."""
     db, name = quote_ident(tenant.database), tenant.database
     if template is None:
         return Outcome(
@@ -288,8 +365,10 @@ def _create_one(
         return Outcome.failed(
             exc, f"securing the new database failed, so it was dropped: {exc.describe()}"
         )
-    # The copy's own history is its version (the template may have moved since
-    # the run began); a template without one gives its registered version.
+    if template_read and not note:
+        return Outcome("ok", private={"copied": True})
+    # The copy's own history is its version; a template without one gives its
+    # registered version.
     tconn = yield Connect(place_conninfo(clusters, tenant.place))
     has, state = yield from _history.read_state(tconn)
     version = max(_history.have(state), default=None) if has else template.scriptversion

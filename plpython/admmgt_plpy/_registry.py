@@ -372,13 +372,15 @@ def registry_update(
     archived_as: str | None = None,
     touch: bool = True,
     if_no_cluster: bool = False,
+    if_version_unknown: bool = False,
 ) -> str:
     """The one UPDATE of admmgt.vendor_db_settings rows ``ids``, as SQL text
     (run it locally, or with a run's records: RunRecorder.target/execute).
 
     ``scriptversion``/``error``: KEEP leaves the column, None clears it; an
     error also sets (or clears) last_error_at. ``cluster`` places the rows
-    (with ``if_no_cluster``: only rows that name none yet); ``deleted`` marks
+    (with ``if_no_cluster``: only rows that name none yet);
+    ``if_version_unknown``: only rows whose scriptversion is NULL; ``deleted`` marks
     them deleted; ``archived_as`` records the archive's name. ``touch``:
     modifiedon = now() (False for what only reports on the row).
     """
@@ -412,4 +414,6 @@ def registry_update(
     )
     if if_no_cluster:
         where += " AND cluster_name IS NULL"
+    if if_version_unknown:
+        where += " AND scriptversion IS NULL"
     return f"UPDATE admmgt.vendor_db_settings SET {', '.join(sets)} WHERE {where}"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from admmgt_plpy import _history
 from tests.db.fleet import Notices, call, databases, make_template, register, registry
 from tests.fix_db import connect
 
@@ -237,3 +239,67 @@ def test_registered_template_that_does_not_exist_is_a_clear_error(
     register(admin, f"{tenant_prefix}x")
     with pytest.raises(psycopg.Error, match="is registered but does not exist"):
         call(admin, "create_database")
+
+
+@pytest.fixture
+def template_with_history(
+    cluster_dsn: str, admin: psycopg.Connection[Any], tenant_prefix: str
+) -> str:
+    """A template whose history makes version 1: 1 applied, 2 applied then rolled back."""
+    dsn = make_template(cluster_dsn, admin, f"{tenant_prefix}tpl", _history.ENSURE_TABLE)
+    with connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO admmgt.script_history (script_id, action)"
+            " VALUES (1, 'apply'), (2, 'apply'), (2, 'rollback')"
+        )
+    return dsn
+
+
+def sessions(admin: psycopg.Connection[Any], like: str) -> dict[str, int]:
+    """Sessions each database has had (pg_stat_database), after the stats settle."""
+    time.sleep(0.5)  # a backend counts its session when it exits
+    admin.execute("SELECT pg_stat_clear_snapshot()")
+    rows = admin.execute(
+        "SELECT datname, sessions FROM pg_stat_database WHERE datname LIKE %s", (like,)
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def test_new_tenants_get_their_template_s_version_without_being_connected_to(
+    admin: psycopg.Connection[Any], template_with_history: str, tenant_prefix: str
+) -> None:
+    names = [f"{tenant_prefix}v{i}" for i in range(3)]
+    register(admin, *names)
+    notices = Notices(admin)
+    call(admin, "create_database")
+    assert {n: registry(admin)[n][:2] for n in names} == dict.fromkeys(names, (2, 1))
+    assert notices.take()[-1].endswith("; 3 at version 1, their template's")
+    assert sessions(admin, f"{tenant_prefix}v%") == dict.fromkeys(names, 0)
+
+
+def test_a_template_changed_during_the_run_leaves_the_new_versions_unknown(
+    admin: psycopg.Connection[Any], template_with_history: str, tenant_prefix: str
+) -> None:
+    register(admin, f"{tenant_prefix}during")
+    holder = connect(template_with_history)  # CREATE DATABASE waits for it to go
+
+    def apply_script_3_and_leave() -> None:
+        holder.execute("INSERT INTO admmgt.script_history (script_id, action) VALUES (3, 'apply')")
+        holder.close()
+
+    timer = threading.Timer(0.5, apply_script_3_and_leave)
+    timer.start()
+    notices = Notices(admin)
+    call(admin, "create_database")
+    timer.join()
+    status, version, _ = registry(admin)[f"{tenant_prefix}during"]
+    assert (status, version) == (2, None)  # unknown, never a version it may not have
+    lines = notices.take()
+    assert any(
+        f'template "{tenant_prefix}tpl" changed during the run (3 history events, then 4)' in line
+        and "left unknown (scriptversion NULL)" in line
+        for line in lines
+    ), lines
+    copy = template_with_history.replace(f"{tenant_prefix}tpl", f"{tenant_prefix}during")
+    with connect(copy) as tenant:
+        assert tenant.execute(_history.VERSION).fetchone() == (3,)  # what the next run will read

@@ -19,7 +19,7 @@ from admmgt_plpy._partition_plan import (
     range_sets,
 )
 from admmgt_plpy._registry import Tenant
-from admmgt_plpy._remote import Connect, Run
+from admmgt_plpy._remote import Connect, RemoteError, Run
 from tests.unit.fakes import settings
 
 
@@ -173,22 +173,61 @@ def test_a_database_lacking_nothing_costs_one_statement_and_no_transaction() -> 
     assert done.value.value.details == {"created": []}
 
 
-def test_a_database_lacking_a_partition_reads_again_inside_its_transaction() -> None:
+def test_a_database_lacking_a_partition_gets_its_creates_in_one_round_trip() -> None:
     job = start_maintain(UtcClusters())
-    rows = catalog_rows(("t_2027_02", "2027-02-01", "2027-03-01"))
+    batch = job.send(catalog_rows(("t_2027_02", "2027-02-01", "2027-03-01")))
+    assert isinstance(batch, Run) and batch.statements == 3  # BEGIN, the settings, the CREATE
+    begin, _settings, create = batch.sql.split("\n;\n")
+    assert begin == "BEGIN"
+    assert create.startswith('CREATE TABLE "s"."t_2027_03" PARTITION OF "s"."t"')
+    assert create.endswith("FOR VALUES FROM ('2027-03-01') TO ('2027-04-01')")
+    assert job.send([]) == Run("c1", "COMMIT")
+    with pytest.raises(StopIteration) as done:
+        job.send([])
+    assert done.value.value.outcome == "ok"
+    assert done.value.value.details["created"] == ["s.t_2027_03"]
+
+
+def test_a_failing_create_names_its_partition() -> None:
+    job = start_maintain(UtcClusters())
+    job.send(catalog_rows())  # nothing yet: February and March in one query
+    error = RemoteError("42P17", "partition would overlap", index=3)
+    assert job.throw(error) == Run("c1", "ROLLBACK")
+    with pytest.raises(StopIteration) as done:
+        job.send([])
+    outcome = done.value.value
+    assert outcome.outcome == "failed"
+    assert "creating partition s.t_2027_03" in outcome.message
+    assert "nothing was created" in outcome.message
+
+
+def test_a_default_partition_makes_the_transaction_go_step_by_step() -> None:
+    job = start_maintain(UtcClusters())
+    rows = [
+        *catalog_rows(("t_2027_02", "2027-02-01", "2027-03-01")),
+        {
+            "k": "partition",
+            "ps": "s",
+            "p": "t",
+            "strat": "r",
+            "cs": "s",
+            "c": "t_default",
+            "bound": "DEFAULT",
+        },
+    ]
     assert job.send(rows) == Run("c1", "BEGIN")
     assert isinstance(job.send([]), Run)  # the transaction's settings
     again = job.send([])
     assert isinstance(again, Run) and again.columns == PARTITIONS_AND_NAMES_COLUMNS
-    create = job.send(rows)
-    assert "CREATE TABLE" in create.sql and "t_2027_03" in create.sql
-    assert "FROM ('2027-03-01') TO ('2027-04-01')" in create.sql
-    op = job.send([])
-    while op != Run("c1", "COMMIT"):
-        op = job.send([])
+    lock = job.send(rows)  # read again inside the transaction
+    assert lock.sql == 'LOCK TABLE "s"."t", "s"."t_default" IN ACCESS EXCLUSIVE MODE'
+    count = job.send([])
+    assert count.sql.startswith("SELECT k, count(*)")
+    create = job.send([])  # no row of March in the default
+    assert create.sql.startswith('CREATE TABLE "s"."t_2027_03"')
+    assert job.send([]) == Run("c1", "COMMIT")
     with pytest.raises(StopIteration) as done:
         job.send([])
-    assert done.value.value.outcome == "ok"
     assert done.value.value.details["created"] == ["s.t_2027_03"]
 
 

@@ -23,10 +23,18 @@ class Clusters:
 TEMPLATE = Tenant(1, "tpl", "local", scriptversion=7)
 
 
+def acme_job(template_read: bool = False) -> Any:
+    """The job for tenant 5 "Acme", to drive by hand."""
+    clusters: Any = Clusters()
+    return _create_one(
+        Tenant(5, "Acme", "local"), TEMPLATE, settings(), clusters, template_read=template_read
+    )
+
+
 def created(history: Any) -> Any:
     """Drive the job to its end; ``history`` is what reading the new database's
     history gives: rows, or a RemoteError. Returns (ops sent, the Outcome)."""
-    job = _create_one(Tenant(5, "Acme", "local"), TEMPLATE, settings(), Clusters())  # type: ignore[arg-type]
+    job = acme_job()
     ops = [job.send(None)]
     replies: list[Any] = ["c1", [], [], "c2"]
     try:
@@ -79,3 +87,29 @@ def test_the_version_is_the_copy_s_own_history_or_else_the_template_s(
 def test_another_error_reading_the_history_is_not_taken_for_no_history() -> None:
     with pytest.raises(RemoteError):
         created(RemoteError("42501", "permission denied for schema admmgt"))
+
+
+def test_with_the_template_s_history_read_the_copy_is_not_connected_to() -> None:
+    job = acme_job(template_read=True)
+    assert job.send(None) == Connect("dbname=postgres", reuse=True)
+    assert job.send("c1").sql.startswith("CREATE DATABASE")
+    assert job.send([]).sql.startswith("REVOKE")
+    with pytest.raises(StopIteration) as done:
+        job.send([])
+    assert done.value.value.outcome == "ok"
+    assert done.value.value.private == {"copied": True}  # its version comes at the run's end
+
+
+def test_a_copy_adopted_from_an_earlier_run_is_read_even_so() -> None:
+    job = acme_job(template_read=True)
+    job.send(None)
+    job.send("c1")  # CREATE DATABASE
+    marker = job.throw(RemoteError("42P04", 'database "acme" already exists'))
+    assert "shobj_description" in marker.sql
+    assert job.send([{"c": "admmgt tenant 5"}]).sql.startswith("REVOKE")
+    assert job.send([]) == Connect("dbname=acme")  # made from whichever template it was then
+    assert isinstance(job.send("c2"), Run)
+    with pytest.raises(StopIteration) as done:
+        job.send([{"script_id": 4, "action": "apply", "checksum": None}])
+    assert done.value.value.details == {"scriptversion": 4}
+    assert "found already created" in done.value.value.message
