@@ -30,6 +30,7 @@ runs the plan over the fleet.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -54,7 +55,7 @@ from admmgt_plpy._partition_plan import (
 from admmgt_plpy._registry import SCHEMA_MODE, Tenant, mode_of, templates, updating_tenants
 from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
 from admmgt_plpy._settings import Settings
-from admmgt_plpy._transaction import TransactionFailed, in_one_trip, in_transaction
+from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._types import Fragment, Plpy
 
 MAX_NUMDAYS = 3660  # ten years ahead; more is almost certainly a typo
@@ -149,9 +150,10 @@ def maintain(
     The catalog is read first, outside any transaction: a place that lacks
     nothing (the usual day) costs a connection and that one statement. A
     place with something to create, and no default partition that could hold
-    rows of it, gets its CREATEs in one round trip (in_one_trip); one with a
+    rows of it, gets its CREATEs in one round trip (in_one_trip). One with a
     default partition locks, counts and perhaps moves rows first, so its
-    transaction goes statement by statement and reads the catalog again."""
+    transaction goes statement by statement and reads the catalog again; so
+    does a place whose one round trip met a lock, on each retry."""
     if target.is_schema:
         sets = [rs.placed(target.database) for rs in sets]
     wanted = {id(rs): rs.children(first, through) for rs in sets}
@@ -164,7 +166,7 @@ def maintain(
         plans, details = yield from _look(conn, sets, wanted, here)
     except RemoteError as exc:
         return _not_maintained(target, exc, "reading the catalog", 1)
-    creating = [plan for plan in plans if plan.create]
+    creating, tried = [plan for plan in plans if plan.create], 0
     if creating and all(plan.default is None for plan in creating):
         steps = [
             (f"{plan.rangeset.schema}.{child.name}", sql)
@@ -173,14 +175,22 @@ def maintain(
             for sql in create_statements(plan.rangeset, child)
         ]
         try:
-            yield from in_one_trip(conn, settings, [sql for _, sql in steps])
+            # Once: a lock timeout goes on below, where each retry reads the
+            # catalog again (the session holding the lock may make a partition).
+            yield from in_one_trip(conn, replace(settings, lock_retries=0), [s for _, s in steps])
         except TransactionFailed as failed:
-            doing = "committing" if failed.in_doubt else "creating partitions"
-            if failed.index is not None:
-                doing = f"creating partition {steps[failed.index][0]}"
-            return _not_maintained(target, failed.error, doing, failed.attempts, failed.blockers)
-        details["created"] = list(dict.fromkeys(name for name, _ in steps))
-    elif creating:
+            if failed.in_doubt or failed.error.sqlstate not in RETRYABLE:
+                doing = "committing" if failed.in_doubt else "creating partitions"
+                if failed.index is not None:
+                    doing = f"creating partition {steps[failed.index][0]}"
+                return _not_maintained(
+                    target, failed.error, doing, failed.attempts, failed.blockers
+                )
+            tried = 1
+        else:
+            details["created"] = list(dict.fromkeys(name for name, _ in steps))
+            creating = []
+    if creating:
         progress = Progress()
 
         def body() -> Fragment:
@@ -194,7 +204,7 @@ def maintain(
             details = yield from in_transaction(conn, settings, body)
         except TransactionFailed as failed:
             return _not_maintained(
-                target, failed.error, progress.doing, failed.attempts, failed.blockers
+                target, failed.error, progress.doing, tried + failed.attempts, failed.blockers
             )
     details = {k: v for k, v in details.items() if v or k == "created"}
     outcome = Outcome("ok" if details["created"] else "noop", details=details)

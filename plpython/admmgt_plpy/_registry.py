@@ -212,15 +212,17 @@ def updating_tenants(
     """Created, live tenants with updateflag: the ones operations work on.
 
     ``below``: only those the registry shows behind that script; ``at``: only
-    those the registry shows exactly at it; ``mode``: database tenants (1),
-    schema tenants (0) or both (None).
+    those the registry shows exactly at it, or whose version it does not know
+    (NULL, e.g. left by an interrupted create_database: the operation reads
+    each one's history first); ``mode``: database tenants (1), schema tenants
+    (0) or both (None).
     """
     rows = plpy.execute(
         plpy.prepare(
             f"""{TENANT_SELECT}
                WHERE {updating_sql("v")} AND {mode_sql("v", mode)}
                  AND ($1::int IS NULL OR coalesce(v.scriptversion, 0) < $1)
-                 AND ($2::int IS NULL OR v.scriptversion = $2)
+                 AND ($2::int IS NULL OR v.scriptversion = $2 OR v.scriptversion IS NULL)
                ORDER BY v.id""",
             ["int4", "int4"],
         ),

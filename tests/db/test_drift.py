@@ -183,7 +183,7 @@ def test_operator_may_call_detect_drift(fleet: Fleet, test_id: str) -> None:
 
 def test_identical_fingerprint_costs_no_object_list() -> None:
     class FakeClusters:
-        def conninfo(self, cluster: str, db: str) -> str:
+        def conninfo(self, cluster: str, db: str, options: str = "") -> str:
             return f"dbname={db}"
 
     template = _drift.Snapshot(None, "abc", {("table", "s.t"): "table"})

@@ -240,3 +240,24 @@ def test_a_missing_parent_is_reported_without_a_transaction() -> None:
     assert outcome.details["missing"] == [
         "s.t does not exist in this database (has its script reached it?)"
     ]
+
+
+def test_a_lock_met_in_the_one_round_trip_is_retried_reading_the_catalog_again() -> None:
+    job = start_maintain(UtcClusters())
+    february = ("t_2027_02", "2027-02-01", "2027-03-01")
+    batch = job.send(catalog_rows(february))
+    assert isinstance(batch, Run) and batch.statements == 3
+    locked = RemoteError("55P03", "canceling statement due to lock timeout", index=2)
+    assert job.throw(locked) == Run("c1", "ROLLBACK")
+    blockers = job.send([])  # who held the lock, asked once
+    assert isinstance(blockers, Run) and "pg_locks" in blockers.sql
+    assert job.send([]) == Run("c1", "BEGIN")  # statement by statement from here
+    assert isinstance(job.send([]), Run)  # the transaction's settings
+    again = job.send([])
+    assert isinstance(again, Run) and again.columns == PARTITIONS_AND_NAMES_COLUMNS
+    # Meanwhile the session that held the lock made March itself.
+    march = ("t_2027_03", "2027-03-01", "2027-04-01")
+    assert job.send(catalog_rows(february, march)) == Run("c1", "COMMIT")
+    with pytest.raises(StopIteration) as done:
+        job.send([])
+    assert done.value.value.outcome == "noop"  # not a 42P07 failure
