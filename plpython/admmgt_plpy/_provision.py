@@ -146,7 +146,8 @@ def _record_versions(
             f'create_database: template "{template.label}" {why}; reading the version of its '
             f"{len(ids)} new tenant(s) from their own history"
         )
-        unsure += [t for t in tenants if t.cluster == cluster and t.id in set(ids)]
+        read_again = set(ids)
+        unsure += [t for t in tenants if t.cluster == cluster and t.id in read_again]
     if unsure:
         _read_versions(run, by_cluster, unsure)
     return extra
@@ -168,7 +169,8 @@ def _read_versions(run: FleetRun, by_cluster: dict[str, Tenant], unsure: list[Te
         template = by_cluster[tenant.cluster]
         return (yield from _copy_version(tenant, template, run.clusters))
 
-    Fanout.over_fleet(run.dblink, run.settings, on_done, run.clusters).run(unsure, job)
+    fanout = Fanout.over_fleet(run.dblink, run.settings, on_done, run.clusters, stop_early=False)
+    fanout.run(unsure, job)
     for version, ids in sorted(versions.items(), key=lambda kv: kv[0] or 0):
         if version is not None:
             run.recorder.execute(
