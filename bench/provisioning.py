@@ -140,6 +140,8 @@ class ProvisioningFleet(DriverFleet):
         done = self.one(
             "SELECT count(*) FROM admmgt.vendor_db_settings"
             f" WHERE dbname LIKE 'bench\\_a{round_}\\_%' AND status = 2"
+            " AND scriptversion = (SELECT scriptversion FROM admmgt.vendor_db_settings"
+            " WHERE istemplate AND NOT deleted AND coalesce(cluster_name, 'local') = 'local')"
         )
         check = self.check_databases(names, f"admmgt, round {round_}", registered=int(done))
         self.record_run(
@@ -201,8 +203,10 @@ class ProvisioningFleet(DriverFleet):
 
     def check_databases(self, names: list[str], what: str, registered: int | None) -> str:
         """Untimed: every database exists, PUBLIC may not connect to it, and (admmgt)
-        its registry row says done; a sample of SAMPLE is connected to, to find app.items
-        (a first connection to a new database costs ~0.1 s here: all would take minutes)."""
+        its registry row says done, at the template's version; a sample of SAMPLE
+        is connected to, to find app.items and (admmgt) the version its registry
+        row says in its own history (a first connection to a new database costs
+        ~0.1 s here: all would take minutes)."""
         rows = self.cluster.execute(
             "SELECT datname, has_database_privilege('public', oid, 'CONNECT')"
             " FROM pg_database WHERE datname = ANY(%s)",
@@ -222,8 +226,22 @@ class ProvisioningFleet(DriverFleet):
                 row = conn.execute("SELECT to_regclass('app.items') IS NOT NULL").fetchone()
                 if row is None or not row[0]:
                     bad.append(f"{dbname}: no app.items")
+                if registered is None:
+                    return
+                # admmgt records a copy's version without connecting to it: its
+                # own history must say the same.
+                own = conn.execute("SELECT max(script_id) FROM admmgt.script_history").fetchone()
+                if own is None or own[0] != said.get(dbname):
+                    bad.append(f"{dbname}: history version {own}, registry {said.get(dbname)}")
 
         sample = sorted(existing)[:: max(1, len(existing) // SAMPLE)][:SAMPLE]
+        said = dict(
+            self.admin.execute(
+                "SELECT dbname, scriptversion FROM admmgt.vendor_db_settings"
+                " WHERE dbname = ANY(%s) AND NOT deleted",
+                (sample,),
+            ).fetchall()
+        )
         saved, self.tenants = self.tenants, sample
         try:
             errors = self.pool(one)
@@ -231,12 +249,20 @@ class ProvisioningFleet(DriverFleet):
             self.tenants = saved
         wrong = [f"{n}: missing" for n in missing] + bad + errors
         if registered is not None and registered != len(names):
-            wrong.append(f"{len(names) - registered} registry rows not at status 2 (done)")
+            wrong.append(
+                f"{len(names) - registered} registry rows not at status 2 (done) at the "
+                "template's version"
+            )
         if not wrong:
-            done = f", {registered} registered done" if registered is not None else ""
+            done = (
+                f", {registered} registered done at the template's version"
+                if registered is not None
+                else ""
+            )
             return (
                 f"{len(names)}/{len(names)} exist, no CONNECT for PUBLIC{done};"
-                f" app.items in {len(sample)}/{len(sample)} sampled"
+                f" app.items{' and the version' if registered is not None else ''} in"
+                f" {len(sample)}/{len(sample)} sampled"
             )
         message = f"{len(wrong)} problems, e.g. {wrong[0]}"
         self.loud.append(f"CHECK FAILED ({what}): {message}")
