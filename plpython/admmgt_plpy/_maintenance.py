@@ -29,6 +29,7 @@ runs the plan over the fleet.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import date, timedelta
@@ -53,7 +54,7 @@ from admmgt_plpy._partition_plan import (
     range_sets,
 )
 from admmgt_plpy._registry import SCHEMA_MODE, Tenant, mode_of, templates, updating_tenants
-from admmgt_plpy._remote import Job, Outcome, RemoteError, Run
+from admmgt_plpy._remote import Job, Outcome, RemoteError, Run, Sleep
 from admmgt_plpy._settings import Settings
 from admmgt_plpy._transaction import RETRYABLE, TransactionFailed, in_one_trip, in_transaction
 from admmgt_plpy._types import Fragment, Plpy
@@ -179,14 +180,17 @@ def maintain(
             # catalog again (the session holding the lock may make a partition).
             yield from in_one_trip(conn, replace(settings, lock_retries=0), [s for _, s in steps])
         except TransactionFailed as failed:
-            if failed.in_doubt or failed.error.sqlstate not in RETRYABLE:
+            locked = failed.error.sqlstate in RETRYABLE and not failed.in_doubt
+            if not locked or settings.lock_retries == 0:
                 doing = "committing" if failed.in_doubt else "creating partitions"
                 if failed.index is not None:
                     doing = f"creating partition {steps[failed.index][0]}"
                 return _not_maintained(
                     target, failed.error, doing, failed.attempts, failed.blockers
                 )
-            tried = 1
+            # That was the first of the 1 + lock_retries tries.
+            tried, settings = 1, replace(settings, lock_retries=settings.lock_retries - 1)
+            yield Sleep(max(settings.retry_backoff_ms, 10) / 1000.0 * random.uniform(0.5, 1.5))
         else:
             details["created"] = list(dict.fromkeys(name for name, _ in steps))
             creating = []

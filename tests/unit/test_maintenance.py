@@ -19,7 +19,7 @@ from admmgt_plpy._partition_plan import (
     range_sets,
 )
 from admmgt_plpy._registry import Tenant
-from admmgt_plpy._remote import Connect, RemoteError, Run
+from admmgt_plpy._remote import Connect, RemoteError, Run, Sleep
 from tests.unit.fakes import settings
 
 
@@ -251,7 +251,8 @@ def test_a_lock_met_in_the_one_round_trip_is_retried_reading_the_catalog_again()
     assert job.throw(locked) == Run("c1", "ROLLBACK")
     blockers = job.send([])  # who held the lock, asked once
     assert isinstance(blockers, Run) and "pg_locks" in blockers.sql
-    assert job.send([]) == Run("c1", "BEGIN")  # statement by statement from here
+    assert isinstance(job.send([]), Sleep)  # the backoff, as before any retry
+    assert job.send(None) == Run("c1", "BEGIN")  # statement by statement from here
     assert isinstance(job.send([]), Run)  # the transaction's settings
     again = job.send([])
     assert isinstance(again, Run) and again.columns == PARTITIONS_AND_NAMES_COLUMNS
