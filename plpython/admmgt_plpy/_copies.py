@@ -24,15 +24,15 @@ def record_versions(
     run: FleetRun,
     by_cluster: dict[str, Tenant],
     histories: dict[str, TemplateHistory | None],
-    copied: dict[str, list[int]],
-    tenants: list[Tenant],
+    copied: dict[str, list[Tenant]],
 ) -> str:
     """After the wave: the version of each copy made from a template read
-    before it (``copied``: ids by cluster). A template whose history reads the
+    before it (``copied``: those tenants, by cluster). A template whose history reads the
     same again gives its version to all of them in one UPDATE; otherwise each
     copy's own history is read. Returns the summary's addition."""
     extra, unsure = "", []
-    for cluster, ids in sorted(copied.items()):
+    for cluster, made in sorted(copied.items()):
+        ids = [t.id for t in made]
         template, before = by_cluster[cluster], histories[cluster]
         assert before is not None
         after = read_template_history(run.dblink, run.clusters, template)
@@ -54,8 +54,7 @@ def record_versions(
             f'create_database: template "{template.label}" {why}; reading the version of its '
             f"{len(ids)} new tenant(s) from their own history"
         )
-        read_again = set(ids)
-        unsure += [t for t in tenants if t.cluster == cluster and t.id in read_again]
+        unsure += made
     if unsure:
         _read_versions(run, by_cluster, unsure)
     return extra
@@ -87,7 +86,8 @@ def _read_versions(run: FleetRun, by_cluster: dict[str, Tenant], unsure: list[Te
     if unread:
         run.plpy.notice(
             f"create_database: the history of {len(unread)} new tenant(s) could not be read; "
-            "their version is left unknown (scriptversion NULL) until a run reads it: "
+            "their version is left unknown (scriptversion NULL) until a run reads it from "
+            "their own history (CALL admmgt.applyScripts(); does): "
             + "; ".join(unread[:5])
             + (f"; ... and {len(unread) - 5} more" if len(unread) > 5 else "")
         )
@@ -98,7 +98,7 @@ def copy_version(tenant: Tenant, template: Tenant, clusters: Clusters) -> Job:
     history table, the template's registered version."""
     conn = yield Connect(place_conninfo(clusters, tenant.place))
     has, state = yield from _history.read_state(conn)
-    version = max(_history.have(state), default=None) if has else template.scriptversion
+    version = _history.version_of(state) if has else template.scriptversion
     return Outcome("ok", details={"scriptversion": version})
 
 

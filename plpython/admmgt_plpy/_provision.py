@@ -86,11 +86,11 @@ def create_database(plpy: Plpy) -> None:
                 f"create_database: {len(placement)} tenant(s) named no cluster; placed on the "
                 f"clusters with the fewest tenants: {counts}"
             )
-        copied: dict[str, list[int]] = {}
+        copied: dict[str, list[Tenant]] = {}
 
         def registry(tenant: Tenant, outcome: Outcome) -> str | None:
             if outcome.private.get("copied"):
-                copied.setdefault(tenant.cluster, []).append(tenant.id)
+                copied.setdefault(tenant.cluster, []).append(tenant)
             return created_registry(tenant, outcome)
 
         run.wave(
@@ -105,7 +105,7 @@ def create_database(plpy: Plpy) -> None:
             created_line,
             registry=registry,
         )
-        extra = record_versions(run, by_cluster, histories, copied, tenants)
+        extra = record_versions(run, by_cluster, histories, copied)
         run.end(extra)
 
 
