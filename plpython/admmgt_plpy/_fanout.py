@@ -308,7 +308,9 @@ class Fanout:
                 return
             except RemoteError as exc:  # one the job did not expect, e.g. connecting
                 todo = (
-                    "; check that it is reachable, then re-run" if exc.sqlstate[:2] == "08" else ""
+                    "; retryable: check that it is reachable, then re-run"
+                    if connection_lost(exc.sqlstate)
+                    else ""
                 )
                 self._finish(
                     state, Outcome("failed", exc.describe() + todo, exc.sqlstate, exc.statement)
